@@ -1,0 +1,345 @@
+package snf
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/snf-dev/snf/flowtable"
+	"github.com/snf-dev/snf/packet"
+	"github.com/snf-dev/snf/store"
+)
+
+// ChainOptions configure a Chain's runtime side.
+type ChainOptions struct {
+	// Store holds shared state; nil means a new embedded store owned by the chain.
+	Store store.Store
+	// Unit identifies the compute unit running this chain instance (store tags).
+	Unit uint32
+	// Tenant prefixes the store namespace of every NF instance ("default" if empty).
+	Tenant string
+	// Logger receives construction-time and rare events (default: slog.Default()).
+	Logger *slog.Logger
+	// MaxFlows bounds the flow table (0: the spec's value, else flowtable.DefaultMaxFlows).
+	MaxFlows int
+}
+
+// NFStats counts one NF instance's packets.
+type NFStats struct {
+	In, Dropped, Emitted uint64
+}
+
+// ChainStats counts a chain's packets. In = Out + Dropped; Emitted packets come on top of Out.
+type ChainStats struct {
+	In, Out, Dropped, Emitted uint64
+	// NonIP frames passed through untouched; Malformed IP packets were shown to the NFs
+	// without a flow (each NF's README says what it does with them).
+	NonIP, Malformed uint64
+}
+
+type nfInst struct {
+	nf        NF
+	name      string
+	typ       string
+	ender     FlowEnder
+	metrics   []*Metric
+	shared    []SharedDecl
+	flowState []string
+	stats     NFStats
+}
+
+// Chain runs a list of NF instances fused: each packet of a batch goes through every NF
+// (run to completion) before the next packet. A Chain is one unit's: not safe for
+// concurrent use.
+type Chain struct {
+	spec     *ChainSpec
+	nfs      []*nfInst
+	table    *flowtable.Table
+	slots    []flowSlot
+	store    store.Store
+	ownStore bool
+	unit     uint32
+	ctx      Context
+	stats    ChainStats
+	clock    uint64 // the last clock this chain stamped on an unstamped packet
+
+	emitted []packet.Packet // this batch's emitted packets (reused)
+	nEmit   int
+	pending int // emitted packets of the current packet not yet placed in out
+}
+
+// NewChain builds one instance of every NF of spec.
+func NewChain(spec *ChainSpec, opt ChainOptions) (*Chain, error) {
+	c := &Chain{spec: spec, store: opt.Store, unit: opt.Unit}
+	if c.store == nil {
+		c.store, c.ownStore = store.NewEmbedded(), true
+	}
+	if opt.Tenant == "" {
+		opt.Tenant = "default"
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	timeouts := flowtable.Timeouts{}
+	for i, s := range spec.NFs {
+		inst := &nfInst{name: s.Name, typ: s.Type}
+		env := &Env{chain: c, index: i, name: s.Name, typ: s.Type, ns: opt.Tenant + "/" + s.Name,
+			log: opt.Logger.With("nf", s.Name), inst: inst}
+		nf, err := s.factory.build(env, s.config)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: %w", s.where(spec), err)
+		}
+		inst.nf = nf
+		inst.ender, _ = nf.(FlowEnder)
+		if ft, ok := nf.(FlowTimeouter); ok {
+			timeouts = timeouts.Max(ft.FlowTimeouts())
+		}
+		c.nfs = append(c.nfs, inst)
+	}
+	maxFlows := opt.MaxFlows
+	if maxFlows == 0 {
+		maxFlows = spec.MaxFlows
+	}
+	c.table = flowtable.New(flowtable.Config{
+		MaxFlows: maxFlows,
+		Timeouts: flowtable.DefaultTimeouts.Max(timeouts),
+		Slots:    len(c.slots),
+		OnRemove: c.flowRemoved,
+	})
+	c.ctx.chain = c
+	return c, nil
+}
+
+// Process runs the batch through the chain and appends the packets that leave it to out, in
+// order: each forwarded packet followed by what the NFs emitted while handling it. Emitted
+// packets are owned by the chain and valid until the next Process call.
+func (c *Chain) Process(pkts []packet.Packet, out []*packet.Packet) []*packet.Packet {
+	c.nEmit = 0
+	for i := range pkts {
+		out = c.process(&pkts[i], out)
+	}
+	return out
+}
+
+func (c *Chain) process(p *packet.Packet, out []*packet.Packet) []*packet.Packet {
+	c.stats.In++
+	if p.Flags&packet.NonIP != 0 {
+		c.stats.NonIP++
+		c.stats.Out++
+		return append(out, p)
+	}
+	if p.Clock == 0 {
+		// Unstamped (a test, or a chain fed directly): stamp from the chain's own counter so
+		// that clocks stay unique; the root stamps packets in the elastic runtime.
+		c.clock++
+		p.Clock = c.clock
+	}
+	ctx := &c.ctx
+	ctx.p, ctx.now, ctx.clock = p, p.Time, p.Clock
+	ctx.flow, ctx.dir, ctx.draws, ctx.ops, ctx.end = -1, Orig, 0, 0, false
+	if p.Flags&packet.Malformed == 0 {
+		c.table.Expire(ctx.now)
+		f, dir, _ := c.table.Lookup(p.Key, ctx.now)
+		ctx.flow, ctx.dir = f.Index(), dir
+	} else {
+		c.stats.Malformed++
+	}
+	c.pending = 0
+	verdict := Forward
+	for j, n := range c.nfs {
+		ctx.nf = j
+		n.stats.In++
+		if n.nf.Process(ctx, p) == Drop {
+			n.stats.Dropped++
+			verdict = Drop
+			break
+		}
+	}
+	if verdict == Forward {
+		c.stats.Out++
+		out = append(out, p)
+	} else {
+		c.stats.Dropped++
+	}
+	for k := c.nEmit - c.pending; k < c.nEmit; k++ {
+		out = append(out, &c.emitted[k])
+	}
+	if ctx.end && ctx.flow >= 0 {
+		c.table.Remove(c.table.Flow(ctx.flow), ctx.now)
+	}
+	return out
+}
+
+func (c *Chain) emit(ctx *Context, frame []byte) {
+	if c.nEmit == len(c.emitted) {
+		c.emitted = append(c.emitted, packet.Packet{})
+	}
+	e := &c.emitted[c.nEmit]
+	e.SetData(frame, ctx.now, 0)
+	e.Clock = ctx.clock
+	c.nEmit++
+	c.pending++
+	c.nfs[ctx.nf].stats.Emitted++
+	c.stats.Emitted++
+}
+
+// flowRemoved runs the NFs' FlowEnd hooks for a flow leaving the table and frees its state.
+func (c *Chain) flowRemoved(f *flowtable.Flow, now int64, _ bool) {
+	saved := c.ctx
+	ctx := &c.ctx
+	ctx.now, ctx.flow, ctx.dir, ctx.draws, ctx.ops = now, f.Index(), Orig, 0, saved.ops
+	for j, n := range c.nfs {
+		if n.ender != nil {
+			ctx.nf = j
+			n.ender.FlowEnd(ctx)
+		}
+	}
+	ops := ctx.ops
+	slots := c.table.Slots(f.Index())
+	for s, i := range slots {
+		if i >= 0 {
+			c.slots[s].release(i)
+			slots[s] = -1
+		}
+	}
+	c.ctx = saved
+	c.ctx.ops = ops // keep store tags unique within the packet
+}
+
+// Expire removes flows idle past their timeouts as of now (for instance at the end of a
+// run, or on a timer when no packets arrive), running the NFs' FlowEnd hooks.
+func (c *Chain) Expire(now int64) int {
+	c.ctx.clock, c.ctx.ops = 0, 0
+	return c.table.Expire(now)
+}
+
+// Stats returns the chain's packet counters.
+func (c *Chain) Stats() ChainStats { return c.stats }
+
+// FlowStats returns the flow table's counters.
+func (c *Chain) FlowStats() flowtable.Stats { return c.table.Stats() }
+
+// NFReport describes one NF instance's counters.
+type NFReport struct {
+	Name, Type string
+	Stats      NFStats
+	Metrics    []MetricValue
+	Shared     []SharedDecl
+	// FlowState names the per-flow state the NF declared.
+	FlowState []string
+}
+
+// MetricValue is a metric's value at report time.
+type MetricValue struct {
+	Name, Help string
+	Value      uint64
+}
+
+// Report returns every NF instance's counters, in chain order.
+func (c *Chain) Report() []NFReport {
+	r := make([]NFReport, len(c.nfs))
+	for i, n := range c.nfs {
+		r[i] = NFReport{Name: n.name, Type: n.typ, Stats: n.stats, Shared: n.shared, FlowState: n.flowState}
+		for _, m := range n.metrics {
+			r[i].Metrics = append(r[i].Metrics, MetricValue{m.Name, m.Help, m.v})
+		}
+	}
+	return r
+}
+
+// NF returns the i-th NF instance (for tests and reports).
+func (c *Chain) NF(i int) NF { return c.nfs[i].nf }
+
+// Len returns the number of NFs.
+func (c *Chain) Len() int { return len(c.nfs) }
+
+// ExportFlow appends the state of the flow with key k (either direction) to b: for each
+// declared flow state, a presence byte and a length-prefixed value. The runtime uses it to
+// move a flow to another unit and to checkpoint it.
+func (c *Chain) ExportFlow(k packet.Key, b []byte) ([]byte, error) {
+	f, _, ok := c.table.Find(k)
+	if !ok {
+		return b, fmt.Errorf("snf: export %s: no such flow", k)
+	}
+	for s, i := range c.table.Slots(f.Index()) {
+		if i < 0 {
+			b = append(b, 0)
+			continue
+		}
+		b = append(b, 1, 0, 0, 0, 0)
+		at := len(b)
+		var err error
+		if b, err = c.slots[s].appendState(b, i); err != nil {
+			return b, fmt.Errorf("snf: export %s: %s: %w", k, c.slots[s].stateName(), err)
+		}
+		n := len(b) - at
+		b[at-4], b[at-3], b[at-2], b[at-1] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	}
+	return b, nil
+}
+
+// ImportFlow creates the flow with original key k at time now holding the state exported
+// by ExportFlow from a chain built from the same spec.
+func (c *Chain) ImportFlow(k packet.Key, now int64, b []byte) error {
+	if _, _, ok := c.table.Find(k); ok {
+		return fmt.Errorf("snf: import %s: flow exists", k)
+	}
+	vals := make([]int32, len(c.slots))
+	fail := func(err error) error {
+		for s, i := range vals[:] {
+			if i >= 0 {
+				c.slots[s].release(i)
+			}
+		}
+		return fmt.Errorf("snf: import %s: %w", k, err)
+	}
+	for s := range vals {
+		vals[s] = -1
+	}
+	for s := range c.slots {
+		if len(b) < 1 {
+			return fail(errors.New("state truncated"))
+		}
+		if b[0] == 0 {
+			b = b[1:]
+			continue
+		}
+		if len(b) < 5 {
+			return fail(errors.New("state truncated"))
+		}
+		n := int(b[1])<<24 | int(b[2])<<16 | int(b[3])<<8 | int(b[4])
+		if len(b) < 5+n {
+			return fail(errors.New("state truncated"))
+		}
+		i, err := c.slots[s].loadState(b[5 : 5+n])
+		if err != nil {
+			return fail(err)
+		}
+		vals[s] = i
+		b = b[5+n:]
+	}
+	if len(b) != 0 {
+		return fail(fmt.Errorf("%d trailing bytes", len(b)))
+	}
+	f, _, _ := c.table.Lookup(k, now)
+	copy(c.table.Slots(f.Index()), vals)
+	return nil
+}
+
+// Close closes every NF that implements io.Closer, and the store if the chain owns it.
+func (c *Chain) Close() error {
+	var errs []error
+	for _, n := range c.nfs {
+		if cl, ok := n.nf.(io.Closer); ok {
+			if err := cl.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: close: %w", n.name, err))
+			}
+		}
+	}
+	if c.ownStore {
+		errs = append(errs, c.store.Close())
+	}
+	return errors.Join(errs...)
+}

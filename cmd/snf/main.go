@@ -1,0 +1,116 @@
+// Command snf runs chains of stateful network functions over packets.
+//
+//	snf run  --nfs nat,firewall --in capture.pcap --out out.pcap
+//	snf nfs  [NAME]
+//
+// Run `snf help` or `snf COMMAND --help` for the flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+const usage = `snf runs chains of stateful network functions (NFs) over packets.
+
+Usage:
+  snf run [flags]      process a capture (or generated traffic) through a chain of NFs
+  snf nfs [NAME]       list the NFs, their config fields and defaults, and the state they keep
+  snf help [COMMAND]   show help
+
+Examples:
+  snf run                                         # generated traffic through nat,firewall
+  snf run --nfs nat,firewall --in in.pcap --out out.pcap
+  snf run --chain chain.yaml --in in.pcapng --speed 1   # replay at capture pace
+  snf nfs nat
+
+Run 'snf COMMAND --help' for a command's flags.
+`
+
+// exitError carries an exit status with a one-line message.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := runMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// runMain is main without the process: it returns the exit status.
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "run":
+		err = cmdRun(ctx, rest, stdout, stderr)
+	case "nfs":
+		err = cmdNFs(rest, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		if len(rest) > 0 && rest[0] != "help" {
+			return runMain(ctx, []string{rest[0], "--help"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "snf: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.msg != "" {
+			fmt.Fprintln(stderr, "snf:", ee.msg)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(stderr, "snf:", strings.ReplaceAll(err.Error(), "\n", "; "))
+	return 1
+}
+
+// newFlags returns a flag set whose usage prints the command's help text.
+func newFlags(name, help string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), help)
+		fmt.Fprintln(fs.Output(), "\nFlags:")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args, turning flag errors into exit status 2 (usage already printed).
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stdout)
+			return err
+		}
+		return &exitError{code: 2}
+	}
+	if fs.NArg() > 0 {
+		return &exitError{code: 2, msg: fmt.Sprintf("%s: unexpected argument %q (see 'snf %s --help')", fs.Name(), fs.Arg(0), fs.Name())}
+	}
+	return nil
+}

@@ -1,0 +1,387 @@
+// Package flowtable keeps the flows a compute unit has seen: bidirectional, keyed by the
+// packet's directional 5-tuple, with idle expiry per protocol class and a hard bound on the
+// number of entries. It is a deterministic component: time is whatever the caller passes
+// (packet timestamps), so a replay expires the same flows at the same packets.
+//
+// Steady state allocates nothing: flows live in an arena indexed by int32, free entries are
+// reused, and each protocol class keeps an intrusive LRU list so that expiry touches only the
+// flows that expire.
+package flowtable
+
+import (
+	"time"
+
+	"github.com/snf-dev/snf/packet"
+)
+
+// Dir is a packet's direction within its flow.
+type Dir uint8
+
+const (
+	// Orig is the direction of the flow's first packet.
+	Orig Dir = iota
+	// Reply is the opposite direction.
+	Reply
+)
+
+// Class groups protocols that share an idle timeout.
+type Class uint8
+
+const (
+	ClassTCP Class = iota
+	ClassUDP
+	ClassOther // ICMP, ICMPv6 and every other protocol
+	numClasses
+)
+
+// ClassOf returns the timeout class of an IP protocol.
+func ClassOf(proto uint8) Class {
+	switch proto {
+	case packet.ProtoTCP:
+		return ClassTCP
+	case packet.ProtoUDP:
+		return ClassUDP
+	}
+	return ClassOther
+}
+
+// Timeouts are idle timeouts per class: a flow with no packet for that long is expired.
+type Timeouts [numClasses]time.Duration
+
+// DefaultTimeouts apply when no NF asks for longer ones.
+var DefaultTimeouts = Timeouts{ClassTCP: 5 * time.Minute, ClassUDP: time.Minute, ClassOther: 30 * time.Second}
+
+// Max returns the per-class maximum of t and u.
+func (t Timeouts) Max(u Timeouts) Timeouts {
+	for i := range t {
+		t[i] = max(t[i], u[i])
+	}
+	return t
+}
+
+// Config sizes a Table.
+type Config struct {
+	// MaxFlows bounds the number of flows; at the bound a new flow evicts the flow closest
+	// to its idle expiry (0 means DefaultMaxFlows).
+	MaxFlows int
+	// Timeouts per class (zero entries take DefaultTimeouts).
+	Timeouts Timeouts
+	// Slots is the number of int32 slots kept per flow for the caller (NF flow-state
+	// indices); they are set to -1 when a flow is created.
+	Slots int
+	// OnRemove, if set, is called for a flow just before it is expired or evicted (its
+	// slots are still intact), with the time that triggered the removal.
+	OnRemove func(f *Flow, now int64, evicted bool)
+}
+
+// DefaultMaxFlows is the default bound on flows per table.
+const DefaultMaxFlows = 1 << 20
+
+// A flow's directional keys, by position in Flow.keys: its two directions plus one alias
+// (the reply key after a NAT rewrote the original direction). The alias has its own
+// position so that a second Alias replaces exactly the first, whatever happened to the
+// other keys (a flow to itself has no separate reply key; another flow's Alias may take
+// over a flow's original or reply key).
+const (
+	keyOrig = iota
+	keyReply
+	keyAlias
+	maxKeys
+)
+
+// Flow is one bidirectional flow.
+type Flow struct {
+	// Key is the directional key of the flow's first packet.
+	Key packet.Key
+	// First and Last are the times of the first and latest packet (ns).
+	First, Last int64
+	// Packets counts packets in both directions.
+	Packets uint64
+
+	keys       [maxKeys]packet.Key
+	mapped     uint8 // bit i set: keys[i] maps to this flow
+	aliasDir   Dir
+	class      Class
+	live       bool
+	prev, next int32 // LRU list within the class, most recent at head
+	idx        int32
+}
+
+// Index is the flow's stable index in its table while it lives.
+func (f *Flow) Index() int32 { return f.idx }
+
+// ref is what a directional key maps to.
+type ref struct {
+	idx int32
+	dir Dir
+}
+
+// Stats counts the table's life.
+type Stats struct {
+	Created, Expired, Evicted uint64
+	Active                    int
+}
+
+// Table is a bounded flow table. It is not safe for concurrent use: one unit owns it.
+type Table struct {
+	cfg   Config
+	m     map[packet.Key]ref
+	flows []Flow
+	slots []int32
+	free  []int32
+	head  [numClasses]int32
+	tail  [numClasses]int32
+	stats Stats
+}
+
+// New returns an empty table.
+func New(cfg Config) *Table {
+	if cfg.MaxFlows <= 0 {
+		cfg.MaxFlows = DefaultMaxFlows
+	}
+	for i, d := range cfg.Timeouts {
+		if d <= 0 {
+			cfg.Timeouts[i] = DefaultTimeouts[i]
+		}
+	}
+	t := &Table{cfg: cfg, m: make(map[packet.Key]ref)}
+	for c := range t.head {
+		t.head[c], t.tail[c] = -1, -1
+	}
+	return t
+}
+
+// Timeouts returns the table's idle timeouts.
+func (t *Table) Timeouts() Timeouts { return t.cfg.Timeouts }
+
+// Stats returns the table's counters.
+func (t *Table) Stats() Stats {
+	s := t.stats
+	s.Active = len(t.flows) - len(t.free)
+	return s
+}
+
+// Flow returns the flow at idx. A *Flow stays valid until the next Lookup or Alias, which
+// may grow the arena; keep the index, not the pointer.
+func (t *Table) Flow(idx int32) *Flow { return &t.flows[idx] }
+
+// Slots returns the caller's slots of the flow at idx.
+func (t *Table) Slots(idx int32) []int32 {
+	n := t.cfg.Slots
+	return t.slots[int(idx)*n : int(idx)*n+n : int(idx)*n+n]
+}
+
+// Lookup finds the flow of key k at time now, creating it (k becoming its original
+// direction) when absent. A flow found idle past its timeout is expired first and a new one
+// created in its place. created reports a new flow.
+func (t *Table) Lookup(k packet.Key, now int64) (f *Flow, dir Dir, created bool) {
+	if r, ok := t.m[k]; ok {
+		f = &t.flows[r.idx]
+		if now-f.Last <= int64(t.cfg.Timeouts[f.class]) {
+			t.touch(f, now)
+			return f, r.dir, false
+		}
+		t.remove(f, now, false)
+	}
+	f = t.create(k, now)
+	return f, Orig, true
+}
+
+// Find returns the flow of key k without creating or touching it.
+func (t *Table) Find(k packet.Key) (f *Flow, dir Dir, ok bool) {
+	r, ok := t.m[k]
+	if !ok {
+		return nil, 0, false
+	}
+	return &t.flows[r.idx], r.dir, true
+}
+
+// Alias maps the directional key k to flow f in direction dir, so that packets with key k
+// (for instance replies to a NAT-rewritten packet) find f. An existing mapping of k to
+// another flow is taken over. A flow holds at most one alias: a second replaces the first.
+func (t *Table) Alias(f *Flow, k packet.Key, dir Dir) {
+	if f.mapped&(1<<keyAlias) != 0 && f.keys[keyAlias] == k && f.aliasDir == dir {
+		return // already in place: the common case of a NAT translating every packet
+	}
+	if r, ok := t.m[k]; ok {
+		if r.idx == f.idx {
+			t.m[k] = ref{f.idx, dir}
+			if f.mapped&(1<<keyAlias) != 0 && f.keys[keyAlias] == k {
+				f.aliasDir = dir // aliasDir is the direction of the alias's mapping only
+			}
+			return
+		}
+		t.dropKey(&t.flows[r.idx], k)
+	}
+	if f.mapped&(1<<keyAlias) != 0 {
+		old := f.keys[keyAlias]
+		if r, ok := t.m[old]; ok && r.idx == f.idx {
+			delete(t.m, old)
+		}
+	}
+	f.keys[keyAlias], f.aliasDir = k, dir
+	f.mapped |= 1 << keyAlias
+	t.m[k] = ref{f.idx, dir}
+}
+
+// Unalias removes the mapping of k if it points to f.
+func (t *Table) Unalias(f *Flow, k packet.Key) {
+	if r, ok := t.m[k]; ok && r.idx == f.idx {
+		delete(t.m, k)
+		t.dropKey(f, k)
+	}
+}
+
+// dropKey forgets that k maps to f (the caller updates the map).
+func (t *Table) dropKey(f *Flow, k packet.Key) {
+	for i := range f.keys {
+		if f.mapped&(1<<i) != 0 && f.keys[i] == k {
+			f.mapped &^= 1 << i
+			return
+		}
+	}
+}
+
+// Expire removes every flow idle past its class timeout at time now and returns how many.
+func (t *Table) Expire(now int64) int {
+	n := 0
+	for c := range t.tail {
+		to := int64(t.cfg.Timeouts[c])
+		for t.tail[c] >= 0 {
+			f := &t.flows[t.tail[c]]
+			if now-f.Last <= to {
+				break
+			}
+			t.remove(f, now, false)
+			n++
+		}
+	}
+	return n
+}
+
+// Remove deletes flow f now (for instance when an NF saw the connection close).
+func (t *Table) Remove(f *Flow, now int64) { t.remove(f, now, false) }
+
+// Range calls fn for every live flow, least recently used first within each class.
+func (t *Table) Range(fn func(f *Flow) bool) {
+	for c := range t.tail {
+		for i := t.tail[c]; i >= 0; {
+			f := &t.flows[i]
+			prev := f.prev
+			if !fn(f) {
+				return
+			}
+			i = prev
+		}
+	}
+}
+
+func (t *Table) create(k packet.Key, now int64) *Flow {
+	if len(t.flows)-len(t.free) >= t.cfg.MaxFlows {
+		t.evictOne(now)
+	}
+	var idx int32
+	if n := len(t.free); n > 0 {
+		idx = t.free[n-1]
+		t.free = t.free[:n-1]
+	} else {
+		idx = int32(len(t.flows))
+		t.flows = append(t.flows, Flow{})
+		for range t.cfg.Slots {
+			t.slots = append(t.slots, -1)
+		}
+	}
+	f := &t.flows[idx]
+	*f = Flow{Key: k, First: now, Last: now, Packets: 1, class: ClassOf(k.Proto), live: true, idx: idx, prev: -1, next: -1}
+	f.keys[keyOrig], f.keys[keyReply], f.mapped = k, k.Reverse(), 1<<keyOrig
+	t.m[k] = ref{idx, Orig}
+	if f.keys[keyReply] != k { // a flow to itself (same address and port both ways) has one key
+		t.m[f.keys[keyReply]] = ref{idx, Reply}
+		f.mapped |= 1 << keyReply
+	}
+	for i := range t.Slots(idx) {
+		t.Slots(idx)[i] = -1
+	}
+	t.pushHead(f)
+	t.stats.Created++
+	return f
+}
+
+// evictOne removes the flow that is closest to its idle expiry.
+func (t *Table) evictOne(now int64) {
+	best, bestLeft := int32(-1), int64(0)
+	for c, i := range t.tail {
+		if i < 0 {
+			continue
+		}
+		left := t.flows[i].Last + int64(t.cfg.Timeouts[c]) - now
+		if best < 0 || left < bestLeft {
+			best, bestLeft = i, left
+		}
+	}
+	if best >= 0 {
+		t.remove(&t.flows[best], now, true)
+	}
+}
+
+func (t *Table) touch(f *Flow, now int64) {
+	f.Last = now
+	f.Packets++
+	if t.head[f.class] != f.idx {
+		t.unlink(f)
+		t.pushHead(f)
+	}
+}
+
+func (t *Table) remove(f *Flow, now int64, evicted bool) {
+	if !f.live {
+		return
+	}
+	if t.cfg.OnRemove != nil {
+		t.cfg.OnRemove(f, now, evicted)
+	}
+	for i := range f.keys {
+		if f.mapped&(1<<i) == 0 {
+			continue
+		}
+		if r, ok := t.m[f.keys[i]]; ok && r.idx == f.idx {
+			delete(t.m, f.keys[i])
+		}
+	}
+	t.unlink(f)
+	f.live = false
+	f.mapped = 0
+	t.free = append(t.free, f.idx)
+	if evicted {
+		t.stats.Evicted++
+	} else {
+		t.stats.Expired++
+	}
+}
+
+func (t *Table) pushHead(f *Flow) {
+	c := f.class
+	f.prev, f.next = -1, t.head[c]
+	if t.head[c] >= 0 {
+		t.flows[t.head[c]].prev = f.idx
+	}
+	t.head[c] = f.idx
+	if t.tail[c] < 0 {
+		t.tail[c] = f.idx
+	}
+}
+
+func (t *Table) unlink(f *Flow) {
+	c := f.class
+	if f.prev >= 0 {
+		t.flows[f.prev].next = f.next
+	} else {
+		t.head[c] = f.next
+	}
+	if f.next >= 0 {
+		t.flows[f.next].prev = f.prev
+	} else {
+		t.tail[c] = f.prev
+	}
+	f.prev, f.next = -1, -1
+}

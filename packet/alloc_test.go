@@ -1,0 +1,61 @@
+package packet_test
+
+import (
+	"testing"
+
+	"github.com/snf-dev/snf/packet"
+)
+
+// TestZeroAllocs: Parse, the rewrites and the key operations allocate nothing.
+func TestZeroAllocs(t *testing.T) {
+	if testing.CoverMode() != "" {
+		t.Skip("coverage instrumentation may allocate")
+	}
+	frames := [][]byte{}
+	for _, c := range parseCases(t) {
+		frames = append(frames, c.frame)
+	}
+	var p packet.Packet
+	i := 0
+	if a := testing.AllocsPerRun(1000, func() {
+		p.Data = frames[i%len(frames)]
+		p.Parse()
+		i++
+	}); a != 0 {
+		t.Errorf("Parse: %v allocs per run", a)
+	}
+
+	t4 := tcpFrame(t, v4a, v4b, 40000, 443, payload100)
+	u6 := udpFrame(t, v6a, v6b, 5353, 53, payload100)
+	e4 := echoFrame(t, v4a, v4b, 1, 2, false, payload100)
+	e6 := echoFrame(t, v6a, v6b, 1, 2, false, payload100)
+	p4, p6, pe4, pe6 := parsed(t4), parsed(u6), parsed(e4), parsed(e6)
+	n := uint16(0)
+	if a := testing.AllocsPerRun(1000, func() {
+		n++
+		p4.SetSrcAddr(v4b)
+		p4.SetSrcPort(n)
+		p4.SetDstAddr(v4a)
+		p4.SetDstPort(n)
+		p6.SetSrcAddr(v6b)
+		p6.SetDstAddr(v6a)
+		p6.SetSrcPort(n)
+		pe4.SetEchoID(n)
+		pe6.SetEchoID(n)
+	}); a != 0 {
+		t.Errorf("rewrites: %v allocs per run", a)
+	}
+	var h uint64
+	if a := testing.AllocsPerRun(1000, func() {
+		k, _ := p4.Key.Canonical()
+		h += k.Hash() + p6.Key.Reverse().Hash()
+		h += uint64(len(p4.Payload()))
+		_, ok := pe4.EchoID()
+		if ok {
+			h++
+		}
+	}); a != 0 {
+		t.Errorf("key operations: %v allocs per run", a)
+	}
+	_ = h
+}

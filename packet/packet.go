@@ -1,0 +1,142 @@
+// Package packet is snf's zero-copy view over a raw Ethernet frame: a parse of the
+// L2/L3/L4 headers into offsets and a 5-tuple, done once per packet for a whole chain,
+// and in-place header rewrites with incremental checksum updates (RFC 1624).
+//
+// A Packet owns a reusable buffer: ports fill it with SetData and the runtime reuses the
+// same Packet values batch after batch, so the steady state allocates nothing.
+package packet
+
+import "encoding/binary"
+
+// Flags describe what Parse found in a frame.
+type Flags uint16
+
+const (
+	// NonIP: the frame is not IPv4 or IPv6 (ARP, LLDP, a runt shorter than an Ethernet
+	// header, …). Such frames pass through a chain untouched; NFs never see them.
+	NonIP Flags = 1 << iota
+	// Malformed: the EtherType says IP but the IP header, or the L4 header it announces, is
+	// cut short or inconsistent (bad version, IHL < 5, header longer than the frame). NFs
+	// see such packets (with no flow); each NF states what it does with them.
+	Malformed
+	IPv4
+	IPv6
+	// Fragment: an IPv4 fragment with a non-zero offset, or an IPv6 fragment header with a
+	// non-zero offset. It carries no L4 header; its key has zero ports.
+	Fragment
+	// HasL4: the packet has a complete TCP, UDP, ICMP or ICMPv6 header at L4Off.
+	HasL4
+	// Truncated: the capture holds fewer bytes than the IP total length says (a snaplen cut).
+	// Headers are complete; only payload is missing.
+	Truncated
+	// VLAN: the frame carries one or more 802.1Q / 802.1ad tags.
+	VLAN
+)
+
+// IP protocol numbers used by the parser and NFs.
+const (
+	ProtoICMP   = 1
+	ProtoTCP    = 6
+	ProtoUDP    = 17
+	ProtoICMPv6 = 58
+)
+
+// TCP flag bits (the 13th byte of the TCP header).
+const (
+	TCPFin = 0x01
+	TCPSyn = 0x02
+	TCPRst = 0x04
+	TCPPsh = 0x08
+	TCPAck = 0x10
+)
+
+// Packet is one frame with its metadata and the result of Parse.
+//
+// Data is valid until the Packet is refilled by the next SetData (ports reuse Packets
+// batch after batch): an NF that keeps bytes beyond its Process call must copy them.
+type Packet struct {
+	// Data is the frame, starting at the Ethernet header.
+	Data []byte
+	// Time is the capture (or arrival) timestamp in Unix nanoseconds.
+	Time int64
+	// WireLen is the frame's length on the wire; it exceeds len(Data) when the capture
+	// was cut by a snaplen.
+	WireLen int
+	// Clock is the chain's logical clock, stamped at the chain's entry: a total order of
+	// all packets of a run, and the identity a replay reproduces.
+	Clock uint64
+
+	// Parse results.
+	Flags      Flags
+	EtherType  uint16 // EtherType after any VLAN tags
+	Proto      uint8  // IP protocol of the L4 header (after IPv6 extension headers)
+	L3Off      uint16 // offset of the IP header
+	L4Off      uint16 // offset of the L4 header (valid with HasL4 or Fragment)
+	PayloadOff uint16 // offset of the L4 payload (valid with HasL4)
+	Key        Key    // the directional 5-tuple (valid unless NonIP or Malformed)
+
+	buf []byte // owned storage behind Data
+}
+
+// SetData copies frame into the Packet's own buffer (growing it only when a frame is larger
+// than any seen before) and parses it. ts is the timestamp in Unix nanoseconds and wireLen
+// the original length (0 means len(frame)).
+func (p *Packet) SetData(frame []byte, ts int64, wireLen int) {
+	if cap(p.buf) < len(frame) {
+		n := len(frame)
+		if n < 2048 {
+			n = 2048
+		}
+		p.buf = make([]byte, n)
+	}
+	p.Data = p.buf[:len(frame)]
+	copy(p.Data, frame)
+	p.Time = ts
+	if wireLen < len(frame) {
+		wireLen = len(frame)
+	}
+	p.WireLen = wireLen
+	p.Clock = 0
+	p.Parse()
+}
+
+// Is reports whether all of f are set.
+func (p *Packet) Is(f Flags) bool { return p.Flags&f == f }
+
+// IP reports whether the packet parsed as a well-formed IPv4 or IPv6 packet.
+func (p *Packet) IP() bool { return p.Flags&(NonIP|Malformed) == 0 }
+
+// Payload returns the L4 payload as captured (possibly cut by a snaplen), or nil. It ends
+// where the IP packet ends: Ethernet padding after a short packet is not payload.
+func (p *Packet) Payload() []byte {
+	if p.Flags&HasL4 == 0 || int(p.PayloadOff) > len(p.Data) {
+		return nil
+	}
+	end, l3 := len(p.Data), int(p.L3Off)
+	switch {
+	case p.Flags&IPv4 != 0 && l3+4 <= end:
+		end = min(end, l3+int(binary.BigEndian.Uint16(p.Data[l3+2:])))
+	case p.Flags&IPv6 != 0 && l3+6 <= end:
+		end = min(end, l3+40+int(binary.BigEndian.Uint16(p.Data[l3+4:])))
+	}
+	if end < int(p.PayloadOff) { // Data changed since Parse
+		end = int(p.PayloadOff)
+	}
+	return p.Data[p.PayloadOff:end]
+}
+
+// TCPFlags returns the TCP flag byte, or 0 for a non-TCP packet.
+func (p *Packet) TCPFlags() uint8 {
+	if p.Flags&HasL4 == 0 || p.Proto != ProtoTCP {
+		return 0
+	}
+	return p.Data[p.L4Off+13]
+}
+
+// ICMPType returns the ICMP or ICMPv6 type, or 0xff for other packets.
+func (p *Packet) ICMPType() uint8 {
+	if p.Flags&HasL4 == 0 || (p.Proto != ProtoICMP && p.Proto != ProtoICMPv6) {
+		return 0xff
+	}
+	return p.Data[p.L4Off]
+}

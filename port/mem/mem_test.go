@@ -1,0 +1,88 @@
+package mem
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/snf-dev/snf/packet"
+)
+
+func frames(n int) []Frame {
+	fs := make([]Frame, n)
+	for i := range fs {
+		fs[i] = Frame{Data: bytes.Repeat([]byte{byte(i)}, 20+i), Time: int64(i) * 1000, WireLen: 100 + i}
+	}
+	return fs
+}
+
+func TestReaderBatches(t *testing.T) {
+	in := frames(10)
+	r := NewReader(in)
+	pkts := make([]packet.Packet, 4)
+	var got []int
+	for i := 0; ; {
+		n, err := r.Read(pkts)
+		if err == io.EOF {
+			if n != 0 {
+				t.Fatalf("EOF with n=%d", n)
+			}
+			break
+		}
+		if err != nil || n == 0 {
+			t.Fatalf("Read = %d, %v", n, err)
+		}
+		got = append(got, n)
+		for _, p := range pkts[:n] {
+			f := in[i]
+			if !bytes.Equal(p.Data, f.Data) || p.Time != f.Time || p.WireLen != f.WireLen {
+				t.Fatalf("packet %d differs", i)
+			}
+			i++
+		}
+	}
+	if want := []int{4, 4, 2}; len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+		t.Fatalf("batches %v, want %v", got, want)
+	}
+	if n, err := r.Read(pkts); n != 0 || err != io.EOF {
+		t.Fatalf("Read after EOF = %d, %v", n, err)
+	}
+	r.Close()
+	if _, err := r.Read(pkts); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Read after Close = %v", err)
+	}
+}
+
+func TestReaderError(t *testing.T) {
+	bad := errors.New("bad")
+	r := NewReaderError(frames(3), bad)
+	pkts := make([]packet.Packet, 8)
+	if n, err := r.Read(pkts); n != 3 || err != nil {
+		t.Fatalf("first Read = %d, %v", n, err)
+	}
+	if n, err := r.Read(pkts); n != 0 || err != bad {
+		t.Fatalf("second Read = %d, %v", n, err)
+	}
+}
+
+func TestWriterCopies(t *testing.T) {
+	var w Writer
+	var p packet.Packet
+	p.SetData([]byte{1, 2, 3}, 42, 60)
+	if err := w.Write([]*packet.Packet{&p}); err != nil {
+		t.Fatal(err)
+	}
+	p.Data[0] = 9 // the caller reuses its packet
+	fs := w.Frames()
+	if len(fs) != 1 || !bytes.Equal(fs[0].Data, []byte{1, 2, 3}) || fs[0].Time != 42 || fs[0].WireLen != 60 {
+		t.Fatalf("Frames = %+v", fs)
+	}
+	w.Close()
+	if !w.Closed() {
+		t.Fatal("not closed")
+	}
+	if err := w.Write([]*packet.Packet{&p}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Write after Close = %v", err)
+	}
+}

@@ -1,0 +1,144 @@
+package port
+
+import (
+	"math"
+	"time"
+
+	"github.com/snf-dev/snf/packet"
+)
+
+// Paced returns a Reader that releases the packets of r at the pace of their timestamps:
+// at capture pace for speed 1, k times as fast for speed k (2 = twice as fast, 0.5 = half
+// as fast). Speed 0 means as fast as possible: Paced returns r itself (as it does for a
+// negative, NaN or infinite speed).
+//
+// Timing is relative to the first packet: it is released at once, and a packet whose
+// timestamp is d after the first one's is released no earlier than d/speed after the first
+// packet was. Deadlines are absolute, so a consumer that falls behind catches up (packets
+// already due are released at once) instead of accumulating drift; a packet whose
+// timestamp is before the first packet's is due at once.
+//
+// A Read never releases a packet before its time. It waits (with sleep) only for the first
+// packet it returns, then adds the packets that are already due and returns a partial
+// batch rather than hold them back until the batch fills; the next Read waits for the next
+// packet.
+//
+// sleep must block for at least its argument (time.Sleep does) and now must return the
+// current time; nil means time.Sleep and time.Now. Tests pass a fake clock.
+//
+// The paced Reader reads r's packets into its own batch and hands them out by exchanging
+// Packet values with the caller's slice (no copy): the caller still owns one Packet per
+// slot and may reuse them as the Reader contract says. If r is a LinkTyper, so is the
+// result. Close closes r.
+func Paced(r Reader, speed float64, sleep func(time.Duration), now func() time.Time) Reader {
+	if !(speed > 0) || math.IsInf(speed, 1) {
+		return r
+	}
+	if sleep == nil {
+		sleep = time.Sleep
+	}
+	if now == nil {
+		now = time.Now
+	}
+	p := &paced{r: r, speed: speed, sleep: sleep, now: now}
+	if lt, ok := r.(LinkTyper); ok {
+		return &pacedLinkTyper{paced: p, lt: lt}
+	}
+	return p
+}
+
+type paced struct {
+	r     Reader
+	speed float64
+	sleep func(time.Duration)
+	now   func() time.Time
+
+	buf        []packet.Packet // packets read from r; buf[head:n] are not yet released
+	head, n    int
+	err        error // r's error, returned once buf is drained
+	started    bool
+	firstTime  int64     // timestamp of the first packet
+	firstClock time.Time // when the first packet was released
+}
+
+type pacedLinkTyper struct {
+	*paced
+	lt LinkTyper
+}
+
+func (p *pacedLinkTyper) LinkType() uint32 { return p.lt.LinkType() }
+
+// due returns when the packet with timestamp ts may be released.
+func (p *paced) due(ts int64) time.Time {
+	d := float64(ts-p.firstTime) / p.speed
+	if d <= 0 {
+		return p.firstClock
+	}
+	if d >= math.MaxInt64 {
+		d = math.MaxInt64
+	}
+	return p.firstClock.Add(time.Duration(d))
+}
+
+func (p *paced) Read(pkts []packet.Packet) (int, error) {
+	if len(pkts) == 0 {
+		return 0, nil
+	}
+	if p.head == p.n && !p.fill(len(pkts)) {
+		return 0, p.err
+	}
+
+	// Wait for the first packet to release.
+	var t time.Time
+	if !p.started {
+		p.started = true
+		p.firstTime = p.buf[p.head].Time
+		p.firstClock = p.now()
+		t = p.firstClock
+	} else {
+		due := p.due(p.buf[p.head].Time)
+		t = p.now()
+		if d := due.Sub(t); d > 0 {
+			p.sleep(d)
+			t = due // sleep blocked for at least d: it is at least due now
+		}
+	}
+
+	// Release it and those already due at t, reading more from r when the batch runs dry;
+	// look at the clock again before giving up on a packet that is not due.
+	i := 0
+	for i < len(pkts) {
+		if p.head == p.n && !p.fill(len(pkts)-i) {
+			break // r's error, if any, is returned by the next Read
+		}
+		if due := p.due(p.buf[p.head].Time); due.After(t) {
+			if t = p.now(); due.After(t) {
+				break
+			}
+		}
+		pkts[i], p.buf[p.head] = p.buf[p.head], pkts[i]
+		i++
+		p.head++
+	}
+	return i, nil
+}
+
+// fill reads up to n packets from r into the (drained) batch. It reports whether it got
+// any; if not, p.err says why.
+func (p *paced) fill(n int) bool {
+	if p.err != nil {
+		return false
+	}
+	if len(p.buf) < n {
+		p.buf = make([]packet.Packet, n)
+	}
+	k, err := p.r.Read(p.buf[:n])
+	k = max(0, min(k, n))
+	p.head, p.n, p.err = 0, k, err
+	if k == 0 && err == nil {
+		return false // r broke the Reader contract: nothing and no error; try again next Read
+	}
+	return k > 0
+}
+
+func (p *paced) Close() error { return p.r.Close() }

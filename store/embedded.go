@@ -1,0 +1,199 @@
+package store
+
+import (
+	"fmt"
+	"sync"
+)
+
+// Embedded is the in-process store, the default. Each object has its own lock: the lock is
+// taken per operation, which is per new flow for a pool, not per packet of a flow.
+type Embedded struct {
+	mu     sync.Mutex
+	pools  map[string]*memPool
+	counts map[string]*memCounters
+	tables map[string]*memTable
+	closed bool
+}
+
+var _ Store = (*Embedded)(nil)
+
+// NewEmbedded returns an empty in-process store.
+func NewEmbedded() *Embedded {
+	return &Embedded{pools: map[string]*memPool{}, counts: map[string]*memCounters{}, tables: map[string]*memTable{}}
+}
+
+func objKey(ns, name string) string { return ns + "/" + name }
+
+// Pool implements Store.
+func (s *Embedded) Pool(ns, name string, lo, hi uint32) (Pool, error) {
+	if hi < lo {
+		return nil, fmt.Errorf("store: pool %s/%s: empty range %d-%d", ns, name, lo, hi)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	k := objKey(ns, name)
+	if p, ok := s.pools[k]; ok {
+		if p.lo != lo || p.hi != hi {
+			return nil, fmt.Errorf("store: pool %s: opened with range %d-%d, exists with %d-%d", k, lo, hi, p.lo, p.hi)
+		}
+		return p, nil
+	}
+	p := &memPool{lo: lo, hi: hi, next: lo, taken: map[Tag]uint32{}, used: map[uint32]Tag{}}
+	s.pools[k] = p
+	return p, nil
+}
+
+// Counters implements Store.
+func (s *Embedded) Counters(ns, name string) (Counters, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	k := objKey(ns, name)
+	c, ok := s.counts[k]
+	if !ok {
+		c = &memCounters{m: map[uint64]int64{}}
+		s.counts[k] = c
+	}
+	return c, nil
+}
+
+// Table implements Store.
+func (s *Embedded) Table(ns, name string) (Table, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	k := objKey(ns, name)
+	t, ok := s.tables[k]
+	if !ok {
+		t = &memTable{m: map[string][]byte{}}
+		s.tables[k] = t
+	}
+	return t, nil
+}
+
+// Close implements Store.
+func (s *Embedded) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	return nil
+}
+
+// memPool hands out values in order first, then recycles returned ones (FIFO, so that a
+// value just returned is the last to be reused).
+type memPool struct {
+	mu       sync.Mutex
+	lo, hi   uint32
+	next     uint32 // next never-used value; > hi when all were handed out once
+	fresh    bool   // next has wrapped past hi
+	returned []uint32
+	head     int
+	used     map[uint32]Tag // value → the tag of the Take that handed it out
+	taken    map[Tag]uint32 // results of Take by tag, so a repeated Take gets the same value
+}
+
+func (p *memPool) Take(t Tag) (uint32, bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if v, ok := p.taken[t]; ok {
+		return v, true, nil
+	}
+	var v uint32
+	switch {
+	case !p.fresh:
+		v = p.next
+		if p.next == p.hi {
+			p.fresh = true
+		} else {
+			p.next++
+		}
+	case p.head < len(p.returned):
+		v = p.returned[p.head]
+		p.head++
+		if p.head > 1024 && p.head*2 > len(p.returned) {
+			p.returned = append(p.returned[:0], p.returned[p.head:]...)
+			p.head = 0
+		}
+	default:
+		return 0, false, nil
+	}
+	p.used[v] = t
+	p.taken[t] = v
+	return v, true, nil
+}
+
+func (p *memPool) Put(t Tag, v uint32) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if v < p.lo || v > p.hi {
+		return fmt.Errorf("store: pool put %d: outside %d-%d", v, p.lo, p.hi)
+	}
+	tag, ok := p.used[v]
+	if !ok { // a repeated Put (replay) or a value never taken
+		return nil
+	}
+	delete(p.used, v)
+	delete(p.taken, tag) // the take record is not needed for dedup once v is back
+	p.returned = append(p.returned, v)
+	return nil
+}
+
+func (p *memPool) Free() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.returned) - p.head
+	if !p.fresh {
+		n += int(p.hi-p.next) + 1
+	}
+	return n
+}
+
+type memCounters struct {
+	mu sync.Mutex
+	m  map[uint64]int64
+}
+
+func (c *memCounters) Add(_ Tag, key uint64, delta int64) {
+	c.mu.Lock()
+	c.m[key] += delta
+	c.mu.Unlock()
+}
+
+func (c *memCounters) Get(key uint64) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[key]
+}
+
+type memTable struct {
+	mu sync.RWMutex
+	m  map[string][]byte
+}
+
+func (t *memTable) Get(key string) ([]byte, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	v, ok := t.m[key]
+	return v, ok
+}
+
+func (t *memTable) Set(key string, v []byte) error {
+	t.mu.Lock()
+	t.m[key] = append([]byte(nil), v...)
+	t.mu.Unlock()
+	return nil
+}
+
+func (t *memTable) Delete(key string) error {
+	t.mu.Lock()
+	delete(t.m, key)
+	t.mu.Unlock()
+	return nil
+}

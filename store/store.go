@@ -1,0 +1,59 @@
+// Package store holds state shared across flows and units: NAT port pools, counters,
+// read-mostly tables. NFs never call it directly; they use the handles of package snf,
+// which fill in each operation's Tag from the packet being processed.
+//
+// This package defines the interface and the embedded (in-process) implementation. Every
+// mutating operation carries a Tag — the unit that issued it and the logical clock of the
+// packet that caused it — so that a store can apply an operation once even when a replay
+// sends it twice (the embedded store applies each Take/Put once per tag and answers a
+// repeated Take with the value it handed out the first time).
+package store
+
+import "errors"
+
+// Tag identifies a mutating operation: the unit that issued it, the clock of the packet
+// that caused it, and its sequence among the operations that packet caused (a replay of
+// the packet issues the same operations in the same sequence).
+type Tag struct {
+	Unit  uint32
+	Seq   uint32
+	Clock uint64
+}
+
+// ErrClosed is returned by operations on a closed store.
+var ErrClosed = errors.New("store: closed")
+
+// Store opens shared objects by namespace (the tenant and NF instance) and name.
+// Opening the same object twice returns handles to the same state.
+type Store interface {
+	// Pool opens a pool of the integers lo..hi (inclusive), all free when first created.
+	Pool(ns, name string, lo, hi uint32) (Pool, error)
+	// Counters opens a set of int64 counters keyed by uint64.
+	Counters(ns, name string) (Counters, error)
+	// Table opens a read-mostly table of byte values keyed by string.
+	Table(ns, name string) (Table, error)
+	Close() error
+}
+
+// Pool hands out distinct values (read-write access, blocking).
+type Pool interface {
+	// Take removes a free value from the pool; ok is false when the pool is empty.
+	Take(t Tag) (v uint32, ok bool, err error)
+	// Put returns v to the pool.
+	Put(t Tag, v uint32) error
+	// Free returns the number of free values.
+	Free() int
+}
+
+// Counters are write-mostly: Add does not wait for the store.
+type Counters interface {
+	Add(t Tag, key uint64, delta int64)
+	Get(key uint64) int64
+}
+
+// Table is read-mostly: reads are local, writes come from the control plane.
+type Table interface {
+	Get(key string) ([]byte, bool)
+	Set(key string, v []byte) error
+	Delete(key string) error
+}

@@ -295,8 +295,13 @@ func (t *Table) create(k packet.Key, now int64) *Flow {
 	*f = Flow{Key: k, First: now, Last: now, Packets: 1, class: ClassOf(k.Proto), live: true, idx: idx, prev: -1, next: -1}
 	f.keys[keyOrig], f.keys[keyReply], f.mapped = k, k.Reverse(), 1<<keyOrig
 	t.m[k] = ref{idx, Orig}
-	if f.keys[keyReply] != k { // a flow to itself (same address and port both ways) has one key
-		t.m[f.keys[keyReply]] = ref{idx, Reply}
+	if rk := f.keys[keyReply]; rk != k { // a flow to itself (same address and port both ways) has one key
+		if r, ok := t.m[rk]; ok {
+			// The reply key is another flow's (its alias, say): the new flow takes it over,
+			// as Alias does, and the other flow must know it no longer holds it.
+			t.dropKey(&t.flows[r.idx], rk)
+		}
+		t.m[rk] = ref{idx, Reply}
 		f.mapped |= 1 << keyReply
 	}
 	for i := range t.Slots(idx) {

@@ -18,7 +18,7 @@ import (
 type gpView struct {
 	ip      gopacket.NetworkLayer // the outermost IP layer, or nil
 	ipOff   int
-	fragOff bool // the IP layer announces a fragment (gopacket then decodes no L4)
+	fragOff bool           // the IP layer announces a fragment (gopacket then decodes no L4)
 	l4      gopacket.Layer // TCP or UDP directly after the outermost IP layer (and its extension headers)
 	l4Off   int
 	key     packet.Key

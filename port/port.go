@@ -1,6 +1,6 @@
 // Package port is snf's batched packet I/O. A Reader fills a batch of Packets; a Writer
-// sends a batch out. Implementations live in sub-packages (pcapfile, mem) and are picked by
-// name with Open.
+// sends a batch out. Implementations live in sub-packages: pcapfile (capture files) and mem
+// (tests); trace.Generator is a Reader of synthetic traffic.
 package port
 
 import "github.com/snf-dev/snf/packet"

@@ -132,7 +132,7 @@ func (m *mapping) UnmarshalBinary(b []byte) error {
 type NAT struct {
 	cfg     Config
 	public  [4]byte
-	inside  []netip.Prefix
+	inside  []v4net // the inside prefixes as masks: a packet's check is a few integer ops
 	flows   *snf.FlowState[mapping, *mapping]
 	ports   *snf.Pool
 	timeout [3]int64 // by flowtable.Class
@@ -151,7 +151,6 @@ func New(env *snf.Env, cfg *Config) (snf.NF, error) {
 	n := &NAT{
 		cfg:    *cfg,
 		public: cfg.Public.As4(),
-		inside: append([]netip.Prefix(nil), cfg.Inside...),
 		flows:  snf.NewFlowState[mapping](env, "mapping"),
 		ports:  ports,
 
@@ -165,6 +164,10 @@ func New(env *snf.Env, cfg *Config) (snf.NF, error) {
 		malformed:      env.Metric("malformed", "malformed IP packets, dropped"),
 		passed:         env.Metric("passed", "packets not crossing from inside to outside or to the public address, passed untouched"),
 		fragments:      env.Metric("fragments", "non-first IPv4 fragments from inside, source address translated"),
+	}
+	for _, p := range cfg.Inside {
+		p = p.Masked()
+		n.inside = append(n.inside, v4net{binary.BigEndian.Uint32(p.Addr().AsSlice()), ^uint32(0) << (32 - p.Bits())})
 	}
 	n.timeout[flowtable.ClassTCP] = int64(cfg.TCPTimeout)
 	n.timeout[flowtable.ClassUDP] = int64(cfg.UDPTimeout)
@@ -181,10 +184,13 @@ func (n *NAT) FlowTimeouts() flowtable.Timeouts {
 	}
 }
 
+// v4net is an IPv4 prefix as a network and a mask.
+type v4net struct{ net, mask uint32 }
+
 func (n *NAT) isInside(b []byte) bool {
-	a := netip.AddrFrom4([4]byte(b[:4]))
+	a := binary.BigEndian.Uint32(b)
 	for _, p := range n.inside {
-		if p.Contains(a) {
+		if a&p.mask == p.net {
 			return true
 		}
 	}

@@ -56,6 +56,7 @@ func fuzzSeeds(tb testing.TB) [][]byte {
 func FuzzReader(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
 		f.Add(s)
+		f.Add(s[:len(s)*2/3]) // cut mid-record
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const name = "fuzz.pcap"

@@ -462,6 +462,7 @@ func TestLinkTypeRefused(t *testing.T) {
 		{"raw.pcapng", buildPcapng(fs, binary.BigEndian, 101, true), want},
 		{"raw-pcapgo.pcapng", ng.Bytes(), want},
 		{"odd.pcap", buildPcap(fs, binary.LittleEndian, true, 4000), "unsupported link type 4000 (unknown); snf reads Ethernet (1) captures"},
+		{"fcs.pcap", buildPcap(fs, binary.BigEndian, true, 0x1000_0001), "unsupported link type field 0x10000001 (link type 1 with FCS or reserved bits set); snf reads Ethernet (1) captures"},
 	} {
 		path := filepath.Join(t.TempDir(), tc.name)
 		if err := os.WriteFile(path, tc.data, 0o644); err != nil {

@@ -169,12 +169,16 @@ func (r *Reader) checkLinkType() error {
 
 func (r *Reader) openClassic() error {
 	r.format = FormatPcap
-	if hdr, err := r.br.Peek(24); len(hdr) < 24 {
+	hdr, err := r.br.Peek(24)
+	if len(hdr) < 24 {
 		if err != nil && err != io.EOF {
 			return r.fail(0, err, "read error: %v", err)
 		}
 		return r.fail(0, io.ErrUnexpectedEOF, "truncated pcap file header (%d of 24 bytes)", len(hdr))
 	}
+	// pcapgo keeps only the low 16 bits of the link type field; the high bits say whether
+	// frames end with an FCS (or are reserved), so they must be zero too.
+	field := r.order.Uint32(hdr[20:24])
 	pr, err := pcapgo.NewReader(r.br)
 	if err != nil {
 		return r.fail(0, err, "bad pcap file header: %v", err)
@@ -185,6 +189,9 @@ func (r *Reader) openClassic() error {
 	r.pr = pr
 	r.off = 24
 	r.linkType = uint32(pr.LinkType())
+	if field>>16 != 0 {
+		return &Error{File: r.name, Offset: -1, Msg: fmt.Sprintf("unsupported link type field 0x%08x (link type %d with FCS or reserved bits set); snf reads Ethernet (1) captures", field, field&0xffff)}
+	}
 	return r.checkLinkType()
 }
 

@@ -23,16 +23,18 @@ type ChainOptions struct {
 	Logger *slog.Logger
 	// MaxFlows bounds the flow table (0: the spec's value, else flowtable.DefaultMaxFlows).
 	MaxFlows int
+	// Alerts receives the NFs' alerts (nil: counted, then discarded).
+	Alerts AlertSink
 }
 
 // NFStats counts one NF instance's packets.
 type NFStats struct {
-	In, Dropped, Emitted uint64
+	In, Dropped, Emitted, Alerts uint64
 }
 
 // ChainStats counts a chain's packets. In = Out + Dropped; Emitted packets come on top of Out.
 type ChainStats struct {
-	In, Out, Dropped, Emitted uint64
+	In, Out, Dropped, Emitted, Alerts uint64
 	// NonIP frames passed through untouched; Malformed IP packets were shown to the NFs
 	// without a flow (each NF's README says what it does with them).
 	NonIP, Malformed uint64
@@ -46,6 +48,7 @@ type nfInst struct {
 	metrics   []*Metric
 	shared    []SharedDecl
 	flowState []string
+	scopes    []ScopeBy
 	stats     NFStats
 }
 
@@ -62,6 +65,7 @@ type Chain struct {
 	unit     uint32
 	ctx      Context
 	stats    ChainStats
+	alerts   AlertSink
 	clock    uint64 // the last clock this chain stamped on an unstamped packet
 
 	emitted []packet.Packet // this batch's emitted packets (reused)
@@ -71,7 +75,7 @@ type Chain struct {
 
 // NewChain builds one instance of every NF of spec.
 func NewChain(spec *ChainSpec, opt ChainOptions) (*Chain, error) {
-	c := &Chain{spec: spec, store: opt.Store, unit: opt.Unit}
+	c := &Chain{spec: spec, store: opt.Store, unit: opt.Unit, alerts: opt.Alerts}
 	if c.store == nil {
 		c.store, c.ownStore = store.NewEmbedded(), true
 	}

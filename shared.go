@@ -2,6 +2,7 @@ package snf
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/snf-dev/snf/store"
 )
@@ -126,50 +127,191 @@ func (t *Table) Get(_ *Context, key string) ([]byte, bool) { return t.t.Get(key)
 // Set writes key (control plane: configuration, not the packet path).
 func (t *Table) Set(key string, v []byte) error { return t.t.Set(key, v) }
 
-// Scoped is state keyed by a scope coarser than a flow (for instance a source address),
-// owned by the unit that the dispatcher sends that scope's traffic to.
+// ScopeBy says which address of a packet a Scoped state is keyed by. The elastic runtime
+// dispatches a chain's traffic by it, so that one unit owns each key's value.
+type ScopeBy uint8
+
+const (
+	// ByInitiator: the address that opened the packet's flow (the source of its first
+	// packet), for both directions — an inside host for a trojan detector, a scanner for a
+	// scan detector.
+	ByInitiator ScopeBy = iota + 1
+	// BySource: the packet's source address (a rate limiter).
+	BySource
+	// ByDestination: the packet's destination address.
+	ByDestination
+)
+
+func (b ScopeBy) String() string {
+	switch b {
+	case ByInitiator:
+		return "initiator"
+	case BySource:
+		return "source"
+	case ByDestination:
+		return "destination"
+	}
+	return fmt.Sprintf("scope(%d)", b)
+}
+
+// ScopeOptions declare a Scoped state.
+type ScopeOptions struct {
+	// By is the address the key derives from (required).
+	By ScopeBy
+	// MaxKeys bounds the number of keys (default DefaultMaxScopedKeys): a new key beyond it
+	// evicts the least recently used one, counted in <name>_evicted.
+	MaxKeys int
+	// Idle drops a key not used for this long, in packet time, counted in <name>_expired
+	// (0: keys stay until evicted or deleted).
+	Idle time.Duration
+}
+
+// DefaultMaxScopedKeys is the default bound of a Scoped state.
+const DefaultMaxScopedKeys = 1 << 20
+
+type scopedItem[K comparable, T any] struct {
+	v          T
+	key        K
+	last       int64
+	prev, next int32
+}
+
+// Scoped is state keyed by a scope coarser than a flow (a source address), owned by the unit
+// that the dispatcher sends that scope's traffic to. It is bounded (LRU eviction) and may
+// expire idle keys; a *T it returns is valid during the current Process call only.
 type Scoped[K comparable, T any, PT interface {
 	*T
 	StateCodec
 }] struct {
-	idx   map[K]int32
-	arena arena[T]
+	opt              ScopeOptions
+	idx              map[K]int32
+	items            arena[scopedItem[K, T]]
+	head, tail       int32 // LRU list, most recent at head
+	evicted, expired *Metric
 }
 
 // NewScoped declares scoped state of type T keyed by K.
 func NewScoped[K comparable, T any, PT interface {
 	*T
 	StateCodec
-}](env *Env, name string) *Scoped[K, T, PT] {
+}](env *Env, name string, opt ScopeOptions) (*Scoped[K, T, PT], error) {
+	if opt.By < ByInitiator || opt.By > ByDestination {
+		return nil, fmt.Errorf("scoped state %s: ScopeOptions.By is required", name)
+	}
+	if opt.MaxKeys <= 0 {
+		opt.MaxKeys = DefaultMaxScopedKeys
+	}
 	env.declare(name, ScopedAccess)
-	return &Scoped[K, T, PT]{idx: map[K]int32{}}
+	env.inst.scopes = append(env.inst.scopes, opt.By)
+	return &Scoped[K, T, PT]{
+		opt: opt, idx: map[K]int32{}, head: -1, tail: -1,
+		evicted: env.Metric(name+"_evicted", "keys of "+name+" evicted at the bound"),
+		expired: env.Metric(name+"_expired", "keys of "+name+" dropped after being idle"),
+	}, nil
 }
 
 // Get returns the value of key, or nil.
-func (s *Scoped[K, T, PT]) Get(_ *Context, key K) *T {
-	if i, ok := s.idx[key]; ok {
-		return s.arena.at(i)
+func (s *Scoped[K, T, PT]) Get(ctx *Context, key K) *T {
+	s.expire(ctx.now)
+	i, ok := s.idx[key]
+	if !ok {
+		return nil
 	}
-	return nil
+	s.touch(i, ctx.now)
+	return &s.items.at(i).v
 }
 
 // GetOrCreate returns the value of key, creating a zero value if needed.
-func (s *Scoped[K, T, PT]) GetOrCreate(_ *Context, key K) *T {
+func (s *Scoped[K, T, PT]) GetOrCreate(ctx *Context, key K) *T {
+	s.expire(ctx.now)
 	i, ok := s.idx[key]
-	if !ok {
-		i = s.arena.alloc()
-		s.idx[key] = i
+	if ok {
+		s.touch(i, ctx.now)
+		return &s.items.at(i).v
 	}
-	return s.arena.at(i)
+	if len(s.idx) >= s.opt.MaxKeys {
+		s.remove(s.tail)
+		s.evicted.Inc()
+	}
+	i = s.items.alloc()
+	it := s.items.at(i)
+	it.key, it.last, it.prev, it.next = key, ctx.now, -1, s.head
+	if s.head >= 0 {
+		s.items.at(s.head).prev = i
+	}
+	s.head = i
+	if s.tail < 0 {
+		s.tail = i
+	}
+	s.idx[key] = i
+	return &it.v
 }
 
 // Delete removes key's value.
 func (s *Scoped[K, T, PT]) Delete(_ *Context, key K) {
 	if i, ok := s.idx[key]; ok {
-		s.arena.release(i)
-		delete(s.idx, key)
+		s.remove(i)
 	}
 }
 
 // Len returns the number of keys.
 func (s *Scoped[K, T, PT]) Len() int { return len(s.idx) }
+
+// Range calls fn for every key and value, most recently used first, until fn returns false.
+// For reports at the end of a run, not for the packet path.
+func (s *Scoped[K, T, PT]) Range(fn func(key K, v *T) bool) {
+	for i := s.head; i >= 0; {
+		it := s.items.at(i)
+		next := it.next
+		if !fn(it.key, &it.v) {
+			return
+		}
+		i = next
+	}
+}
+
+func (s *Scoped[K, T, PT]) expire(now int64) {
+	if s.opt.Idle <= 0 {
+		return
+	}
+	for s.tail >= 0 && now-s.items.at(s.tail).last > int64(s.opt.Idle) {
+		s.remove(s.tail)
+		s.expired.Inc()
+	}
+}
+
+func (s *Scoped[K, T, PT]) touch(i int32, now int64) {
+	it := s.items.at(i)
+	it.last = now
+	if s.head == i {
+		return
+	}
+	s.unlink(i)
+	it.prev, it.next = -1, s.head
+	s.items.at(s.head).prev = i
+	s.head = i
+	if s.tail < 0 {
+		s.tail = i
+	}
+}
+
+func (s *Scoped[K, T, PT]) unlink(i int32) {
+	it := s.items.at(i)
+	if it.prev >= 0 {
+		s.items.at(it.prev).next = it.next
+	} else {
+		s.head = it.next
+	}
+	if it.next >= 0 {
+		s.items.at(it.next).prev = it.prev
+	} else {
+		s.tail = it.prev
+	}
+}
+
+func (s *Scoped[K, T, PT]) remove(i int32) {
+	it := s.items.at(i)
+	s.unlink(i)
+	delete(s.idx, it.key)
+	s.items.release(i)
+}

@@ -272,15 +272,7 @@ func l4Checksum(p *packet.Packet) (sum uint16, ok bool) {
 	l4[c], l4[c+1] = 0, 0
 	var buf []byte
 	if pseudo {
-		l3 := int(p.L3Off)
-		if p.Is(packet.IPv4) {
-			buf = append(buf, p.Data[l3+12:l3+20]...)
-			buf = append(buf, 0, p.Proto)
-		} else {
-			buf = append(buf, p.Data[l3+8:l3+40]...)
-			buf = append(buf, 0, 0, 0, 0, 0, p.Proto)
-		}
-		buf = binary.BigEndian.AppendUint16(buf, uint16(len(l4)))
+		buf = pseudoHeader(p, len(l4))
 	}
 	buf = append(buf, l4...)
 	sum = packet.Checksum(buf, 0)
@@ -291,7 +283,9 @@ func l4Checksum(p *packet.Packet) (sum uint16, ok bool) {
 }
 
 // checksumState records, for the IPv4 header and the L4 header, whether the stored
-// checksum is checkable and equal to a full recomputation.
+// checksum is checkable and valid: the one's-complement sum over everything it covers,
+// itself included, is zero (so 0x0000 and 0xffff, the two forms of zero, are both valid
+// where the arithmetic allows; exact values are checked by checkFullChecksums).
 type checksumState struct {
 	ipCheckable, ipValid bool
 	l4Checkable, l4Valid bool
@@ -303,23 +297,39 @@ func checksums(p *packet.Packet) checksumState {
 	if p.Is(packet.IPv4) {
 		l3 := int(p.L3Off)
 		s.ipCheckable = true
-		s.ipValid = binary.BigEndian.Uint16(p.Data[l3+10:]) == ip4HeaderChecksum(p)
+		s.ipValid = packet.Checksum(p.Data[l3:l3+int(p.Data[l3]&0x0f)*4], 0) == 0
 	}
-	if off, _, ok := l4CsumField(p); ok {
-		stored := binary.BigEndian.Uint16(p.Data[off:])
-		if p.Proto == packet.ProtoUDP && p.Is(packet.IPv4) && stored == 0 {
-			s.udpNone = true
-			return s
-		}
-		// An IPv4 first fragment's L4 checksum covers the whole datagram.
-		l3 := int(p.L3Off)
-		if p.Is(packet.IPv4) && p.Data[l3+6]&0x20 != 0 {
-			return s
-		}
-		if want, ok := l4Checksum(p); ok {
-			s.l4Checkable = true
-			s.l4Valid = stored == want
-		}
+	off, pseudo, ok := l4CsumField(p)
+	if !ok || p.Is(packet.Truncated) {
+		return s
 	}
+	if p.Proto == packet.ProtoUDP && p.Is(packet.IPv4) && binary.BigEndian.Uint16(p.Data[off:]) == 0 {
+		s.udpNone = true
+		return s
+	}
+	// An IPv4 first fragment's L4 checksum covers the whole datagram.
+	if p.Is(packet.IPv4) && p.Data[int(p.L3Off)+6]&0x20 != 0 {
+		return s
+	}
+	l4 := p.Data[p.L4Off:ipEnd(p)]
+	var buf []byte
+	if pseudo {
+		buf = pseudoHeader(p, len(l4))
+	}
+	s.l4Checkable = true
+	s.l4Valid = packet.Checksum(append(buf, l4...), 0) == 0
 	return s
+}
+
+// pseudoHeader returns the IPv4 or IPv6 pseudo-header for an L4 segment of n bytes.
+func pseudoHeader(p *packet.Packet, n int) []byte {
+	var buf []byte
+	l3 := int(p.L3Off)
+	if p.Is(packet.IPv4) {
+		buf = append(buf, p.Data[l3+12:l3+20]...)
+		buf = append(buf, 0, p.Proto)
+		return binary.BigEndian.AppendUint16(buf, uint16(n))
+	}
+	buf = append(buf, p.Data[l3+8:l3+40]...)
+	return append(buf, byte(n>>24), byte(n>>16), byte(n>>8), byte(n), 0, 0, 0, p.Proto)
 }

@@ -145,7 +145,7 @@ func (c *Chain) process(p *packet.Packet, out []*packet.Packet) []*packet.Packet
 	ctx.flow, ctx.dir, ctx.draws, ctx.ops, ctx.end = -1, Orig, 0, 0, false
 	if p.Flags&packet.Malformed == 0 {
 		c.table.Expire(ctx.now)
-		f, dir, _ := c.table.Lookup(p.Key, ctx.now)
+		f, dir, _ := c.table.LookupRef(&p.Key, ctx.now)
 		ctx.flow, ctx.dir = f.Index(), dir
 	} else {
 		c.stats.Malformed++

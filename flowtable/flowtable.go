@@ -72,6 +72,9 @@ type Config struct {
 	// OnRemove, if set, is called for a flow just before it is expired or evicted (its
 	// slots are still intact), with the time that triggered the removal.
 	OnRemove func(f *Flow, now int64, evicted bool)
+	// Seed varies the key index's hash between tables (0 is a valid seed). It changes no
+	// observable behaviour, only which keys share a bucket.
+	Seed uint64
 }
 
 // DefaultMaxFlows is the default bound on flows per table.
@@ -125,7 +128,7 @@ type Stats struct {
 // Table is a bounded flow table. It is not safe for concurrent use: one unit owns it.
 type Table struct {
 	cfg   Config
-	m     map[packet.Key]ref
+	m     keyIndex
 	flows []Flow
 	slots []int32
 	free  []int32
@@ -144,7 +147,7 @@ func New(cfg Config) *Table {
 			cfg.Timeouts[i] = DefaultTimeouts[i]
 		}
 	}
-	t := &Table{cfg: cfg, m: make(map[packet.Key]ref)}
+	t := &Table{cfg: cfg, m: newKeyIndex(cfg.Seed)}
 	for c := range t.head {
 		t.head[c], t.tail[c] = -1, -1
 	}
@@ -175,7 +178,12 @@ func (t *Table) Slots(idx int32) []int32 {
 // direction) when absent. A flow found idle past its timeout is expired first and a new one
 // created in its place. created reports a new flow.
 func (t *Table) Lookup(k packet.Key, now int64) (f *Flow, dir Dir, created bool) {
-	if r, ok := t.m[k]; ok {
+	return t.LookupRef(&k, now)
+}
+
+// LookupRef is Lookup without copying the key (the packet path's form).
+func (t *Table) LookupRef(k *packet.Key, now int64) (f *Flow, dir Dir, created bool) {
+	if r, ok := t.m.get(k); ok {
 		f = &t.flows[r.idx]
 		if now-f.Last <= int64(t.cfg.Timeouts[f.class]) {
 			t.touch(f, now)
@@ -183,13 +191,13 @@ func (t *Table) Lookup(k packet.Key, now int64) (f *Flow, dir Dir, created bool)
 		}
 		t.remove(f, now, false)
 	}
-	f = t.create(k, now)
+	f = t.create(*k, now)
 	return f, Orig, true
 }
 
 // Find returns the flow of key k without creating or touching it.
 func (t *Table) Find(k packet.Key) (f *Flow, dir Dir, ok bool) {
-	r, ok := t.m[k]
+	r, ok := t.m.get(&k)
 	if !ok {
 		return nil, 0, false
 	}
@@ -203,9 +211,9 @@ func (t *Table) Alias(f *Flow, k packet.Key, dir Dir) {
 	if f.mapped&(1<<keyAlias) != 0 && f.keys[keyAlias] == k && f.aliasDir == dir {
 		return // already in place: the common case of a NAT translating every packet
 	}
-	if r, ok := t.m[k]; ok {
+	if r, ok := t.m.get(&k); ok {
 		if r.idx == f.idx {
-			t.m[k] = ref{f.idx, dir}
+			t.m.set(&k, ref{f.idx, dir})
 			if f.mapped&(1<<keyAlias) != 0 && f.keys[keyAlias] == k {
 				f.aliasDir = dir // aliasDir is the direction of the alias's mapping only
 			}
@@ -215,19 +223,19 @@ func (t *Table) Alias(f *Flow, k packet.Key, dir Dir) {
 	}
 	if f.mapped&(1<<keyAlias) != 0 {
 		old := f.keys[keyAlias]
-		if r, ok := t.m[old]; ok && r.idx == f.idx {
-			delete(t.m, old)
+		if r, ok := t.m.get(&old); ok && r.idx == f.idx {
+			t.m.del(&old)
 		}
 	}
 	f.keys[keyAlias], f.aliasDir = k, dir
 	f.mapped |= 1 << keyAlias
-	t.m[k] = ref{f.idx, dir}
+	t.m.set(&k, ref{f.idx, dir})
 }
 
 // Unalias removes the mapping of k if it points to f.
 func (t *Table) Unalias(f *Flow, k packet.Key) {
-	if r, ok := t.m[k]; ok && r.idx == f.idx {
-		delete(t.m, k)
+	if r, ok := t.m.get(&k); ok && r.idx == f.idx {
+		t.m.del(&k)
 		t.dropKey(f, k)
 	}
 }
@@ -294,14 +302,14 @@ func (t *Table) create(k packet.Key, now int64) *Flow {
 	f := &t.flows[idx]
 	*f = Flow{Key: k, First: now, Last: now, Packets: 1, class: ClassOf(k.Proto), live: true, idx: idx, prev: -1, next: -1}
 	f.keys[keyOrig], f.keys[keyReply], f.mapped = k, k.Reverse(), 1<<keyOrig
-	t.m[k] = ref{idx, Orig}
+	t.m.set(&k, ref{idx, Orig})
 	if rk := f.keys[keyReply]; rk != k { // a flow to itself (same address and port both ways) has one key
-		if r, ok := t.m[rk]; ok {
+		if r, ok := t.m.get(&rk); ok {
 			// The reply key is another flow's (its alias, say): the new flow takes it over,
 			// as Alias does, and the other flow must know it no longer holds it.
 			t.dropKey(&t.flows[r.idx], rk)
 		}
-		t.m[rk] = ref{idx, Reply}
+		t.m.set(&rk, ref{idx, Reply})
 		f.mapped |= 1 << keyReply
 	}
 	for i := range t.Slots(idx) {
@@ -349,8 +357,8 @@ func (t *Table) remove(f *Flow, now int64, evicted bool) {
 		if f.mapped&(1<<i) == 0 {
 			continue
 		}
-		if r, ok := t.m[f.keys[i]]; ok && r.idx == f.idx {
-			delete(t.m, f.keys[i])
+		if r, ok := t.m.get(&f.keys[i]); ok && r.idx == f.idx {
+			t.m.del(&f.keys[i])
 		}
 	}
 	t.unlink(f)

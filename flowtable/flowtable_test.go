@@ -53,7 +53,9 @@ func recorder(t **Table, log *[]removal) func(f *Flow, now int64, evicted bool) 
 // lists hold exactly the live flows, and the free list exactly the dead ones.
 func checkInvariants(t *testing.T, tb *Table) {
 	t.Helper()
-	for k, r := range tb.m {
+	count := 0
+	tb.m.each(func(k packet.Key, r ref) {
+		count++
 		f := &tb.flows[r.idx]
 		if !f.live {
 			t.Fatalf("key %s maps to dead flow %d", k, r.idx)
@@ -67,6 +69,9 @@ func checkInvariants(t *testing.T, tb *Table) {
 		if !found {
 			t.Fatalf("key %s maps to flow %d, which does not list it", k, r.idx)
 		}
+	})
+	if count != tb.m.len() {
+		t.Fatalf("index holds %d entries, counts %d", count, tb.m.len())
 	}
 	live := 0
 	for i := range tb.flows {
@@ -81,12 +86,12 @@ func checkInvariants(t *testing.T, tb *Table) {
 				continue
 			}
 			n++
-			if r, ok := tb.m[f.keys[j]]; !ok || r.idx != f.idx {
+			if r, ok := tb.m.get(&f.keys[j]); !ok || r.idx != f.idx {
 				t.Fatalf("flow %d lists key %s, which maps elsewhere", i, f.keys[j])
 			}
 		}
 		if f.mapped&(1<<keyAlias) != 0 {
-			if r := tb.m[f.keys[keyAlias]]; r.dir != f.aliasDir {
+			if r, _ := tb.m.get(&f.keys[keyAlias]); r.dir != f.aliasDir {
 				t.Fatalf("flow %d: alias maps in direction %d, aliasDir %d", i, r.dir, f.aliasDir)
 			}
 		}
@@ -321,16 +326,16 @@ func TestFloodBounded(t *testing.T) {
 		if s := tb.Stats(); s.Active > 1000 {
 			t.Fatalf("after %d keys: %d active flows", i+1, s.Active)
 		}
-		if len(tb.m) > 2*1000 || len(tb.flows) > 1000 || len(tb.free) > 1000 || len(tb.slots) > 2*1000 {
-			t.Fatalf("after %d keys: map %d, arena %d, free %d, slots %d", i+1, len(tb.m), len(tb.flows), len(tb.free), len(tb.slots))
+		if tb.m.len() > 2*1000 || len(tb.flows) > 1000 || len(tb.free) > 1000 || len(tb.slots) > 2*1000 {
+			t.Fatalf("after %d keys: map %d, arena %d, free %d, slots %d", i+1, tb.m.len(), len(tb.flows), len(tb.free), len(tb.slots))
 		}
 	}
 	s := tb.Stats()
 	if s.Active != 1000 || s.Created != 100000 || s.Evicted != 99000 || evicted != 99000 || s.Expired != 0 {
 		t.Fatalf("Stats %+v, OnRemove evictions %d", s, evicted)
 	}
-	if len(tb.m) != 2000 {
-		t.Fatalf("%d keys in the map for 1000 flows", len(tb.m))
+	if tb.m.len() != 2000 {
+		t.Fatalf("%d keys in the map for 1000 flows", tb.m.len())
 	}
 	checkInvariants(t, tb)
 }
@@ -424,8 +429,8 @@ func TestAlias(t *testing.T) {
 		t.Fatal("Unalias of the alias removed a primary key")
 	}
 	checkInvariants(t, tb)
-	if s := tb.Stats(); s.Active != 1 || len(tb.m) != 2 {
-		t.Fatalf("Stats %+v, %d keys", s, len(tb.m))
+	if s := tb.Stats(); s.Active != 1 || tb.m.len() != 2 {
+		t.Fatalf("Stats %+v, %d keys", s, tb.m.len())
 	}
 }
 
@@ -487,8 +492,8 @@ func TestAliasTakesPrimaryKey(t *testing.T) {
 	for _, f := range []int32{ia, ic, is} {
 		tb.Remove(tb.Flow(f), 3)
 	}
-	if len(tb.m) != 0 || tb.Stats().Active != 0 {
-		t.Fatalf("after removing every flow: %d keys, %d active", len(tb.m), tb.Stats().Active)
+	if tb.m.len() != 0 || tb.Stats().Active != 0 {
+		t.Fatalf("after removing every flow: %d keys, %d active", tb.m.len(), tb.Stats().Active)
 	}
 }
 
@@ -576,7 +581,7 @@ func TestRangeOrder(t *testing.T) {
 	}
 	// Removing the current flow inside Range is safe.
 	tb.Range(func(f *Flow) bool { tb.Remove(f, 8); return true })
-	if tb.Stats().Active != 0 || len(tb.m) != 0 {
+	if tb.Stats().Active != 0 || tb.m.len() != 0 {
 		t.Fatalf("after removing all in Range: %+v", tb.Stats())
 	}
 }

@@ -298,8 +298,8 @@ func runModel(t *testing.T, seed uint64, ops int) {
 		}
 		log, m.log = log[:0], m.log[:0]
 		// Same key → (flow, direction) mapping.
-		if len(tb.m) != len(m.keys) {
-			fail("%d keys; model %d", len(tb.m), len(m.keys))
+		if tb.m.len() != len(m.keys) {
+			fail("%d keys; model %d", tb.m.len(), len(m.keys))
 		}
 		for k, mr := range m.keys {
 			f, dir, ok := tb.Find(k)

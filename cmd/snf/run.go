@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -50,6 +52,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	packets := fs.Int("packets", 200000, "packets to generate when there is no --in")
 	seed := fs.Uint64("seed", 1, "seed of the generated traffic")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	alerts := fs.String("alerts", "", "write the NFs' alerts as JSON lines to this file (- for stderr)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -103,7 +106,26 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		r = port.Paced(r, *speed, time.Sleep, time.Now)
 	}
 
-	chain, err := snf.NewChain(spec, snf.ChainOptions{})
+	var sink *snf.JSONAlerts
+	if *alerts != "" {
+		var aw io.Writer = stderr
+		if *alerts != "-" {
+			f, err := os.Create(*alerts)
+			if err != nil {
+				return fmt.Errorf("alerts: %w", err)
+			}
+			defer f.Close()
+			bw := bufio.NewWriter(f)
+			defer bw.Flush()
+			aw = bw
+		}
+		sink = snf.NewJSONAlerts(aw)
+	}
+	opts := snf.ChainOptions{}
+	if sink != nil {
+		opts.Alerts = sink
+	}
+	chain, err := snf.NewChain(spec, opts)
 	if err != nil {
 		return err
 	}
@@ -131,6 +153,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 	printSummary(stdout, inName, spec, chain, sum)
+	if err := chain.WriteReports(stdout); err != nil && runErr == nil {
+		runErr = err
+	}
+	if sink != nil {
+		if err := sink.Err(); err != nil && runErr == nil {
+			runErr = fmt.Errorf("alerts: %w", err)
+		}
+	}
 	if runErr != nil {
 		if errors.Is(runErr, context.Canceled) {
 			return &exitError{130, "interrupted; the output holds the packets processed so far"}
@@ -157,12 +187,15 @@ func printSummary(w io.Writer, inName string, spec *snf.ChainSpec, chain *snf.Ch
 	span := time.Duration(s.LastTS - s.FirstTS)
 	fmt.Fprintf(w, "packets  %d in, %d out, %d dropped, %d emitted (%d non-IP passed, %d malformed)\n",
 		s.Chain.In, s.Chain.Out, s.Chain.Dropped, s.Chain.Emitted, s.Chain.NonIP, s.Chain.Malformed)
+	if s.Chain.Alerts > 0 {
+		fmt.Fprintf(w, "alerts   %d\n", s.Chain.Alerts)
+	}
 	fs := chain.FlowStats()
 	fmt.Fprintf(w, "flows    %d seen, %d active at end, %d expired, %d evicted\n", fs.Created, fs.Active, fs.Expired, fs.Evicted)
 	fmt.Fprintf(w, "time     %s wall for %s of traffic, %.0f packets/s\n",
 		s.Elapsed.Round(time.Millisecond), span.Round(time.Millisecond), s.PPS())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nNF\tin\tdropped\temitted\tcounters")
+	fmt.Fprintln(tw, "\nNF\tin\tdropped\temitted\talerts\tcounters")
 	for _, r := range chain.Report() {
 		var cs []string
 		for _, m := range r.Metrics {
@@ -171,7 +204,7 @@ func printSummary(w io.Writer, inName string, spec *snf.ChainSpec, chain *snf.Ch
 			}
 		}
 		sort.Strings(cs)
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", r.Name, r.Stats.In, r.Stats.Dropped, r.Stats.Emitted, strings.Join(cs, " "))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\n", r.Name, r.Stats.In, r.Stats.Dropped, r.Stats.Emitted, r.Stats.Alerts, strings.Join(cs, " "))
 	}
 	tw.Flush()
 }

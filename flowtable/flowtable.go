@@ -9,6 +9,7 @@
 package flowtable
 
 import (
+	"math"
 	"time"
 
 	"github.com/snf-dev/snf/packet"
@@ -135,6 +136,9 @@ type Table struct {
 	head  [numClasses]int32
 	tail  [numClasses]int32
 	stats Stats
+	// nextExpiry is a lower bound of the earliest time a flow can expire: touching or
+	// removing flows only moves the true value later; creating one updates it.
+	nextExpiry int64
 }
 
 // New returns an empty table.
@@ -252,7 +256,11 @@ func (t *Table) dropKey(f *Flow, k packet.Key) {
 
 // Expire removes every flow idle past its class timeout at time now and returns how many.
 func (t *Table) Expire(now int64) int {
+	if now <= t.nextExpiry {
+		return 0 // no tail can have expired yet: the check costs no flow access
+	}
 	n := 0
+	t.nextExpiry = math.MaxInt64
 	for c := range t.tail {
 		to := int64(t.cfg.Timeouts[c])
 		for t.tail[c] >= 0 {
@@ -262,6 +270,9 @@ func (t *Table) Expire(now int64) int {
 			}
 			t.remove(f, now, false)
 			n++
+		}
+		if t.tail[c] >= 0 {
+			t.nextExpiry = min(t.nextExpiry, t.flows[t.tail[c]].Last+to)
 		}
 	}
 	return n
@@ -316,6 +327,7 @@ func (t *Table) create(k packet.Key, now int64) *Flow {
 		t.Slots(idx)[i] = -1
 	}
 	t.pushHead(f)
+	t.nextExpiry = min(t.nextExpiry, now+int64(t.cfg.Timeouts[f.class]))
 	t.stats.Created++
 	return f
 }

@@ -1,7 +1,6 @@
 package all_test
 
 import (
-	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,18 +11,16 @@ import (
 	"github.com/snf-dev/snf/port/pcapfile"
 )
 
-// The benchmarks of BENCHMARKS.md: every one runs over the packets of a real capture held in
-// memory and reports ns/pkt. Compare them as ratios within one run:
+// The chain benchmarks of BENCHMARKS.md, over the packets of a real capture held in memory,
+// reporting ns/pkt. They run beside the packet package's Floor and Parse benchmarks, and are
+// compared with them as ratios within one run:
 //
-//		go test -run x -bench . -benchmem ./nf/all/
+//	go test -run x -bench . -benchmem ./packet/ ./nf/all/
 //
-//	  - Floor: the reference — a minimal hand parse of the IPv4 5-tuple plus one Go map update;
-//	  - Parse: packet.Packet.Parse, the parse every chain does once per packet;
-//	  - Chain/restore: per packet, copy the headers back from the capture (NFs rewrite them in
-//	    place, and the next pass must see the original packet) and parse — the baseline of the
-//	    Chain lines;
-//	  - Chain/<nfs>: restore, then the chain in batches of 64 (flow lookup, the NFs). An NF's
-//	    own cost, with the chain's flow lookup, is its line minus Chain/restore.
+//   - Chain/restore: per packet, copy the headers back from the capture (NFs rewrite them in
+//     place, and the next pass must see the original packet) and parse — the baseline;
+//   - Chain/<nfs>: restore, then the chain in batches of 64 (flow lookup, the NFs). A chain's
+//     own cost is its line minus Chain/restore.
 const benchCapture = "pcapplusplus_example.pcap"
 
 func loadFrames(b *testing.B) [][]byte {
@@ -50,57 +47,6 @@ func loadFrames(b *testing.B) [][]byte {
 }
 
 const batchSize = 64
-
-type floorKey struct {
-	src, dst uint32
-	sp, dp   uint16
-	proto    uint8
-}
-
-func BenchmarkFloor(b *testing.B) {
-	frames := loadFrames(b)
-	m := map[floorKey]uint64{}
-	b.ReportAllocs()
-	n := 0
-	for b.Loop() {
-		for range batchSize {
-			d := frames[n]
-			if n++; n == len(frames) {
-				n = 0
-			}
-			if len(d) < 38 || binary.BigEndian.Uint16(d[12:]) != 0x0800 {
-				continue
-			}
-			ihl := int(d[14]&0xf) * 4
-			if len(d) < 14+ihl+4 {
-				continue
-			}
-			k := floorKey{
-				src: binary.BigEndian.Uint32(d[26:]), dst: binary.BigEndian.Uint32(d[30:]), proto: d[23],
-				sp: binary.BigEndian.Uint16(d[14+ihl:]), dp: binary.BigEndian.Uint16(d[14+ihl+2:]),
-			}
-			m[k]++
-		}
-	}
-	reportPerPacket(b)
-}
-
-func BenchmarkParse(b *testing.B) {
-	frames := loadFrames(b)
-	var p packet.Packet
-	b.ReportAllocs()
-	n := 0
-	for b.Loop() {
-		for range batchSize {
-			p.Data = frames[n]
-			if n++; n == len(frames) {
-				n = 0
-			}
-			p.Parse()
-		}
-	}
-	reportPerPacket(b)
-}
 
 func reportPerPacket(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batchSize), "ns/pkt")

@@ -15,12 +15,12 @@ import (
 // reporting ns/pkt. They run beside the packet package's Floor and Parse benchmarks, and are
 // compared with them as ratios within one run:
 //
-//	go test -run x -bench . -benchmem ./packet/ ./nf/all/
+//		go test -run x -bench . -benchmem ./packet/ ./nf/all/
 //
-//   - Chain/restore: per packet, copy the headers back from the capture (NFs rewrite them in
-//     place, and the next pass must see the original packet) and parse — the baseline;
-//   - Chain/<nfs>: restore, then the chain in batches of 64 (flow lookup, the NFs). A chain's
-//     own cost is its line minus Chain/restore.
+//	  - Chain/restore: per packet, copy the headers back from the capture (NFs rewrite them in
+//	    place, and the next pass must see the original packet) and parse — the baseline;
+//	  - Chain/<nfs>: restore, then the chain in batches of 64 (flow lookup, the NFs). A chain's
+//	    own cost is its line minus Chain/restore.
 const benchCapture = "pcapplusplus_example.pcap"
 
 func loadFrames(b *testing.B) [][]byte {

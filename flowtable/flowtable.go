@@ -73,10 +73,16 @@ type Config struct {
 	// OnRemove, if set, is called for a flow just before it is expired or evicted (its
 	// slots are still intact), with the time that triggered the removal.
 	OnRemove func(f *Flow, now int64, evicted bool)
+	// FlowletGap is the idle gap that ends a flowlet: a packet arriving more than this after
+	// its flow's previous packet starts a new flowlet (0: DefaultFlowletGap).
+	FlowletGap int64
 	// Seed varies the key index's hash between tables (0 is a valid seed). It changes no
 	// observable behaviour, only which keys share a bucket.
 	Seed uint64
 }
+
+// DefaultFlowletGap is the default flowlet gap δ (SNF's default).
+const DefaultFlowletGap = 500 * time.Microsecond
 
 // DefaultMaxFlows is the default bound on flows per table.
 const DefaultMaxFlows = 1 << 20
@@ -101,6 +107,13 @@ type Flow struct {
 	First, Last int64
 	// Packets counts packets in both directions.
 	Packets uint64
+	// Flowlets counts the flow's flowlets: bursts separated by idle gaps longer than the
+	// table's FlowletGap (the first packet starts the first flowlet).
+	Flowlets uint32
+	// FlowletStart is the time of the current flowlet's first packet.
+	FlowletStart int64
+
+	newFlowlet bool // the latest packet started a flowlet
 
 	keys       [maxKeys]packet.Key
 	mapped     uint8 // bit i set: keys[i] maps to this flow
@@ -110,6 +123,10 @@ type Flow struct {
 	prev, next int32 // LRU list within the class, most recent at head
 	idx        int32
 }
+
+// NewFlowlet reports whether the packet just looked up started a flowlet (a new flow's first
+// packet does).
+func (f *Flow) NewFlowlet() bool { return f.newFlowlet }
 
 // Index is the flow's stable index in its table while it lives.
 func (f *Flow) Index() int32 { return f.idx }
@@ -123,6 +140,7 @@ type ref struct {
 // Stats counts the table's life.
 type Stats struct {
 	Created, Expired, Evicted uint64
+	Flowlets                  uint64
 	Active                    int
 }
 
@@ -145,6 +163,9 @@ type Table struct {
 func New(cfg Config) *Table {
 	if cfg.MaxFlows <= 0 {
 		cfg.MaxFlows = DefaultMaxFlows
+	}
+	if cfg.FlowletGap <= 0 {
+		cfg.FlowletGap = int64(DefaultFlowletGap)
 	}
 	for i, d := range cfg.Timeouts {
 		if d <= 0 {
@@ -311,7 +332,9 @@ func (t *Table) create(k packet.Key, now int64) *Flow {
 		}
 	}
 	f := &t.flows[idx]
-	*f = Flow{Key: k, First: now, Last: now, Packets: 1, class: ClassOf(k.Proto), live: true, idx: idx, prev: -1, next: -1}
+	*f = Flow{Key: k, First: now, Last: now, Packets: 1, Flowlets: 1, FlowletStart: now, newFlowlet: true,
+		class: ClassOf(k.Proto), live: true, idx: idx, prev: -1, next: -1}
+	t.stats.Flowlets++
 	f.keys[keyOrig], f.keys[keyReply], f.mapped = k, k.Reverse(), 1<<keyOrig
 	t.m.set(&k, ref{idx, Orig})
 	if rk := f.keys[keyReply]; rk != k { // a flow to itself (same address and port both ways) has one key
@@ -350,6 +373,12 @@ func (t *Table) evictOne(now int64) {
 }
 
 func (t *Table) touch(f *Flow, now int64) {
+	f.newFlowlet = now-f.Last > t.cfg.FlowletGap
+	if f.newFlowlet {
+		f.Flowlets++
+		f.FlowletStart = now
+		t.stats.Flowlets++
+	}
 	f.Last = now
 	f.Packets++
 	if t.head[f.class] != f.idx {

@@ -734,3 +734,26 @@ func TestCreateTakesReverseKeyFromAlias(t *testing.T) {
 	}
 	checkInvariants(t, tb)
 }
+
+func TestFlowlets(t *testing.T) {
+	tb := New(Config{FlowletGap: int64(time.Millisecond)})
+	k := packet.KeyFrom(netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), 1, 2, packet.ProtoUDP)
+	ms := int64(time.Millisecond)
+	var starts []bool
+	for _, at := range []int64{0, ms / 2, ms, 3 * ms, 3*ms + 1, 10 * ms} {
+		f, _, _ := tb.Lookup(k, at)
+		starts = append(starts, f.NewFlowlet())
+	}
+	// Reply packets belong to the same flowlets.
+	f, _, _ := tb.Lookup(k.Reverse(), 10*ms+ms/2)
+	starts = append(starts, f.NewFlowlet())
+	want := []bool{true, false, false, true, false, true, false}
+	for i := range want {
+		if starts[i] != want[i] {
+			t.Fatalf("packet %d: new flowlet %v, want %v (all: %v)", i, starts[i], want[i], starts)
+		}
+	}
+	if f.Flowlets != 3 || f.FlowletStart != 10*ms || tb.Stats().Flowlets != 3 {
+		t.Errorf("flowlets %d start %d stats %d", f.Flowlets, f.FlowletStart, tb.Stats().Flowlets)
+	}
+}

@@ -53,6 +53,9 @@ type model struct {
 }
 
 func (m *model) touch(f *mFlow, now int64) {
+	if now-f.last > int64(DefaultFlowletGap) {
+		m.stats.Flowlets++
+	}
 	m.seq++
 	f.seq, f.last = m.seq, now
 	f.packets++
@@ -102,6 +105,7 @@ func (m *model) lookup(k packet.Key, now int64) (*mFlow, Dir, bool) {
 		m.keys[rk] = mRef{f, Reply}
 	}
 	m.stats.Created++
+	m.stats.Flowlets++
 	return f, Orig, true
 }
 

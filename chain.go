@@ -1,6 +1,7 @@
 package snf
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -259,13 +260,28 @@ func (c *Chain) NF(i int) NF { return c.nfs[i].nf }
 // Len returns the number of NFs.
 func (c *Chain) Len() int { return len(c.nfs) }
 
-// ExportFlow appends the state of the flow with key k (either direction) to b: for each
-// declared flow state, a presence byte and a length-prefixed value. The runtime uses it to
-// move a flow to another unit and to checkpoint it.
+// ExportFlow appends the flow with key k (either direction) to b: its key, history and
+// reply alias, then for each declared flow state a presence byte and a length-prefixed
+// value. The runtime uses it to move a flow to another unit (MoveOut) and to checkpoint it.
 func (c *Chain) ExportFlow(k packet.Key, b []byte) ([]byte, error) {
 	f, _, ok := c.table.Find(k)
 	if !ok {
 		return b, fmt.Errorf("snf: export %s: no such flow", k)
+	}
+	return c.exportFlow(f, b)
+}
+
+func (c *Chain) exportFlow(f *flowtable.Flow, b []byte) ([]byte, error) {
+	b = appendKey(b, &f.Key)
+	b = binary.BigEndian.AppendUint64(b, uint64(f.First))
+	b = binary.BigEndian.AppendUint64(b, uint64(f.Last))
+	b = binary.BigEndian.AppendUint64(b, f.Packets)
+	b = binary.BigEndian.AppendUint32(b, f.Flowlets)
+	if ak, dir, ok := f.AliasKey(); ok {
+		b = append(b, 1, byte(dir))
+		b = appendKey(b, &ak)
+	} else {
+		b = append(b, 0)
 	}
 	for s, i := range c.table.Slots(f.Index()) {
 		if i < 0 {
@@ -276,46 +292,115 @@ func (c *Chain) ExportFlow(k packet.Key, b []byte) ([]byte, error) {
 		at := len(b)
 		var err error
 		if b, err = c.slots[s].appendState(b, i); err != nil {
-			return b, fmt.Errorf("snf: export %s: %s: %w", k, c.slots[s].stateName(), err)
+			return b, fmt.Errorf("snf: export %s: %s: %w", f.Key, c.slots[s].stateName(), err)
 		}
-		n := len(b) - at
-		b[at-4], b[at-3], b[at-2], b[at-1] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+		binary.BigEndian.PutUint32(b[at-4:], uint32(len(b)-at))
 	}
 	return b, nil
 }
 
-// ImportFlow creates the flow with original key k at time now holding the state exported
-// by ExportFlow from a chain built from the same spec.
-func (c *Chain) ImportFlow(k packet.Key, now int64, b []byte) error {
-	if _, _, ok := c.table.Find(k); ok {
+// MoveOut exports the flow with key k (either direction) to b, as ExportFlow, and removes it
+// from this chain without running FlowEnd hooks: the flow lives on in another unit. found is
+// false (and b unchanged) when this chain has no such flow.
+func (c *Chain) MoveOut(k packet.Key, b []byte) (_ []byte, found bool, err error) {
+	f, _, ok := c.table.Find(k)
+	if !ok {
+		return b, false, nil
+	}
+	if b, err = c.exportFlow(f, b); err != nil {
+		return b, true, err
+	}
+	slots := c.table.Slots(f.Index())
+	for s, i := range slots {
+		if i >= 0 {
+			c.slots[s].release(i)
+			slots[s] = -1
+		}
+	}
+	c.table.Detach(f)
+	return b, true, nil
+}
+
+const keyLen = 16 + 16 + 2 + 2 + 1 + 1
+
+func appendKey(b []byte, k *packet.Key) []byte {
+	b = append(b, k.Src[:]...)
+	b = append(b, k.Dst[:]...)
+	b = binary.BigEndian.AppendUint16(b, k.SrcPort)
+	b = binary.BigEndian.AppendUint16(b, k.DstPort)
+	v6 := byte(0)
+	if k.V6 {
+		v6 = 1
+	}
+	return append(b, k.Proto, v6)
+}
+
+func readKey(b []byte) (k packet.Key, rest []byte, ok bool) {
+	if len(b) < keyLen {
+		return k, b, false
+	}
+	copy(k.Src[:], b)
+	copy(k.Dst[:], b[16:])
+	k.SrcPort = binary.BigEndian.Uint16(b[32:])
+	k.DstPort = binary.BigEndian.Uint16(b[34:])
+	k.Proto, k.V6 = b[36], b[37] == 1
+	return k, b[keyLen:], b[37] <= 1
+}
+
+// ImportFlow creates a flow from what ExportFlow or MoveOut wrote, in a chain built from
+// the same spec. It fails, changing nothing, on a flow that exists or on malformed input.
+func (c *Chain) ImportFlow(b []byte) error {
+	errTrunc := errors.New("state truncated")
+	k, b, ok := readKey(b)
+	if !ok {
+		return fmt.Errorf("snf: import: bad flow key")
+	}
+	if len(b) < 8+8+8+4+1 {
+		return fmt.Errorf("snf: import %s: %w", k, errTrunc)
+	}
+	first, last := int64(binary.BigEndian.Uint64(b)), int64(binary.BigEndian.Uint64(b[8:]))
+	packets, flowlets := binary.BigEndian.Uint64(b[16:]), binary.BigEndian.Uint32(b[24:])
+	hasAlias, b := b[28] == 1, b[29:]
+	var alias packet.Key
+	var aliasDir Dir
+	if hasAlias {
+		if len(b) < 1 {
+			return fmt.Errorf("snf: import %s: %w", k, errTrunc)
+		}
+		aliasDir = Dir(b[0] & 1)
+		if alias, b, ok = readKey(b[1:]); !ok {
+			return fmt.Errorf("snf: import %s: bad alias key", k)
+		}
+	}
+	if _, _, exists := c.table.Find(k); exists {
 		return fmt.Errorf("snf: import %s: flow exists", k)
 	}
 	vals := make([]int32, len(c.slots))
+	for s := range vals {
+		vals[s] = -1
+	}
 	fail := func(err error) error {
-		for s, i := range vals[:] {
+		for s, i := range vals {
 			if i >= 0 {
 				c.slots[s].release(i)
 			}
 		}
 		return fmt.Errorf("snf: import %s: %w", k, err)
 	}
-	for s := range vals {
-		vals[s] = -1
-	}
 	for s := range c.slots {
 		if len(b) < 1 {
-			return fail(errors.New("state truncated"))
+			return fail(errTrunc)
 		}
 		if b[0] == 0 {
 			b = b[1:]
 			continue
 		}
 		if len(b) < 5 {
-			return fail(errors.New("state truncated"))
+			return fail(errTrunc)
 		}
-		n := int(b[1])<<24 | int(b[2])<<16 | int(b[3])<<8 | int(b[4])
-		if len(b) < 5+n {
-			return fail(errors.New("state truncated"))
+		n := int(binary.BigEndian.Uint32(b[1:]))
+		if n > len(b)-5 {
+			return fail(errTrunc)
 		}
 		i, err := c.slots[s].loadState(b[5 : 5+n])
 		if err != nil {
@@ -327,7 +412,10 @@ func (c *Chain) ImportFlow(k packet.Key, now int64, b []byte) error {
 	if len(b) != 0 {
 		return fail(fmt.Errorf("%d trailing bytes", len(b)))
 	}
-	f, _, _ := c.table.Lookup(k, now)
+	f := c.table.Restore(k, first, last, packets, flowlets, alias, aliasDir, hasAlias)
+	if f == nil {
+		return fail(errors.New("flow exists"))
+	}
 	copy(c.table.Slots(f.Index()), vals)
 	return nil
 }

@@ -230,23 +230,44 @@ func TestExportImportFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.ImportFlow(k.Key, 0, state); err != nil {
+	if err := b.ImportFlow(state); err != nil {
 		t.Fatal(err)
 	}
 	b.Process(batchOf(f), nil)
 	if got := b.NF(0).(*probe).counts; !equal(got, []uint32{4}) {
 		t.Errorf("after import the flow's count continues: got %v, want [4]", got)
 	}
-	if err := b.ImportFlow(k.Key, 0, state); err == nil {
+	if err := b.ImportFlow(state); err == nil {
 		t.Error("importing an existing flow must fail")
 	}
-	other := udpFrame(hostA, hostB, 3000, 53)
-	k.SetData(other, 0, 0)
-	for _, bad := range [][]byte{nil, state[:3], append(append([]byte(nil), state...), 9)} {
-		if err := b.ImportFlow(k.Key, 0, bad); err == nil {
+	c := newChain(t, "nfs:\n  - nf: probe\n  - nf: count\n")
+	for _, bad := range [][]byte{nil, state[:3], state[:40], state[:len(state)-1], append(append([]byte(nil), state...), 9)} {
+		if err := c.ImportFlow(bad); err == nil {
 			t.Errorf("importing %x must fail", bad)
 		}
 	}
+	if c.FlowStats().Active != 0 {
+		t.Error("a failed import left a flow behind")
+	}
+	// MoveOut removes the flow without FlowEnd hooks; moving it back restores it.
+	moved, found, err := b.MoveOut(k.Key.Reverse(), nil)
+	if err != nil || !found || b.FlowStats().Active != 0 || len(b.NF(0).(*probe).ended) != 0 {
+		t.Fatalf("MoveOut: %v %v active %d ended %v", err, found, b.FlowStats().Active, b.NF(0).(*probe).ended)
+	}
+	if _, found, _ := b.MoveOut(k.Key, nil); found {
+		t.Error("a moved-out flow is still found")
+	}
+	if err := c.ImportFlow(moved); err != nil {
+		t.Fatal(err)
+	}
+	c.Process(batchOf(f), nil)
+	if got := c.NF(0).(*probe).counts; !equal(got, []uint32{5}) {
+		t.Errorf("after MoveOut/ImportFlow the count continues: got %v, want [5]", got)
+	}
+	if _, err := a.ExportFlow(k.Key.Reverse(), nil); err != nil {
+		t.Errorf("exporting by the reply key: %v", err)
+	}
+	k.SetData(udpFrame(hostA, hostB, 3000, 53), 0, 0)
 	if _, err := a.ExportFlow(k.Key, nil); err == nil {
 		t.Error("exporting an unknown flow must fail")
 	}

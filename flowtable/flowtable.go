@@ -141,7 +141,9 @@ type ref struct {
 type Stats struct {
 	Created, Expired, Evicted uint64
 	Flowlets                  uint64
-	Active                    int
+	// MovedOut and MovedIn count flows detached to, and restored from, another table.
+	MovedOut, MovedIn uint64
+	Active            int
 }
 
 // Table is a bounded flow table. It is not safe for concurrent use: one unit owns it.
@@ -387,6 +389,39 @@ func (t *Table) touch(f *Flow, now int64) {
 	}
 }
 
+// Detach removes flow f without calling OnRemove and without counting it as expired: the
+// flow lives on in another table (a flow moved to another unit). Stats count it as moved.
+func (t *Table) Detach(f *Flow) {
+	if !f.live {
+		return
+	}
+	t.drop(f)
+	t.stats.MovedOut++
+}
+
+// Restore creates the flow with original key k and the given history, as Detach left it
+// in another table: its reply key and, if hasAlias, its alias. It fails (nil) when k is
+// already a flow here.
+func (t *Table) Restore(k packet.Key, first, last int64, packets uint64, flowlets uint32, alias packet.Key, aliasDir Dir, hasAlias bool) *Flow {
+	if _, ok := t.m.get(&k); ok {
+		return nil
+	}
+	f := t.create(k, last)
+	f.First, f.Packets, f.Flowlets, f.newFlowlet = first, packets, flowlets, false
+	t.stats.Created--
+	t.stats.Flowlets--
+	t.stats.MovedIn++
+	if hasAlias {
+		t.Alias(f, alias, aliasDir)
+	}
+	return f
+}
+
+// AliasKey returns the flow's alias key and its direction, if it has one.
+func (f *Flow) AliasKey() (packet.Key, Dir, bool) {
+	return f.keys[keyAlias], f.aliasDir, f.mapped&(1<<keyAlias) != 0
+}
+
 func (t *Table) remove(f *Flow, now int64, evicted bool) {
 	if !f.live {
 		return
@@ -394,6 +429,16 @@ func (t *Table) remove(f *Flow, now int64, evicted bool) {
 	if t.cfg.OnRemove != nil {
 		t.cfg.OnRemove(f, now, evicted)
 	}
+	t.drop(f)
+	if evicted {
+		t.stats.Evicted++
+	} else {
+		t.stats.Expired++
+	}
+}
+
+// drop unmaps f's keys and frees its entry.
+func (t *Table) drop(f *Flow) {
 	for i := range f.keys {
 		if f.mapped&(1<<i) == 0 {
 			continue
@@ -406,11 +451,6 @@ func (t *Table) remove(f *Flow, now int64, evicted bool) {
 	f.live = false
 	f.mapped = 0
 	t.free = append(t.free, f.idx)
-	if evicted {
-		t.stats.Evicted++
-	} else {
-		t.stats.Expired++
-	}
 }
 
 func (t *Table) pushHead(f *Flow) {

@@ -260,7 +260,7 @@ func TestMappingStateRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.ImportFlow(p.Key, 0, st); err != nil {
+	if err := b.ImportFlow(st); err != nil {
 		t.Fatal(err)
 	}
 	// The moved flow keeps its public port on the new unit.

@@ -223,6 +223,10 @@ func (c *Chain) Expire(now int64) int {
 // Stats returns the chain's packet counters.
 func (c *Chain) Stats() ChainStats { return c.stats }
 
+// FlowTimeouts returns the idle timeouts of the chain's flow table (the defaults raised to
+// what its NFs asked for).
+func (c *Chain) FlowTimeouts() flowtable.Timeouts { return c.table.Timeouts() }
+
 // FlowStats returns the flow table's counters.
 func (c *Chain) FlowStats() flowtable.Stats { return c.table.Stats() }
 
@@ -299,6 +303,20 @@ func (c *Chain) exportFlow(f *flowtable.Flow, b []byte) ([]byte, error) {
 	return b, nil
 }
 
+// Flows calls fn with the key and the exported state (as ExportFlow) of every flow of the
+// chain, until fn returns false. For checkpoints, tests and reports; not the packet path.
+func (c *Chain) Flows(fn func(k packet.Key, state []byte) bool) error {
+	var err error
+	c.table.Range(func(f *flowtable.Flow) bool {
+		var b []byte
+		if b, err = c.exportFlow(f, nil); err != nil {
+			return false
+		}
+		return fn(f.Key, b)
+	})
+	return err
+}
+
 // MoveOut exports the flow with key k (either direction) to b, as ExportFlow, and removes it
 // from this chain without running FlowEnd hooks: the flow lives on in another unit. found is
 // false (and b unchanged) when this chain has no such flow.
@@ -348,7 +366,9 @@ func readKey(b []byte) (k packet.Key, rest []byte, ok bool) {
 }
 
 // ImportFlow creates a flow from what ExportFlow or MoveOut wrote, in a chain built from
-// the same spec. It fails, changing nothing, on a flow that exists or on malformed input.
+// the same spec. A flow with the same key already here is an older incarnation (it went
+// idle here while the flow lived on elsewhere): it ends first, with its FlowEnd hooks. On
+// malformed input ImportFlow fails and changes nothing.
 func (c *Chain) ImportFlow(b []byte) error {
 	errTrunc := errors.New("state truncated")
 	k, b, ok := readKey(b)
@@ -371,9 +391,6 @@ func (c *Chain) ImportFlow(b []byte) error {
 		if alias, b, ok = readKey(b[1:]); !ok {
 			return fmt.Errorf("snf: import %s: bad alias key", k)
 		}
-	}
-	if _, _, exists := c.table.Find(k); exists {
-		return fmt.Errorf("snf: import %s: flow exists", k)
 	}
 	vals := make([]int32, len(c.slots))
 	for s := range vals {
@@ -411,6 +428,11 @@ func (c *Chain) ImportFlow(b []byte) error {
 	}
 	if len(b) != 0 {
 		return fail(fmt.Errorf("%d trailing bytes", len(b)))
+	}
+	if old, _, exists := c.table.Find(k); exists {
+		// An older incarnation of the flow that ended (idle) here while the flow lived on
+		// elsewhere: the incoming state is the flow's; the old one ends now.
+		c.table.Remove(old, last)
 	}
 	f := c.table.Restore(k, first, last, packets, flowlets, alias, aliasDir, hasAlias)
 	if f == nil {

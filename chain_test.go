@@ -237,8 +237,12 @@ func TestExportImportFlow(t *testing.T) {
 	if got := b.NF(0).(*probe).counts; !equal(got, []uint32{4}) {
 		t.Errorf("after import the flow's count continues: got %v, want [4]", got)
 	}
-	if err := b.ImportFlow(state); err == nil {
-		t.Error("importing an existing flow must fail")
+	if err := b.ImportFlow(state); err != nil || len(b.NF(0).(*probe).ended) != 1 || b.FlowStats().Active != 1 {
+		t.Errorf("importing over an existing flow must end the old one and take its place: %v", err)
+	}
+	b.Process(batchOf(f), nil) // the count continues from the imported state, not the replaced one
+	if got := b.NF(0).(*probe).counts; !equal(got, []uint32{4, 4}) {
+		t.Errorf("counts %v, want [4 4]", got)
 	}
 	c := newChain(t, "nfs:\n  - nf: probe\n  - nf: count\n")
 	for _, bad := range [][]byte{nil, state[:3], state[:40], state[:len(state)-1], append(append([]byte(nil), state...), 9)} {
@@ -251,7 +255,7 @@ func TestExportImportFlow(t *testing.T) {
 	}
 	// MoveOut removes the flow without FlowEnd hooks; moving it back restores it.
 	moved, found, err := b.MoveOut(k.Key.Reverse(), nil)
-	if err != nil || !found || b.FlowStats().Active != 0 || len(b.NF(0).(*probe).ended) != 0 {
+	if err != nil || !found || b.FlowStats().Active != 0 || len(b.NF(0).(*probe).ended) != 1 {
 		t.Fatalf("MoveOut: %v %v active %d ended %v", err, found, b.FlowStats().Active, b.NF(0).(*probe).ended)
 	}
 	if _, found, _ := b.MoveOut(k.Key, nil); found {

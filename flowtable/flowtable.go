@@ -351,7 +351,7 @@ func (t *Table) create(k packet.Key, now int64) *Flow {
 	for i := range t.Slots(idx) {
 		t.Slots(idx)[i] = -1
 	}
-	t.pushHead(f)
+	t.insertByLast(f) // at the head, unless packets reach this table out of time order
 	t.nextExpiry = min(t.nextExpiry, now+int64(t.cfg.Timeouts[f.class]))
 	t.stats.Created++
 	return f
@@ -383,9 +383,9 @@ func (t *Table) touch(f *Flow, now int64) {
 	}
 	f.Last = now
 	f.Packets++
-	if t.head[f.class] != f.idx {
+	if t.head[f.class] != f.idx || (f.next >= 0 && t.flows[f.next].Last > now) {
 		t.unlink(f)
-		t.pushHead(f)
+		t.insertByLast(f)
 	}
 }
 
@@ -408,6 +408,8 @@ func (t *Table) Restore(k packet.Key, first, last int64, packets uint64, flowlet
 	}
 	f := t.create(k, last)
 	f.First, f.Packets, f.Flowlets, f.newFlowlet = first, packets, flowlets, false
+	// create linked it by its time (usually at or near the head: a moved flow's last
+	// packet is recent).
 	t.stats.Created--
 	t.stats.Flowlets--
 	t.stats.MovedIn++
@@ -453,16 +455,31 @@ func (t *Table) drop(f *Flow) {
 	t.free = append(t.free, f.idx)
 }
 
-func (t *Table) pushHead(f *Flow) {
+// insertByLast links f into its class's LRU list after every flow with a later Last.
+func (t *Table) insertByLast(f *Flow) {
 	c := f.class
-	f.prev, f.next = -1, t.head[c]
-	if t.head[c] >= 0 {
-		t.flows[t.head[c]].prev = f.idx
+	next := t.head[c] // the first flow not later than f
+	for next >= 0 && t.flows[next].Last > f.Last {
+		next = t.flows[next].next
 	}
-	t.head[c] = f.idx
-	if t.tail[c] < 0 {
+	if next < 0 { // f is the oldest: new tail
+		f.next, f.prev = -1, t.tail[c]
+		if t.tail[c] >= 0 {
+			t.flows[t.tail[c]].next = f.idx
+		} else {
+			t.head[c] = f.idx
+		}
 		t.tail[c] = f.idx
+		return
 	}
+	n := &t.flows[next]
+	f.next, f.prev = next, n.prev
+	if n.prev >= 0 {
+		t.flows[n.prev].next = f.idx
+	} else {
+		t.head[c] = f.idx
+	}
+	n.prev = f.idx
 }
 
 func (t *Table) unlink(f *Flow) {

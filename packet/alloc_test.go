@@ -1,6 +1,7 @@
 package packet_test
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/snf-dev/snf/packet"
@@ -58,4 +59,21 @@ func TestZeroAllocs(t *testing.T) {
 		t.Errorf("key operations: %v allocs per run", a)
 	}
 	_ = h
+}
+
+func TestCopyFrom(t *testing.T) {
+	var a, b packet.Packet
+	a.SetData(tcpFrame(t, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), 1, 2, []byte("x")), 42, 100)
+	a.Clock, a.Flow = 7, 9
+	b.CopyFrom(&a)
+	if &b.Data[0] == &a.Data[0] || string(b.Data) != string(a.Data) || b.Key != a.Key || b.Clock != 7 || b.Flow != 9 || b.Time != 42 || b.WireLen != 100 || b.PayloadOff != a.PayloadOff {
+		t.Fatalf("copy differs: %+v", b)
+	}
+	a.Data[0] ^= 0xff
+	if b.Data[0] == a.Data[0] {
+		t.Fatal("copy shares the frame")
+	}
+	if n := testing.AllocsPerRun(100, func() { b.CopyFrom(&a) }); n != 0 {
+		t.Errorf("CopyFrom allocates %v", n)
+	}
 }

@@ -63,8 +63,12 @@ type Packet struct {
 	// was cut by a snaplen.
 	WireLen int
 	// Clock is the chain's logical clock, stamped at the chain's entry: a total order of
-	// all packets of a run, and the identity a replay reproduces.
+	// all packets of a run, and the identity a replay reproduces. 0 means unstamped.
 	Clock uint64
+	// Flow identifies the packet's flow at the chain's entry (set by the root of the
+	// elastic runtime; 0 when unset): it survives header rewrites, so the egress can check
+	// each flow's order.
+	Flow uint64
 
 	// Parse results.
 	Flags      Flags
@@ -96,8 +100,21 @@ func (p *Packet) SetData(frame []byte, ts int64, wireLen int) {
 		wireLen = len(frame)
 	}
 	p.WireLen = wireLen
-	p.Clock = 0
+	p.Clock, p.Flow = 0, 0
 	p.Parse()
+}
+
+// CopyFrom makes p a copy of src: its frame in p's own buffer, and all metadata and parse
+// results (no re-parse).
+func (p *Packet) CopyFrom(src *Packet) {
+	buf := p.buf
+	if cap(buf) < len(src.Data) {
+		buf = make([]byte, max(len(src.Data), 2048))
+	}
+	*p = *src
+	p.buf = buf
+	p.Data = buf[:len(src.Data)]
+	copy(p.Data, src.Data)
 }
 
 // Is reports whether all of f are set.

@@ -3,5 +3,11 @@ package all
 
 import (
 	_ "github.com/snf-dev/snf/nf/firewall"
+	_ "github.com/snf-dev/snf/nf/ids"
+	_ "github.com/snf-dev/snf/nf/lb"
+	_ "github.com/snf-dev/snf/nf/monitor"
 	_ "github.com/snf-dev/snf/nf/nat"
+	_ "github.com/snf-dev/snf/nf/portscan"
+	_ "github.com/snf-dev/snf/nf/ratelimit"
+	_ "github.com/snf-dev/snf/nf/trojan"
 )

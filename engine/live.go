@@ -1,0 +1,485 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/bits"
+	"sync"
+	"time"
+
+	"github.com/snf-dev/snf"
+	"github.com/snf-dev/snf/packet"
+	"github.com/snf-dev/snf/policy"
+	"github.com/snf-dev/snf/port"
+	"github.com/snf-dev/snf/root"
+	"github.com/snf-dev/snf/store"
+	"github.com/snf-dev/snf/trace"
+	"github.com/snf-dev/snf/unit"
+)
+
+// LiveConfig configures an elastic run: a root dispatching to goroutine units.
+type LiveConfig struct {
+	Spec   *snf.ChainSpec
+	In     port.Reader
+	Out    port.Writer // nil discards
+	Policy policy.Policy
+	// MinUnits and MaxUnits bound the pool (static runs all MaxUnits).
+	MinUnits, MaxUnits int
+	FlowletGap         time.Duration
+	Batch              int     // packets per batch (DefaultBatch if 0)
+	Capacity           float64 // packets/s one unit sustains for this chain; 0 calibrates
+	Target             float64 // utilisation a unit is filled to (default 0.8)
+	Tick               time.Duration
+	Store              store.Store
+	Alerts             snf.AlertSink
+	MaxFlows           int
+	// OnDone, if set, is called with every unit's chain after the run, before they close.
+	OnDone func(chains []*snf.Chain)
+}
+
+// LiveSummary is what an elastic run did.
+type LiveSummary struct {
+	Packets, Written, Flows, Flowlets, Handovers, Reorders uint64
+	Chain                                                  snf.ChainStats // summed over units
+	Billed                                                 []NFBill
+	UnitsMin, UnitsMax                                     int
+	UnitsMean                                              float64
+	UnitSeconds                                            float64
+	Elapsed                                                time.Duration
+	Latency                                                Percentiles
+	BytesMoved                                             uint64
+	HandoverWait                                           Percentiles // from state sent to state received
+	Capacity                                               float64
+	Timeline                                               []Sample
+	InputErr                                               error
+}
+
+// NFBill is the packets billed to one NF instance (summed over units).
+type NFBill struct {
+	Name    string
+	Packets uint64
+}
+
+// Sample is the pool at one controller tick.
+type Sample struct {
+	At      time.Duration // since the start
+	Active  int
+	Offered float64 // packets/s dispatched in the last tick
+}
+
+// Percentiles of a latency distribution.
+type Percentiles struct{ P50, P99, P999 time.Duration }
+
+// PPS returns packets per second of wall time.
+func (s LiveSummary) PPS() float64 {
+	if s.Elapsed <= 0 {
+		return 0
+	}
+	return float64(s.Packets) / s.Elapsed.Seconds()
+}
+
+const batchesPerUnit = 8
+
+type liveUnit struct {
+	u     *unit.Unit
+	free  chan *unit.Batch
+	cur   *unit.Batch
+	chain *snf.Chain
+}
+
+// live is one elastic run's engine state, driven by the root's goroutine.
+type live struct {
+	cfg    LiveConfig
+	now    int64 // the latest packet time dispatched
+	units  []*liveUnit
+	pool   *policy.Pool
+	egress chan *unit.Batch
+	start  time.Time
+}
+
+// SendState implements unit.Transport.
+func (l *live) SendState(to int, s unit.State) { l.units[to].u.State <- s }
+
+// SendOut implements unit.Transport.
+func (l *live) SendOut(b *unit.Batch) { l.egress <- b }
+
+// batch returns unit u's batch being filled.
+func (l *live) batch(u int) *unit.Batch {
+	lu := l.units[u]
+	if lu.cur == nil {
+		lu.cur = <-lu.free // back-pressure: waits for the egress to return a batch
+		lu.cur.Reset()
+		lu.cur.Unit = u
+		// The unit expires idle flows as of the packet being dispatched, before it: what a
+		// single chain does on each packet.
+		lu.cur.Now = l.now
+	}
+	return lu.cur
+}
+
+// Send implements root.Target.
+func (l *live) Send(u int, p *packet.Packet) {
+	b := l.batch(u)
+	b.Pkts[b.N].CopyFrom(p)
+	b.N++
+	if b.N == len(b.Pkts) {
+		l.flush(u)
+	}
+}
+
+// Handover implements root.Target.
+func (l *live) Handover(k packet.Key, flow uint64, from, to int) {
+	bf := l.batch(from)
+	bf.Ctl = append(bf.Ctl, unit.Control{At: bf.N, Kind: unit.Marker, Key: k, Flow: flow, Peer: to})
+	bt := l.batch(to)
+	bt.Ctl = append(bt.Ctl, unit.Control{At: bt.N, Kind: unit.Expect, Key: k, Flow: flow, Peer: from})
+}
+
+// ScaleOut implements root.Target.
+func (l *live) ScaleOut() int {
+	if !l.cfg.Policy.Elastic() {
+		return -1
+	}
+	for i := range l.pool.Units {
+		if v := &l.pool.Units[i]; !v.Active {
+			v.Active, v.Draining, v.Load = true, false, 0
+			return i
+		}
+	}
+	return -1
+}
+
+func (l *live) flush(u int) {
+	lu := l.units[u]
+	if lu.cur == nil {
+		return
+	}
+	lu.cur.Stamp = time.Now().UnixNano()
+	lu.u.In <- lu.cur
+	lu.cur = nil
+}
+
+// RunLive runs cfg.In through the chain on an elastic pool of goroutine units.
+func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
+	if cfg.Batch <= 0 {
+		cfg.Batch = DefaultBatch
+	}
+	if cfg.MaxUnits < 1 {
+		cfg.MaxUnits = 1
+	}
+	cfg.MinUnits = min(max(cfg.MinUnits, 1), cfg.MaxUnits)
+	if cfg.Target <= 0 || cfg.Target > 1 {
+		cfg.Target = 0.8
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = 10 * time.Millisecond
+	}
+	if cfg.Policy == nil {
+		return LiveSummary{}, errors.New("engine: no policy")
+	}
+	st := cfg.Store
+	if st == nil {
+		st = store.NewEmbedded()
+		defer st.Close()
+	}
+	if cfg.Capacity <= 0 {
+		c, err := Calibrate(cfg.Spec, 20000)
+		if err != nil {
+			return LiveSummary{}, err
+		}
+		cfg.Capacity = c
+	}
+	l := &live{cfg: cfg, pool: &policy.Pool{Target: cfg.Target}, egress: make(chan *unit.Batch, cfg.MaxUnits*batchesPerUnit)}
+	var wg sync.WaitGroup
+	for i := range cfg.MaxUnits {
+		chain, err := snf.NewChain(cfg.Spec, snf.ChainOptions{Store: st, Unit: uint32(i), Alerts: cfg.Alerts, MaxFlows: cfg.MaxFlows})
+		if err != nil {
+			return LiveSummary{}, err
+		}
+		defer chain.Close()
+		lu := &liveUnit{free: make(chan *unit.Batch, batchesPerUnit), chain: chain}
+		for range batchesPerUnit {
+			lu.free <- unit.NewBatch(cfg.Batch, lu.free)
+		}
+		lu.u = unit.New(i, chain, make(chan *unit.Batch, batchesPerUnit), l, nil)
+		l.units = append(l.units, lu)
+		active := i < cfg.MinUnits || !cfg.Policy.Elastic()
+		l.pool.Units = append(l.pool.Units, policy.UnitView{ID: i, Active: active, Capacity: cfg.Capacity})
+	}
+	r := root.New(root.Config{Policy: cfg.Policy, Pool: l.pool, FlowletGap: cfg.FlowletGap,
+		MaxFlows: cfg.MaxFlows, Timeouts: l.units[0].chain.FlowTimeouts()})
+
+	var eg egress
+	eg.out = cfg.Out
+	egDone := make(chan error, 1)
+	go func() { egDone <- eg.run(l.egress) }()
+	for _, lu := range l.units {
+		wg.Add(1)
+		go func() { defer wg.Done(); lu.u.Run() }()
+	}
+
+	var (
+		s        LiveSummary
+		batch    = make([]packet.Packet, cfg.Batch)
+		runErr   error
+		lastTick = time.Now()
+		lastSent = make([]uint64, cfg.MaxUnits)
+		idle     = make([]int, cfg.MaxUnits)
+	)
+	l.start = time.Now()
+	s.UnitsMin = math.MaxInt
+	tick := func(now time.Time) {
+		dt := now.Sub(lastTick).Seconds()
+		if dt <= 0 {
+			return
+		}
+		lastTick = now
+		sent := r.Stats().Sent
+		active, offered := 0, 0.0
+		for i := range l.pool.Units {
+			v := &l.pool.Units[i]
+			d := sent[i] - lastSent[i]
+			lastSent[i] = sent[i]
+			rate := float64(d) / dt
+			offered += rate
+			if !v.Active {
+				continue
+			}
+			v.Load = rate // measured; the root adds the rates of flowlets it places until the next tick
+			if d == 0 {
+				idle[i]++
+			} else {
+				idle[i] = 0
+			}
+			active++
+		}
+		// Retire idle units (their flows' state moves on with their next flowlets).
+		if cfg.Policy.Elastic() {
+			for i := len(l.pool.Units) - 1; i >= 0 && active > cfg.MinUnits; i-- {
+				if v := &l.pool.Units[i]; v.Active && idle[i] >= 2 {
+					v.Active = false
+					active--
+				}
+			}
+		}
+		s.UnitSeconds += float64(active) * dt
+		s.UnitsMin, s.UnitsMax = min(s.UnitsMin, active), max(s.UnitsMax, active)
+		s.Timeline = append(s.Timeline, Sample{At: now.Sub(l.start), Active: active, Offered: offered})
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			runErr = err
+			break
+		}
+		n, err := cfg.In.Read(batch)
+		for i := range batch[:n] {
+			l.now = max(l.now, batch[i].Time)
+			r.Dispatch(&batch[i], l)
+		}
+		for u := range l.units {
+			l.flush(u)
+		}
+		if now := time.Now(); now.Sub(lastTick) >= cfg.Tick {
+			tick(now)
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				s.InputErr = err
+			}
+			break
+		}
+	}
+	for u := range l.units {
+		l.flush(u)
+		close(l.units[u].u.In)
+	}
+	wg.Wait()
+	close(l.egress)
+	if err := <-egDone; err != nil && runErr == nil {
+		runErr = fmt.Errorf("write output: %w", err)
+	}
+	tick(time.Now())
+	s.Elapsed = time.Since(l.start)
+	if cfg.OnDone != nil {
+		chains := make([]*snf.Chain, len(l.units))
+		for i, lu := range l.units {
+			chains[i] = lu.chain
+		}
+		cfg.OnDone(chains)
+	}
+
+	rs := r.Stats()
+	s.Packets, s.Flows, s.Flowlets, s.Handovers = rs.Packets, rs.Flows, rs.Flowlets, rs.Handovers
+	s.Written, s.Reorders, s.Latency = eg.written, eg.reorders, eg.lat.percentiles()
+	s.Capacity = cfg.Capacity
+	var waits durations
+	for _, lu := range l.units {
+		us := lu.u.Stats()
+		s.BytesMoved += us.BytesMoved
+		for _, w := range us.Waits {
+			waits.add(w)
+		}
+		cs := lu.chain.Stats()
+		s.Chain.In += cs.In
+		s.Chain.Out += cs.Out
+		s.Chain.Dropped += cs.Dropped
+		s.Chain.Emitted += cs.Emitted
+		s.Chain.Alerts += cs.Alerts
+		s.Chain.NonIP += cs.NonIP
+		s.Chain.Malformed += cs.Malformed
+		for j, rep := range lu.chain.Report() {
+			if j >= len(s.Billed) {
+				s.Billed = append(s.Billed, NFBill{Name: rep.Name})
+			}
+			s.Billed[j].Packets += rep.Stats.In
+		}
+	}
+	s.HandoverWait = waits.percentiles()
+	if len(s.Timeline) > 0 {
+		sum := 0.0
+		for _, t := range s.Timeline {
+			sum += float64(t.Active)
+		}
+		s.UnitsMean = sum / float64(len(s.Timeline))
+	} else {
+		s.UnitsMin = 0
+	}
+	return s, runErr
+}
+
+// egress writes the units' outputs, measures latency and checks each flow's order.
+type egress struct {
+	out      port.Writer
+	written  uint64
+	reorders uint64
+	last     map[uint64]uint64 // flow id → last clock written
+	lat      durations
+}
+
+func (e *egress) run(in chan *unit.Batch) error {
+	e.last = map[uint64]uint64{}
+	var err error
+	for b := range in {
+		now := time.Now().UnixNano()
+		if e.out != nil && err == nil && len(b.Out) > 0 {
+			err = e.out.Write(b.Out)
+		}
+		for i, p := range b.Out {
+			e.written++
+			if p.Flow != 0 {
+				if p.Clock < e.last[p.Flow] {
+					e.reorders++
+				} else {
+					e.last[p.Flow] = p.Clock
+				}
+			}
+			e.lat.add(time.Duration(now - b.OutStamp[i]))
+		}
+		select {
+		case b.Home <- b:
+		default: // a home that is full (held-packet batches) lets the batch go
+		}
+	}
+	return err
+}
+
+// durations is a log-scale histogram of durations (no allocation per sample).
+type durations struct {
+	n      uint64
+	bucket [64 * 8]uint64
+}
+
+func (d *durations) add(v time.Duration) {
+	if v < 1 {
+		v = 1
+	}
+	d.n++
+	d.bucket[bucketOf(v)]++
+}
+
+// bucketOf: 8 sub-buckets per power of two.
+func bucketOf(v time.Duration) int {
+	x := uint64(v)
+	e := 63 - bits.LeadingZeros64(x)
+	sub := 0
+	if e >= 3 {
+		sub = int((x >> (e - 3)) & 7)
+	}
+	return e*8 + sub
+}
+
+func bucketValue(b int) time.Duration {
+	e, sub := b/8, b%8
+	if e < 3 {
+		return time.Duration(1 << e)
+	}
+	return time.Duration((uint64(8+sub) << (e - 3)))
+}
+
+func (d *durations) quantile(q float64) time.Duration {
+	if d.n == 0 {
+		return 0
+	}
+	target := uint64(math.Ceil(q * float64(d.n)))
+	var c uint64
+	for i, n := range d.bucket {
+		c += n
+		if c >= target {
+			return bucketValue(i)
+		}
+	}
+	return bucketValue(len(d.bucket) - 1)
+}
+
+func (d *durations) percentiles() Percentiles {
+	return Percentiles{d.quantile(0.5), d.quantile(0.99), d.quantile(0.999)}
+}
+
+// Calibrate measures the packets/s one unit sustains for spec on generated traffic.
+func Calibrate(spec *snf.ChainSpec, packets int) (float64, error) {
+	chain, err := snf.NewChain(spec, snf.ChainOptions{})
+	if err != nil {
+		return 0, err
+	}
+	defer chain.Close()
+	frames := calibrationFrames(packets)
+	batch := make([]packet.Packet, DefaultBatch)
+	out := make([]*packet.Packet, 0, 2*DefaultBatch)
+	start := time.Now()
+	for i := 0; i < len(frames); i += len(batch) {
+		n := min(len(batch), len(frames)-i)
+		for j := range n {
+			batch[j].SetData(frames[i+j], int64(i+j)*1000, 0)
+		}
+		out = chain.Process(batch[:n], out[:0])
+	}
+	el := time.Since(start)
+	if el <= 0 {
+		el = time.Microsecond
+	}
+	return float64(len(frames)) / el.Seconds(), nil
+}
+
+// calibrationFrames returns generated frames for Calibrate.
+func calibrationFrames(n int) [][]byte {
+	cfg := trace.DefaultGenConfig()
+	cfg.Packets = n
+	g, err := trace.NewGenerator(cfg)
+	if err != nil {
+		panic("engine: default generator config rejected: " + err.Error())
+	}
+	var frames [][]byte
+	batch := make([]packet.Packet, DefaultBatch)
+	for {
+		k, err := g.Read(batch)
+		for i := range batch[:k] {
+			frames = append(frames, append([]byte(nil), batch[i].Data...))
+		}
+		if err != nil {
+			return frames
+		}
+	}
+}

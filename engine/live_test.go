@@ -1,0 +1,249 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/snf-dev/snf"
+	"github.com/snf-dev/snf/engine"
+	"github.com/snf-dev/snf/packet"
+	"github.com/snf-dev/snf/policy"
+	"github.com/snf-dev/snf/port/mem"
+	"github.com/snf-dev/snf/port/pcapfile"
+	"github.com/snf-dev/snf/trace"
+)
+
+// mover is a test policy that moves every new flowlet of a live flow to another active unit,
+// and activates units up to the pool's size: the worst case for state handover.
+type mover struct{ n uint64 }
+
+func (m *mover) Name() string    { return "mover" }
+func (m *mover) PerPacket() bool { return false }
+func (m *mover) Elastic() bool   { return true }
+func (m *mover) Place(f policy.Flowlet, p *policy.Pool) policy.Decision {
+	var active []int
+	for _, u := range p.Units {
+		if u.Active {
+			active = append(active, u.ID)
+		}
+	}
+	m.n++
+	if len(active) == 0 {
+		return policy.Decision{Unit: -1, ScaleOut: true}
+	}
+	d := policy.Decision{Unit: active[int(m.n%uint64(len(active)))], ScaleOut: m.n%7 == 0}
+	if d.Unit == f.Current && len(active) > 1 {
+		d.Unit = active[int((m.n+1)%uint64(len(active)))]
+	}
+	return d
+}
+
+func readFrames(t *testing.T, path string) []mem.Frame {
+	t.Helper()
+	r, err := pcapfile.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var fr []mem.Frame
+	batch := make([]packet.Packet, 64)
+	for {
+		n, err := r.Read(batch)
+		for _, p := range batch[:n] {
+			fr = append(fr, mem.Frame{Data: append([]byte(nil), p.Data...), Time: p.Time, WireLen: p.WireLen})
+		}
+		if err != nil {
+			return fr
+		}
+	}
+}
+
+func generated(t *testing.T, n int) []mem.Frame {
+	cfg := trace.DefaultGenConfig()
+	cfg.Packets, cfg.Flows, cfg.Rate = n, 300, 20000 // slower than the 500µs flowlet gap for many flows
+	g, err := trace.NewGenerator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fr []mem.Frame
+	batch := make([]packet.Packet, 64)
+	for {
+		k, err := g.Read(batch)
+		for _, p := range batch[:k] {
+			fr = append(fr, mem.Frame{Data: append([]byte(nil), p.Data...), Time: p.Time})
+		}
+		if err != nil {
+			return fr
+		}
+	}
+}
+
+// outcome is a run's output grouped by flow, and its final flow states.
+type outcome struct {
+	flows  map[packet.Key][]string // canonical key of the output packet → frames in order
+	states map[packet.Key]string
+	total  int
+}
+
+func collect(t *testing.T, w *mem.Writer, chains []*snf.Chain, end int64) outcome {
+	o := outcome{flows: map[packet.Key][]string{}, states: map[packet.Key]string{}}
+	for _, f := range w.Frames() {
+		var p packet.Packet
+		p.SetData(f.Data, f.Time, f.WireLen)
+		var k packet.Key
+		if p.IP() {
+			k, _ = p.Key.Canonical()
+		}
+		o.flows[k] = append(o.flows[k], string(f.Data))
+		o.total++
+	}
+	for _, c := range chains {
+		c.Expire(end)
+		err := c.Flows(func(k packet.Key, st []byte) bool {
+			ck, _ := k.Canonical()
+			if _, dup := o.states[ck]; dup {
+				t.Errorf("flow %s lives on two units", k)
+			}
+			o.states[ck] = string(st)
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return o
+}
+
+func reference(t *testing.T, spec *snf.ChainSpec, frames []mem.Frame) outcome {
+	chain, err := snf.NewChain(spec, snf.ChainOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chain.Close()
+	w := &mem.Writer{}
+	if _, err := engine.Run(context.Background(), engine.Config{Chain: chain, In: mem.NewReader(frames), Out: w}); err != nil {
+		t.Fatal(err)
+	}
+	return collect(t, w, []*snf.Chain{chain}, frames[len(frames)-1].Time)
+}
+
+func elastic(t *testing.T, spec *snf.ChainSpec, frames []mem.Frame, pol policy.Policy, maxUnits int) (outcome, engine.LiveSummary) {
+	w := &mem.Writer{}
+	var o outcome
+	s, err := engine.RunLive(context.Background(), engine.LiveConfig{
+		Spec: spec, In: mem.NewReader(frames), Out: w, Policy: pol, MinUnits: 1, MaxUnits: maxUnits,
+		Batch: 16, Capacity: 2000, Tick: time.Millisecond,
+		OnDone: func(chains []*snf.Chain) { o = collect(t, w, chains, frames[len(frames)-1].Time) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o, s
+}
+
+func compare(t *testing.T, want, got outcome) {
+	t.Helper()
+	if got.total != want.total {
+		t.Fatalf("%d packets out, the one-unit run has %d", got.total, want.total)
+	}
+	for k, w := range want.flows {
+		g := got.flows[k]
+		if len(g) != len(w) {
+			t.Fatalf("flow %s: %d packets out, one-unit run %d", k, len(g), len(w))
+		}
+		for i := range w {
+			if g[i] != w[i] {
+				pos := func(seq []string) []int {
+					var ix []int
+					for _, f := range seq {
+						ix = append(ix, len(f))
+					}
+					return ix
+				}
+				t.Fatalf("flow %s: packet %d differs (order or bytes): lengths got %v, want %v", k, i, pos(g), pos(w))
+			}
+		}
+	}
+	if len(got.states) != len(want.states) {
+		for k, st := range got.states {
+			if _, ok := want.states[k]; !ok {
+				b := []byte(st)
+				t.Logf("extra flow %s: first %d last %d packets %d", k, int64(binary.BigEndian.Uint64(b[38:])), int64(binary.BigEndian.Uint64(b[46:])), binary.BigEndian.Uint64(b[54:]))
+			}
+		}
+		t.Fatalf("%d flows at the end, one-unit run %d", len(got.states), len(want.states))
+	}
+	for k, w := range want.states {
+		if got.states[k] != w {
+			t.Fatalf("flow %s: final state differs", k)
+		}
+	}
+}
+
+func tracesDir(t *testing.T) string {
+	d, _ := filepath.Abs("../../shared/traces")
+	if _, err := os.Stat(d); err != nil {
+		t.Skipf("real captures not found at %s (they sit beside the repository in CI): %v", d, err)
+	}
+	return d
+}
+
+// TestElasticEqualsOneUnit: for each policy, an elastic run (1 to 8 units, and a policy that
+// moves every flowlet) gives the same packets in the same order within each flow, and the
+// same final flow state, as the one-unit run.
+func TestElasticEqualsOneUnit(t *testing.T) {
+	spec, err := snf.ChainFromNames("firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inputs := map[string][]mem.Frame{"generated": generated(t, 20000)}
+	if testing.Short() {
+		t.Log("-short: generated traffic only")
+	} else if dir, err := filepath.Abs("../../shared/traces"); err == nil {
+		if files, _ := filepath.Glob(filepath.Join(dir, "*.pcap")); len(files) > 0 {
+			more, _ := filepath.Glob(filepath.Join(dir, "trojan_ingredients", "*.pcap*"))
+			for _, f := range append(files, more...) {
+				inputs[filepath.Base(f)] = readFrames(t, f)
+			}
+		} else {
+			t.Logf("real captures not found at %s: generated traffic only", dir)
+		}
+	}
+	names := make([]string, 0, len(inputs))
+	for n := range inputs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		frames := inputs[name]
+		want := reference(t, spec, frames)
+		for _, pn := range []string{"snf", "perflow", "static", "mover"} {
+			t.Run(fmt.Sprintf("%s/%s", name, pn), func(t *testing.T) {
+				var pol policy.Policy = &mover{}
+				if pn != "mover" {
+					if pol, err = policy.New(pn, policy.Options{StaticUnits: 4}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				got, s := elastic(t, spec, frames, pol, 8)
+				compare(t, want, got)
+				if s.Reorders != 0 {
+					t.Errorf("%d reorderings inside flows", s.Reorders)
+				}
+				if pn == "mover" && s.UnitsMax > 1 && s.Flowlets > s.Flows && s.Handovers == 0 {
+					t.Errorf("no handover although every flowlet moves (%d flows, %d flowlets)", s.Flows, s.Flowlets)
+				}
+				t.Logf("%d packets, %d flows, %d flowlets, %d handovers, units %d-%d", s.Packets, s.Flows, s.Flowlets, s.Handovers, s.UnitsMin, s.UnitsMax)
+			})
+		}
+	}
+}
+
+var _ = bytes.Equal

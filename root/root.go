@@ -1,0 +1,158 @@
+// Package root is the chain's entry in the elastic runtime: it stamps every packet with the
+// chain's logical clock, looks the packet's flow up, detects flowlets, and sends each packet
+// to a unit — a new flowlet wherever the allocation policy says, a running flowlet where it
+// runs. When a flow's new flowlet goes to another unit than the one holding its state, the
+// root asks for a handover (DESIGN.md, "Flowlet move").
+//
+// The root is deterministic and does no I/O: the engine passes packets in and implements
+// Target, which carries the root's decisions to the units.
+package root
+
+import (
+	"math"
+	"time"
+
+	"github.com/snf-dev/snf/flowtable"
+	"github.com/snf-dev/snf/packet"
+	"github.com/snf-dev/snf/policy"
+)
+
+// Target receives the root's decisions. The engine implements it.
+type Target interface {
+	// Send gives packet p to unit u (the engine copies it: p is reused after the call).
+	Send(u int, p *packet.Packet)
+	// Handover moves flow k's state from unit from to unit to: from ships it after handling
+	// the packets of k sent to it so far; to holds k's packets until it arrives.
+	Handover(k packet.Key, flow uint64, from, to int)
+	// ScaleOut asks for one more active unit; it returns the unit activated, or -1.
+	ScaleOut() int
+}
+
+// Config configures a Root.
+type Config struct {
+	Policy     policy.Policy
+	Pool       *policy.Pool // the engine's view of the units; the root adds placed flowlets' rates to Load
+	FlowletGap time.Duration
+	MaxFlows   int
+	// Timeouts are the chain's idle timeouts (snf.Chain.FlowTimeouts). The root keeps a flow
+	// twice as long: a flow that comes back after its units expired it is then still routed
+	// through the unit that held it (as a new flowlet, with a handover if it moves), so its
+	// old and new packets cannot overtake each other.
+	Timeouts flowtable.Timeouts
+	// NewFlowRate is the rate (packets/s) predicted for a flow's first flowlet (default 100).
+	NewFlowRate float64
+}
+
+// Stats counts what the root did.
+type Stats struct {
+	Packets, Flows, Flowlets, Handovers, ScaleOuts uint64
+	// Sent counts packets sent to each unit.
+	Sent []uint64
+}
+
+// Root dispatches packets. Not safe for concurrent use: one goroutine drives it.
+type Root struct {
+	cfg   Config
+	table *flowtable.Table
+	unit  []int32  // by flow index: the unit holding the flow's state, -1 for none
+	ids   []uint64 // by flow index: the flow's id (stamped on its packets)
+	clock uint64
+	next  uint64 // next flow id
+	stats Stats
+}
+
+// New returns a root.
+func New(cfg Config) *Root {
+	if cfg.NewFlowRate <= 0 {
+		cfg.NewFlowRate = 100
+	}
+	r := &Root{cfg: cfg}
+	to := cfg.Timeouts
+	for i := range to {
+		to[i] *= 2
+	}
+	r.table = flowtable.New(flowtable.Config{MaxFlows: cfg.MaxFlows, FlowletGap: int64(cfg.FlowletGap), Timeouts: to})
+	r.stats.Sent = make([]uint64, len(cfg.Pool.Units))
+	return r
+}
+
+// Clock returns the last clock stamped.
+func (r *Root) Clock() uint64 { return r.clock }
+
+// Stats returns the root's counters (Sent is shared: copy it to keep it).
+func (r *Root) Stats() Stats { return r.stats }
+
+// FlowStats returns the root's flow-table counters.
+func (r *Root) FlowStats() flowtable.Stats { return r.table.Stats() }
+
+// Dispatch stamps p and sends it to a unit through t.
+func (r *Root) Dispatch(p *packet.Packet, t Target) {
+	r.clock++
+	p.Clock = r.clock
+	r.stats.Packets++
+	// Malformed and non-IP packets have no flow: they share the zero key's flow, so they keep
+	// their order on one unit.
+	var key packet.Key
+	if p.IP() {
+		key = p.Key
+	}
+	r.table.Expire(p.Time)
+	f, _, created := r.table.LookupRef(&key, p.Time)
+	i := f.Index()
+	if int(i) >= len(r.unit) {
+		r.grow(int(i) + 1)
+	}
+	if created {
+		r.next++
+		r.ids[i], r.unit[i] = r.next, -1
+		r.stats.Flows++
+	}
+	p.Flow = r.ids[i]
+	cur := int(r.unit[i])
+	if f.NewFlowlet() || r.cfg.Policy.PerPacket() || cur < 0 {
+		if f.NewFlowlet() {
+			r.stats.Flowlets++
+		}
+		u := r.place(f, cur, created, t)
+		if cur >= 0 && u != cur && !r.cfg.Policy.PerPacket() {
+			r.stats.Handovers++
+			t.Handover(f.Key, r.ids[i], cur, u)
+		}
+		r.unit[i] = int32(u)
+		cur = u
+	}
+	r.stats.Sent[cur]++
+	t.Send(cur, p)
+}
+
+// place asks the policy for a unit, activating one when it asks and the engine can.
+func (r *Root) place(f *flowtable.Flow, cur int, first bool, t Target) int {
+	rate := r.cfg.NewFlowRate
+	if d := f.Last - f.First; !first && d > 0 {
+		rate = float64(f.Packets) / (float64(d) / 1e9)
+	}
+	fl := policy.Flowlet{Hash: f.Key.Hash(), Rate: rate, Current: cur, First: first}
+	d := r.cfg.Policy.Place(fl, r.cfg.Pool)
+	if d.ScaleOut || d.Unit < 0 {
+		if u := t.ScaleOut(); u >= 0 {
+			r.stats.ScaleOuts++
+			if d2 := r.cfg.Policy.Place(fl, r.cfg.Pool); d2.Unit >= 0 {
+				d = d2
+			}
+		}
+	}
+	u := d.Unit
+	if u < 0 {
+		u = 0 // no active unit at all: the engine keeps unit 0 active, so this is a bug guard
+	}
+	if l := &r.cfg.Pool.Units[u].Load; !math.IsInf(rate, 0) {
+		*l += rate
+	}
+	return u
+}
+
+func (r *Root) grow(n int) {
+	n = max(n, 2*len(r.unit), 1024)
+	r.unit = append(r.unit, make([]int32, n-len(r.unit))...)
+	r.ids = append(r.ids, make([]uint64, n-len(r.ids))...)
+}

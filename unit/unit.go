@@ -1,0 +1,356 @@
+// Package unit is one serverless compute unit: it runs its own instance of the chain on
+// batches the root sends it, owns the state of the flows whose flowlets it holds, and hands
+// a flow's state over to another unit peer-to-peer when the root moves the flow (the marker
+// protocol of DESIGN.md, "Flowlet move").
+//
+// A unit talks to the rest of the runtime only through its input channel and a Transport,
+// whose messages (Batch, State) are plain data: an in-process transport passes them by
+// pointer; a network transport would serialize them.
+package unit
+
+import (
+	"time"
+	"unsafe"
+
+	"github.com/snf-dev/snf"
+	"github.com/snf-dev/snf/packet"
+)
+
+// ControlKind is the kind of a handover control in a batch.
+type ControlKind uint8
+
+const (
+	// Marker: after the packets before it, ship flow Key's state to unit Peer.
+	Marker ControlKind = iota + 1
+	// Expect: flow Key's state is coming from unit Peer; hold the flow's packets until it
+	// arrives.
+	Expect
+)
+
+// Control is a handover control placed in a batch before packet At.
+type Control struct {
+	At   int
+	Kind ControlKind
+	Key  packet.Key // the flow's key (either direction)
+	Flow uint64     // the flow's id, as stamped by the root on its packets
+	Peer int
+}
+
+// Batch is a unit's input and, once processed, its output. Batches are recycled: the root
+// fills one, the unit processes it, the egress writes its Out and sends it Home.
+type Batch struct {
+	Unit  int
+	Pkts  []packet.Packet // the packets are Pkts[:N]
+	N     int
+	Ctl   []Control
+	Stamp int64 // wall time (Unix ns) the root released the batch, for latency
+	// Now is the root's packet time when it released the batch: the unit expires idle
+	// flows by it, so that flows expire even on a unit that receives no more packets.
+	Now int64
+	Out []*packet.Packet
+	// OutStamp holds, for each Out packet, the Stamp of the batch it arrived in (packets
+	// held for a handover leave in a later batch).
+	OutStamp []int64
+	Home     chan *Batch
+
+	extra []packet.Packet // copies of emitted packets
+}
+
+// NewBatch returns a batch for up to n packets that returns to home when written.
+func NewBatch(n int, home chan *Batch) *Batch {
+	return &Batch{Pkts: make([]packet.Packet, n), Out: make([]*packet.Packet, 0, 2*n), OutStamp: make([]int64, 0, 2*n), Home: home}
+}
+
+// Reset empties the batch for refilling.
+func (b *Batch) Reset() {
+	b.N, b.Ctl, b.Out, b.OutStamp = 0, b.Ctl[:0], b.Out[:0], b.OutStamp[:0]
+}
+
+// State is a flow's state on its way between units. Data is what snf.Chain.MoveOut wrote;
+// nil when the sending unit held no state for the flow.
+type State struct {
+	Key  packet.Key
+	Flow uint64
+	From int
+	Data []byte
+	Sent int64 // wall time (Unix ns) it was sent
+}
+
+// Transport carries a unit's messages.
+type Transport interface {
+	// SendState delivers a flow's state to unit to.
+	SendState(to int, s State)
+	// SendOut delivers a processed batch to the egress.
+	SendOut(b *Batch)
+}
+
+// Stats counts a unit's work.
+type Stats struct {
+	Batches, Packets          uint64
+	HandoversOut, HandoversIn uint64
+	BytesMoved                uint64
+	Held                      uint64          // packets held waiting for state
+	Waits                     []time.Duration // per handover received: from the marker's state send to its arrival
+}
+
+// segment is one stay of a flow at this unit that waits for its state: opened by an Expect,
+// holding the flow's packets until the state arrives, closed by a Marker that ships the
+// flow on. A flow that leaves and comes back before its first state arrived has several.
+type segment struct {
+	state   State
+	arrived bool
+	held    []packet.Packet
+	stamps  []int64
+	moveTo  int // -1 until a Marker closes the segment
+}
+
+// pending is a flow whose state this unit is waiting for.
+type pending struct {
+	key   packet.Key
+	segs  []*segment // in the order of their Expects
+	early []State    // states that arrived before their Expect
+}
+
+type outgoing struct {
+	to int
+	s  State
+}
+
+// Unit is one compute unit.
+type Unit struct {
+	ID    int
+	Chain *snf.Chain
+	In    chan *Batch
+	State chan State
+	tr    Transport
+	now   func() int64
+
+	pending  map[uint64]*pending
+	inBatch  bool       // processing a batch whose outputs are not with the egress yet
+	outbox   []outgoing // states to send once the current batch's outputs are with the egress
+	heldHome chan *Batch
+	stats    Stats
+}
+
+// New returns a unit running chain. in carries batches from the root; states from peers
+// arrive on the unit's State channel.
+func New(id int, chain *snf.Chain, in chan *Batch, tr Transport, now func() int64) *Unit {
+	if now == nil {
+		now = func() int64 { return time.Now().UnixNano() }
+	}
+	return &Unit{ID: id, Chain: chain, In: in, State: make(chan State, 4096), tr: tr, now: now,
+		pending: map[uint64]*pending{}, heldHome: make(chan *Batch, 64)}
+}
+
+// Stats returns the unit's counters; read them after Run returned.
+func (u *Unit) Stats() Stats { return u.stats }
+
+// Run processes batches until In is closed and every expected state has arrived.
+func (u *Unit) Run() {
+	in := u.In
+	for in != nil || len(u.pending) > 0 {
+		select {
+		case b, ok := <-in:
+			if !ok {
+				in = nil
+				continue
+			}
+			u.process(b)
+		case s := <-u.State:
+			u.arrive(s)
+		}
+	}
+}
+
+// process runs a batch: runs of packets through the chain, controls between them, packets
+// of flows whose state has not arrived held aside.
+func (u *Unit) process(b *Batch) {
+	u.inBatch = true
+	defer func() { u.inBatch = false }()
+	u.stats.Batches++
+	if b.Now != 0 {
+		u.Chain.Expire(b.Now)
+	}
+	start, ci := 0, 0
+	for i := 0; i <= b.N; i++ {
+		for ci < len(b.Ctl) && b.Ctl[ci].At == i {
+			u.run(b, start, i)
+			start = i
+			u.control(&b.Ctl[ci])
+			ci++
+		}
+		if i == b.N {
+			break
+		}
+		if len(u.pending) > 0 {
+			p := &b.Pkts[i]
+			if pe, ok := u.pending[p.Flow]; ok && len(pe.segs) > 0 {
+				u.run(b, start, i)
+				start = i + 1
+				sg := pe.segs[len(pe.segs)-1]
+				sg.held = append(sg.held, packet.Packet{})
+				sg.held[len(sg.held)-1].CopyFrom(p)
+				sg.stamps = append(sg.stamps, b.Stamp)
+				u.stats.Held++
+			}
+		}
+	}
+	u.run(b, start, b.N)
+	u.inBatch = false
+	u.tr.SendOut(b)
+	u.flushOutbox()
+}
+
+// run processes b.Pkts[from:to] through the chain into b.Out.
+func (u *Unit) run(b *Batch, from, to int) {
+	if from >= to {
+		return
+	}
+	u.stats.Packets += uint64(to - from)
+	n := len(b.Out)
+	b.Out = u.Chain.Process(b.Pkts[from:to], b.Out)
+	u.keepEmitted(b, n)
+	for range b.Out[n:] {
+		b.OutStamp = append(b.OutStamp, b.Stamp)
+	}
+}
+
+// keepEmitted copies packets the chain emitted (they live in the chain's buffer, reused by
+// the next Process call) into the batch.
+func (u *Unit) keepEmitted(b *Batch, from int) {
+	lo, hi := &b.Pkts[0], &b.Pkts[len(b.Pkts)-1]
+	for i := from; i < len(b.Out); i++ {
+		p := b.Out[i]
+		if inRange(p, lo, hi) {
+			continue
+		}
+		b.extra = append(b.extra, packet.Packet{})
+		e := &b.extra[len(b.extra)-1]
+		e.CopyFrom(p)
+		b.Out[i] = e
+	}
+}
+
+func (u *Unit) control(c *Control) {
+	switch c.Kind {
+	case Expect:
+		pe, ok := u.pending[c.Flow]
+		if !ok {
+			pe = &pending{key: c.Key}
+			u.pending[c.Flow] = pe
+		}
+		sg := &segment{moveTo: -1}
+		if len(pe.early) > 0 {
+			sg.state, sg.arrived = pe.early[0], true
+			pe.early = pe.early[1:]
+		}
+		pe.segs = append(pe.segs, sg)
+		u.advance(c.Flow, pe)
+	case Marker:
+		if pe, ok := u.pending[c.Flow]; ok && len(pe.segs) > 0 {
+			pe.segs[len(pe.segs)-1].moveTo = c.Peer // ship on once its state has arrived here
+			return
+		}
+		u.ship(c.Key, c.Flow, c.Peer)
+	}
+}
+
+// ship moves a flow's state out of this unit's chain, to be sent after the current outputs.
+func (u *Unit) ship(k packet.Key, flow uint64, to int) {
+	data, found, err := u.Chain.MoveOut(k, nil)
+	if err != nil || !found {
+		data = nil // no state here (the flow sent no IP packet to this unit), or it could not be exported
+	}
+	u.stats.HandoversOut++
+	u.stats.BytesMoved += uint64(len(data))
+	u.outbox = append(u.outbox, outgoing{to, State{Key: k, Flow: flow, From: u.ID, Data: data}})
+}
+
+// flushOutbox sends the states shipped so far. Never while a batch is half processed: a
+// flow's state must not overtake the outputs of the flow's last packets here, which leave
+// with the batch.
+func (u *Unit) flushOutbox() {
+	if u.inBatch {
+		return
+	}
+	for _, o := range u.outbox {
+		o.s.Sent = u.now()
+		u.tr.SendState(o.to, o.s)
+	}
+	u.outbox = u.outbox[:0]
+}
+
+// arrive handles a state from a peer: it belongs to the flow's first segment still
+// without one (states of a flow arrive in the order they were shipped).
+func (u *Unit) arrive(s State) {
+	u.stats.Waits = append(u.stats.Waits, time.Duration(u.now()-s.Sent))
+	pe, ok := u.pending[s.Flow]
+	if !ok {
+		pe = &pending{key: s.Key}
+		u.pending[s.Flow] = pe
+	}
+	for _, sg := range pe.segs {
+		if !sg.arrived {
+			sg.state, sg.arrived = s, true
+			u.advance(s.Flow, pe)
+			return
+		}
+	}
+	pe.early = append(pe.early, s)
+}
+
+// advance completes the flow's segments whose state has arrived, in order.
+func (u *Unit) advance(flow uint64, pe *pending) {
+	for len(pe.segs) > 0 && pe.segs[0].arrived {
+		sg := pe.segs[0]
+		pe.segs = pe.segs[1:]
+		u.complete(pe.key, flow, sg)
+	}
+	if len(pe.segs) == 0 && len(pe.early) == 0 {
+		delete(u.pending, flow)
+	}
+}
+
+// complete installs an arrived state, processes the packets held for it, and ships the flow
+// on if a marker closed the segment.
+func (u *Unit) complete(k packet.Key, flow uint64, sg *segment) {
+	u.stats.HandoversIn++
+	if sg.state.Data != nil {
+		_ = u.Chain.ImportFlow(sg.state.Data) // a malformed state is dropped; the flow restarts here
+	}
+	if len(sg.held) > 0 {
+		var b *Batch
+		select {
+		case b = <-u.heldHome:
+			b.Reset()
+		default:
+			b = NewBatch(0, u.heldHome)
+		}
+		b.Unit = u.ID
+		b.Pkts = append(b.Pkts[:0], sg.held...)
+		b.N = len(b.Pkts)
+		u.stats.Packets += uint64(b.N)
+		b.Out = u.Chain.Process(b.Pkts, b.Out[:0])
+		u.keepEmittedHeld(b)
+		for range b.Out {
+			b.OutStamp = append(b.OutStamp, sg.stamps[0]) // latency from the first held packet's arrival
+		}
+		u.tr.SendOut(b)
+	}
+	if sg.moveTo >= 0 {
+		u.ship(k, flow, sg.moveTo)
+	}
+	u.flushOutbox()
+}
+
+func (u *Unit) keepEmittedHeld(b *Batch) {
+	if len(b.Pkts) > 0 {
+		u.keepEmitted(b, 0)
+	}
+}
+
+// inRange reports whether p points into the array from lo to hi.
+func inRange(p, lo, hi *packet.Packet) bool {
+	a := uintptr(unsafe.Pointer(p))
+	return a >= uintptr(unsafe.Pointer(lo)) && a <= uintptr(unsafe.Pointer(hi))
+}

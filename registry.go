@@ -88,7 +88,7 @@ func (f *Factory) DecodeConfig(raw []byte) (any, error) {
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(cfg); err != nil {
-			return nil, configError(err)
+			return nil, f.fieldError(raw, err)
 		}
 	}
 	if v, ok := cfg.(Validator); ok {
@@ -123,6 +123,33 @@ func resetGiven(cfg any, raw []byte) {
 			}
 		}
 	}
+}
+
+// fieldError names the top-level field behind a decode error when encoding/json did not
+// (errors from a value's own UnmarshalText or UnmarshalJSON, such as a bad prefix).
+func (f *Factory) fieldError(raw []byte, err error) error {
+	err = configError(err)
+	if strings.Contains(err.Error(), "field") {
+		return err
+	}
+	var given map[string]json.RawMessage
+	if json.Unmarshal(raw, &given) != nil {
+		return err
+	}
+	keys := make([]string, 0, len(given))
+	for k := range given {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		one, _ := json.Marshal(map[string]json.RawMessage{k: given[k]})
+		dec := json.NewDecoder(bytes.NewReader(one))
+		dec.DisallowUnknownFields()
+		if e := dec.Decode(f.defaults()); e != nil {
+			return fmt.Errorf("field %q: %w", k, configError(e))
+		}
+	}
+	return err
 }
 
 // configError turns encoding/json errors into messages that name the field.

@@ -23,6 +23,7 @@ const usage = `snf runs chains of stateful network functions (NFs) over packets.
 Usage:
   snf run [flags]      process a capture (or generated traffic) through a chain of NFs
   snf nfs [NAME]       list the NFs, their config fields and defaults, and the state they keep
+  snf trace stats|compose   describe captures; merge, shift and re-address them
   snf help [COMMAND]   show help
 
 Examples:
@@ -61,6 +62,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(ctx, rest, stdout, stderr)
 	case "nfs":
 		err = cmdNFs(rest, stdout, stderr)
+	case "trace":
+		err = cmdTrace(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 && rest[0] != "help" {
 			return runMain(ctx, []string{rest[0], "--help"}, stdout, stderr)
@@ -98,6 +101,14 @@ func newFlags(name, help string, stderr io.Writer) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// parseErr turns a flag parse error into exit status 2 (usage already printed), or help.
+func parseErr(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return &exitError{code: 2}
 }
 
 // parseFlags parses args, turning flag errors into exit status 2 (usage already printed).

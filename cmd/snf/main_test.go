@@ -266,3 +266,92 @@ func TestHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestAllNFsChain runs every NF of the library in one chain over a real capture.
+func TestAllNFsChain(t *testing.T) {
+	in := filepath.Join(tracesDir(t), "pcapplusplus_example.pcap")
+	alerts := filepath.Join(t.TempDir(), "alerts.jsonl")
+	code, stdout, stderr := runSnf("run", "--nfs", "nat,firewall,lb,ratelimit,portscan,monitor,trojan,ids",
+		"--in", in, "--alerts", alerts, "--quiet")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, nf := range []string{"nat", "firewall", "lb", "ratelimit", "portscan", "monitor", "trojan", "ids"} {
+		if !strings.Contains(stdout, "\n"+nf+" ") || !strings.Contains(stdout, nf+"  ") && !strings.Contains(stdout, nf+" ") {
+			t.Errorf("summary lacks %s:\n%s", nf, stdout)
+		}
+	}
+	if !strings.Contains(stdout, "packets  4631 in") || !strings.Contains(stdout, "monitor report:") || !strings.Contains(stdout, "212.199.202.9:80") {
+		t.Errorf("summary or monitor report missing:\n%s", stdout)
+	}
+	if _, err := os.Stat(alerts); err != nil {
+		t.Errorf("--alerts file not written: %v", err)
+	}
+}
+
+// TestAlertsFile: a scan in a real capture gives a portscan alert in the JSON lines file.
+func TestAlertsFile(t *testing.T) {
+	in := filepath.Join(tracesDir(t), "nmap_synscan.pcap")
+	alerts := filepath.Join(t.TempDir(), "alerts.jsonl")
+	code, stdout, stderr := runSnf("run", "--nfs", "portscan", "--in", in, "--alerts", alerts, "--quiet")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	b, err := os.ReadFile(alerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], `"nf":"portscan"`) || !strings.Contains(lines[0], `"rule":"scanner"`) ||
+		!strings.Contains(lines[0], `"src":"172.16.0.8:`) || !strings.Contains(stdout, "alerts   1") {
+		t.Errorf("alerts %q\n%s", b, stdout)
+	}
+}
+
+func TestTraceCommands(t *testing.T) {
+	dir := tracesDir(t)
+	code, stdout, stderr := runSnf("trace", "stats", "--gap", "1ms", filepath.Join(dir, "tcpreplay_test.pcap"))
+	if code != 0 || !strings.Contains(stdout, "packets:              179") || !strings.Contains(stdout, "flows:                19 TCP/UDP (TCP 7, UDP 12)") || !strings.Contains(stdout, "flowlets:             77 at gap 1ms") {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	out := filepath.Join(t.TempDir(), "composed.pcapng")
+	ing := filepath.Join(dir, "trojan_ingredients")
+	code, stdout, stderr = runSnf("trace", "compose", "--out", out,
+		filepath.Join(ing, "zeek_ssh_single-conn.pcap")+",map=192.150.186.169=10.9.9.9",
+		filepath.Join(ing, "zeek_http_get.pcap")+",shift=20s")
+	if code != 0 || !strings.Contains(stdout, "108 packets from 2 inputs") {
+		t.Fatalf("compose: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	recs, err := readAll(t, out)
+	if err != nil || len(recs) != 108 {
+		t.Fatalf("composed capture: %d packets, %v", len(recs), err)
+	}
+	seen := false
+	for i, r := range recs {
+		if i > 0 && r.ts < recs[i-1].ts {
+			t.Fatalf("packet %d out of time order", i)
+		}
+		var p packet.Packet
+		p.SetData(r.data, 0, 0)
+		if p.Key.SrcAddr() == netip.MustParseAddr("10.9.9.9") || p.Key.DstAddr() == netip.MustParseAddr("10.9.9.9") {
+			seen = true
+		}
+		if p.Key.SrcAddr() == netip.MustParseAddr("192.150.186.169") {
+			t.Fatal("an address that was mapped is still there")
+		}
+	}
+	if !seen {
+		t.Error("the mapped address is not in the output")
+	}
+	for _, bad := range [][]string{
+		{"trace", "compose", "--out", out, "x.pcap,shift=soon"},
+		{"trace", "compose", "--out", out, "x.pcap,map=1.2.3.4=::1"},
+		{"trace", "compose", "x.pcap"},
+		{"trace", "frob"},
+		{"trace", "stats"},
+	} {
+		if code, _, stderr := runSnf(bad...); code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || stderr == "" {
+			t.Errorf("snf %v: exit %d, stderr %q", bad, code, stderr)
+		}
+	}
+}

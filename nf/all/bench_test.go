@@ -63,7 +63,7 @@ func BenchmarkChain(b *testing.B) {
 	for i, f := range frames {
 		pkts[i].SetData(f, int64(i)*1000, 0)
 	}
-	for _, chain := range []string{"restore", "none", "nat", "firewall", "nat,firewall"} {
+	for _, chain := range []string{"restore", "none", "nat", "firewall", "nat,firewall", "lb", "ratelimit", "portscan", "monitor", "trojan", "ids"} {
 		b.Run(chain, func(b *testing.B) {
 			var c *snf.Chain
 			if chain != "restore" {

@@ -94,6 +94,9 @@ type liveUnit struct {
 type live struct {
 	cfg    LiveConfig
 	now    int64 // the latest packet time dispatched
+	// scaled counts activations since the last controller tick: at most one unit starts per
+	// tick, so a burst of flowlets that fit nowhere does not start the whole pool at once.
+	scaled int
 	units  []*liveUnit
 	pool   *policy.Pool
 	egress chan *unit.Batch
@@ -140,12 +143,13 @@ func (l *live) Handover(k packet.Key, flow uint64, from, to int) {
 
 // ScaleOut implements root.Target.
 func (l *live) ScaleOut() int {
-	if !l.cfg.Policy.Elastic() {
+	if !l.cfg.Policy.Elastic() || l.scaled > 0 {
 		return -1
 	}
 	for i := range l.pool.Units {
 		if v := &l.pool.Units[i]; !v.Active {
 			v.Active, v.Draining, v.Load = true, false, 0
+			l.scaled++
 			return i
 		}
 	}
@@ -237,6 +241,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			return
 		}
 		lastTick = now
+		l.scaled = 0
 		sent := r.Stats().Sent
 		active, offered := 0, 0.0
 		for i := range l.pool.Units {
@@ -248,7 +253,9 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			if !v.Active {
 				continue
 			}
-			v.Load = rate // measured; the root adds the rates of flowlets it places until the next tick
+			// Measured, smoothed over ticks; the root adds the rates of the flowlets it places
+			// until the next tick.
+			v.Load = (v.Load + rate) / 2
 			if d == 0 {
 				idle[i]++
 			} else {

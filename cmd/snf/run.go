@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -47,7 +49,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	nfs := fs.String("nfs", "", "comma-separated NF types with default configs, or none (default nat,firewall when --chain is not given)")
 	in := fs.String("in", "", "input capture, pcap or pcapng (default: generated traffic)")
 	out := fs.String("out", "", "output capture of the packets leaving the chain")
-	speed := fs.Float64("speed", 0, "replay pace: 0 as fast as possible, 1 at capture pace, 2 twice as fast, …")
+	speedFlag := fs.String("speed", "max", "replay pace: max (as fast as possible), 1 (capture pace), 2 (twice as fast), 0.5, …")
+	pol := fs.String("policy", "", "run elastic units with this allocation policy: snf, perflow, perpacket or static (default: one chain, no units)")
+	units := fs.String("units", "", "elastic pool size: N, or MIN-MAX (default 1-8; static uses MAX)")
+	gap := fs.Duration("flowlet-gap", 500*time.Microsecond, "flowlet gap δ: a flow's packet more than this after its previous one starts a new flowlet")
+	capacity := fs.Float64("capacity", 0, "packets/s one unit sustains for this chain (default: measured at start)")
+	compare := fs.Bool("compare", false, "run every policy on the same input and print one table")
 	batch := fs.Int("batch", engine.DefaultBatch, "packets per batch")
 	packets := fs.Int("packets", 200000, "packets to generate when there is no --in")
 	seed := fs.Uint64("seed", 1, "seed of the generated traffic")
@@ -59,16 +66,35 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *chainFile != "" && *nfs != "" {
 		return &exitError{2, "run: give --chain or --nfs, not both"}
 	}
-	if *speed < 0 {
-		return &exitError{2, "run: --speed must be >= 0"}
+	speed := 0.0
+	if *speedFlag != "max" {
+		v, err := strconv.ParseFloat(*speedFlag, 64)
+		if err != nil || v <= 0 || math.IsInf(v, 0) {
+			return &exitError{2, fmt.Sprintf("run: --speed %q: want max or a factor > 0 (1 is capture pace)", *speedFlag)}
+		}
+		speed = v
+	}
+	minU, maxU, err := parseUnits(*units)
+	if err != nil {
+		return &exitError{2, "run: " + err.Error()}
+	}
+	if *gap <= 0 {
+		return &exitError{2, "run: --flowlet-gap must be > 0"}
+	}
+	if *capacity < 0 {
+		return &exitError{2, "run: --capacity must be >= 0"}
+	}
+	elastic := *pol != "" || *units != "" || *compare
+	if elastic && *pol == "" && !*compare {
+		*pol = "snf"
+	}
+	if *compare && *pol != "" {
+		return &exitError{2, "run: --compare runs every policy; do not give --policy"}
 	}
 	if *batch < 1 || *batch > 1<<16 {
 		return &exitError{2, "run: --batch must be between 1 and 65536"}
 	}
-	var (
-		spec *snf.ChainSpec
-		err  error
-	)
+	var spec *snf.ChainSpec
 	switch {
 	case *chainFile != "":
 		spec, err = snf.LoadChainFile(*chainFile)
@@ -81,30 +107,42 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 
-	var (
-		r        port.Reader
-		linkType uint32 = 1
-		inName          = "generated traffic"
-	)
+	inName := "generated traffic"
 	if *in != "" {
-		pr, err := pcapfile.Open(*in)
-		if err != nil {
-			return err
+		inName = *in
+	}
+	// open opens the input afresh (--compare reads it once per policy).
+	open := func() (port.Reader, uint32, error) {
+		var r port.Reader
+		var linkType uint32 = 1
+		if *in != "" {
+			pr, err := pcapfile.Open(*in)
+			if err != nil {
+				return nil, 0, err
+			}
+			r, linkType = pr, pr.LinkType()
+		} else {
+			cfg := trace.DefaultGenConfig()
+			cfg.Packets, cfg.Seed = *packets, *seed
+			g, err := trace.NewGenerator(cfg)
+			if err != nil {
+				return nil, 0, err
+			}
+			r = g
 		}
-		r, linkType, inName = pr, pr.LinkType(), *in
-	} else {
-		cfg := trace.DefaultGenConfig()
-		cfg.Packets, cfg.Seed = *packets, *seed
-		g, err := trace.NewGenerator(cfg)
-		if err != nil {
-			return err
+		if speed > 0 {
+			r = port.Paced(r, speed, time.Sleep, time.Now)
 		}
-		r = g
+		return r, linkType, nil
+	}
+	if *compare {
+		return runCompare(ctx, stdout, stderr, spec, open, inName, minU, maxU, *gap, *batch, *capacity, *quiet)
+	}
+	r, linkType, err := open()
+	if err != nil {
+		return err
 	}
 	defer r.Close()
-	if *speed > 0 {
-		r = port.Paced(r, *speed, time.Sleep, time.Now)
-	}
 
 	var sink *snf.JSONAlerts
 	if *alerts != "" {
@@ -140,6 +178,34 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		w = pw
 	}
 
+	if elastic {
+		p, err := newPolicy(*pol, maxU)
+		if err != nil {
+			return &exitError{2, "run: " + err.Error()}
+		}
+		lc := engine.LiveConfig{Spec: spec, In: r, Out: w, Policy: p, MinUnits: minU, MaxUnits: maxU,
+			FlowletGap: *gap, Batch: *batch, Capacity: *capacity}
+		if sink != nil {
+			lc.Alerts = sink
+		}
+		if !*quiet {
+			fmt.Fprintf(stderr, "snf: %s policy, %d-%d units\n", *pol, minU, maxU)
+		}
+		sum, runErr := engine.RunLive(ctx, lc)
+		if w != nil {
+			if err := w.Close(); err != nil && runErr == nil {
+				runErr = fmt.Errorf("write %s: %w", *out, err)
+			}
+		}
+		printLiveSummary(stdout, inName, spec, *pol, minU, maxU, *gap, sum)
+		if runErr != nil {
+			if errors.Is(runErr, context.Canceled) {
+				return &exitError{130, "interrupted; the output holds the packets processed so far"}
+			}
+			return runErr
+		}
+		return sum.InputErr
+	}
 	cfg := engine.Config{Chain: chain, In: r, Out: w, Batch: *batch}
 	if !*quiet {
 		cfg.Progress = func(s engine.Summary) {

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/snf-dev/snf"
+	"github.com/snf-dev/snf/engine"
+	"github.com/snf-dev/snf/policy"
+	"github.com/snf-dev/snf/port"
+)
+
+// parseUnits reads --units: "" (1-8), "N" or "MIN-MAX".
+func parseUnits(s string) (lo, hi int, err error) {
+	if s == "" {
+		return 1, 8, nil
+	}
+	a, b, isRange := strings.Cut(s, "-")
+	lo, err1 := strconv.Atoi(a)
+	hi = lo
+	var err2 error
+	if isRange {
+		hi, err2 = strconv.Atoi(b)
+	}
+	if err1 != nil || err2 != nil || lo < 1 || hi < lo || hi > 1024 {
+		return 0, 0, fmt.Errorf("--units %q: want N or MIN-MAX with 1 <= MIN <= MAX <= 1024", s)
+	}
+	if !isRange {
+		lo = 1 // --units N: up to N units
+	}
+	return lo, hi, nil
+}
+
+func newPolicy(name string, maxUnits int) (policy.Policy, error) {
+	return policy.New(name, policy.Options{StaticUnits: maxUnits, Seed: 1})
+}
+
+func printLiveSummary(w io.Writer, inName string, spec *snf.ChainSpec, pol string, minU, maxU int, gap time.Duration, s engine.LiveSummary) {
+	names := make([]string, len(spec.NFs))
+	for i, n := range spec.NFs {
+		names[i] = n.Name
+	}
+	fmt.Fprintf(w, "input     %s\n", inName)
+	fmt.Fprintf(w, "chain     %s\n", strings.Join(names, " → "))
+	fmt.Fprintf(w, "engine    elastic: policy %s, units %d-%d, flowlet gap %s, unit capacity %.0f packets/s\n", pol, minU, maxU, gap, s.Capacity)
+	fmt.Fprintf(w, "packets   %d in, %d out, %d dropped, %d emitted; %d alerts\n", s.Packets, s.Written, s.Chain.Dropped, s.Chain.Emitted, s.Chain.Alerts)
+	fmt.Fprintf(w, "flows     %d flows, %d flowlets, %d handovers (%d state bytes moved, wait p50 %s p99 %s), %d reorderings inside flows\n",
+		s.Flows, s.Flowlets, s.Handovers, s.BytesMoved, s.HandoverWait.P50, s.HandoverWait.P99, s.Reorders)
+	fmt.Fprintf(w, "units     min %d, mean %.2f, max %d active; %.3f unit-seconds\n", s.UnitsMin, s.UnitsMean, s.UnitsMax, s.UnitSeconds)
+	fmt.Fprintf(w, "latency   root to egress: p50 %s, p99 %s, p99.9 %s\n", s.Latency.P50, s.Latency.P99, s.Latency.P999)
+	fmt.Fprintf(w, "time      %s wall, %.0f packets/s\n", s.Elapsed.Round(time.Millisecond), s.PPS())
+	var bills []string
+	for _, b := range s.Billed {
+		bills = append(bills, fmt.Sprintf("%s %d", b.Name, b.Packets))
+	}
+	fmt.Fprintf(w, "billed    packets per NF: %s\n", strings.Join(bills, ", "))
+	if len(s.Timeline) > 1 {
+		fmt.Fprintln(w, "timeline  offered load (packets/s) and active units:")
+		step := max(1, len(s.Timeline)/12)
+		for i := 0; i < len(s.Timeline); i += step {
+			t := s.Timeline[i]
+			fmt.Fprintf(w, "  %8s  %10.0f  %3d %s\n", t.At.Round(time.Millisecond), t.Offered, t.Active, strings.Repeat("█", min(t.Active, 64)))
+		}
+	}
+}
+
+// runCompare runs every policy on the same input and prints one table.
+func runCompare(ctx context.Context, stdout, stderr io.Writer, spec *snf.ChainSpec, open func() (port.Reader, uint32, error),
+	inName string, minU, maxU int, gap time.Duration, batch int, capacity float64, quiet bool) error {
+	if capacity == 0 {
+		c, err := engine.Calibrate(spec, 20000)
+		if err != nil {
+			return err
+		}
+		capacity = c
+	}
+	type row struct {
+		name string
+		s    engine.LiveSummary
+	}
+	var rows []row
+	for _, name := range policy.Names() {
+		p, err := newPolicy(name, maxU)
+		if err != nil {
+			return err
+		}
+		r, _, err := open()
+		if err != nil {
+			return err
+		}
+		if !quiet {
+			fmt.Fprintf(stderr, "snf: running %s\n", name)
+		}
+		s, err := engine.RunLive(ctx, engine.LiveConfig{Spec: spec, In: r, Policy: p, MinUnits: minU, MaxUnits: maxU,
+			FlowletGap: gap, Batch: batch, Capacity: capacity})
+		r.Close()
+		if err != nil {
+			return err
+		}
+		if s.InputErr != nil {
+			return s.InputErr
+		}
+		rows = append(rows, row{name, s})
+	}
+	fmt.Fprintf(stdout, "input %s, units %d-%d, flowlet gap %s, unit capacity %.0f packets/s\n\n", inName, minU, maxU, gap, capacity)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "policy\tpackets\tout\tflowlets\thandovers\treorders\tunits min/mean/max\tunit-s\tp50\tp99\tp99.9\t")
+	for _, r := range rows {
+		s := r.s
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d/%.2f/%d\t%.3f\t%s\t%s\t%s\t\n", r.name, s.Packets, s.Written, s.Flowlets, s.Handovers, s.Reorders,
+			s.UnitsMin, s.UnitsMean, s.UnitsMax, s.UnitSeconds, s.Latency.P50, s.Latency.P99, s.Latency.P999)
+	}
+	return tw.Flush()
+}

@@ -92,8 +92,8 @@ type liveUnit struct {
 
 // live is one elastic run's engine state, driven by the root's goroutine.
 type live struct {
-	cfg    LiveConfig
-	now    int64 // the latest packet time dispatched
+	cfg LiveConfig
+	now int64 // the latest packet time dispatched
 	// scaled counts activations since the last controller tick: at most one unit starts per
 	// tick, so a burst of flowlets that fit nowhere does not start the whole pool at once.
 	scaled int

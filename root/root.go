@@ -58,7 +58,21 @@ type Root struct {
 	ids   []uint64 // by flow index: the flow's id (stamped on its packets)
 	clock uint64
 	next  uint64 // next flow id
+	seq   uint64 // tombstone sequence
 	stats Stats
+	// tomb remembers the unit of flows the root forgot (idle past the timeouts), by
+	// canonical key: when such a flow comes back, its first flowlet is handed over from that
+	// unit, so that its new packets cannot overtake old ones still queued there. Bounded by
+	// maxTomb; beyond it the oldest memories go first, and only those flows lose the
+	// guarantee (their previous packets are then long gone in practice).
+	tomb    map[packet.Key]tombstone
+	maxTomb int
+}
+
+type tombstone struct {
+	unit int32
+	id   uint64 // the flow keeps its id: a unit may still hold its old packets under it
+	seq  uint64
 }
 
 // New returns a root.
@@ -66,12 +80,18 @@ func New(cfg Config) *Root {
 	if cfg.NewFlowRate <= 0 {
 		cfg.NewFlowRate = 100
 	}
-	r := &Root{cfg: cfg}
+	r := &Root{cfg: cfg, tomb: map[packet.Key]tombstone{}}
+	r.maxTomb = cfg.MaxFlows
+	if r.maxTomb <= 0 {
+		r.maxTomb = flowtable.DefaultMaxFlows
+	}
+	r.maxTomb = max(r.maxTomb/4, 1024)
 	to := cfg.Timeouts
 	for i := range to {
 		to[i] *= 2
 	}
-	r.table = flowtable.New(flowtable.Config{MaxFlows: cfg.MaxFlows, FlowletGap: int64(cfg.FlowletGap), Timeouts: to})
+	r.table = flowtable.New(flowtable.Config{MaxFlows: cfg.MaxFlows, FlowletGap: int64(cfg.FlowletGap), Timeouts: to,
+		OnRemove: r.forget})
 	r.stats.Sent = make([]uint64, len(cfg.Pool.Units))
 	return r
 }
@@ -106,6 +126,14 @@ func (r *Root) Dispatch(p *packet.Packet, t Target) {
 		r.next++
 		r.ids[i], r.unit[i] = r.next, -1
 		r.stats.Flows++
+		if len(r.tomb) > 0 {
+			ck, _ := key.Canonical()
+			if ts, ok := r.tomb[ck]; ok {
+				// The flow's new life starts where its old one ended, under the same id.
+				r.unit[i], r.ids[i] = ts.unit, ts.id
+				delete(r.tomb, ck)
+			}
+		}
 	}
 	p.Flow = r.ids[i]
 	cur := int(r.unit[i])
@@ -123,6 +151,31 @@ func (r *Root) Dispatch(p *packet.Packet, t Target) {
 	}
 	r.stats.Sent[cur]++
 	t.Send(cur, p)
+}
+
+// forget records the unit of a flow leaving the root's table.
+func (r *Root) forget(f *flowtable.Flow, _ int64, _ bool) {
+	u := r.unit[f.Index()]
+	if u < 0 {
+		return
+	}
+	if len(r.tomb) >= r.maxTomb {
+		r.evictTombs()
+	}
+	r.seq++
+	ck, _ := f.Key.Canonical()
+	r.tomb[ck] = tombstone{unit: u, id: r.ids[f.Index()], seq: r.seq}
+}
+
+// evictTombs drops the older half of the tombstones (rare: a batch of work every maxTomb/2
+// forgotten flows).
+func (r *Root) evictTombs() {
+	cut := r.seq - uint64(len(r.tomb))/2
+	for k, t := range r.tomb {
+		if t.seq <= cut {
+			delete(r.tomb, k)
+		}
+	}
 }
 
 // place asks the policy for a unit, activating one when it asks and the engine can.

@@ -104,6 +104,14 @@ func (p *Packet) SetData(frame []byte, ts int64, wireLen int) {
 	p.Parse()
 }
 
+// Reserve makes sure p's own buffer holds at least n bytes (so that later SetData calls of
+// frames up to n bytes allocate nothing).
+func (p *Packet) Reserve(n int) {
+	if cap(p.buf) < n {
+		p.buf = make([]byte, 0, n)
+	}
+}
+
 // CopyFrom makes p a copy of src: its frame in p's own buffer, and all metadata and parse
 // results (no re-parse).
 func (p *Packet) CopyFrom(src *Packet) {

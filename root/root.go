@@ -19,7 +19,8 @@ import (
 
 // Target receives the root's decisions. The engine implements it.
 type Target interface {
-	// Send gives packet p to unit u (the engine copies it: p is reused after the call).
+	// Send gives packet p to unit u. The engine may take p's contents (its buffer too) and
+	// leave p holding another packet's buffer: the caller refills p, never reads it again.
 	Send(u int, p *packet.Packet)
 	// Handover moves flow k's state from unit from to unit to: from ships it after handling
 	// the packets of k sent to it so far; to holds k's packets until it arrives.
@@ -88,6 +89,9 @@ func New(cfg Config) *Root {
 	r.maxTomb = max(r.maxTomb/4, 1024)
 	to := cfg.Timeouts
 	for i := range to {
+		if to[i] <= 0 {
+			to[i] = flowtable.DefaultTimeouts[i] // what a unit's table uses for a zero class
+		}
 		to[i] *= 2
 	}
 	r.table = flowtable.New(flowtable.Config{MaxFlows: cfg.MaxFlows, FlowletGap: int64(cfg.FlowletGap), Timeouts: to,

@@ -58,7 +58,11 @@ type Batch struct {
 
 // NewBatch returns a batch for up to n packets that returns to home when written.
 func NewBatch(n int, home chan *Batch) *Batch {
-	return &Batch{Pkts: make([]packet.Packet, n), Out: make([]*packet.Packet, 0, 2*n), OutStamp: make([]int64, 0, 2*n), Home: home}
+	b := &Batch{Pkts: make([]packet.Packet, n), Out: make([]*packet.Packet, 0, 2*n), OutStamp: make([]int64, 0, 2*n), Home: home}
+	for i := range b.Pkts {
+		b.Pkts[i].Reserve(2048) // packets circulate between the reader and units: no allocation per packet
+	}
+	return b
 }
 
 // Reset empties the batch for refilling.

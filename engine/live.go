@@ -156,6 +156,14 @@ func (l *live) ScaleOut() int {
 			return i
 		}
 	}
+	// No inactive unit left: take a draining one back.
+	for i := range l.pool.Units {
+		if v := &l.pool.Units[i]; v.Active && v.Draining {
+			v.Draining = false
+			l.scaled++
+			return i
+		}
+	}
 	return -1
 }
 
@@ -233,6 +241,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		runErr   error
 		lastTick = time.Now()
 		lastSent = make([]uint64, cfg.MaxUnits)
+		smoothed float64 // offered load (packets/s), smoothed over ticks
 		idle     = make([]int, cfg.MaxUnits)
 	)
 	l.start = time.Now()
@@ -255,9 +264,9 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			if !v.Active {
 				continue
 			}
-			// Measured, smoothed over ticks; the root adds the rates of the flowlets it places
-			// until the next tick.
-			v.Load = (v.Load + rate) / 2
+			// Predicted load: the root adds the rate of each flowlet it places; it fades by
+			// half each tick, as flowlets end.
+			v.Load /= 2
 			if d == 0 {
 				idle[i]++
 			} else {
@@ -265,12 +274,37 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			}
 			active++
 		}
-		// Retire idle units (their flows' state moves on with their next flowlets).
+		smoothed = (smoothed + offered) / 2
 		if cfg.Policy.Elastic() {
+			// Drain: while the smoothed offered load fits in fewer units than are taking work,
+			// the least-loaded one takes no new flowlets (its flows' next flowlets move
+			// elsewhere, with their state); a draining unit that went idle is retired.
+			taking, least := 0, -1
+			for i := range l.pool.Units {
+				if v := &l.pool.Units[i]; v.Active && !v.Draining {
+					taking++
+					if least < 0 || v.Load < l.pool.Units[least].Load {
+						least = i
+					}
+				}
+			}
+			need := max(cfg.MinUnits, int(math.Ceil(smoothed/(cfg.Target*cfg.Capacity))))
+			if taking > need && least >= 0 {
+				l.pool.Units[least].Draining = true
+			}
 			for i := len(l.pool.Units) - 1; i >= 0 && active > cfg.MinUnits; i-- {
-				if v := &l.pool.Units[i]; v.Active && idle[i] >= 2 {
-					v.Active = false
+				if v := &l.pool.Units[i]; v.Active && idle[i] >= 2 && (v.Draining || taking > need) {
+					v.Active, v.Draining = false, false
 					active--
+				}
+			}
+			// Never leave every active unit draining.
+			if taking == 0 {
+				for i := range l.pool.Units {
+					if v := &l.pool.Units[i]; v.Active {
+						v.Draining = false
+						break
+					}
 				}
 			}
 		}

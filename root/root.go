@@ -57,6 +57,7 @@ type Root struct {
 	table *flowtable.Table
 	unit  []int32  // by flow index: the unit holding the flow's state, -1 for none
 	ids   []uint64 // by flow index: the flow's id (stamped on its packets)
+	hash  []uint64 // by flow index: the flow's key hash, computed once per flow
 	clock uint64
 	next  uint64 // next flow id
 	seq   uint64 // tombstone sequence
@@ -128,7 +129,7 @@ func (r *Root) Dispatch(p *packet.Packet, t Target) {
 	}
 	if created {
 		r.next++
-		r.ids[i], r.unit[i] = r.next, -1
+		r.ids[i], r.unit[i], r.hash[i] = r.next, -1, key.Hash()
 		r.stats.Flows++
 		if len(r.tomb) > 0 {
 			ck, _ := key.Canonical()
@@ -145,7 +146,7 @@ func (r *Root) Dispatch(p *packet.Packet, t Target) {
 		if f.NewFlowlet() {
 			r.stats.Flowlets++
 		}
-		u := r.place(f, cur, created, t)
+		u := r.place(f, r.hash[i], cur, created, t)
 		if cur >= 0 && u != cur && !r.cfg.Policy.PerPacket() {
 			r.stats.Handovers++
 			t.Handover(f.Key, r.ids[i], cur, u)
@@ -183,12 +184,12 @@ func (r *Root) evictTombs() {
 }
 
 // place asks the policy for a unit, activating one when it asks and the engine can.
-func (r *Root) place(f *flowtable.Flow, cur int, first bool, t Target) int {
+func (r *Root) place(f *flowtable.Flow, hash uint64, cur int, first bool, t Target) int {
 	rate := r.cfg.NewFlowRate
 	if d := f.Last - f.First; !first && d > 0 {
 		rate = float64(f.Packets) / (float64(d) / 1e9)
 	}
-	fl := policy.Flowlet{Hash: f.Key.Hash(), Rate: rate, Current: cur, First: first}
+	fl := policy.Flowlet{Hash: hash, Rate: rate, Current: cur, First: first}
 	d := r.cfg.Policy.Place(fl, r.cfg.Pool)
 	if d.ScaleOut || d.Unit < 0 {
 		if u := t.ScaleOut(); u >= 0 {
@@ -202,7 +203,9 @@ func (r *Root) place(f *flowtable.Flow, cur int, first bool, t Target) int {
 	if u < 0 {
 		u = 0 // no active unit at all: the engine keeps unit 0 active, so this is a bug guard
 	}
-	if l := &r.cfg.Pool.Units[u].Load; !math.IsInf(rate, 0) {
+	// A flowlet adds its rate to its unit's predicted load (once per flowlet, also under a
+	// per-packet policy, which places each packet but keeps no more load than a flowlet).
+	if l := &r.cfg.Pool.Units[u].Load; !math.IsInf(rate, 0) && (f.NewFlowlet() || !r.cfg.Policy.PerPacket()) {
 		*l += rate
 	}
 	return u
@@ -212,4 +215,5 @@ func (r *Root) grow(n int) {
 	n = max(n, 2*len(r.unit), 1024)
 	r.unit = append(r.unit, make([]int32, n-len(r.unit))...)
 	r.ids = append(r.ids, make([]uint64, n-len(r.ids))...)
+	r.hash = append(r.hash, make([]uint64, n-len(r.hash))...)
 }

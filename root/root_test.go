@@ -623,19 +623,31 @@ func (m *mover) Name() string    { return "mover" }
 func (m *mover) PerPacket() bool { return false }
 func (m *mover) Elastic() bool   { return true }
 func (m *mover) Place(f policy.Flowlet, p *policy.Pool) policy.Decision {
-	var active []int
+	active := 0
 	for _, u := range p.Units {
 		if u.Active {
-			active = append(active, u.ID)
+			active++
 		}
 	}
 	m.n++
-	if len(active) == 0 {
+	if active == 0 {
 		return policy.Decision{Unit: -1, ScaleOut: true}
 	}
-	d := policy.Decision{Unit: active[int(m.n%uint64(len(active)))], ScaleOut: m.n%7 == 0}
-	if d.Unit == f.Current && len(active) > 1 {
-		d.Unit = active[int((m.n+1)%uint64(len(active)))]
+	// The k-th active unit (no allocation: the policy runs in the allocation test).
+	kth := func(k int) int {
+		for _, u := range p.Units {
+			if u.Active {
+				if k == 0 {
+					return u.ID
+				}
+				k--
+			}
+		}
+		return -1
+	}
+	d := policy.Decision{Unit: kth(int(m.n % uint64(active))), ScaleOut: m.n%7 == 0}
+	if d.Unit == f.Current && active > 1 {
+		d.Unit = kth(int((m.n + 1) % uint64(active)))
 	}
 	return d
 }

@@ -68,6 +68,7 @@ func NewBatch(n int, home chan *Batch) *Batch {
 // Reset empties the batch for refilling.
 func (b *Batch) Reset() {
 	b.N, b.Ctl, b.Out, b.OutStamp = 0, b.Ctl[:0], b.Out[:0], b.OutStamp[:0]
+	b.extra = b.extra[:0] // the copies of emitted packets went out with the batch
 }
 
 // State is a flow's state on its way between units. Data is what snf.Chain.MoveOut wrote;
@@ -93,8 +94,10 @@ type Stats struct {
 	Batches, Packets          uint64
 	HandoversOut, HandoversIn uint64
 	BytesMoved                uint64
-	Held                      uint64          // packets held waiting for state
-	Waits                     []time.Duration // per handover received: from the marker's state send to its arrival
+	Held                      uint64 // packets held waiting for state
+	// Waits holds, for the latest handovers received (up to MaxWaits), the time from the
+	// state's send to its arrival.
+	Waits []time.Duration
 }
 
 // segment is one stay of a flow at this unit that waits for its state: opened by an Expect,
@@ -107,6 +110,9 @@ type segment struct {
 	stamps  []int64
 	moveTo  int // -1 until a Marker closes the segment
 }
+
+// MaxWaits bounds the handover wait samples a unit keeps.
+const MaxWaits = 4096
 
 // pending is a flow whose state this unit is waiting for.
 type pending struct {
@@ -228,7 +234,11 @@ func (u *Unit) keepEmitted(b *Batch, from int) {
 		if inRange(p, lo, hi) {
 			continue
 		}
-		b.extra = append(b.extra, packet.Packet{})
+		if n := len(b.extra); n < cap(b.extra) {
+			b.extra = b.extra[:n+1] // a slot of an earlier use: its buffer is reused
+		} else {
+			b.extra = append(b.extra, packet.Packet{})
+		}
 		e := &b.extra[len(b.extra)-1]
 		e.CopyFrom(p)
 		b.Out[i] = e
@@ -287,7 +297,11 @@ func (u *Unit) flushOutbox() {
 // arrive handles a state from a peer: it belongs to the flow's first segment still
 // without one (states of a flow arrive in the order they were shipped).
 func (u *Unit) arrive(s State) {
-	u.stats.Waits = append(u.stats.Waits, time.Duration(u.now()-s.Sent))
+	if w := time.Duration(u.now() - s.Sent); len(u.stats.Waits) < MaxWaits {
+		u.stats.Waits = append(u.stats.Waits, w)
+	} else {
+		u.stats.Waits[u.stats.HandoversIn%MaxWaits] = w // a ring: memory stays bounded
+	}
 	pe, ok := u.pending[s.Flow]
 	if !ok {
 		pe = &pending{key: s.Key}

@@ -223,6 +223,16 @@ func (c *Chain) Expire(now int64) int {
 // Stats returns the chain's packet counters.
 func (c *Chain) Stats() ChainStats { return c.stats }
 
+// Scopes returns the scopes of the Scoped state the chain's NFs declared (one entry per
+// declaration, in chain order).
+func (c *Chain) Scopes() []ScopeBy {
+	var s []ScopeBy
+	for _, n := range c.nfs {
+		s = append(s, n.scopes...)
+	}
+	return s
+}
+
 // FlowTimeouts returns the idle timeouts of the chain's flow table (the defaults raised to
 // what its NFs asked for).
 func (c *Chain) FlowTimeouts() flowtable.Timeouts { return c.table.Timeouts() }

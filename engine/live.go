@@ -225,7 +225,8 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		l.pool.Units = append(l.pool.Units, policy.UnitView{ID: i, Active: active, Capacity: cfg.Capacity})
 	}
 	r := root.New(root.Config{Policy: cfg.Policy, Pool: l.pool, FlowletGap: cfg.FlowletGap,
-		MaxFlows: cfg.MaxFlows, Timeouts: l.units[0].chain.FlowTimeouts()})
+		MaxFlows: cfg.MaxFlows, Timeouts: l.units[0].chain.FlowTimeouts(),
+		ByInitiator: len(l.units[0].chain.Scopes()) > 0})
 
 	eg := &egress{out: cfg.Out}
 	egDone := make(chan error, 1)

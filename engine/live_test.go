@@ -255,3 +255,5 @@ func TestElasticEqualsOneUnit(t *testing.T) {
 }
 
 var _ = bytes.Equal
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

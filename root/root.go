@@ -42,6 +42,23 @@ type Config struct {
 	Timeouts flowtable.Timeouts
 	// NewFlowRate is the rate (packets/s) predicted for a flow's first flowlet (default 100).
 	NewFlowRate float64
+	// ByInitiator dispatches by the address that opened each flow instead of by flow: every
+	// flow an address opens goes to one unit, which then owns that address's Scoped state
+	// (a scan detector's per-source walk, a trojan detector's per-host sequence). Such a group
+	// stays on its unit while it has flows (its flowlets do not move: Scoped state has no
+	// handover yet); a group whose flows all ended is placed anew.
+	ByInitiator bool
+}
+
+// group is the flows one address opened (ByInitiator).
+type group struct {
+	unit  int32
+	flows int32
+}
+
+type addrKey struct {
+	a  [16]byte
+	v6 bool
 }
 
 // Stats counts what the root did.
@@ -69,6 +86,7 @@ type Root struct {
 	// guarantee (their previous packets are then long gone in practice).
 	tomb    map[packet.Key]tombstone
 	maxTomb int
+	groups  map[addrKey]*group
 }
 
 type tombstone struct {
@@ -82,7 +100,7 @@ func New(cfg Config) *Root {
 	if cfg.NewFlowRate <= 0 {
 		cfg.NewFlowRate = 100
 	}
-	r := &Root{cfg: cfg, tomb: map[packet.Key]tombstone{}}
+	r := &Root{cfg: cfg, tomb: map[packet.Key]tombstone{}, groups: map[addrKey]*group{}}
 	r.maxTomb = cfg.MaxFlows
 	if r.maxTomb <= 0 {
 		r.maxTomb = flowtable.DefaultMaxFlows
@@ -142,6 +160,16 @@ func (r *Root) Dispatch(p *packet.Packet, t Target) {
 	}
 	p.Flow = r.ids[i]
 	cur := int(r.unit[i])
+	if r.cfg.ByInitiator {
+		if created {
+			cur = r.joinGroup(f, i, cur, t)
+		} else if f.NewFlowlet() {
+			r.stats.Flowlets++
+		}
+		r.stats.Sent[cur]++
+		t.Send(cur, p)
+		return
+	}
 	if f.NewFlowlet() || r.cfg.Policy.PerPacket() || cur < 0 {
 		if f.NewFlowlet() {
 			r.stats.Flowlets++
@@ -158,11 +186,44 @@ func (r *Root) Dispatch(p *packet.Packet, t Target) {
 	t.Send(cur, p)
 }
 
+// joinGroup places a new flow with the flows its initiator opened before (ByInitiator).
+func (r *Root) joinGroup(f *flowtable.Flow, i int32, cur int, t Target) int {
+	r.stats.Flowlets++
+	g := r.groups[initiator(f)]
+	if g == nil {
+		// A group keeps the unit a tombstone remembers for this flow, if any: its old
+		// packets may still be queued there.
+		u := cur
+		if u < 0 {
+			u = r.place(f, r.hash[i], -1, true, t)
+		}
+		g = &group{unit: int32(u)}
+		r.groups[initiator(f)] = g
+	} else if cur >= 0 && cur != int(g.unit) {
+		r.stats.Handovers++ // a forgotten flow comes back to a group living elsewhere
+		t.Handover(f.Key, r.ids[i], cur, int(g.unit))
+	}
+	g.flows++
+	r.unit[i] = g.unit
+	return int(g.unit)
+}
+
+func initiator(f *flowtable.Flow) addrKey {
+	return addrKey{f.Key.Src, f.Key.V6}
+}
+
 // forget records the unit of a flow leaving the root's table.
 func (r *Root) forget(f *flowtable.Flow, _ int64, _ bool) {
 	u := r.unit[f.Index()]
 	if u < 0 {
 		return
+	}
+	if r.cfg.ByInitiator {
+		if g := r.groups[initiator(f)]; g != nil {
+			if g.flows--; g.flows <= 0 {
+				delete(r.groups, initiator(f))
+			}
+		}
 	}
 	if len(r.tomb) >= r.maxTomb {
 		r.evictTombs()

@@ -53,8 +53,10 @@ type LiveSummary struct {
 	BytesMoved                                             uint64
 	HandoverWait                                           Percentiles // from state sent to state received
 	Capacity                                               float64
-	Timeline                                               []Sample
-	InputErr                                               error
+	// StoreReads and StoreWrites count per-packet flow-state accesses (perpacket policy).
+	StoreReads, StoreWrites uint64
+	Timeline                []Sample
+	InputErr                error
 }
 
 // NFBill is the packets billed to one NF instance (summed over units).
@@ -220,6 +222,15 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			lu.free <- unit.NewBatch(cfg.Batch, lu.free)
 		}
 		lu.u = unit.New(i, chain, make(chan *unit.Batch, batchesPerUnit), l, nil)
+		if cfg.Policy.PerPacket() {
+			// Any unit may get any packet: flow state lives in the store, read and written
+			// per packet.
+			t, err := st.Table("runtime", "perpacket-flows")
+			if err != nil {
+				return LiveSummary{}, err
+			}
+			lu.u.KeepFlowsIn(t)
+		}
 		l.units = append(l.units, lu)
 		active := i < cfg.MinUnits || !cfg.Policy.Elastic()
 		l.pool.Units = append(l.pool.Units, policy.UnitView{ID: i, Active: active, Capacity: cfg.Capacity})
@@ -368,6 +379,8 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	for _, lu := range l.units {
 		us := lu.u.Stats()
 		s.BytesMoved += us.BytesMoved
+		s.StoreReads += us.StoreReads
+		s.StoreWrites += us.StoreWrites
 		for _, w := range us.Waits {
 			waits.add(w)
 		}

@@ -257,3 +257,28 @@ func TestElasticEqualsOneUnit(t *testing.T) {
 var _ = bytes.Equal
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// TestPerPacketStoresFlowState: under the per-packet policy a unit keeps no flow state: it
+// reads each packet's flow state from the store and writes it back. With one unit that is
+// exactly the one-unit run (state survives the round trip through the store every packet);
+// with several, packets of a flow race on its state and reorder: counted, not hidden.
+func TestPerPacketStoresFlowState(t *testing.T) {
+	spec, err := snf.ChainFromNames("nat,firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := generated(t, 5000)
+	want := reference(t, spec, frames)
+	pol, _ := policy.New("perpacket", policy.Options{})
+	got, s := elastic(t, spec, frames, pol, 1)
+	if len(got.states) != 0 {
+		t.Errorf("%d flows kept in a unit; per-packet units keep none", len(got.states))
+	}
+	got.states = want.states // the states live in the store, not in the units
+	compare(t, want, got)
+	if s.StoreReads != s.Chain.In-s.Chain.NonIP || s.StoreWrites == 0 {
+		t.Errorf("store reads %d writes %d for %d packets", s.StoreReads, s.StoreWrites, s.Chain.In)
+	}
+	_, s = elastic(t, spec, frames, pol, 8)
+	t.Logf("8 units: %d reorderings inside flows, units %d-%d", s.Reorders, s.UnitsMin, s.UnitsMax)
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/packet"
+	"github.com/snf-dev/snf/store"
 )
 
 // ControlKind is the kind of a handover control in a batch.
@@ -95,6 +96,9 @@ type Stats struct {
 	HandoversOut, HandoversIn uint64
 	BytesMoved                uint64
 	Held                      uint64 // packets held waiting for state
+	// StoreReads, StoreWrites and StoreErrors count the flow-store accesses of per-packet
+	// mode (KeepFlowsIn).
+	StoreReads, StoreWrites, StoreErrors uint64
 	// Waits holds, for the latest handovers received (up to MaxWaits), the time from the
 	// state's send to its arrival.
 	Waits []time.Duration
@@ -135,11 +139,14 @@ type Unit struct {
 	tr    Transport
 	now   func() int64
 
-	pending  map[uint64]*pending
-	inBatch  bool       // processing a batch whose outputs are not with the egress yet
-	outbox   []outgoing // states to send once the current batch's outputs are with the egress
-	heldHome chan *Batch
-	stats    Stats
+	pending map[uint64]*pending
+	inBatch bool // processing a batch whose outputs are not with the egress yet
+
+	flowStore        store.Table // per-packet mode: flow state lives here (KeepFlowsIn)
+	keyBuf, stateBuf []byte
+	outbox           []outgoing // states to send once the current batch's outputs are with the egress
+	heldHome         chan *Batch
+	stats            Stats
 }
 
 // New returns a unit running chain. in carries batches from the root; states from peers
@@ -150,6 +157,55 @@ func New(id int, chain *snf.Chain, in chan *Batch, tr Transport, now func() int6
 	}
 	return &Unit{ID: id, Chain: chain, In: in, State: make(chan State, 4096), tr: tr, now: now,
 		pending: map[uint64]*pending{}, heldHome: make(chan *Batch, 64)}
+}
+
+// KeepFlowsIn makes the unit keep no flow state of its own: before each packet it reads the
+// flow's state from t, after it writes it back (the per-packet policy's model: any unit may
+// get any packet, so per-flow state must live in the shared store and is read and written per
+// packet, as in today's serverless platforms). Units handling one flow's packets at the same
+// time race on its state: that is the model's cost, measured, not hidden.
+func (u *Unit) KeepFlowsIn(t store.Table) { u.flowStore = t }
+
+// runStored processes b.Pkts[from:to] one packet at a time around the shared flow store.
+func (u *Unit) runStored(b *Batch, from, to int, out []*packet.Packet) []*packet.Packet {
+	for i := from; i < to; i++ {
+		p := &b.Pkts[i]
+		if !p.IP() {
+			out = u.Chain.Process(b.Pkts[i:i+1], out)
+			continue
+		}
+		ck, _ := p.Key.Canonical()
+		u.keyBuf = appendKey(u.keyBuf[:0], &ck)
+		key := string(u.keyBuf)
+		if data, ok := u.flowStore.Get(key); ok {
+			if err := u.Chain.ImportFlow(data); err != nil {
+				u.stats.StoreErrors++
+			}
+		}
+		u.stats.StoreReads++
+		k := p.Key // the NFs may rewrite p
+		out = u.Chain.Process(b.Pkts[i:i+1], out)
+		var found bool
+		var err error
+		if u.stateBuf, found, err = u.Chain.MoveOut(k, u.stateBuf[:0]); err == nil && found {
+			if err := u.flowStore.Set(key, u.stateBuf); err != nil {
+				u.stats.StoreErrors++
+			}
+			u.stats.StoreWrites++
+		}
+	}
+	return out
+}
+
+// appendKey appends a flow key's 38-byte encoding.
+func appendKey(b []byte, k *packet.Key) []byte {
+	b = append(b, k.Src[:]...)
+	b = append(b, k.Dst[:]...)
+	b = append(b, byte(k.SrcPort>>8), byte(k.SrcPort), byte(k.DstPort>>8), byte(k.DstPort), k.Proto)
+	if k.V6 {
+		return append(b, 1)
+	}
+	return append(b, 0)
 }
 
 // Stats returns the unit's counters; read them after Run returned.
@@ -218,7 +274,11 @@ func (u *Unit) run(b *Batch, from, to int) {
 	}
 	u.stats.Packets += uint64(to - from)
 	n := len(b.Out)
-	b.Out = u.Chain.Process(b.Pkts[from:to], b.Out)
+	if u.flowStore != nil {
+		b.Out = u.runStored(b, from, to, b.Out)
+	} else {
+		b.Out = u.Chain.Process(b.Pkts[from:to], b.Out)
+	}
 	u.keepEmitted(b, n)
 	for range b.Out[n:] {
 		b.OutStamp = append(b.OutStamp, b.Stamp)

@@ -51,6 +51,9 @@ func printLiveSummary(w io.Writer, inName string, spec *snf.ChainSpec, pol strin
 	fmt.Fprintf(w, "packets   %d in, %d out, %d dropped, %d emitted; %d alerts\n", s.Packets, s.Written, s.Chain.Dropped, s.Chain.Emitted, s.Chain.Alerts)
 	fmt.Fprintf(w, "flows     %d flows, %d flowlets, %d handovers (%d state bytes moved, wait p50 %s p99 %s), %d reorderings inside flows\n",
 		s.Flows, s.Flowlets, s.Handovers, s.BytesMoved, s.HandoverWait.P50, s.HandoverWait.P99, s.Reorders)
+	if s.StoreReads > 0 {
+		fmt.Fprintf(w, "store     per-packet flow state: %d reads, %d writes\n", s.StoreReads, s.StoreWrites)
+	}
 	fmt.Fprintf(w, "units     min %d, mean %.2f, max %d active; %.3f unit-seconds\n", s.UnitsMin, s.UnitsMean, s.UnitsMax, s.UnitSeconds)
 	fmt.Fprintf(w, "latency   root to egress: p50 %s, p99 %s, p99.9 %s\n", s.Latency.P50, s.Latency.P99, s.Latency.P999)
 	fmt.Fprintf(w, "time      %s wall, %.0f packets/s\n", s.Elapsed.Round(time.Millisecond), s.PPS())

@@ -237,7 +237,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	}
 	r := root.New(root.Config{Policy: cfg.Policy, Pool: l.pool, FlowletGap: cfg.FlowletGap,
 		MaxFlows: cfg.MaxFlows, Timeouts: l.units[0].chain.FlowTimeouts(),
-		ByInitiator: len(l.units[0].chain.Scopes()) > 0})
+		ByInitiator: len(l.units[0].chain.Scopes()) > 0, MaxFlowRate: cfg.Target * cfg.Capacity})
 
 	eg := &egress{out: cfg.Out}
 	egDone := make(chan error, 1)

@@ -42,6 +42,10 @@ type Config struct {
 	Timeouts flowtable.Timeouts
 	// NewFlowRate is the rate (packets/s) predicted for a flow's first flowlet (default 100).
 	NewFlowRate float64
+	// MaxFlowRate caps a flowlet's predicted rate (0: no cap). A young flow's rate measured
+	// over its first burst can exceed a whole unit; the engine caps it at what one unit
+	// takes, so that such a flowlet fills a unit rather than fitting nowhere.
+	MaxFlowRate float64
 	// ByInitiator dispatches by the address that opened each flow instead of by flow: every
 	// flow an address opens goes to one unit, which then owns that address's Scoped state
 	// (a scan detector's per-source walk, a trojan detector's per-host sequence). Such a group
@@ -249,6 +253,9 @@ func (r *Root) place(f *flowtable.Flow, hash uint64, cur int, first bool, t Targ
 	rate := r.cfg.NewFlowRate
 	if d := f.Last - f.First; !first && d > 0 {
 		rate = float64(f.Packets) / (float64(d) / 1e9)
+	}
+	if r.cfg.MaxFlowRate > 0 {
+		rate = min(rate, r.cfg.MaxFlowRate)
 	}
 	fl := policy.Flowlet{Hash: hash, Rate: rate, Current: cur, First: first}
 	d := r.cfg.Policy.Place(fl, r.cfg.Pool)

@@ -52,7 +52,10 @@ type LiveSummary struct {
 	Latency                                                Percentiles
 	BytesMoved                                             uint64
 	HandoverWait                                           Percentiles // from state sent to state received
-	Capacity                                               float64
+	// HeldWait is how long packets held for a handover waited for their flow's state.
+	HeldWait Percentiles
+	Held     uint64 // packets held for a handover
+	Capacity float64
 	// StoreReads and StoreWrites count per-packet flow-state accesses (perpacket policy).
 	StoreReads, StoreWrites uint64
 	Timeline                []Sample
@@ -375,7 +378,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	s.Packets, s.Flows, s.Flowlets, s.Handovers = rs.Packets, rs.Flows, rs.Flowlets, rs.Handovers
 	s.Written, s.Reorders, s.Latency = eg.written, eg.reorders, eg.lat.percentiles()
 	s.Capacity = cfg.Capacity
-	var waits durations
+	var waits, held durations
 	for _, lu := range l.units {
 		us := lu.u.Stats()
 		s.BytesMoved += us.BytesMoved
@@ -384,6 +387,10 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		for _, w := range us.Waits {
 			waits.add(w)
 		}
+		for _, w := range us.HeldWaits {
+			held.add(w)
+		}
+		s.Held += us.Held
 		cs := lu.chain.Stats()
 		s.Chain.In += cs.In
 		s.Chain.Out += cs.Out
@@ -399,7 +406,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			s.Billed[j].Packets += rep.Stats.In
 		}
 	}
-	s.HandoverWait = waits.percentiles()
+	s.HandoverWait, s.HeldWait = waits.percentiles(), held.percentiles()
 	if len(s.Timeline) > 0 {
 		sum := 0.0
 		for _, t := range s.Timeline {

@@ -99,6 +99,9 @@ type Stats struct {
 	// StoreReads, StoreWrites and StoreErrors count the flow-store accesses of per-packet
 	// mode (KeepFlowsIn).
 	StoreReads, StoreWrites, StoreErrors uint64
+	// HeldWaits holds, for the latest handovers that held packets (up to MaxWaits), how
+	// long the first held packet waited for the state, from the root's release of its batch.
+	HeldWaits []time.Duration
 	// Waits holds, for the latest handovers received (up to MaxWaits), the time from the
 	// state's send to its arrival.
 	Waits []time.Duration
@@ -397,6 +400,12 @@ func (u *Unit) complete(k packet.Key, flow uint64, sg *segment) {
 		_ = u.Chain.ImportFlow(sg.state.Data) // a malformed state is dropped; the flow restarts here
 	}
 	if len(sg.held) > 0 {
+		// How long the flow's first held packet waited, from the root's release of its batch.
+		if w := time.Duration(u.now() - sg.stamps[0]); len(u.stats.HeldWaits) < MaxWaits {
+			u.stats.HeldWaits = append(u.stats.HeldWaits, w)
+		} else {
+			u.stats.HeldWaits[u.stats.HandoversIn%MaxWaits] = w
+		}
 		var b *Batch
 		select {
 		case b = <-u.heldHome:

@@ -1,14 +1,13 @@
 package all_test
 
 import (
-	"os"
-	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/snf-dev/snf"
+	"github.com/snf-dev/snf/internal/testtrace"
 	_ "github.com/snf-dev/snf/nf/all"
 	"github.com/snf-dev/snf/packet"
-	"github.com/snf-dev/snf/port/pcapfile"
 )
 
 // The chain benchmarks of BENCHMARKS.md, over the packets of a real capture held in memory,
@@ -23,67 +22,33 @@ import (
 //	    own cost is its line minus Chain/restore.
 const benchCapture = "pcapplusplus_example.pcap"
 
-func loadFrames(b *testing.B) [][]byte {
-	path, _ := filepath.Abs(filepath.Join("../../../shared/traces", benchCapture))
-	if _, err := os.Stat(path); err != nil {
-		b.Skipf("real capture not found at %s (it sits beside the repository in CI): %v", path, err)
-	}
-	r, err := pcapfile.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close()
-	var frames [][]byte
-	batch := make([]packet.Packet, 64)
-	for {
-		n, err := r.Read(batch)
-		for i := range batch[:n] {
-			frames = append(frames, append([]byte(nil), batch[i].Data...))
-		}
-		if err != nil {
-			return frames
-		}
-	}
-}
-
-const batchSize = 64
-
-func reportPerPacket(b *testing.B) {
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batchSize), "ns/pkt")
-}
-
 // headerBytes is how much of each frame Chain benchmarks restore before a pass: more than
 // any header an NF rewrites.
 const headerBytes = 128
 
 func BenchmarkChain(b *testing.B) {
-	frames := loadFrames(b)
-	// Each packet keeps its own buffer, as packets in a port's batch do.
-	pkts := make([]packet.Packet, len(frames))
-	for i, f := range frames {
-		pkts[i].SetData(f, int64(i)*1000, 0)
+	// Each packet keeps its own buffer, as packets in a port's batch do; frames are the
+	// captured ones, to restore.
+	pkts := testtrace.Packets(b, benchCapture)
+	frames := make([][]byte, len(pkts))
+	for i := range pkts {
+		frames[i] = slices.Clone(pkts[i].Data)
+		pkts[i].SetData(frames[i], int64(i)*1000, 0)
 	}
 	for _, chain := range []string{"restore", "none", "nat", "firewall", "nat,firewall", "lb", "ratelimit", "portscan", "monitor", "trojan", "ids"} {
 		b.Run(chain, func(b *testing.B) {
 			var c *snf.Chain
 			if chain != "restore" {
-				spec, err := snf.ChainFromNames(chain)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if c, err = snf.NewChain(spec, snf.ChainOptions{}); err != nil {
-					b.Fatal(err)
-				}
-				defer c.Close()
+				c = testtrace.ChainOf(b, chain, snf.ChainOptions{})
 			}
-			out := make([]*packet.Packet, 0, 2*batchSize)
+			out := make([]*packet.Packet, 0, 2*testtrace.BatchSize)
 			var clock uint64
 			n := 0
 			pass := func() {
-				if n+batchSize > len(pkts) {
+				if n+testtrace.BatchSize > len(pkts) {
 					n = 0
 				}
-				batch := pkts[n : n+batchSize]
+				batch := pkts[n : n+testtrace.BatchSize]
 				for j := range batch {
 					p := &batch[j]
 					copy(p.Data[:min(headerBytes, len(p.Data))], frames[n+j])
@@ -91,21 +56,13 @@ func BenchmarkChain(b *testing.B) {
 					clock++
 					p.Clock, p.Time = clock, int64(clock)*1000
 				}
-				n += batchSize
+				n += testtrace.BatchSize
 				if c != nil {
 					out = c.Process(batch, out[:0])
 				}
 			}
 			// Warm up: one pass over the capture creates the flows and mappings.
-			for range len(pkts)/batchSize + 1 {
-				pass()
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				pass()
-			}
-			reportPerPacket(b)
+			testtrace.BenchBatches(b, len(pkts)/testtrace.BatchSize+1, pass)
 		})
 	}
 }

@@ -2,13 +2,13 @@ package firewall_test
 
 import (
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/internal/pkttest"
+	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/nf/firewall"
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/port/pcapfile"
@@ -20,22 +20,15 @@ var (
 	wan2 = netip.MustParseAddr("203.0.113.9")
 )
 
+// newFW builds a chain of one firewall; config is the lines of its config block (indented
+// by six spaces) or "".
 func newFW(t testing.TB, config string) *snf.Chain {
 	t.Helper()
 	y := "nfs:\n  - nf: firewall\n"
 	if config != "" {
 		y += "    config:\n" + config
 	}
-	spec, err := snf.ParseChain([]byte(y), "fw.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := snf.NewChain(spec, snf.ChainOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return testtrace.Chain(t, y, snf.ChainOptions{})
 }
 
 // verdicts runs frames through c one by one and reports which passed.
@@ -102,10 +95,7 @@ func TestRulesFirstMatchWins(t *testing.T) {
 			t.Errorf("packet %d: passed=%v, want %v", i, got[i], want[i])
 		}
 	}
-	hits := map[string]uint64{}
-	for _, m := range c.Report()[0].Metrics {
-		hits[m.Name] = m.Value
-	}
+	hits := testtrace.Metrics(c, 0)
 	if hits["rule0_hits"] != 1 || hits["rule1_hits"] != 2 || hits["rule2_hits"] != 1 || hits["rule3_hits"] != 1 ||
 		hits["new_allowed"] != 4 || hits["new_denied"] != 5 || hits["mid_stream"] != 1 {
 		t.Errorf("metrics %v", hits)
@@ -149,20 +139,11 @@ func TestPortsSyntax(t *testing.T) {
 	}
 }
 
-// tracesDir finds ../shared/traces from the module root, or skips.
-func tracesDir(t *testing.T) string {
-	d, _ := filepath.Abs("../../../shared/traces")
-	if _, err := os.Stat(d); err != nil {
-		t.Skipf("real captures not found at %s (they sit beside the repository in CI): %v", d, err)
-	}
-	return d
-}
-
 // TestDecisionsOnRealCapture runs a real capture through the firewall and checks every
 // packet's verdict against an independent reading of the rules: the first packet of each
 // connection decides, by first-match over the rules, or by the mid-stream policy.
 func TestDecisionsOnRealCapture(t *testing.T) {
-	dir := tracesDir(t)
+	dir := testtrace.Dir(t)
 	for name, mid := range map[string]string{"pcapplusplus_example.pcap": "deny", "tcpreplay_test.pcap": "deny", "pcapplusplus_tls2.pcap": "pickup"} {
 		t.Run(name, func(t *testing.T) {
 			c := newFW(t, `      default: deny

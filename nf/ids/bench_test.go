@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/snf-dev/snf"
+	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/nf/ids"
 	"github.com/snf-dev/snf/packet"
 )
@@ -72,7 +73,7 @@ var extraRules = []string{
 // share of packets in which some content occurs (the only packets whose search allocates). "none" is the
 // empty chain over the same packets: the chain's own cost (flow lookup), to subtract.
 func BenchmarkIDS(b *testing.B) {
-	pkts := readCapture(b, "pcapplusplus_example.pcap")
+	pkts := testtrace.Packets(b, "pcapplusplus_example.pcap")
 	if len(extraRules) != 50 {
 		b.Fatalf("%d extra rules", len(extraRules))
 	}
@@ -93,18 +94,12 @@ func BenchmarkIDS(b *testing.B) {
 		{"default+50", chainYAML(all.String())},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			spec := &snf.ChainSpec{}
-			if bc.yaml != "" {
-				var err error
-				if spec, err = snf.ParseChain([]byte(bc.yaml), "bench.yaml"); err != nil {
-					b.Fatal(err)
-				}
+			var c *snf.Chain
+			if bc.yaml == "" {
+				c = testtrace.ChainOf(b, "none", snf.ChainOptions{})
+			} else {
+				c = testtrace.Chain(b, bc.yaml, snf.ChainOptions{})
 			}
-			c, err := snf.NewChain(spec, snf.ChainOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
 			out := make([]*packet.Packet, 0, 2*64)
 			var clock uint64
 			var bytes, npkts int
@@ -128,13 +123,8 @@ func BenchmarkIDS(b *testing.B) {
 			}
 			bytes, npkts = 0, 0
 			hits0 := contentHits(c)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				pass()
-			}
+			testtrace.BenchBatches(b, 0, pass)
 			ns := float64(b.Elapsed().Nanoseconds())
-			b.ReportMetric(ns/float64(npkts), "ns/pkt")
 			b.ReportMetric(ns/float64(bytes), "ns/byte")
 			b.ReportMetric(float64(contentHits(c)-hits0)/float64(npkts), "hits/pkt")
 		})
@@ -145,5 +135,5 @@ func contentHits(c *snf.Chain) uint64 {
 	if c.Len() == 0 {
 		return 0
 	}
-	return metrics(c)["content_hits"]
+	return testtrace.Metric(c, 0, "content_hits")
 }

@@ -2,52 +2,12 @@ package ids_test
 
 import (
 	"encoding/binary"
-	"os"
-	"path/filepath"
 	"testing"
 
-	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/internal/pkttest"
+	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/packet"
-	"github.com/snf-dev/snf/port/pcapfile"
 )
-
-const traces = "../../../shared/traces"
-
-func readCapture(t testing.TB, name string) []packet.Packet {
-	t.Helper()
-	path, _ := filepath.Abs(filepath.Join(traces, name))
-	if _, err := os.Stat(path); err != nil {
-		t.Skipf("real capture not found at %s (it sits beside the repository in CI): %v", path, err)
-	}
-	r, err := pcapfile.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var all []packet.Packet
-	batch := make([]packet.Packet, 64)
-	for {
-		n, err := r.Read(batch)
-		for i := range batch[:n] {
-			var p packet.Packet
-			p.SetData(batch[i].Data, batch[i].Time, batch[i].WireLen)
-			all = append(all, p)
-		}
-		if err != nil {
-			return all
-		}
-	}
-}
-
-// runAll sends pkts through c in batches of 64 and returns the packets that came out.
-func runAll(c *snf.Chain, pkts []packet.Packet) []*packet.Packet {
-	var out []*packet.Packet
-	for i := 0; i < len(pkts); i += 64 {
-		out = c.Process(pkts[i:min(i+64, len(pkts))], out)
-	}
-	return out
-}
 
 // fixTCPChecksum recomputes the TCP checksum of a complete IPv4 or IPv6 packet.
 func fixTCPChecksum(p *packet.Packet) {
@@ -78,7 +38,7 @@ const canaryRule = `        - {id: canary, proto: tcp, content: ["snf-canary-4b1
 // of a real capture (fixing its checksum, so the packet stays valid): the IDS must alert on
 // exactly that packet, and on no other; the unmodified capture raises no alert.
 func TestPlantedContentInRealCapture(t *testing.T) {
-	pkts := readCapture(t, "pcapplusplus_example.pcap")
+	pkts := testtrace.Packets(t, "pcapplusplus_example.pcap")
 	// The victim: the first valid TCP packet past the middle of the capture with 100+ bytes
 	// of payload.
 	victim := -1
@@ -104,18 +64,18 @@ func TestPlantedContentInRealCapture(t *testing.T) {
 	t.Logf("planted in packet %d of %d, flow %s, %d payload bytes", victim, len(pkts), v.Key, len(pl))
 
 	c, s := newIDS(t, canaryRule)
-	out := runAll(c, pkts)
-	if len(s.alerts) != 1 {
-		t.Fatalf("%d alerts, want exactly 1: %+v", len(s.alerts), s.alerts)
+	out := testtrace.Process(c, pkts)
+	if s.Len() != 1 {
+		t.Fatalf("%d alerts, want exactly 1: %+v", s.Len(), s.Snapshot())
 	}
-	a := s.alerts[0]
+	a := s.Snapshot()[0]
 	if a.Rule != "canary" || a.Clock != uint64(victim+1) || a.Flow != v.Key || a.Time != v.Time || a.Details["msg"] != "planted" {
 		t.Errorf("alert %+v, want rule canary on packet %d (clock %d) of flow %s", a, victim, victim+1, v.Key)
 	}
 	if len(out) != len(pkts) {
 		t.Errorf("%d of %d packets passed; an alert rule drops nothing", len(out), len(pkts))
 	}
-	if m := metrics(c); m["rule.canary"] != 1 || m["matched"] != 1 || m["scanned"] < 1000 {
+	if m := testtrace.Metrics(c, 0); m["rule.canary"] != 1 || m["matched"] != 1 || m["scanned"] < 1000 {
 		t.Errorf("metrics %v", m)
 	}
 
@@ -125,9 +85,9 @@ func TestPlantedContentInRealCapture(t *testing.T) {
 	for i := range pkts {
 		pkts[i].Clock = 0
 	}
-	out = runAll(c2, pkts)
-	if len(s2.alerts) != 1 || len(out) != len(pkts)-1 {
-		t.Fatalf("drop rule: %d alerts, %d of %d packets out", len(s2.alerts), len(out), len(pkts))
+	out = testtrace.Process(c2, pkts)
+	if s2.Len() != 1 || len(out) != len(pkts)-1 {
+		t.Fatalf("drop rule: %d alerts, %d of %d packets out", s2.Len(), len(out), len(pkts))
 	}
 	for _, p := range out {
 		if p == v {
@@ -137,21 +97,21 @@ func TestPlantedContentInRealCapture(t *testing.T) {
 
 	// The unmodified capture: no alert.
 	c3, s3 := newIDS(t, canaryRule)
-	runAll(c3, readCapture(t, "pcapplusplus_example.pcap"))
-	if len(s3.alerts) != 0 {
-		t.Errorf("unmodified capture: %d alerts: %+v", len(s3.alerts), s3.alerts)
+	testtrace.Process(c3, testtrace.Packets(t, "pcapplusplus_example.pcap"))
+	if s3.Len() != 0 {
+		t.Errorf("unmodified capture: %d alerts: %+v", s3.Len(), s3.Snapshot())
 	}
 }
 
 // The default rules are silent on ordinary web browsing, and scanning it allocates nothing.
 func TestDefaultRulesOnWebTraffic(t *testing.T) {
-	pkts := readCapture(t, "pcapplusplus_example.pcap")
+	pkts := testtrace.Packets(t, "pcapplusplus_example.pcap")
 	c, s := newIDS(t, "")
-	runAll(c, pkts)
-	if len(s.alerts) != 0 {
-		t.Errorf("%d alerts on web traffic: %+v", len(s.alerts), s.alerts[0])
+	testtrace.Process(c, pkts)
+	if s.Len() != 0 {
+		t.Errorf("%d alerts on web traffic: %+v", s.Len(), s.Snapshot()[0])
 	}
-	m := metrics(c)
+	m := testtrace.Metrics(c, 0)
 	if m["scanned"] < 2000 || m["scanned_bytes"] < 1<<20 {
 		t.Errorf("metrics %v: the payloads were not scanned", m)
 	}
@@ -179,9 +139,9 @@ func TestDefaultRulesOnRealPositives(t *testing.T) {
 		{"trojan_ingredients/zeek_pe_pe-single.pcap", map[string]int{"ftp-cleartext-pass": 1, "pe-executable": 1}},
 	} {
 		c, s := newIDS(t, "")
-		runAll(c, readCapture(t, tc.file))
+		testtrace.Process(c, testtrace.Packets(t, tc.file))
 		got := map[string]int{}
-		for _, a := range s.alerts {
+		for _, a := range s.Snapshot() {
 			got[a.Rule]++
 		}
 		if len(got) != len(tc.want) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/internal/pkttest"
+	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/nf/ids"
 	"github.com/snf-dev/snf/packet"
 )
@@ -123,24 +124,16 @@ func FuzzIDS(f *testing.F) {
 		"Ab\x00", "\xff\xff", "\x00\x00\x01a", "\x00\x00\x01", "bcbc"} {
 		f.Add([]byte(s))
 	}
-	spec, err := snf.ParseChain([]byte(chainYAML(fuzzYAML())), "fuzz.yaml")
-	if err != nil {
-		f.Fatal(err)
-	}
 	// One chain for the whole run: the fuzzing engine calls the target sequentially in each
 	// worker process, and reusing the chain also exercises state carried across packets.
-	s := &sink{}
-	c, err := snf.NewChain(spec, snf.ChainOptions{Alerts: s, MaxFlows: 4096})
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer c.Close()
+	s := &testtrace.Alerts{}
+	c := testtrace.Chain(f, chainYAML(fuzzYAML()), snf.ChainOptions{Alerts: s, MaxFlows: 4096})
 	var now int64
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 9000 {
 			data = data[:9000]
 		}
-		s.alerts = s.alerts[:0]
+		s.Reset()
 		frames := [][]byte{
 			pkttest.TCP(client, server, 40000, 21, "PA", data),
 			pkttest.UDP(client, server, 40000, 53, data),
@@ -152,10 +145,10 @@ func FuzzIDS(f *testing.F) {
 		for i, fr := range frames {
 			now += 1e6
 			p[0].SetData(fr, now, 0)
-			before := len(s.alerts)
+			before := s.Len()
 			passed := len(c.Process(p[:], nil)) == 1
 			var got []string
-			for _, a := range s.alerts[before:] {
+			for _, a := range s.Snapshot()[before:] {
 				got = append(got, a.Rule)
 			}
 			want, drop := expect(t, &p[0])

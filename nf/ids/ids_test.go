@@ -8,6 +8,7 @@ import (
 
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/internal/pkttest"
+	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/nf/ids"
 	"github.com/snf-dev/snf/packet"
 )
@@ -19,11 +20,6 @@ var (
 	server6 = netip.MustParseAddr("2001:db8::7")
 )
 
-// sink collects alerts.
-type sink struct{ alerts []snf.Alert }
-
-func (s *sink) Alert(a *snf.Alert) { s.alerts = append(s.alerts, *a) }
-
 // rules returns the rule lines of a chain file ("" for the defaults).
 func chainYAML(rules string) string {
 	y := "nfs:\n  - nf: ids\n"
@@ -33,19 +29,10 @@ func chainYAML(rules string) string {
 	return y
 }
 
-func newIDS(t testing.TB, rules string) (*snf.Chain, *sink) {
+func newIDS(t testing.TB, rules string) (*snf.Chain, *testtrace.Alerts) {
 	t.Helper()
-	spec, err := snf.ParseChain([]byte(chainYAML(rules)), "x.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &sink{}
-	c, err := snf.NewChain(spec, snf.ChainOptions{Alerts: s})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c, s
+	alerts := &testtrace.Alerts{}
+	return testtrace.Chain(t, chainYAML(rules), snf.ChainOptions{Alerts: alerts}), alerts
 }
 
 // result is what happened to one frame: whether it passed and the rules it alerted on.
@@ -55,15 +42,15 @@ type result struct {
 }
 
 // run sends frames through c one at a time.
-func run(c *snf.Chain, s *sink, frames ...[]byte) []result {
+func run(c *snf.Chain, s *testtrace.Alerts, frames ...[]byte) []result {
 	res := make([]result, len(frames))
 	var p [1]packet.Packet
 	for i, f := range frames {
-		before := len(s.alerts)
+		before := s.Len()
 		p[0].SetData(f, int64(i+1)*1e6, 0)
 		res[i].passed = len(c.Process(p[:], nil)) == 1
 		var rs []string
-		for _, a := range s.alerts[before:] {
+		for _, a := range s.Snapshot()[before:] {
 			rs = append(rs, a.Rule)
 		}
 		res[i].rules = strings.Join(rs, ",")
@@ -89,14 +76,6 @@ func tcp(dport uint16, payload string) []byte {
 
 func udp(dport uint16, payload string) []byte {
 	return pkttest.UDP(client, server, 40000, dport, []byte(payload))
-}
-
-func metrics(c *snf.Chain) map[string]uint64 {
-	m := map[string]uint64{}
-	for _, v := range c.Report()[0].Metrics {
-		m[v.Name] = v.Value
-	}
-	return m
 }
 
 func TestConfigErrorsNameRuleAndField(t *testing.T) {
@@ -166,12 +145,12 @@ func TestDefaultConfigRules(t *testing.T) {
 	check(t, got,
 		pass(""), pass("ftp-cleartext-pass"), pass(""), pass(""), pass("pe-executable"), pass(""),
 		pass("log4shell-jndi"), pass("log4shell-jndi"), pass(""))
-	a := s.alerts[0]
+	a := s.Snapshot()[0]
 	if a.NF != "ids" || a.Rule != "ftp-cleartext-pass" || a.Details["msg"] != "cleartext FTP password" ||
 		a.Details["action"] != "alert" || a.Flow.DstPort != 21 || a.Flow.SrcAddr() != client || a.Time != 2e6 {
 		t.Errorf("alert %+v", a)
 	}
-	m := metrics(c)
+	m := testtrace.Metrics(c, 0)
 	if m["rule.ftp-cleartext-pass"] != 1 || m["rule.pe-executable"] != 1 || m["rule.log4shell-jndi"] != 2 ||
 		m["matched"] != 4 || m["dropped"] != 0 {
 		t.Errorf("metrics %v", m)
@@ -223,12 +202,12 @@ func TestMatchingSemantics(t *testing.T) {
 		pass(""), pass("exact"), pass("web"), pass("web"), pass(""), pass(""), pass("fromdns"),
 		pass("fromdns"), pass(""), pass("tcponly"), pass("udponly"), pass("anyproto"), pass(""),
 		drop("blocker"), drop("both,blocker"), pass("twice"))
-	for _, a := range s.alerts {
+	for _, a := range s.Snapshot() {
 		if a.Rule == "blocker" && (a.Details["msg"] != "blocked" || a.Details["action"] != "drop") {
 			t.Errorf("drop alert %+v", a)
 		}
 	}
-	m := metrics(c)
+	m := testtrace.Metrics(c, 0)
 	if m["rule.both"] != 3 || m["rule.web"] != 2 || m["rule.blocker"] != 2 || m["matched"] != 15 || m["dropped"] != 2 {
 		t.Errorf("metrics %v", m)
 	}
@@ -310,8 +289,8 @@ func TestTruncatedPayload(t *testing.T) {
 	var p [1]packet.Packet
 	p[0].SetData(f[:len(f)-3], 1, len(f))
 	c.Process(p[:], nil)
-	if len(s.alerts) != 1 || s.alerts[0].Rule != "head" {
-		t.Errorf("alerts %+v, want only head", s.alerts)
+	if s.Len() != 1 || s.Snapshot()[0].Rule != "head" {
+		t.Errorf("alerts %+v, want only head", s.Snapshot())
 	}
 }
 

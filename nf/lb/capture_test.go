@@ -10,6 +10,7 @@ import (
 
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/internal/pkttest"
+	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/packet"
 )
 
@@ -24,7 +25,7 @@ const example = "pcapplusplus_example.pcap"
 // in 16,384, so each backend's count is binomial(flows, 1/4); the bound is 4 standard
 // deviations (for 136 flows: 34 ± 20).
 func TestRealCapture(t *testing.T) {
-	pkts := readCapture(t, example)
+	pkts := testtrace.Packets(t, example)
 	c, l := newLB(t, "{ports: [], protocols: [tcp, udp]}", nil)
 	backends := l.Backends()[:4]
 	type flow struct {
@@ -82,9 +83,9 @@ func TestRealCapture(t *testing.T) {
 		f.packets++
 		toBackend++
 	}
-	if len(flows) != 136 || metric(c, "flows_balanced") != 136 || toBackend < 1000 || replies < 1000 {
+	if len(flows) != 136 || testtrace.Metric(c, 0, "flows_balanced") != 136 || toBackend < 1000 || replies < 1000 {
 		t.Errorf("%d flows (balanced %d), %d packets to backends, %d replies: the capture has 136 flows and thousands of each",
-			len(flows), metric(c, "flows_balanced"), toBackend, replies)
+			len(flows), testtrace.Metric(c, 0, "flows_balanced"), toBackend, replies)
 	}
 	perBackend := map[netip.Addr]int{}
 	for _, f := range flows {
@@ -97,8 +98,8 @@ func TestRealCapture(t *testing.T) {
 			t.Errorf("backend %s has %d of %d flows, want %.0f ± %.0f", b, perBackend[b], len(flows), mean, 4*sd)
 		}
 	}
-	if metric(c, "to_backend") != uint64(toBackend) || metric(c, "to_client") != uint64(replies) {
-		t.Errorf("metrics to_backend %d to_client %d, counted %d and %d", metric(c, "to_backend"), metric(c, "to_client"), toBackend, replies)
+	if testtrace.Metric(c, 0, "to_backend") != uint64(toBackend) || testtrace.Metric(c, 0, "to_client") != uint64(replies) {
+		t.Errorf("metrics to_backend %d to_client %d, counted %d and %d", testtrace.Metric(c, 0, "to_backend"), testtrace.Metric(c, 0, "to_client"), toBackend, replies)
 	}
 	t.Logf("%d flows over 4 backends %v; %d packets to backends, %d replies rewritten back, %d other packets untouched",
 		len(flows), perBackend, toBackend, replies, untouched)
@@ -107,7 +108,7 @@ func TestRealCapture(t *testing.T) {
 // TestDefaultOnCapture: `--nfs lb` on real browsing: the web connections (TCP to 80 and 443)
 // are redirected, nothing else is touched.
 func TestDefaultOnCapture(t *testing.T) {
-	pkts := readCapture(t, example)
+	pkts := testtrace.Packets(t, example)
 	c, _ := newLB(t, "", nil)
 	rewritten := 0
 	for i := range pkts {
@@ -124,56 +125,18 @@ func TestDefaultOnCapture(t *testing.T) {
 			rewritten++
 		}
 	}
-	if b := metric(c, "flows_balanced"); b < 60 || rewritten < 1000 {
+	if b := testtrace.Metric(c, 0, "flows_balanced"); b < 60 || rewritten < 1000 {
 		t.Errorf("default: %d flows balanced, %d packets rewritten", b, rewritten)
 	}
-	t.Logf("default config: %d web flows balanced, %d packets rewritten of %d", metric(c, "flows_balanced"), rewritten, len(pkts))
+	t.Logf("default config: %d web flows balanced, %d packets rewritten of %d", testtrace.Metric(c, 0, "flows_balanced"), rewritten, len(pkts))
 }
 
-const batchSize = 64
-
-// replay feeds a capture through a chain in batches of 64, pass after pass, restoring the
-// headers the balancer rewrote and shifting each pass in time after the previous one.
-type replay struct {
-	frames [][]byte
-	times  []int64
-	pkts   []packet.Packet
-	out    []*packet.Packet
-	span   int64
-	pass   int64
-	clock  uint64
-}
-
-func newReplay(tb testing.TB, name string) *replay {
-	all := readCapture(tb, name)
-	r := &replay{pkts: make([]packet.Packet, len(all)/batchSize*batchSize), out: make([]*packet.Packet, 0, 2*batchSize)}
-	for i := range r.pkts {
-		r.frames = append(r.frames, append([]byte(nil), all[i].Data...))
-		r.times = append(r.times, all[i].Time)
-		r.pkts[i].SetData(all[i].Data, all[i].Time, 0)
-	}
-	r.span = r.times[len(r.times)-1] - r.times[0] + int64(time.Second)
-	return r
-}
-
-// batch restores and stamps the n-th batch and runs it.
-func (r *replay) batch(c *snf.Chain, n int) {
-	b := r.pkts[n : n+batchSize]
-	for j := range b {
-		p := &b[j]
-		copy(p.Data[:min(128, len(p.Data))], r.frames[n+j])
-		p.Parse()
-		r.clock++
-		p.Clock, p.Time = r.clock, r.times[n+j]+r.pass*r.span
-	}
-	r.out = c.Process(b, r.out[:0])
-}
-
-func (r *replay) run(c *snf.Chain) {
-	for n := 0; n < len(r.pkts); n += batchSize {
-		r.batch(c, n)
-	}
-	r.pass++
+// newReplay replays the whole batches of a capture pass after pass, each pass a second
+// after the previous one's end, restoring the headers the balancer rewrote.
+func newReplay(tb testing.TB, name string) *testtrace.Replay {
+	pkts := testtrace.Packets(tb, name)
+	pkts = pkts[:len(pkts)/testtrace.BatchSize*testtrace.BatchSize]
+	return testtrace.NewReplay(pkts, testtrace.Span(pkts)+time.Second).RestoreHeaders()
 }
 
 // TestZeroAllocs: after a warm-up pass, a whole pass of the capture (every flow balanced,
@@ -185,12 +148,12 @@ func TestZeroAllocs(t *testing.T) {
 	r := newReplay(t, example)
 	c, _ := newLB(t, "{ports: [], protocols: [tcp, udp]}", nil)
 	for range 2 {
-		r.run(c)
+		r.RunPass(c)
 	}
-	if a := testing.AllocsPerRun(3, func() { r.run(c) }); a != 0 {
-		t.Errorf("%v allocations per pass of %d packets", a, len(r.pkts))
+	if a := testing.AllocsPerRun(3, func() { r.RunPass(c) }); a != 0 {
+		t.Errorf("%v allocations per pass of %d packets", a, r.Packets())
 	}
-	if metric(c, "to_backend") == 0 {
+	if testtrace.Metric(c, 0, "to_backend") == 0 {
 		t.Error("nothing was balanced")
 	}
 }
@@ -206,24 +169,13 @@ func BenchmarkLB(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			r := newReplay(b, example)
-			c, _ := newLB(b, bc.config, nil)
+			var c *snf.Chain
 			if bc.name == "empty-chain" {
-				spec, _ := snf.ChainFromNames("none")
-				c, _ = snf.NewChain(spec, snf.ChainOptions{})
-				defer c.Close()
+				c = testtrace.ChainOf(b, "none", snf.ChainOptions{})
+			} else {
+				c, _ = newLB(b, bc.config, nil)
 			}
-			r.run(c)
-			b.ReportAllocs()
-			b.ResetTimer()
-			n := 0
-			for b.Loop() {
-				r.batch(c, n)
-				if n += batchSize; n == len(r.pkts) {
-					n = 0
-					r.pass++
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batchSize), "ns/pkt")
+			testtrace.BenchBatches(b, r.Batches(), func() { r.Batch(c) })
 		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/internal/pkttest"
+	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/store"
 )
@@ -53,7 +54,7 @@ func TestRewritesToBackendAndBack(t *testing.T) {
 					t.Fatalf("packet %d of the flow went to %s, the flow's backend is %s", i, k2.DstAddr(), backend)
 				}
 			}
-			if metric(c, "flows_balanced") != 1 || metric(c, "to_backend") != 6 || metric(c, "to_client") != 1 {
+			if testtrace.Metric(c, 0, "flows_balanced") != 1 || testtrace.Metric(c, 0, "to_backend") != 6 || testtrace.Metric(c, 0, "to_client") != 1 {
 				t.Errorf("metrics %+v", c.Report()[0].Metrics)
 			}
 		})
@@ -83,13 +84,13 @@ func TestPassesWhatIsNotForTheService(t *testing.T) {
 			t.Errorf("frame %d changed or dropped", i)
 		}
 	}
-	if metric(c, "passed") != 6 || metric(c, "malformed") != 1 || metric(c, "flows_balanced") != 0 {
+	if testtrace.Metric(c, 0, "passed") != 6 || testtrace.Metric(c, 0, "malformed") != 1 || testtrace.Metric(c, 0, "flows_balanced") != 0 {
 		t.Errorf("metrics %+v", c.Report()[0].Metrics)
 	}
 	// A flow of a family without backends: passed, counted.
 	c, _ = newLB(t, "{ports: [80], backends: [10.1.0.1]}", nil)
 	f := pkttest.TCP(client6, vip6, 1, 80, "S", nil)
-	if out := send(c, f, 0); !bytes.Equal(out, f) || metric(c, "no_backend") != 1 {
+	if out := send(c, f, 0); !bytes.Equal(out, f) || testtrace.Metric(c, 0, "no_backend") != 1 {
 		t.Error("an IPv6 flow with only IPv4 backends must pass untouched, counted in no_backend")
 	}
 }
@@ -230,8 +231,8 @@ func TestAffinitySurvivesBackendChange(t *testing.T) {
 	if got := l.Backends(); !slices.Equal(got, addrs("10.1.0.1", "10.1.0.2", "10.1.0.9")) {
 		t.Errorf("Backends() = %v", got)
 	}
-	if metric(c, "backend_changes") != 2 {
-		t.Errorf("backend_changes = %d, want 2 (config, then SetBackends)", metric(c, "backend_changes"))
+	if testtrace.Metric(c, 0, "backend_changes") != 2 {
+		t.Errorf("backend_changes = %d, want 2 (config, then SetBackends)", testtrace.Metric(c, 0, "backend_changes"))
 	}
 	for _, bad := range [][]netip.Addr{nil, addrs("10.1.0.1", "10.1.0.1"), addrs("fd00::1"), addrs("198.51.100.1"), {{}}} {
 		if err := l.SetBackends(bad); err == nil || !strings.Contains(err.Error(), "backends") {
@@ -305,7 +306,7 @@ func TestAffinityMovesWithTheFlow(t *testing.T) {
 	if got := keyOf(t, send(b, pkttest.TCP(client, vip4, 4242, 80, "A", nil), 3)).DstAddr(); got != backend {
 		t.Errorf("after the move the flow went to %s, its backend is %s", got, backend)
 	}
-	if metric(b, "flows_balanced") != 0 {
+	if testtrace.Metric(b, 0, "flows_balanced") != 0 {
 		t.Error("the moved flow was balanced again")
 	}
 }

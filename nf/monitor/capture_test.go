@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/nf/monitor"
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/store"
@@ -19,10 +20,10 @@ import (
 // exact top 10 computed from the capture directly, each with bytes and packets within the
 // count-min bound (true <= reported <= true + εN), and the report prints them.
 func TestTopMatchesExact(t *testing.T) {
-	pkts := readCapture(t, "pcapplusplus_example.pcap")
+	pkts := testtrace.Packets(t, "pcapplusplus_example.pcap")
 	want := exactCounts(pkts)
 	c, m, s := newChain(t, "", nil, 0)
-	process(c, pkts)
+	testtrace.Process(c, pkts)
 
 	b, p, _ := m.Totals()
 	if b != want.totalBytes || p != want.totalPackets {
@@ -71,8 +72,8 @@ func TestTopMatchesExact(t *testing.T) {
 			}
 		}
 	}
-	if len(s.alerts) != 0 {
-		t.Errorf("%d alerts", len(s.alerts))
+	if s.Len() != 0 {
+		t.Errorf("%d alerts", s.Len())
 	}
 	t.Logf("report:\n%s", rep)
 }
@@ -83,11 +84,11 @@ func TestTopMatchesExact(t *testing.T) {
 // exceeds εN for no more flows than the e^-depth the bound allows (with slack).
 func TestSketchBound(t *testing.T) {
 	for _, name := range []string{"pcapplusplus_example.pcap", "ndpi_gnutella.pcap"} {
-		pkts := readCapture(t, name)
+		pkts := testtrace.Packets(t, name)
 		want := exactCounts(pkts)
 		for _, w := range []int{2048, 64} {
 			c, m, _ := newChain(t, "{width: "+strconv.Itoa(w)+", depth: 4, candidates: 64}", nil, 0)
-			process(c, pkts)
+			testtrace.Process(c, pkts)
 			eps := math.E / float64(w) * float64(want.totalBytes)
 			var over, beyond int
 			var maxErr uint64
@@ -122,21 +123,21 @@ func TestSketchBound(t *testing.T) {
 // the capture, report the same top flows with the same counts as one chain running all of
 // it — from either chain.
 func TestHalvesMerge(t *testing.T) {
-	pkts := readCapture(t, "pcapplusplus_example.pcap")
+	pkts := testtrace.Packets(t, "pcapplusplus_example.pcap")
 	whole, mw, _ := newChain(t, "", nil, 0)
-	process(whole, pkts)
+	testtrace.Process(whole, pkts)
 	want := mw.Top()
 
-	pkts = readCapture(t, "pcapplusplus_example.pcap")
+	pkts = testtrace.Packets(t, "pcapplusplus_example.pcap")
 	half := len(pkts) / 2
 	st := store.NewEmbedded()
 	a, ma, _ := newChain(t, "", st, 1)
 	b, mb, _ := newChain(t, "", st, 2)
-	process(a, pkts[:half])
+	testtrace.Process(a, pkts[:half])
 	// The first unit's flows end after its half (as they would on a flowlet move or
 	// expiry), pushing what it still holds.
 	a.Expire(pkts[half-1].Time + int64(time.Hour))
-	process(b, pkts[half:])
+	testtrace.Process(b, pkts[half:])
 
 	same := func(who string, got []monitor.Flow) {
 		t.Helper()
@@ -159,9 +160,9 @@ func TestHalvesMerge(t *testing.T) {
 	b.Expire(pkts[len(pkts)-1].Time + int64(time.Hour))
 	same("first unit", ma.Top())
 	// Both units published candidates: the directory is shared.
-	if metric(t, a, "candidates_published") == 0 || metric(t, b, "candidates_published") == 0 {
-		t.Errorf("published: %d and %d", metric(t, a, "candidates_published"), metric(t, b, "candidates_published"))
+	if testtrace.Metric(a, 0, "candidates_published") == 0 || testtrace.Metric(b, 0, "candidates_published") == 0 {
+		t.Errorf("published: %d and %d", testtrace.Metric(a, 0, "candidates_published"), testtrace.Metric(b, 0, "candidates_published"))
 	}
-	t.Logf("units published %d and %d candidates; one chain %d", metric(t, a, "candidates_published"),
-		metric(t, b, "candidates_published"), metric(t, whole, "candidates_published"))
+	t.Logf("units published %d and %d candidates; one chain %d", testtrace.Metric(a, 0, "candidates_published"),
+		testtrace.Metric(b, 0, "candidates_published"), testtrace.Metric(whole, 0, "candidates_published"))
 }

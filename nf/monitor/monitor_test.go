@@ -8,6 +8,7 @@ import (
 
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/internal/pkttest"
+	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/nf/monitor"
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/store"
@@ -56,12 +57,12 @@ func TestTopOfGeneratedFlows(t *testing.T) {
 	pkts := genFlows(30, t0)
 	want := exactCounts(pkts)
 	c, m, _ := newChain(t, "", nil, 0)
-	process(c, pkts)
+	testtrace.Process(c, pkts)
 	sameFlows(t, "top", m.Top(), want, 10)
 	if b, p, f := m.Totals(); b != want.totalBytes || p != want.totalPackets || f != 30 {
 		t.Errorf("totals %d %d %d", b, p, f)
 	}
-	if metric(t, c, "packets") != want.totalPackets || metric(t, c, "bytes") != want.totalBytes || metric(t, c, "flows") != 30 {
+	if testtrace.Metric(c, 0, "packets") != want.totalPackets || testtrace.Metric(c, 0, "bytes") != want.totalBytes || testtrace.Metric(c, 0, "flows") != 30 {
 		t.Errorf("metrics %+v", c.Report()[0].Metrics)
 	}
 	var sb strings.Builder
@@ -79,12 +80,12 @@ func TestTopOfGeneratedFlows(t *testing.T) {
 // the place of the lightest and is reported.
 func TestLateHeavyFlow(t *testing.T) {
 	c, m, _ := newChain(t, "{top: 2}", nil, 0)
-	process(c, genFlows(10, t0)) // 4 candidates fill up with the first flows
+	testtrace.Process(c, genFlows(10, t0)) // 4 candidates fill up with the first flows
 	var frames [][]byte
 	for range 50 {
 		frames = append(frames, pkttest.TCP(client, server, 5555, 443, pkttest.ACK, make([]byte, 1000)))
 	}
-	process(c, pkttest.Batch(t0+int64(time.Second), frames...))
+	testtrace.Process(c, pkttest.Batch(t0+int64(time.Second), frames...))
 	top := m.Top()
 	if len(top) != 2 || top[0].Key.DstPort != 443 || top[0].Packets != 50 || top[1].Key.SrcPort != 10010 {
 		t.Errorf("top %+v", top)
@@ -94,7 +95,7 @@ func TestLateHeavyFlow(t *testing.T) {
 // TestFlowEnd: how flows ended is counted when they leave the flow table.
 func TestFlowEnd(t *testing.T) {
 	c, _, _ := newChain(t, "", nil, 0)
-	process(c, pkttest.Batch(t0,
+	testtrace.Process(c, pkttest.Batch(t0,
 		pkttest.TCP(client, server, 1, 80, pkttest.SYN, nil),
 		pkttest.TCP(server, client, 80, 1, pkttest.SYNACK, nil),
 		pkttest.TCP(client, server, 1, 80, pkttest.FINACK, nil),
@@ -103,12 +104,12 @@ func TestFlowEnd(t *testing.T) {
 		pkttest.TCP(server, client, 80, 2, "RA", nil),
 		pkttest.UDP(client, server, 3, 53, []byte("unanswered")),
 	))
-	if metric(t, c, "flows_ended") != 0 {
+	if testtrace.Metric(c, 0, "flows_ended") != 0 {
 		t.Fatal("flows ended early")
 	}
 	c.Expire(t0 + int64(time.Hour))
 	for name, want := range map[string]uint64{"flows": 3, "flows_ended": 3, "tcp_closed": 1, "tcp_reset": 1, "flows_unanswered": 1} {
-		if got := metric(t, c, name); got != want {
+		if got := testtrace.Metric(c, 0, name); got != want {
 			t.Errorf("%s = %d, want %d", name, got, want)
 		}
 	}
@@ -138,7 +139,7 @@ func TestUnitsMerge(t *testing.T) {
 		per[u] = append(per[u], pkts[i])
 	}
 	for u := range 3 {
-		process(chains[u], per[u])
+		testtrace.Process(chains[u], per[u])
 	}
 	// Within the flush interval (the generated packets span < 1 s) each unit pushed only
 	// its first packet: unit 1 sees less than everything.
@@ -147,7 +148,7 @@ func TestUnitsMerge(t *testing.T) {
 	}
 	// A packet a flush interval later makes each unit push.
 	for u := range 3 {
-		process(chains[u], pkttest.Batch(t0+int64(2*time.Second), pkttest.UDP(client, server, 9, 9, nil)))
+		testtrace.Process(chains[u], pkttest.Batch(t0+int64(2*time.Second), pkttest.UDP(client, server, 9, 9, nil)))
 	}
 	want = exactCounts(append(pkts, pkttest.Batch(0, pkttest.UDP(client, server, 9, 9, nil), pkttest.UDP(client, server, 9, 9, nil), pkttest.UDP(client, server, 9, 9, nil))...))
 	for u, m := range mons {
@@ -162,9 +163,9 @@ func TestUnitsMerge(t *testing.T) {
 // the report still gives the heaviest of those published.
 func TestDirectoryFull(t *testing.T) {
 	c, m, _ := newChain(t, "{top: 2, candidates: 4}", nil, 0)
-	process(c, genFlows(10, t0))
-	if metric(t, c, "candidates_published") != 4 || metric(t, c, "directory_full") == 0 {
-		t.Errorf("published %d full %d", metric(t, c, "candidates_published"), metric(t, c, "directory_full"))
+	testtrace.Process(c, genFlows(10, t0))
+	if testtrace.Metric(c, 0, "candidates_published") != 4 || testtrace.Metric(c, 0, "directory_full") == 0 {
+		t.Errorf("published %d full %d", testtrace.Metric(c, 0, "candidates_published"), testtrace.Metric(c, 0, "directory_full"))
 	}
 	if len(m.Candidates()) != 4 || len(m.Top()) != 2 {
 		t.Errorf("candidates %d top %d", len(m.Candidates()), len(m.Top()))
@@ -176,8 +177,8 @@ func TestMalformedPasses(t *testing.T) {
 	c, m, _ := newChain(t, "", nil, 0)
 	f := pkttest.TCP(client, server, 1, 2, pkttest.SYN, nil)
 	out := c.Process(pkttest.Batch(t0, f[:20], f[:40], f), nil)
-	if len(out) != 3 || metric(t, c, "malformed") != 2 || metric(t, c, "packets") != 1 {
-		t.Errorf("out %d malformed %d packets %d", len(out), metric(t, c, "malformed"), metric(t, c, "packets"))
+	if len(out) != 3 || testtrace.Metric(c, 0, "malformed") != 2 || testtrace.Metric(c, 0, "packets") != 1 {
+		t.Errorf("out %d malformed %d packets %d", len(out), testtrace.Metric(c, 0, "malformed"), testtrace.Metric(c, 0, "packets"))
 	}
 	if _, p, _ := m.Totals(); p != 1 {
 		t.Errorf("packets %d", p)
@@ -223,7 +224,7 @@ func TestNoAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(100, run); n != 0 {
 		t.Errorf("%v allocations per batch", n)
 	}
-	if metric(t, c, "flushes") < 100 {
-		t.Errorf("only %d flushes: the test must cover them", metric(t, c, "flushes"))
+	if testtrace.Metric(c, 0, "flushes") < 100 {
+		t.Errorf("only %d flushes: the test must cover them", testtrace.Metric(c, 0, "flushes"))
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/internal/pkttest"
+	"github.com/snf-dev/snf/internal/testtrace"
 )
 
 // TestRegistered: the NF is registered with a summary, every config field is documented,
@@ -20,15 +21,7 @@ func TestRegistered(t *testing.T) {
 			t.Errorf("field %s: doc %q default %q", fd.Name, fd.Doc, fd.Default)
 		}
 	}
-	spec, err := snf.ChainFromNames("monitor")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := snf.NewChain(spec, snf.ChainOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testtrace.ChainOf(t, "monitor", snf.ChainOptions{})
 	out := c.Process(pkttest.Batch(0, pkttest.UDP(client, server, 1, 53, []byte("q")), pkttest.UDP(server, client, 53, 1, []byte("a"))), nil)
 	if len(out) != 2 {
 		t.Errorf("%d of 2 packets out", len(out))

@@ -3,40 +3,12 @@ package nat_test
 import (
 	"bytes"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/snf-dev/snf/internal/pkttest"
+	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/packet"
-	"github.com/snf-dev/snf/port/pcapfile"
 )
-
-func readCapture(t *testing.T, name string) []packet.Packet {
-	t.Helper()
-	path, _ := filepath.Abs(filepath.Join("../../../shared/traces", name))
-	if _, err := os.Stat(path); err != nil {
-		t.Skipf("real capture not found at %s (it sits beside the repository in CI): %v", path, err)
-	}
-	r, err := pcapfile.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var all []packet.Packet
-	batch := make([]packet.Packet, 64)
-	for {
-		n, err := r.Read(batch)
-		for i := range batch[:n] {
-			var p packet.Packet
-			p.SetData(batch[i].Data, batch[i].Time, batch[i].WireLen)
-			all = append(all, p)
-		}
-		if err != nil {
-			return all
-		}
-	}
-}
 
 var private = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("192.168.0.0/16")}
 
@@ -55,7 +27,7 @@ func isPrivate(a netip.Addr) bool {
 // addressed to the public address and the port the NAT handed out — through a fresh NAT:
 // every reply must come out exactly as it was captured inside, addressed to the host.
 func TestRealCapture(t *testing.T) {
-	pkts := readCapture(t, "pcapplusplus_example.pcap")
+	pkts := testtrace.Packets(t, "pcapplusplus_example.pcap")
 	type inner struct {
 		addr netip.Addr
 		port uint16
@@ -96,7 +68,7 @@ func TestRealCapture(t *testing.T) {
 	}
 
 	// The outside view: replies go to the public address and mapped port.
-	pkts = readCapture(t, "pcapplusplus_example.pcap")
+	pkts = testtrace.Packets(t, "pcapplusplus_example.pcap")
 	c2 := newNAT(t, "")
 	for i := range pkts {
 		p := &pkts[i]

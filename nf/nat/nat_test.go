@@ -8,6 +8,7 @@ import (
 
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/internal/pkttest"
+	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/nf/nat"
 	"github.com/snf-dev/snf/packet"
 )
@@ -19,22 +20,10 @@ var (
 	public  = netip.MustParseAddr("192.0.2.1")
 )
 
+// newNAT builds a chain of one NAT; config is a YAML flow mapping or "".
 func newNAT(t testing.TB, config string) *snf.Chain {
 	t.Helper()
-	y := "nfs:\n  - nf: nat\n"
-	if config != "" {
-		y += "    config: " + config + "\n"
-	}
-	spec, err := snf.ParseChain([]byte(y), "nat.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := snf.NewChain(spec, snf.ChainOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return testtrace.Chain(t, testtrace.OneNF("nat", config), snf.ChainOptions{})
 }
 
 // run processes frames one at a time (timestamps step apart) and returns copies of the
@@ -64,15 +53,6 @@ func key(t *testing.T, frame []byte) packet.Key {
 		t.Fatalf("%s: %v", p.Key, err)
 	}
 	return p.Key
-}
-
-func metric(c *snf.Chain, name string) uint64 {
-	for _, m := range c.Report()[0].Metrics {
-		if m.Name == name {
-			return m.Value
-		}
-	}
-	panic("no metric " + name)
 }
 
 func TestTranslatesOutboundAndReplies(t *testing.T) {
@@ -111,7 +91,7 @@ func TestTranslatesOutboundAndReplies(t *testing.T) {
 			if res := run(c, 20e6, 0, back(remote, public, 80, 9)); res[0] != nil {
 				t.Fatal("unmatched inbound packet passed")
 			}
-			if metric(c, "inbound_unmatched") != 1 || metric(c, "mappings_created") != 2 || metric(c, "translated_in") != 2 {
+			if testtrace.Metric(c, 0, "inbound_unmatched") != 1 || testtrace.Metric(c, 0, "mappings_created") != 2 || testtrace.Metric(c, 0, "translated_in") != 2 {
 				t.Errorf("metrics %+v", c.Report()[0].Metrics)
 			}
 		})
@@ -125,7 +105,7 @@ func TestSameFlowKeepsItsMapping(t *testing.T) {
 	if key(t, res[0]) != key(t, res[1]) || key(t, res[1]) != key(t, res[2]) {
 		t.Error("one flow got different mappings")
 	}
-	if metric(c, "mappings_created") != 1 {
+	if testtrace.Metric(c, 0, "mappings_created") != 1 {
 		t.Error("mapping created more than once")
 	}
 }
@@ -145,7 +125,7 @@ func TestPassesWhatItDoesNotTranslate(t *testing.T) {
 		}
 	}
 	// Another protocol from inside cannot be translated: dropped, counted.
-	if res := run(c, 1e9, 0, pkttest.IPProto(inside, remote, 47, []byte("gre"))); res[0] != nil || metric(c, "untranslatable") != 1 {
+	if res := run(c, 1e9, 0, pkttest.IPProto(inside, remote, 47, []byte("gre"))); res[0] != nil || testtrace.Metric(c, 0, "untranslatable") != 1 {
 		t.Error("GRE from inside must be dropped as untranslatable")
 	}
 }
@@ -156,7 +136,7 @@ func TestPoolExhaustionAndRelease(t *testing.T) {
 		pkttest.UDP(inside, remote, 1, 53, nil),
 		pkttest.UDP(inside, remote, 2, 53, nil),
 		pkttest.UDP(inside, remote, 3, 53, nil))
-	if res[0] == nil || res[1] == nil || res[2] != nil || metric(c, "pool_exhausted") != 1 {
+	if res[0] == nil || res[1] == nil || res[2] != nil || testtrace.Metric(c, 0, "pool_exhausted") != 1 {
 		t.Fatalf("with 2 ports the third flow must be dropped: %v", res)
 	}
 	// After the idle timeout the first mappings end (flow expiry returns the ports) and a
@@ -168,8 +148,8 @@ func TestPoolExhaustionAndRelease(t *testing.T) {
 	if k := key(t, res[0]); k.SrcPort != 2000 && k.SrcPort != 2001 {
 		t.Errorf("port %d outside the pool", k.SrcPort)
 	}
-	if metric(c, "mappings_expired") != 2 {
-		t.Errorf("mappings_expired = %d, want 2", metric(c, "mappings_expired"))
+	if testtrace.Metric(c, 0, "mappings_expired") != 2 {
+		t.Errorf("mappings_expired = %d, want 2", testtrace.Metric(c, 0, "mappings_expired"))
 	}
 }
 
@@ -180,8 +160,8 @@ func TestIdleMappingIsRenewed(t *testing.T) {
 	c := newNAT(t, "{udp_timeout: 1s, port_min: 3000, port_max: 3001}")
 	f := pkttest.UDP(inside, remote, 7, 53, nil)
 	res := run(c, 0, 1500*time.Millisecond, f, f)
-	if metric(c, "mappings_created") != 2 || metric(c, "mappings_expired") != 1 {
-		t.Errorf("created %d expired %d, want 2 and 1", metric(c, "mappings_created"), metric(c, "mappings_expired"))
+	if testtrace.Metric(c, 0, "mappings_created") != 2 || testtrace.Metric(c, 0, "mappings_expired") != 1 {
+		t.Errorf("created %d expired %d, want 2 and 1", testtrace.Metric(c, 0, "mappings_created"), testtrace.Metric(c, 0, "mappings_expired"))
 	}
 	_ = key(t, res[1])
 	// A reply for the stale first port is unmatched.
@@ -211,7 +191,7 @@ func TestFragmentsAndMalformed(t *testing.T) {
 		t.Errorf("non-first fragment: %s flags %b", p.Key, p.Flags)
 	}
 	bad := append([]byte(nil), pkttest.UDP(inside, remote, 1, 2, nil)[:14+20]...)
-	if res := run(c, 1e9, 0, bad); res[0] != nil || metric(c, "malformed") != 1 {
+	if res := run(c, 1e9, 0, bad); res[0] != nil || testtrace.Metric(c, 0, "malformed") != 1 {
 		t.Error("malformed packet must be dropped and counted")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/packet"
 )
 
@@ -14,12 +15,9 @@ import (
 // timeout, within the detector's idle time), so that attempts still open resolve.
 func runCapture(t *testing.T, name, config string) (*harness, []packet.Packet) {
 	t.Helper()
-	pkts := readCapture(t, name)
+	pkts := testtrace.Packets(t, name)
 	h := newHarness(t, config)
-	out := make([]*packet.Packet, 0, 128)
-	for i := 0; i < len(pkts); i += 64 {
-		out = h.c.Process(pkts[i:min(i+64, len(pkts))], out[:0])
-	}
+	testtrace.Process(h.c, pkts)
 	h.c.Expire(pkts[len(pkts)-1].Time + int64(6*time.Minute))
 	return h, pkts
 }
@@ -53,10 +51,10 @@ func TestNmapSynScan(t *testing.T) {
 	if len(senders) != 1 || senders[scan] != 1000 {
 		t.Fatalf("capture: SYN senders %v, expected only %s to 1000 services", senders, scan)
 	}
-	if got := h.sink.flagged(); !slices.Equal(got, []string{scan.String()}) {
+	if got := flagged(h.sink); !slices.Equal(got, []string{scan.String()}) {
 		t.Fatalf("flagged %v, want [%s]", got, scan)
 	}
-	a := h.sink.alerts[0]
+	a := h.sink.Snapshot()[0]
 	firstSYN := pkts[0].Time
 	delay := time.Duration(a.Time - firstSYN)
 	if delay <= 0 || delay > 3*time.Second {
@@ -76,16 +74,16 @@ func TestNmapSynScan(t *testing.T) {
 	// With the paper's unit (distinct hosts) the port sweep of one host is one first
 	// contact: not detectable.
 	hh, _ := runCapture(t, "nmap_synscan.pcap", "{unit: host}")
-	if len(hh.sink.alerts) != 0 || hh.metric("attempts") != 1 {
-		t.Errorf("unit host: %d alerts, %d attempts; want 0 and 1", len(hh.sink.alerts), hh.metric("attempts"))
+	if hh.sink.Len() != 0 || hh.metric("attempts") != 1 {
+		t.Errorf("unit host: %d alerts, %d attempts; want 0 and 1", hh.sink.Len(), hh.metric("attempts"))
 	}
 
 	// With block, every packet after the alerting one is the scanner's or a reply to it.
 	hb, _ := runCapture(t, "nmap_synscan.pcap", "{block: true}")
-	if len(hb.sink.alerts) != 1 {
-		t.Fatalf("block: %d alerts", len(hb.sink.alerts))
+	if hb.sink.Len() != 1 {
+		t.Fatalf("block: %d alerts", hb.sink.Len())
 	}
-	if want := uint64(len(pkts)) - hb.sink.alerts[0].Clock; hb.metric("blocked") != want {
+	if want := uint64(len(pkts)) - hb.sink.Snapshot()[0].Clock; hb.metric("blocked") != want {
 		t.Errorf("block: %d packets dropped, want the %d after the alert", hb.metric("blocked"), want)
 	}
 }
@@ -95,8 +93,8 @@ func TestBenignCaptures(t *testing.T) {
 	for _, name := range []string{"pcapplusplus_example.pcap", "tcpreplay_test.pcap", "pcapplusplus_tls2.pcap"} {
 		t.Run(name, func(t *testing.T) {
 			h, _ := runCapture(t, name, "")
-			if len(h.sink.alerts) != 0 {
-				t.Errorf("flagged %v", h.sink.flagged())
+			if h.sink.Len() != 0 {
+				t.Errorf("flagged %v", flagged(h.sink))
 			}
 			t.Logf("attempts %d successes %d failures %d benign walks %d repeats %d",
 				h.metric("attempts"), h.metric("successes"), h.metric("failures"), h.metric("benign"), h.metric("repeat_contacts"))
@@ -130,12 +128,12 @@ func TestGnutella(t *testing.T) {
 	if rate >= 0.5 {
 		t.Fatalf("capture: the client's SYN-ACK rate is %.2f; the test's premise is < 0.5", rate)
 	}
-	if got := h.sink.flagged(); !slices.Equal(got, []string{client.String()}) {
+	if got := flagged(h.sink); !slices.Equal(got, []string{client.String()}) {
 		t.Errorf("flagged %v, want only the Gnutella client %s", got, client)
 	}
-	if len(h.sink.alerts) > 0 {
+	if h.sink.Len() > 0 {
 		t.Logf("client: %d TCP services contacted, %d answered (%.0f%%); alert at %s: %v",
-			len(contacted), len(answered), 100*rate, time.Unix(0, h.sink.alerts[0].Time).UTC().Format("15:04:05.000"), h.sink.alerts[0].Details)
+			len(contacted), len(answered), 100*rate, time.Unix(0, h.sink.Snapshot()[0].Time).UTC().Format("15:04:05.000"), h.sink.Snapshot()[0].Details)
 	}
 	t.Logf("attempts %d successes %d failures %d (timeouts %d, window %d, icmp %d) multicast %d",
 		h.metric("attempts"), h.metric("successes"), h.metric("failures"), h.metric("timeouts"),
@@ -149,7 +147,7 @@ func TestSpoofedFlood(t *testing.T) {
 		t.Skip("37k packets")
 	}
 	h, _ := runCapture(t, "ddos_synflood_spoofed.pcap", "")
-	if len(h.sink.alerts) != 0 || h.metric("attempts") < 37000 {
-		t.Errorf("alerts %d attempts %d", len(h.sink.alerts), h.metric("attempts"))
+	if h.sink.Len() != 0 || h.metric("attempts") < 37000 {
+		t.Errorf("alerts %d attempts %d", h.sink.Len(), h.metric("attempts"))
 	}
 }

@@ -1,28 +1,20 @@
 package portscan_test
 
 import (
-	"io"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/snf-dev/snf"
+	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/nf/portscan"
 	"github.com/snf-dev/snf/packet"
-	"github.com/snf-dev/snf/port/pcapfile"
 )
 
-// sink collects alerts.
-type sink struct{ alerts []*snf.Alert }
-
-func (s *sink) Alert(a *snf.Alert) { s.alerts = append(s.alerts, a) }
-
 // flagged returns the "source" detail of every scanner alert, in order.
-func (s *sink) flagged() []string {
+func flagged(alerts *testtrace.Alerts) []string {
 	var out []string
-	for _, a := range s.alerts {
+	for _, a := range alerts.Snapshot() {
 		if a.Rule == "scanner" {
 			out = append(out, a.Details["source"].(string))
 		}
@@ -35,7 +27,7 @@ type harness struct {
 	t     testing.TB
 	c     *snf.Chain
 	ps    *portscan.Portscan
-	sink  *sink
+	sink  *testtrace.Alerts
 	now   int64
 	clock uint64
 	p     [1]packet.Packet
@@ -43,20 +35,8 @@ type harness struct {
 
 func newHarness(t testing.TB, config string) *harness {
 	t.Helper()
-	y := "nfs:\n  - nf: portscan\n"
-	if config != "" {
-		y += "    config: " + config + "\n"
-	}
-	spec, err := snf.ParseChain([]byte(y), "x.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{t: t, sink: &sink{}, now: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}
-	h.c, err = snf.NewChain(spec, snf.ChainOptions{Alerts: h.sink})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.c.Close() })
+	h := &harness{t: t, sink: &testtrace.Alerts{}, now: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}
+	h.c = testtrace.Chain(t, testtrace.OneNF("portscan", config), snf.ChainOptions{Alerts: h.sink})
 	h.ps = h.c.NF(0).(*portscan.Portscan)
 	return h
 }
@@ -71,15 +51,7 @@ func (h *harness) send(dt time.Duration, frame []byte) bool {
 	return len(h.c.Process(h.p[:], nil)) == 1
 }
 
-func (h *harness) metric(name string) uint64 {
-	for _, m := range h.c.Report()[0].Metrics {
-		if m.Name == name {
-			return m.Value
-		}
-	}
-	h.t.Fatalf("no metric %s", name)
-	return 0
-}
+func (h *harness) metric(name string) uint64 { return testtrace.Metric(h.c, 0, name) }
 
 func (h *harness) likelihood(a netip.Addr) float64 {
 	l, ok := h.ps.Likelihood(a)
@@ -87,40 +59,4 @@ func (h *harness) likelihood(a netip.Addr) float64 {
 		h.t.Fatalf("source %s not tracked", a)
 	}
 	return l
-}
-
-// capturePath returns the path of a real capture, or skips.
-func capturePath(tb testing.TB, name string) string {
-	tb.Helper()
-	path, _ := filepath.Abs(filepath.Join("../../../shared/traces", name))
-	if _, err := os.Stat(path); err != nil {
-		tb.Skipf("real capture not found at %s (it sits beside the repository in CI): %v", path, err)
-	}
-	return path
-}
-
-// readCapture returns every packet of a real capture, each with its own buffer.
-func readCapture(tb testing.TB, name string) []packet.Packet {
-	tb.Helper()
-	r, err := pcapfile.Open(capturePath(tb, name))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer r.Close()
-	var all []packet.Packet
-	batch := make([]packet.Packet, 64)
-	for {
-		n, err := r.Read(batch)
-		for i := range batch[:n] {
-			var p packet.Packet
-			p.SetData(batch[i].Data, batch[i].Time, batch[i].WireLen)
-			all = append(all, p)
-		}
-		if err == io.EOF {
-			return all
-		}
-		if err != nil {
-			tb.Fatal(err)
-		}
-	}
 }

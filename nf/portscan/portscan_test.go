@@ -119,7 +119,7 @@ func TestFailuresInARow(t *testing.T) {
 					if i >= n1 {
 						wantAlerts = 1
 					}
-					if got := len(h.sink.alerts); got != wantAlerts {
+					if got := h.sink.Len(); got != wantAlerts {
 						t.Fatalf("after %d failures: %d alerts, want %d (N1 = %d)", i, got, wantAlerts, n1)
 					}
 					if i < n1 {
@@ -131,7 +131,7 @@ func TestFailuresInARow(t *testing.T) {
 				if h.metric("failures") != uint64(n1+3) || h.metric("attempts") != uint64(n1+3) || h.metric("scanners") != 1 {
 					t.Errorf("attempts %d failures %d scanners %d", h.metric("attempts"), h.metric("failures"), h.metric("scanners"))
 				}
-				a := h.sink.alerts[0]
+				a := h.sink.Snapshot()[0]
 				if a.Rule != "scanner" || a.NF != "portscan" || a.Details["source"] != src.String() ||
 					a.Details["failures"] != uint32(n1) || a.Details["attempts"] != uint32(n1) {
 					t.Errorf("alert %+v", a)
@@ -181,8 +181,8 @@ func TestSuccessesAreBenign(t *testing.T) {
 					}
 				}
 			}
-			if len(h.sink.alerts) != 0 || h.metric("successes") != uint64(p.n0()+1) {
-				t.Errorf("alerts %d successes %d", len(h.sink.alerts), h.metric("successes"))
+			if h.sink.Len() != 0 || h.metric("successes") != uint64(p.n0()+1) {
+				t.Errorf("alerts %d successes %d", h.sink.Len(), h.metric("successes"))
 			}
 		})
 	}
@@ -204,11 +204,11 @@ func TestMixedWalk(t *testing.T) {
 		if k >= 7 {
 			want = 1
 		}
-		if len(h.sink.alerts) != want {
-			t.Fatalf("after 3 successes and %d failures: %d alerts, want %d", k, len(h.sink.alerts), want)
+		if h.sink.Len() != want {
+			t.Fatalf("after 3 successes and %d failures: %d alerts, want %d", k, h.sink.Len(), want)
 		}
 	}
-	a := h.sink.alerts[0]
+	a := h.sink.Snapshot()[0]
 	if a.Details["successes"] != uint32(3) || a.Details["failures"] != uint32(7) {
 		t.Errorf("alert details %v", a.Details)
 	}
@@ -250,10 +250,10 @@ func TestUnits(t *testing.T) {
 			t.Errorf("unit %s: %d attempts, want %d", c.unit, h.metric("attempts"), c.attempts)
 		}
 		switch {
-		case c.alertAtFailed == 0 && len(h.sink.alerts) != 0:
-			t.Errorf("unit %s: a port sweep of one host raised %d alerts", c.unit, len(h.sink.alerts))
-		case c.alertAtFailed > 0 && (len(h.sink.alerts) != 1 || h.sink.alerts[0].Details["failures"] != c.alertAtFailed):
-			t.Errorf("unit %s: alerts %v", c.unit, h.sink.flagged())
+		case c.alertAtFailed == 0 && h.sink.Len() != 0:
+			t.Errorf("unit %s: a port sweep of one host raised %d alerts", c.unit, h.sink.Len())
+		case c.alertAtFailed > 0 && (h.sink.Len() != 1 || h.sink.Snapshot()[0].Details["failures"] != c.alertAtFailed):
+			t.Errorf("unit %s: alerts %v", c.unit, flagged(h.sink))
 		}
 	}
 }
@@ -269,8 +269,8 @@ func TestBlock(t *testing.T) {
 				t.Fatalf("block %v: the reply that raised the alert was dropped", block)
 			}
 		}
-		if len(h.sink.alerts) != 1 {
-			t.Fatalf("block %v: %d alerts", block, len(h.sink.alerts))
+		if h.sink.Len() != 1 {
+			t.Fatalf("block %v: %d alerts", block, h.sink.Len())
 		}
 		fwdProbe := h.send(time.Millisecond, pkttest.TCP(scanner, target, 40000, 80, pkttest.SYN, nil))
 		fwdReply := h.send(time.Millisecond, pkttest.TCP(target, scanner, 80, 40000, pkttest.SYNACK, nil))
@@ -321,8 +321,8 @@ func TestFlowEndResolves(t *testing.T) {
 	}
 	// TCP flows idle for 5 minutes end; the sources stay (idle 10 minutes).
 	h.c.Expire(h.now + int64(6*time.Minute))
-	if h.metric("timeouts") != 4 || len(h.sink.alerts) != 1 {
-		t.Errorf("after flow end: timeouts %d, alerts %d", h.metric("timeouts"), len(h.sink.alerts))
+	if h.metric("timeouts") != 4 || h.sink.Len() != 1 {
+		t.Errorf("after flow end: timeouts %d, alerts %d", h.metric("timeouts"), h.sink.Len())
 	}
 }
 

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/snf-dev/snf"
-	"github.com/snf-dev/snf/packet"
+	"github.com/snf-dev/snf/internal/testtrace"
 )
 
 const synflood = "ddos_synflood_spoofed.pcap"
@@ -16,7 +16,7 @@ const synflood = "ddos_synflood_spoofed.pcap"
 // passes more than rate+burst, and while the flood is on, what passes follows the rate.
 func TestSynFloodSharedBucket(t *testing.T) {
 	const rate, burst = 500, 100
-	pkts := readCapture(t, synflood)
+	pkts := testtrace.Packets(t, synflood)
 	c, alerts := newRL(t, "{prefix_v4: 0, rate: 500, burst: 100}")
 	var passed, offered []int64
 	for i := range pkts {
@@ -26,7 +26,7 @@ func TestSynFloodSharedBucket(t *testing.T) {
 			passed = append(passed, ts)
 		}
 	}
-	if got := metric(c, "passed") + metric(c, "dropped"); got != uint64(len(pkts)) || metric(c, "passed") != uint64(len(passed)) {
+	if got := testtrace.Metric(c, 0, "passed") + testtrace.Metric(c, 0, "dropped"); got != uint64(len(pkts)) || testtrace.Metric(c, 0, "passed") != uint64(len(passed)) {
 		t.Fatalf("passed+dropped = %d for %d packets", got, len(pkts))
 	}
 
@@ -102,24 +102,25 @@ func TestSynFloodSharedBucket(t *testing.T) {
 		}
 	}
 	// One alert per episode: the bucket is full again only after the flood pauses.
-	if len(alerts.got) == 0 || uint64(len(alerts.got)) != metric(c, "limited") || alerts.got[0].Rule != "rate_exceeded" ||
-		alerts.got[0].Details["source"] != "0.0.0.0/0" {
-		t.Errorf("alerts: %d (limited %d), first %+v", len(alerts.got), metric(c, "limited"), alerts.got)
+	raised := alerts.Snapshot()
+	if len(raised) == 0 || uint64(len(raised)) != testtrace.Metric(c, 0, "limited") || raised[0].Rule != "rate_exceeded" ||
+		raised[0].Details["source"] != "0.0.0.0/0" {
+		t.Errorf("alerts: %d (limited %d), first %+v", len(raised), testtrace.Metric(c, 0, "limited"), raised)
 	}
-	t.Logf("one bucket for all: %d of %d passed; per 1-s window %v; %d alerts", len(passed), len(pkts), perWindow, len(alerts.got))
+	t.Logf("one bucket for all: %d of %d passed; per 1-s window %v; %d alerts", len(passed), len(pkts), perWindow, len(raised))
 }
 
 // TestSynFloodPerAddress: with one bucket per /32 the same limit lets the spoofed flood
 // through, since each spoofed source sends one or two SYNs — why prefix buckets exist.
 func TestSynFloodPerAddress(t *testing.T) {
-	pkts := readCapture(t, synflood)
+	pkts := testtrace.Packets(t, synflood)
 	c, alerts := newRL(t, "{prefix_v4: 32, rate: 500, burst: 100}")
 	passed := 0
 	for i := range pkts {
 		passed += len(c.Process(pkts[i:i+1], nil))
 	}
-	if passed != len(pkts) || len(alerts.got) != 0 {
-		t.Errorf("per-/32 buckets passed %d of %d spoofed SYNs (%d alerts), want all", passed, len(pkts), len(alerts.got))
+	if passed != len(pkts) || alerts.Len() != 0 {
+		t.Errorf("per-/32 buckets passed %d of %d spoofed SYNs (%d alerts), want all", passed, len(pkts), alerts.Len())
 	}
 	t.Logf("one bucket per /32: %d of %d passed", passed, len(pkts))
 }
@@ -127,55 +128,23 @@ func TestSynFloodPerAddress(t *testing.T) {
 // TestDefaultLeavesBrowsingAlone: the default (1000 packets/s, burst 2000 per address) does
 // not touch dense real browsing — its busiest source sends 154 packets in 100 ms.
 func TestDefaultLeavesBrowsingAlone(t *testing.T) {
-	pkts := readCapture(t, "pcapplusplus_example.pcap")
+	pkts := testtrace.Packets(t, "pcapplusplus_example.pcap")
 	c, alerts := newRL(t, "")
 	out := c.Process(pkts, nil)
-	if len(out) != len(pkts) || metric(c, "dropped") != 0 || len(alerts.got) != 0 {
-		t.Errorf("default config: %d of %d passed, %d alerts", len(out), len(pkts), len(alerts.got))
+	if len(out) != len(pkts) || testtrace.Metric(c, 0, "dropped") != 0 || alerts.Len() != 0 {
+		t.Errorf("default config: %d of %d passed, %d alerts", len(out), len(pkts), alerts.Len())
 	}
-	if metric(c, "passed") != uint64(len(pkts)) {
-		t.Errorf("passed = %d, want every packet (%d) counted", metric(c, "passed"), len(pkts))
+	if testtrace.Metric(c, 0, "passed") != uint64(len(pkts)) {
+		t.Errorf("passed = %d, want every packet (%d) counted", testtrace.Metric(c, 0, "passed"), len(pkts))
 	}
 }
 
-// replay feeds a capture through a chain in batches of 64, pass after pass, each pass shifted
-// in time past the previous one so that time keeps going forward.
-type replay struct {
-	frames [][]byte
-	times  []int64
-	pkts   []packet.Packet
-	out    []*packet.Packet
-	span   int64
-	pass   int64
-	clock  uint64
-}
-
-func newReplay(tb testing.TB, name string) *replay {
-	all := readCapture(tb, name)
-	r := &replay{pkts: make([]packet.Packet, len(all)/batchSize*batchSize), out: make([]*packet.Packet, 0, 2*batchSize)}
-	for i := range r.pkts {
-		r.frames = append(r.frames, append([]byte(nil), all[i].Data...))
-		r.times = append(r.times, all[i].Time)
-		r.pkts[i].SetData(all[i].Data, all[i].Time, 0)
-	}
-	r.span = r.times[len(r.times)-1] - r.times[0] + int64(time.Minute)
-	return r
-}
-
-const batchSize = 64
-
-// run processes one whole pass of the capture.
-func (r *replay) run(c *snf.Chain) {
-	for n := 0; n < len(r.pkts); n += batchSize {
-		batch := r.pkts[n : n+batchSize]
-		for j := range batch {
-			p := &batch[j]
-			r.clock++
-			p.Clock, p.Time = r.clock, r.times[n+j]+r.pass*r.span
-		}
-		r.out = c.Process(batch, r.out[:0])
-	}
-	r.pass++
+// newReplay replays the whole batches of a capture pass after pass, each pass a minute
+// after the previous one's end, so that time keeps going forward.
+func newReplay(tb testing.TB, name string) *testtrace.Replay {
+	pkts := testtrace.Packets(tb, name)
+	pkts = pkts[:len(pkts)/testtrace.BatchSize*testtrace.BatchSize]
+	return testtrace.NewReplay(pkts, testtrace.Span(pkts)+time.Minute)
 }
 
 // TestZeroAllocsOnCaptures: after warm-up passes (the bucket map and arena reach their
@@ -191,10 +160,10 @@ func TestZeroAllocsOnCaptures(t *testing.T) {
 		r := newReplay(t, name)
 		c, _ := newRL(t, "")
 		for range 8 {
-			r.run(c)
+			r.RunPass(c)
 		}
-		if a := testing.AllocsPerRun(3, func() { r.run(c) }); a != 0 {
-			t.Errorf("%s: %v allocations per pass of %d packets", name, a, len(r.pkts))
+		if a := testing.AllocsPerRun(3, func() { r.RunPass(c) }); a != 0 {
+			t.Errorf("%s: %v allocations per pass of %d packets", name, a, r.Packets())
 		}
 	}
 }
@@ -211,31 +180,14 @@ func BenchmarkRatelimit(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			r := newReplay(b, bc.capture)
-			c, _ := newRL(b, bc.config)
+			var c *snf.Chain
 			if strings.HasSuffix(bc.name, "empty-chain") { // the flow table alone, to subtract
-				spec, _ := snf.ChainFromNames("none")
-				c, _ = snf.NewChain(spec, snf.ChainOptions{})
-				defer c.Close()
+				c = testtrace.ChainOf(b, "none", snf.ChainOptions{})
+			} else {
+				c, _ = newRL(b, bc.config)
 			}
-			for range 8 { // the bucket map reaches its working size (see TestZeroAllocsOnCaptures)
-				r.run(c)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			n := 0
-			for b.Loop() {
-				batch := r.pkts[n : n+batchSize]
-				for j := range batch {
-					r.clock++
-					batch[j].Clock, batch[j].Time = r.clock, r.times[n+j]+r.pass*r.span
-				}
-				r.out = c.Process(batch, r.out[:0])
-				if n += batchSize; n == len(r.pkts) {
-					n = 0
-					r.pass++
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batchSize), "ns/pkt")
+			// 8 passes: the bucket map reaches its working size (see TestZeroAllocsOnCaptures).
+			testtrace.BenchBatches(b, 8*r.Batches(), func() { r.Batch(c) })
 		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/snf-dev/snf/internal/pkttest"
+	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/packet"
 )
 
@@ -31,7 +32,7 @@ func FuzzRatelimit(f *testing.F) {
 			t.Fatalf("chain saw %d packets, sent %d", got, counted)
 		}
 		if p[0].IP() || p[0].Flags&packet.Malformed != 0 {
-			n := metric(c, "passed") + metric(c, "dropped") + metric(c, "exempt") + metric(c, "unreadable")
+			n := testtrace.Metric(c, 0, "passed") + testtrace.Metric(c, 0, "dropped") + testtrace.Metric(c, 0, "exempt") + testtrace.Metric(c, 0, "unreadable")
 			if n != counted-c.Stats().NonIP {
 				t.Fatalf("ratelimit counted %d of %d packets it saw", n, counted-c.Stats().NonIP)
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/internal/pkttest"
+	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/packet"
 )
 
@@ -50,14 +51,14 @@ func TestBurstThenSteadyRate(t *testing.T) {
 	if fmt.Sprint(passedAt) != fmt.Sprint(want) {
 		t.Fatalf("passed at (ms) %v\nwant %v", passedAt, want)
 	}
-	if metric(c, "passed") != 24 || metric(c, "dropped") != 176 {
-		t.Errorf("passed %d dropped %d, want 24 and 176", metric(c, "passed"), metric(c, "dropped"))
+	if testtrace.Metric(c, 0, "passed") != 24 || testtrace.Metric(c, 0, "dropped") != 176 {
+		t.Errorf("passed %d dropped %d, want 24 and 176", testtrace.Metric(c, 0, "passed"), testtrace.Metric(c, 0, "dropped"))
 	}
 	// One alert for the episode, in the common schema.
-	if len(alerts.got) != 1 {
-		t.Fatalf("%d alerts, want 1", len(alerts.got))
+	if alerts.Len() != 1 {
+		t.Fatalf("%d alerts, want 1", alerts.Len())
 	}
-	a := alerts.got[0]
+	a := alerts.Snapshot()[0]
 	if a.NF != "ratelimit" || a.Rule != "rate_exceeded" || a.Time != 50*ms || a.Flow.SrcAddr() != src1 ||
 		a.Details["source"] != "10.0.0.1/32" || a.Details["rate"] != 10.0 || a.Details["burst"] != uint32(5) {
 		t.Errorf("alert %+v", a)
@@ -83,19 +84,19 @@ func TestRefillAfterIdle(t *testing.T) {
 	if p := flood(250*ms, 20); p != 2 { // 250 ms quiet: 2.5 tokens
 		t.Errorf("after 250 ms: %d passed, want 2", p)
 	}
-	if len(alerts.got) != 1 {
-		t.Errorf("a partly refilled bucket must not start a new episode: %d alerts", len(alerts.got))
+	if alerts.Len() != 1 {
+		t.Errorf("a partly refilled bucket must not start a new episode: %d alerts", alerts.Len())
 	}
 	if p := flood(2*int64(time.Second), 20); p != 5 { // long quiet: full again, not more
 		t.Errorf("after 2 s: %d passed, want the burst 5", p)
 	}
-	if len(alerts.got) != 2 || metric(c, "limited") != 2 {
-		t.Errorf("a full bucket starts a new episode: %d alerts, limited %d", len(alerts.got), metric(c, "limited"))
+	if alerts.Len() != 2 || testtrace.Metric(c, 0, "limited") != 2 {
+		t.Errorf("a full bucket starts a new episode: %d alerts, limited %d", alerts.Len(), testtrace.Metric(c, 0, "limited"))
 	}
 	// The source was idle longer than burst/rate = 500 ms: its bucket was forgotten (and it
 	// did not matter, a fresh bucket is a full one).
-	if metric(c, "buckets_expired") != 1 {
-		t.Errorf("buckets_expired = %d, want 1", metric(c, "buckets_expired"))
+	if testtrace.Metric(c, 0, "buckets_expired") != 1 {
+		t.Errorf("buckets_expired = %d, want 1", testtrace.Metric(c, 0, "buckets_expired"))
 	}
 }
 
@@ -137,8 +138,8 @@ func TestExempt(t *testing.T) {
 	if send(c, syn(src2, 1), 0) != true || send(c, syn(src2, 2), 0) != false {
 		t.Error("10.0.0.2 is not exempt: it must be limited")
 	}
-	if metric(c, "exempt") != 400 || metric(c, "dropped") != 1 {
-		t.Errorf("exempt %d dropped %d", metric(c, "exempt"), metric(c, "dropped"))
+	if testtrace.Metric(c, 0, "exempt") != 400 || testtrace.Metric(c, 0, "dropped") != 1 {
+		t.Errorf("exempt %d dropped %d", testtrace.Metric(c, 0, "exempt"), testtrace.Metric(c, 0, "dropped"))
 	}
 }
 
@@ -155,8 +156,8 @@ func TestSourceBound(t *testing.T) {
 	if !send(c, syn(e, 1), 1) { // a fourth source: a, least recently used, is forgotten
 		t.Fatal("fourth source dropped")
 	}
-	if metric(c, "buckets_evicted") != 1 {
-		t.Errorf("buckets_evicted = %d, want 1", metric(c, "buckets_evicted"))
+	if testtrace.Metric(c, 0, "buckets_evicted") != 1 {
+		t.Errorf("buckets_evicted = %d, want 1", testtrace.Metric(c, 0, "buckets_evicted"))
 	}
 	if send(c, syn(d, 2), 2) { // d is remembered: its bucket is empty
 		t.Error("a remembered source got a token back")
@@ -183,8 +184,8 @@ func TestMalformed(t *testing.T) {
 	if !send(c, ipCut, 0) || !send(c, ipCut, 1) {
 		t.Error("unreadable packets pass")
 	}
-	if metric(c, "malformed") != 4 || metric(c, "unreadable") != 2 || metric(c, "dropped") != 2 {
-		t.Errorf("malformed %d unreadable %d dropped %d", metric(c, "malformed"), metric(c, "unreadable"), metric(c, "dropped"))
+	if testtrace.Metric(c, 0, "malformed") != 4 || testtrace.Metric(c, 0, "unreadable") != 2 || testtrace.Metric(c, 0, "dropped") != 2 {
+		t.Errorf("malformed %d unreadable %d dropped %d", testtrace.Metric(c, 0, "malformed"), testtrace.Metric(c, 0, "unreadable"), testtrace.Metric(c, 0, "dropped"))
 	}
 }
 
@@ -255,7 +256,7 @@ func TestZeroAllocs(t *testing.T) {
 	}); a != 0 {
 		t.Errorf("%v allocs per batch", a)
 	}
-	if metric(c, "dropped") == 0 || metric(c, "passed") == 0 {
-		t.Errorf("the steady state must both pass and drop: passed %d dropped %d", metric(c, "passed"), metric(c, "dropped"))
+	if testtrace.Metric(c, 0, "dropped") == 0 || testtrace.Metric(c, 0, "passed") == 0 {
+		t.Errorf("the steady state must both pass and drop: passed %d dropped %d", testtrace.Metric(c, 0, "passed"), testtrace.Metric(c, 0, "dropped"))
 	}
 }

@@ -3,28 +3,17 @@ package trojan_test
 import (
 	"io"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/snf-dev/snf"
+	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/port"
 	"github.com/snf-dev/snf/port/pcapfile"
 	"github.com/snf-dev/snf/trace"
 )
-
-const tracesDir = "../../../shared/traces"
-
-func tracePath(t testing.TB, name string) string {
-	t.Helper()
-	path, _ := filepath.Abs(filepath.Join(tracesDir, name))
-	if _, err := os.Stat(path); err != nil {
-		t.Skipf("real capture not found at %s (it sits beside the repository in CI): %v", path, err)
-	}
-	return path
-}
 
 // A piece is one real capture (or one flow of it) holding one step of the scenario, and
 // the address of its client: the side that opens the connections.
@@ -110,7 +99,7 @@ func build(t *testing.T, name string, parts ...at) string {
 	t.Helper()
 	var inputs []trace.ComposeInput
 	for _, a := range parts {
-		r, err := pcapfile.Open(tracePath(t, a.p.file))
+		r, err := pcapfile.Open(testtrace.Path(t, a.p.file))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,8 +132,8 @@ func build(t *testing.T, name string, parts ...at) string {
 // returns its alerts and the chain.
 func runCapture(t testing.TB, path, config string) ([]snf.Alert, *snf.Chain) {
 	t.Helper()
-	s := &sink{}
-	c := newChain(t, config, s)
+	alerts := &testtrace.Alerts{}
+	c := testtrace.Chain(t, testtrace.OneNF("trojan", config), snf.ChainOptions{Alerts: alerts})
 	r, err := pcapfile.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -167,16 +156,7 @@ func runCapture(t testing.TB, path, config string) ([]snf.Alert, *snf.Chain) {
 	if in != passed {
 		t.Fatalf("%d packets in, %d out: the detector must pass everything", in, passed)
 	}
-	return s.alerts, c
-}
-
-func chainMetric(c *snf.Chain, name string) uint64 {
-	for _, m := range c.Report()[0].Metrics {
-		if m.Name == name {
-			return m.Value
-		}
-	}
-	panic("no metric " + name)
+	return alerts.Snapshot(), c
 }
 
 var (
@@ -242,7 +222,7 @@ func TestRealTraceScenarios(t *testing.T) {
 				t.Errorf("alert %+v, want one naming %s on its IRC connection", a, tc.alert)
 			}
 			for _, m := range []string{"downloads_html", "downloads_zip", "downloads_exe"} {
-				if chainMetric(c, m) == 0 {
+				if testtrace.Metric(c, 0, m) == 0 {
 					t.Errorf("%s = 0", m)
 				}
 			}
@@ -254,16 +234,16 @@ func TestRealTraceScenarios(t *testing.T) {
 // TestNoAlertOnBrowsing: real web browsing (HTML pages among many downloads, no SSH, no
 // IRC) raises nothing, while the HTTP parser follows every response.
 func TestNoAlertOnBrowsing(t *testing.T) {
-	alerts, c := runCapture(t, tracePath(t, "pcapplusplus_example.pcap"), "")
+	alerts, c := runCapture(t, testtrace.Path(t, "pcapplusplus_example.pcap"), "")
 	if len(alerts) != 0 {
 		t.Fatalf("%d alerts on web browsing", len(alerts))
 	}
 	// tcpdump shows 337 requests and 337 segments starting with a response; 16 responses
 	// are text/html.
-	if r, h := chainMetric(c, "http_responses"), chainMetric(c, "downloads_html"); r < 337 || h != 16 {
+	if r, h := testtrace.Metric(c, 0, "http_responses"), testtrace.Metric(c, 0, "downloads_html"); r < 337 || h != 16 {
 		t.Errorf("http_responses %d (want >= 337), downloads_html %d (want 16)", r, h)
 	}
-	if g := chainMetric(c, "stream_gaps"); g != 0 {
+	if g := testtrace.Metric(c, 0, "stream_gaps"); g != 0 {
 		t.Errorf("stream_gaps %d, want 0 on a capture without loss", g)
 	}
 }

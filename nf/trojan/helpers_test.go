@@ -10,20 +10,16 @@ import (
 
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/internal/pkttest"
+	"github.com/snf-dev/snf/internal/testtrace"
 	_ "github.com/snf-dev/snf/nf/trojan"
 	"github.com/snf-dev/snf/packet"
 )
-
-// sink collects alerts.
-type sink struct{ alerts []snf.Alert }
-
-func (s *sink) Alert(a *snf.Alert) { s.alerts = append(s.alerts, *a) }
 
 // sim runs frames one at a time through a chain holding one trojan detector.
 type sim struct {
 	t     testing.TB
 	c     *snf.Chain
-	sink  *sink
+	sink  *testtrace.Alerts
 	now   int64
 	clock uint64
 	p     [1]packet.Packet
@@ -31,27 +27,10 @@ type sim struct {
 
 var t0 = time.Date(2026, 4, 1, 12, 0, 0, 0, time.UTC).UnixNano()
 
-func newChain(t testing.TB, config string, alerts snf.AlertSink) *snf.Chain {
-	t.Helper()
-	y := "nfs:\n  - nf: trojan\n"
-	if config != "" {
-		y += "    config: " + config + "\n"
-	}
-	spec, err := snf.ParseChain([]byte(y), "x.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := snf.NewChain(spec, snf.ChainOptions{Alerts: alerts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 func newSim(t testing.TB, config string) *sim {
-	s := &sim{t: t, sink: &sink{}, now: t0}
-	s.c = newChain(t, config, s.sink)
+	t.Helper()
+	s := &sim{t: t, sink: &testtrace.Alerts{}, now: t0}
+	s.c = testtrace.Chain(t, testtrace.OneNF("trojan", config), snf.ChainOptions{Alerts: s.sink})
 	return s
 }
 
@@ -74,16 +53,7 @@ func (s *sim) send(frames ...[]byte) {
 // wait moves the clock on.
 func (s *sim) wait(d time.Duration) { s.now += int64(d) }
 
-func (s *sim) metric(name string) uint64 {
-	s.t.Helper()
-	for _, m := range s.c.Report()[0].Metrics {
-		if m.Name == name {
-			return m.Value
-		}
-	}
-	s.t.Fatalf("no metric %s", name)
-	return 0
-}
+func (s *sim) metric(name string) uint64 { return testtrace.Metric(s.c, 0, name) }
 
 // tcpConn builds the frames of one TCP connection with consistent sequence numbers.
 type tcpConn struct {

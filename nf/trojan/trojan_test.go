@@ -27,10 +27,10 @@ func TestSequenceAlertsOnce(t *testing.T) {
 	s.play(victim, 10*time.Second, sshStep, htmlStep, zipStep, exeStep)
 	ircAt := s.now + int64(time.Millisecond)
 	s.play(victim, 0, ircStep)
-	if len(s.sink.alerts) != 1 {
-		t.Fatalf("%d alerts, want 1", len(s.sink.alerts))
+	if s.sink.Len() != 1 {
+		t.Fatalf("%d alerts, want 1", s.sink.Len())
 	}
-	a := s.sink.alerts[0]
+	a := s.sink.Snapshot()[0]
 	if a.NF != "trojan" || a.Rule != "trojan" || a.Details["host"] != victim.String() {
 		t.Errorf("alert %+v, want rule trojan naming host %s", a, victim)
 	}
@@ -53,13 +53,13 @@ func TestSequenceAlertsOnce(t *testing.T) {
 	}
 	// The host's state is gone: more IRC, or the whole sequence's tail again, is silent.
 	s.play(victim, time.Second, htmlStep, zipStep, exeStep, ircStep, ircStep)
-	if len(s.sink.alerts) != 1 {
-		t.Errorf("%d alerts after the state was cleared, want still 1", len(s.sink.alerts))
+	if s.sink.Len() != 1 {
+		t.Errorf("%d alerts after the state was cleared, want still 1", s.sink.Len())
 	}
 	// A whole new sequence alerts again.
 	s.play(victim, time.Second, sshStep, exeStep, zipStep, htmlStep, ircStep)
-	if len(s.sink.alerts) != 2 {
-		t.Errorf("%d alerts after a second full sequence, want 2", len(s.sink.alerts))
+	if s.sink.Len() != 2 {
+		t.Errorf("%d alerts after a second full sequence, want 2", s.sink.Len())
 	}
 }
 
@@ -80,8 +80,8 @@ func TestNegatives(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := newSim(t, "")
 			s.play(victim, 5*time.Second, steps...)
-			if len(s.sink.alerts) != 0 {
-				t.Errorf("%d alerts, want none: %+v", len(s.sink.alerts), s.sink.alerts[0])
+			if s.sink.Len() != 0 {
+				t.Errorf("%d alerts, want none: %+v", s.sink.Len(), s.sink.Snapshot()[0])
 			}
 		})
 	}
@@ -91,13 +91,13 @@ func TestWindow(t *testing.T) {
 	// 5 steps 30 s apart take 2 min: inside a 2m1s window, outside a 1m59s one.
 	s := newSim(t, "{window: 2m1s}")
 	s.play(victim, 30*time.Second, sshStep, htmlStep, zipStep, exeStep, ircStep)
-	if len(s.sink.alerts) != 1 {
-		t.Errorf("inside the window: %d alerts, want 1", len(s.sink.alerts))
+	if s.sink.Len() != 1 {
+		t.Errorf("inside the window: %d alerts, want 1", s.sink.Len())
 	}
 	s = newSim(t, "{window: 1m59s}")
 	s.play(victim, 30*time.Second, sshStep, htmlStep, zipStep, exeStep, ircStep)
-	if len(s.sink.alerts) != 0 || s.metric("sequences_expired") != 1 {
-		t.Errorf("beyond the window: %d alerts, %d expired; want 0 and 1", len(s.sink.alerts), s.metric("sequences_expired"))
+	if s.sink.Len() != 0 || s.metric("sequences_expired") != 1 {
+		t.Errorf("beyond the window: %d alerts, %d expired; want 0 and 1", s.sink.Len(), s.metric("sequences_expired"))
 	}
 	// A second SSH inside the first one's window starts a second sequence that takes over
 	// when the first expires: SSH at 0 and 50 s, downloads from 60 s, IRC at 110 s, window 100 s.
@@ -106,8 +106,8 @@ func TestWindow(t *testing.T) {
 	s.play(victim, 10*time.Second, sshStep, htmlStep, zipStep, exeStep)
 	s.wait(20 * time.Second)
 	s.play(victim, 0, ircStep)
-	if len(s.sink.alerts) != 1 || s.metric("sequences_started") != 2 {
-		t.Errorf("second sequence: %d alerts, %d started; want 1 and 2", len(s.sink.alerts), s.metric("sequences_started"))
+	if s.sink.Len() != 1 || s.metric("sequences_started") != 2 {
+		t.Errorf("second sequence: %d alerts, %d started; want 1 and 2", s.sink.Len(), s.metric("sequences_started"))
 	}
 }
 
@@ -115,19 +115,19 @@ func TestDownloadOrder(t *testing.T) {
 	reversed := []step{sshStep, exeStep, zipStep, htmlStep, ircStep}
 	s := newSim(t, "")
 	s.play(victim, time.Second, reversed...)
-	if len(s.sink.alerts) != 1 {
-		t.Errorf("any order (default): %d alerts, want 1", len(s.sink.alerts))
+	if s.sink.Len() != 1 {
+		t.Errorf("any order (default): %d alerts, want 1", s.sink.Len())
 	}
 	s = newSim(t, "{downloads_in_order: true}")
 	s.play(victim, time.Second, reversed...)
-	if len(s.sink.alerts) != 0 {
-		t.Errorf("downloads_in_order, reversed: %d alerts, want 0", len(s.sink.alerts))
+	if s.sink.Len() != 0 {
+		t.Errorf("downloads_in_order, reversed: %d alerts, want 0", s.sink.Len())
 	}
 	// In order, with out-of-order extras around it: HTML, EXE (too early), ZIP, EXE.
 	s = newSim(t, "{downloads_in_order: true}")
 	s.play(victim, time.Second, sshStep, htmlStep, exeStep, zipStep, exeStep, ircStep)
-	if len(s.sink.alerts) != 1 {
-		t.Errorf("downloads_in_order, in order: %d alerts, want 1", len(s.sink.alerts))
+	if s.sink.Len() != 1 {
+		t.Errorf("downloads_in_order, in order: %d alerts, want 1", s.sink.Len())
 	}
 }
 
@@ -136,16 +136,16 @@ func TestHostsApart(t *testing.T) {
 	s := newSim(t, "")
 	s.play(victim, time.Second, sshStep, htmlStep, zipStep)
 	s.play(victim2, time.Second, exeStep, ircStep)
-	if len(s.sink.alerts) != 0 {
-		t.Fatalf("steps split over two hosts: %d alerts", len(s.sink.alerts))
+	if s.sink.Len() != 0 {
+		t.Fatalf("steps split over two hosts: %d alerts", s.sink.Len())
 	}
 	s = newSim(t, "")
 	for _, st := range []step{sshStep, htmlStep, zipStep, exeStep, ircStep} {
 		s.play(v6host, time.Second, st)
 		s.play(victim2, time.Second, st)
 	}
-	if len(s.sink.alerts) != 2 || s.sink.alerts[0].Details["host"] != v6host.String() || s.sink.alerts[1].Details["host"] != victim2.String() {
-		t.Fatalf("two interleaved sequences: %+v", s.sink.alerts)
+	if s.sink.Len() != 2 || s.sink.Snapshot()[0].Details["host"] != v6host.String() || s.sink.Snapshot()[1].Details["host"] != victim2.String() {
+		t.Fatalf("two interleaved sequences: %+v", s.sink.Snapshot())
 	}
 }
 
@@ -155,8 +155,8 @@ func TestInside(t *testing.T) {
 	for _, h := range []netip.Addr{victim, victim2, v6host} {
 		s.play(h, time.Second, sshStep, htmlStep, zipStep, exeStep, ircStep)
 	}
-	if len(s.sink.alerts) != 2 || s.sink.alerts[0].Details["host"] != victim2.String() || s.sink.alerts[1].Details["host"] != v6host.String() {
-		t.Errorf("alerts %+v, want for %s and %s only", s.sink.alerts, victim2, v6host)
+	if s.sink.Len() != 2 || s.sink.Snapshot()[0].Details["host"] != victim2.String() || s.sink.Snapshot()[1].Details["host"] != v6host.String() {
+		t.Errorf("alerts %+v, want for %s and %s only", s.sink.Snapshot(), victim2, v6host)
 	}
 	if s.metric("ssh") != 2 {
 		t.Errorf("ssh = %d, want 2 (the unwatched host's are not counted)", s.metric("ssh"))

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,11 +15,11 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/engine"
-	"github.com/snf-dev/snf/internal/testtrace"
 	_ "github.com/snf-dev/snf/nf/firewall"
 	_ "github.com/snf-dev/snf/nf/ratelimit"
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/port/mem"
+	"github.com/snf-dev/snf/port/pcapfile"
 )
 
 // frame builds an Ethernet/IPv4 frame around a UDP or TCP header with gopacket, lengths and
@@ -47,11 +49,35 @@ func telnet(src string) []byte {
 	return frame(src, "198.51.100.1", layers.IPProtocolTCP, syn)
 }
 
+// alerts collects a chain's alerts.
+type alerts struct{ got []snf.Alert }
+
+func (a *alerts) Alert(x *snf.Alert) { a.got = append(a.got, *x) }
+
 // newChain builds a chain from a chain file's text.
-func newChain(t testing.TB, yaml string) (*snf.Chain, *testtrace.Alerts) {
+func newChain(t testing.TB, yaml string) (*snf.Chain, *alerts) {
 	t.Helper()
-	alerts := &testtrace.Alerts{}
-	return testtrace.Chain(t, yaml, snf.ChainOptions{Alerts: alerts}), alerts
+	spec, err := snf.ParseChain([]byte(yaml), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &alerts{}
+	c, err := snf.NewChain(spec, snf.ChainOptions{Alerts: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, a
+}
+
+// metric returns the value of the i-th NF's metric name.
+func metric(c *snf.Chain, i int, name string) uint64 {
+	for _, m := range c.Report()[i].Metrics {
+		if m.Name == name {
+			return m.Value
+		}
+	}
+	panic("no metric " + name)
 }
 
 var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
@@ -65,7 +91,7 @@ func TestChainFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := &testtrace.Alerts{}
+	got := &alerts{}
 	chain, err := snf.NewChain(spec, snf.ChainOptions{Alerts: got})
 	if err != nil {
 		t.Fatal(err)
@@ -97,11 +123,11 @@ func TestChainFile(t *testing.T) {
 	}
 	// One alert per episode: 10.0.0.1 is limited at 0 s, its bucket is not full at 50 ms
 	// (same episode), and full again at 1 s (a new one).
-	if got.Len() != 2 || testtrace.Metric(chain, 1, "limited") != 2 {
-		t.Fatalf("%d alerts, limited %d; want 2", got.Len(), testtrace.Metric(chain, 1, "limited"))
+	if len(got.got) != 2 || metric(chain, 1, "limited") != 2 {
+		t.Fatalf("%d alerts, limited %d; want 2", len(got.got), metric(chain, 1, "limited"))
 	}
 	for i, at := range []int64{0, 1000 * ms} {
-		a := got.Snapshot()[i]
+		a := got.got[i]
 		if a.NF != "tokenbucket" || a.Rule != "rate_exceeded" || a.Time != t0+at ||
 			a.Details["source"] != "10.0.0.1" || a.Details["rate"] != 100.0 || a.Details["burst"] != uint32(10) {
 			t.Errorf("alert %d: %+v", i, a)
@@ -128,8 +154,8 @@ func TestBurstThenRate(t *testing.T) {
 	if fmt.Sprint(passedAt) != fmt.Sprint(want) {
 		t.Errorf("passed at (ms) %v\nwant %v", passedAt, want)
 	}
-	if testtrace.Metric(c, 0, "passed") != 24 || testtrace.Metric(c, 0, "dropped") != 176 {
-		t.Errorf("passed %d dropped %d, want 24 and 176", testtrace.Metric(c, 0, "passed"), testtrace.Metric(c, 0, "dropped"))
+	if metric(c, 0, "passed") != 24 || metric(c, 0, "dropped") != 176 {
+		t.Errorf("passed %d dropped %d, want 24 and 176", metric(c, 0, "passed"), metric(c, 0, "dropped"))
 	}
 }
 
@@ -205,8 +231,38 @@ func TestZeroAllocs(t *testing.T) {
 	if a := testing.AllocsPerRun(1000, run); a != 0 {
 		t.Errorf("%v allocations per batch", a)
 	}
-	if testtrace.Metric(c, 0, "passed") == 0 || testtrace.Metric(c, 0, "dropped") == 0 {
+	if metric(c, 0, "passed") == 0 || metric(c, 0, "dropped") == 0 {
 		t.Error("the batches must both pass and drop packets")
+	}
+}
+
+// traces is where the real captures sit, beside the repository (in CI).
+const traces = "../../../shared/traces"
+
+// readCapture returns the packets of a real capture, or skips the test when it is absent.
+func readCapture(t *testing.T, name string) []packet.Packet {
+	t.Helper()
+	path := filepath.Join(traces, name)
+	if _, err := os.Stat(path); err != nil {
+		t.Skipf("real capture not found at %s: %v", path, err)
+	}
+	r, err := pcapfile.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var all []packet.Packet
+	batch := make([]packet.Packet, 64)
+	for {
+		n, err := r.Read(batch)
+		for i := range batch[:n] { // copy: the reader reuses batch's buffers
+			var p packet.Packet
+			p.SetData(batch[i].Data, batch[i].Time, batch[i].WireLen)
+			all = append(all, p)
+		}
+		if err != nil {
+			return all
+		}
 	}
 }
 
@@ -215,7 +271,7 @@ func TestZeroAllocs(t *testing.T) {
 // form.
 func TestSameAsRatelimit(t *testing.T) {
 	for _, name := range []string{"pcapplusplus_example.pcap", "pcapplusplus_tls2.pcap", "nmap_synscan.pcap"} {
-		pkts := testtrace.Packets(t, name)
+		pkts := readCapture(t, name)
 		ours, ourAlerts := newChain(t, "nfs:\n  - nf: tokenbucket\n    config: {rate: 20, burst: 10}\n")
 		full, fullAlerts := newChain(t, "nfs:\n  - nf: ratelimit\n    config: {rate: 20, burst: 10, prefix_v6: 128}\n")
 		differ, dropped := 0, 0
@@ -230,13 +286,13 @@ func TestSameAsRatelimit(t *testing.T) {
 			}
 			dropped += 1 - a
 		}
-		if differ != 0 || ourAlerts.Len() != fullAlerts.Len() {
-			t.Errorf("%s: %d packets decided differently, alerts %d and %d", name, differ, ourAlerts.Len(), fullAlerts.Len())
+		if differ != 0 || len(ourAlerts.got) != len(fullAlerts.got) {
+			t.Errorf("%s: %d packets decided differently, alerts %d and %d", name, differ, len(ourAlerts.got), len(fullAlerts.got))
 		}
 		if dropped == 0 {
 			t.Errorf("%s: nothing dropped: the comparison proves little", name)
 		}
-		t.Logf("%s: %d packets, %d dropped, %d alerts", name, len(pkts), dropped, ourAlerts.Len())
+		t.Logf("%s: %d packets, %d dropped, %d alerts", name, len(pkts), dropped, len(ourAlerts.got))
 	}
 }
 

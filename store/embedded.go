@@ -41,7 +41,7 @@ func (s *Embedded) Pool(ns, name string, lo, hi uint32) (Pool, error) {
 		}
 		return p, nil
 	}
-	p := &memPool{lo: lo, hi: hi, next: lo, taken: map[Tag]uint32{}, used: map[uint32]Tag{}}
+	p := &memPool{lo: lo, hi: hi, next: lo, taken: map[Tag]uint32{}, used: map[uint32]Tag{}, puts: newTagWindow(DedupWindowOps)}
 	s.pools[k] = p
 	return p, nil
 }
@@ -56,7 +56,7 @@ func (s *Embedded) Counters(ns, name string) (Counters, error) {
 	k := objKey(ns, name)
 	c, ok := s.counts[k]
 	if !ok {
-		c = &memCounters{m: map[uint64]int64{}}
+		c = &memCounters{m: map[uint64]int64{}, seen: newTagWindow(DedupWindowOps)}
 		s.counts[k] = c
 	}
 	return c, nil
@@ -97,6 +97,7 @@ type memPool struct {
 	head     int
 	used     map[uint32]Tag // value → the tag of the Take that handed it out
 	taken    map[Tag]uint32 // results of Take by tag, so a repeated Take gets the same value
+	puts     *tagWindow     // tags of recent Puts, so a replayed Put cannot free a value re-taken since
 }
 
 func (p *memPool) Take(t Tag) (uint32, bool, error) {
@@ -135,6 +136,9 @@ func (p *memPool) Put(t Tag, v uint32) error {
 	if v < p.lo || v > p.hi {
 		return fmt.Errorf("store: pool put %d: outside %d-%d", v, p.lo, p.hi)
 	}
+	if t != (Tag{}) && p.puts.seen(t) { // a replayed Put: applied (or found nothing to do) before
+		return nil
+	}
 	tag, ok := p.used[v]
 	if !ok { // a repeated Put (replay) or a value never taken
 		return nil
@@ -156,15 +160,24 @@ func (p *memPool) Free() int {
 }
 
 type memCounters struct {
-	mu sync.Mutex
-	m  map[uint64]int64
+	mu   sync.Mutex
+	m    map[uint64]int64
+	seen *tagWindow
 }
 
-func (c *memCounters) Add(_ Tag, key uint64, delta int64) {
+// Add applies the update at once (the embedded store has nothing to buffer: Flush is a
+// no-op), and drops it if an Add with the same non-zero tag was applied among the last
+// DedupWindowOps tagged updates of this object.
+func (c *memCounters) Add(t Tag, key uint64, delta int64) {
 	c.mu.Lock()
-	c.m[key] += delta
+	if t == (Tag{}) || !c.seen.seen(t) {
+		c.m[key] += delta
+	}
 	c.mu.Unlock()
 }
+
+// Flush implements Flusher: the embedded store's Add is immediate, there is nothing to send.
+func (c *memCounters) Flush() error { return nil }
 
 func (c *memCounters) Get(key uint64) int64 {
 	c.mu.Lock()
@@ -197,3 +210,98 @@ func (t *memTable) Delete(key string) error {
 	t.mu.Unlock()
 	return nil
 }
+
+// DedupWindowOps is how many recent tagged operations the embedded store remembers per
+// object and unit to drop repeats of Counters.Add and Pool.Put (at least this many in clock
+// order, and as many that arrived out of clock order). Take needs no window: its record
+// lives until the value is Put back.
+const DedupWindowOps = 1 << 14
+
+// tagWindow remembers the tags of recent operations, per unit. A unit's tags mostly arrive
+// in increasing (clock, seq) order: those are appended to a sorted ring (the common case
+// costs a comparison and an append), the others (packets held for a handover, replays)
+// go to a small two-generation set.
+type tagWindow struct {
+	size  int
+	units map[uint32]*unitTags
+	last  *unitTags // the unit of the previous call, usually the next one's too
+	lastU uint32
+}
+
+type clockSeq struct {
+	clock uint64
+	seq   uint32
+}
+
+func (a clockSeq) less(b clockSeq) bool {
+	return a.clock < b.clock || a.clock == b.clock && a.seq < b.seq
+}
+
+type unitTags struct {
+	ring      []clockSeq // increasing; the live part is ring[head:]
+	head      int
+	cur, prev map[clockSeq]struct{}
+}
+
+func newTagWindow(size int) *tagWindow {
+	return &tagWindow{size: size, units: map[uint32]*unitTags{}}
+}
+
+// seen reports whether t is in the window, and records it.
+func (w *tagWindow) seen(t Tag) bool {
+	u := w.last
+	if u == nil || w.lastU != t.Unit {
+		if u = w.units[t.Unit]; u == nil {
+			u = &unitTags{}
+			w.units[t.Unit] = u
+		}
+		w.last, w.lastU = u, t.Unit
+	}
+	k := clockSeq{t.Clock, t.Seq}
+	if n := len(u.ring); n == u.head || u.ring[n-1].less(k) { // newer than any in the ring
+		if n-u.head >= w.size {
+			u.head++
+			if u.head >= w.size { // drop the dead half
+				u.ring = append(u.ring[:0], u.ring[u.head:]...)
+				u.head = 0
+			}
+		}
+		// Not in the side set either: its tags were all older than the ring's newest.
+		u.ring = append(u.ring, k)
+		return false
+	}
+	live := u.ring[u.head:]
+	lo, hi := 0, len(live)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if live[m].less(k) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(live) && live[lo] == k || u.inSide(k) {
+		return true
+	}
+	if u.cur == nil {
+		u.cur, u.prev = map[clockSeq]struct{}{}, map[clockSeq]struct{}{}
+	}
+	if len(u.cur) >= w.size {
+		u.prev, u.cur = u.cur, u.prev
+		clear(u.cur)
+	}
+	u.cur[k] = struct{}{}
+	return false
+}
+
+func (u *unitTags) inSide(k clockSeq) bool {
+	if u.cur == nil {
+		return false
+	}
+	_, a := u.cur[k]
+	_, b := u.prev[k]
+	return a || b
+}
+
+// Flush implements Flusher: the embedded store applies every operation at once.
+func (s *Embedded) Flush() error { return nil }

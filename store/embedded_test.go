@@ -113,3 +113,32 @@ func TestPoolConcurrentTakes(t *testing.T) {
 		t.Errorf("free %d", p.Free())
 	}
 }
+
+// TestTagWindow checks the dedup window against an exact set: tags mostly in order, some
+// late (held packets), some repeated (replays), from several units.
+func TestTagWindow(t *testing.T) {
+	w := newTagWindow(1 << 10)
+	exact := map[Tag]bool{}
+	rng := uint64(1)
+	next := func() uint64 { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng }
+	clocks := map[uint32]uint64{}
+	var sent []Tag
+	for i := range 20000 {
+		u := uint32(next() % 3)
+		var tg Tag
+		switch r := next() % 10; {
+		case r < 7 || len(sent) == 0: // in order
+			clocks[u]++
+			tg = Tag{Unit: u, Clock: clocks[u], Seq: uint32(next()%3 + 1)}
+		case r < 8: // late: an older clock never sent
+			tg = Tag{Unit: u, Clock: clocks[u] - next()%50, Seq: 100 + uint32(i)}
+		default: // a replay of a recent tag
+			tg = sent[len(sent)-1-int(next()%uint64(min(len(sent), 500)))]
+		}
+		if got, want := w.seen(tg), exact[tg]; got != want {
+			t.Fatalf("op %d, tag %+v: seen %v, want %v", i, tg, got, want)
+		}
+		exact[tg] = true
+		sent = append(sent, tg)
+	}
+}

@@ -2,11 +2,13 @@
 // read-mostly tables. NFs never call it directly; they use the handles of package snf,
 // which fill in each operation's Tag from the packet being processed.
 //
-// This package defines the interface and the embedded (in-process) implementation. Every
-// mutating operation carries a Tag — the unit that issued it and the logical clock of the
-// packet that caused it — so that a store can apply an operation once even when a replay
-// sends it twice (the embedded store applies each Take/Put once per tag and answers a
-// repeated Take with the value it handed out the first time).
+// This package defines the interface and two implementations: the embedded (in-process)
+// store and a Redis store (Open("redis://HOST:PORT")); see README.md for what each
+// guarantees. Every mutating operation carries a Tag — the unit that issued it and the
+// logical clock of the packet that caused it — so that a store can apply an operation once
+// even when a replay sends it twice: a repeated Take gets the value handed out the first
+// time, and a repeated Put or Add is dropped. The zero Tag means "untagged" (control plane,
+// tools) for Put and Add: those are never dropped as repeats.
 package store
 
 import "errors"
@@ -45,10 +47,27 @@ type Pool interface {
 	Free() int
 }
 
-// Counters are write-mostly: Add does not wait for the store.
+// Counters are write-mostly: Add does not wait for the store. A store may buffer adds in the
+// handle (the Redis store does; the embedded store applies them at once): such handles
+// implement Flusher, and Get includes the handle's own unflushed adds.
 type Counters interface {
 	Add(t Tag, key uint64, delta int64)
 	Get(key uint64) int64
+}
+
+// Flusher is implemented by handles and stores that buffer updates (Redis Counters, and the
+// Redis store as a whole): Flush sends what is buffered and waits for the store to apply it.
+// The embedded store's handles implement it as a no-op.
+type Flusher interface {
+	Flush() error
+}
+
+// Flush flushes x if it buffers updates (implements Flusher), and is a no-op otherwise.
+func Flush(x any) error {
+	if f, ok := x.(Flusher); ok {
+		return f.Flush()
+	}
+	return nil
 }
 
 // Table is read-mostly: reads are local, writes come from the control plane.

@@ -19,6 +19,7 @@ import (
 	_ "github.com/snf-dev/snf/nf/all"
 	"github.com/snf-dev/snf/port"
 	"github.com/snf-dev/snf/port/pcapfile"
+	"github.com/snf-dev/snf/store"
 	"github.com/snf-dev/snf/trace"
 )
 
@@ -55,6 +56,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	gap := fs.Duration("flowlet-gap", 500*time.Microsecond, "flowlet gap δ: a flow's packet more than this after its previous one starts a new flowlet")
 	capacity := fs.Float64("capacity", 0, "packets/s one unit sustains for this chain (default: measured at start)")
 	compare := fs.Bool("compare", false, "run every policy on the same input and print one table")
+	storeURL := fs.String("store", "embedded", "where shared state lives: embedded (in this process) or redis://HOST:PORT[/DB]")
 	batch := fs.Int("batch", engine.DefaultBatch, "packets per batch")
 	packets := fs.Int("packets", 200000, "packets to generate when there is no --in")
 	seed := fs.Uint64("seed", 1, "seed of the generated traffic")
@@ -144,6 +146,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer r.Close()
 
+	st, err := store.Open(*storeURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
 	var sink *snf.JSONAlerts
 	if *alerts != "" {
 		var aw io.Writer = stderr
@@ -159,7 +167,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		sink = snf.NewJSONAlerts(aw)
 	}
-	opts := snf.ChainOptions{}
+	opts := snf.ChainOptions{Store: st}
 	if sink != nil {
 		opts.Alerts = sink
 	}
@@ -184,7 +192,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return &exitError{2, "run: " + err.Error()}
 		}
 		lc := engine.LiveConfig{Spec: spec, In: r, Out: w, Policy: p, MinUnits: minU, MaxUnits: maxU,
-			FlowletGap: *gap, Batch: *batch, Capacity: *capacity}
+			FlowletGap: *gap, Batch: *batch, Capacity: *capacity, Store: st}
 		if sink != nil {
 			lc.Alerts = sink
 		}
@@ -217,6 +225,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if err := w.Close(); err != nil && runErr == nil {
 			runErr = fmt.Errorf("write %s: %w", *out, err)
 		}
+	}
+	if err := store.Flush(st); err != nil && runErr == nil {
+		runErr = fmt.Errorf("store: %w", err)
 	}
 	printSummary(stdout, inName, spec, chain, sum)
 	if err := chain.WriteReports(stdout); err != nil && runErr == nil {

@@ -11,10 +11,38 @@ import (
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/engine"
 	"github.com/snf-dev/snf/internal/pkttest"
+	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/policy"
 	"github.com/snf-dev/snf/port/mem"
+	"github.com/snf-dev/snf/store"
 )
+
+// runStore returns st with a fresh namespace for one run (runs must not share a pool), or nil
+// for the embedded default.
+func runStore(t *testing.T, st store.Store) store.Store {
+	if st == nil {
+		return nil
+	}
+	return prefixed{st, t.Name()}
+}
+
+// prefixed puts every object of a run under its own namespace.
+type prefixed struct {
+	store.Store
+	pre string
+}
+
+func (p prefixed) Pool(ns, name string, lo, hi uint32) (store.Pool, error) {
+	return p.Store.Pool(p.pre+"/"+ns, name, lo, hi)
+}
+func (p prefixed) Counters(ns, name string) (store.Counters, error) {
+	return p.Store.Counters(p.pre+"/"+ns, name)
+}
+func (p prefixed) Table(ns, name string) (store.Table, error) {
+	return p.Store.Table(p.pre+"/"+ns, name)
+}
+func (p prefixed) Close() error { return nil }
 
 // mapping is one NAT translation of the one-unit run: the inside flow and the port it got.
 type mapping struct {
@@ -42,7 +70,20 @@ func (w *clockWriter) Close() error { return nil }
 // reach it in another order, so an elastic run equals the one-unit run up to those values:
 // the same packets otherwise, every flow translated to one public port in both directions,
 // no two flows sharing a port, every checksum valid.
-func TestElasticNATConsistent(t *testing.T) {
+func TestElasticNATConsistent(t *testing.T) { testElasticNAT(t, nil) }
+
+// TestElasticNATConsistentOnRedis: the same with the NAT's port pool in Redis, shared by
+// the units as separate clients of one server.
+func TestElasticNATConsistentOnRedis(t *testing.T) {
+	st, err := store.Open(testtrace.RedisServer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	testElasticNAT(t, st)
+}
+
+func testElasticNAT(t *testing.T, st store.Store) {
 	spec, err := snf.ChainFromNames("nat")
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +105,7 @@ func TestElasticNATConsistent(t *testing.T) {
 					pol, _ = policy.New(pn, policy.Options{})
 				}
 				ref := &clockWriter{out: map[uint64][]byte{}}
-				chain, _ := snf.NewChain(spec, snf.ChainOptions{})
+				chain, _ := snf.NewChain(spec, snf.ChainOptions{}) // the reference: embedded, one chain
 				defer chain.Close()
 				var clock uint64
 				in := mem.NewReader(frames)
@@ -83,7 +124,7 @@ func TestElasticNATConsistent(t *testing.T) {
 				}
 				got := &clockWriter{out: map[uint64][]byte{}}
 				s, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: mem.NewReader(frames), Out: got,
-					Policy: pol, MinUnits: 1, MaxUnits: 8, Batch: 16, Capacity: 2000, Tick: time.Millisecond})
+					Policy: pol, MinUnits: 1, MaxUnits: 8, Batch: 16, Capacity: 2000, Tick: time.Millisecond, Store: runStore(t, st)})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -1,50 +1,18 @@
 package main
 
 import (
-	"fmt"
-	"net"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-)
 
-// redisServer starts a redis-server on a free loopback port for the test, or skips.
-func redisServer(t *testing.T) string {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server not installed (scripts/test installs it)")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return "redis://" + addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server did not start on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+	"github.com/snf-dev/snf/internal/testtrace"
+)
 
 // TestRunOnRedis: the same run with the shared state in Redis gives the same summary as with
 // the embedded store (the NAT's port pool and the monitor's counters live in the store).
 func TestRunOnRedis(t *testing.T) {
 	in := filepath.Join(tracesDir(t), "pcapplusplus_example.pcap")
-	url := redisServer(t)
+	url := testtrace.RedisServer(t)
 	run := func(store string) string {
 		code, stdout, stderr := runSnf("run", "--nfs", "nat,firewall,monitor", "--in", in, "--store", store, "--quiet")
 		if code != 0 {

@@ -30,7 +30,9 @@ Examples:
   snf run                                         # generated traffic through nat,firewall
   snf run --nfs nat,firewall --in in.pcap --out out.pcap
   snf run --chain chain.yaml --in in.pcapng --speed 1   # replay at capture pace
+  snf run --policy snf --in in.pcap --speed 4           # on elastic compute units
   snf nfs nat
+  snf trace stats in.pcap
 
 Run 'snf COMMAND --help' for a command's flags.
 `

@@ -34,6 +34,16 @@ default configs (--nfs; 'snf nfs' lists them). The input is a pcap or pcapng cap
 10.0.0.0/16 to 198.18.0.0/15 and back). The output, if --out is given, is a capture of the
 packets that leave the chain (pcapng if the name ends in .pcapng, else pcap).
 
+With --policy (or --units, --compare) the chain runs on an elastic pool of compute units:
+a root detects flowlets and sends each new one to a unit chosen by the policy (snf: flowlet
+bin-packing; perflow: sticky hashing; perpacket: any packet anywhere, flow state in the
+store; static: a fixed pool), units start and stop with the load, and a flow's state moves
+between units with its flowlets. The summary then adds flowlets, handovers, reorderings,
+units over time, unit-seconds, packets billed per NF and latency percentiles.
+
+Shared state (a NAT's port pool, a monitor's counters, a load balancer's backends) lives in
+the embedded store unless --store names a Redis server.
+
 A bad input file ends the run with an error naming the file and offset, after every good
 packet before it was processed and written; the exit status is then 1.
 
@@ -42,6 +52,10 @@ Examples:
   snf run --nfs nat,firewall --in in.pcap --out out.pcap
   snf run --chain chain.yaml --in in.pcap --speed 1      # at capture pace
   snf run --nfs none --in in.pcapng --out copy.pcapng     # empty chain: a copy
+  snf run --nfs portscan --in scan.pcap --alerts -        # alerts as JSON lines on stderr
+  snf run --policy snf --units 1-8 --in in.pcap --speed 4 # elastic units
+  snf run --compare --in in.pcap --speed 4 --capacity 2000
+  snf run --nfs nat,monitor --in in.pcap --store redis://127.0.0.1:6379
 `
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -89,6 +89,8 @@ func ParseRedisURL(u string) (RedisOptions, error) {
 			err = dur(&o.FlushEvery)
 		case "dedup":
 			err = dur(&o.DedupWindow)
+		case "naive":
+			o.Naive = v == "1" || v == "true"
 		case "batch":
 			n, e := strconv.Atoi(v)
 			if e != nil || n < 1 {
@@ -96,7 +98,7 @@ func ParseRedisURL(u string) (RedisOptions, error) {
 			}
 			o.Batch = n
 		default:
-			err = fmt.Errorf("unknown option %q (timeout, ttl, batch, flush, dedup)", k)
+			err = fmt.Errorf("unknown option %q (timeout, ttl, batch, flush, dedup, naive)", k)
 		}
 		if err != nil {
 			return bad("%v", err)

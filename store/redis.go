@@ -40,6 +40,11 @@ type RedisOptions struct {
 	// MaxPending: adds a Counters handle keeps while it cannot reach the server; further
 	// adds are dropped (counted by Dropped). Default 1<<20.
 	MaxPending int
+	// Naive turns the strategies off — every access is a blocking round trip, as in a
+	// design that keeps all state in a remote store (StatelessNF): Table reads skip the
+	// client cache and Counters adds are sent one by one, waiting for the server. It exists
+	// to measure what the strategies buy (URL option naive=1); never use it otherwise.
+	Naive bool
 }
 
 const (
@@ -497,6 +502,10 @@ func (c *redisCounters) Add(t Tag, key uint64, delta int64) {
 	c.buf = append(c.buf, addOp{t, key, delta})
 	full := len(c.buf) == c.s.o.Batch
 	c.mu.Unlock()
+	if c.s.o.Naive {
+		_ = c.Flush() // one round trip per add (errors are counted by the flush)
+		return
+	}
 	if full {
 		select {
 		case c.s.kick <- struct{}{}:
@@ -689,7 +698,7 @@ func (t *redisTable) Get(key string) ([]byte, bool) {
 	t.mu.RLock()
 	e, ok := t.m[key]
 	t.mu.RUnlock()
-	if ok && e.exp > t.s.now.Load() {
+	if ok && e.exp > t.s.now.Load() && !t.s.o.Naive {
 		return e.val, e.found
 	}
 	return t.fetch(key)
@@ -711,7 +720,12 @@ func (t *redisTable) fetch(key string) ([]byte, bool) {
 	ctx, cancel := t.s.opCtx()
 	defer cancel()
 	rk := t.prefix + key
-	r := t.s.c.DoCache(ctx, t.s.c.B().Get().Key(rk).Cache(), t.s.o.CacheTTL)
+	var r rueidis.RedisResult
+	if t.s.o.Naive {
+		r = t.s.c.Do(ctx, t.s.c.B().Get().Key(rk).Build())
+	} else {
+		r = t.s.c.DoCache(ctx, t.s.c.B().Get().Key(rk).Cache(), t.s.o.CacheTTL)
+	}
 	e, err := decodeEntry(r)
 	if err != nil {
 		t.s.opErr("table get", t.name, err)

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/snf-dev/snf/internal/testtrace"
 )
@@ -40,4 +42,41 @@ func TestRunOnRedis(t *testing.T) {
 	if code, _, stderr := runSnf("run", "--store", "mysql://x", "--quiet"); code != 1 || stderr == "" {
 		t.Errorf("bad store URL: exit %d, %q", code, stderr)
 	}
+}
+
+// TestRunSurvivesRedisRestart: Redis dies in the middle of a run and comes back. The run
+// reports the outage (the NAT counts the pool operations that failed and drops those new
+// connections; nothing hangs), goes on when the server is back, and finishes. (That acknowledged
+// pool operations survive a restart with persistence on is the store's own test.)
+func TestRunSurvivesRedisRestart(t *testing.T) {
+	r := testtrace.StartRedis(t, true)
+	done := make(chan struct{})
+	var code int
+	var stdout, stderr string
+	go func() {
+		defer close(done)
+		// Generated traffic at its pace: 2 s, new flows all along.
+		code, stdout, stderr = runSnf("run", "--nfs", "nat", "--packets", "200000", "--speed", "1", "--store", r.URL, "--quiet")
+	}()
+	time.Sleep(700 * time.Millisecond)
+	r.Stop()
+	time.Sleep(500 * time.Millisecond)
+	r.Start()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the run did not finish after Redis came back")
+	}
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var errs, created int
+	for _, f := range strings.Fields(stdout) {
+		fmt.Sscanf(f, "ports_store_errors=%d", &errs)
+		fmt.Sscanf(f, "mappings_created=%d", &created)
+	}
+	if errs == 0 || created == 0 || !strings.Contains(stdout, "packets  200000 in") {
+		t.Errorf("want store errors reported during the outage and mappings before and after it:\n%s", stdout)
+	}
+	t.Logf("%d pool operations failed during the outage; %d mappings created", errs, created)
 }

@@ -8,10 +8,24 @@ import (
 	"time"
 )
 
+// Redis is a redis-server the test started on a loopback port.
+type Redis struct {
+	URL  string
+	tb   testing.TB
+	bin  string
+	args []string
+	addr string
+	cmd  *exec.Cmd
+}
+
 // RedisServer starts a redis-server on a free loopback port for the test (stopped at its
 // end) and returns its redis:// URL, or skips the test when redis-server is not installed
 // (scripts/test installs it).
-func RedisServer(tb testing.TB) string {
+func RedisServer(tb testing.TB) string { return StartRedis(tb, false).URL }
+
+// StartRedis starts a redis-server as RedisServer does; with persist, it writes every
+// change to an append-only file synced at once, so a restart keeps what it acknowledged.
+func StartRedis(tb testing.TB, persist bool) *Redis {
 	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -23,20 +37,43 @@ func RedisServer(tb testing.TB) string {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tb.TempDir())
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
+	r := &Redis{tb: tb, bin: bin, addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	r.URL = "redis://" + r.addr
+	r.args = []string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--dir", tb.TempDir()}
+	if persist {
+		r.args = append(r.args, "--appendonly", "yes", "--appendfsync", "always")
+	} else {
+		r.args = append(r.args, "--appendonly", "no")
 	}
-	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	r.Start()
+	tb.Cleanup(r.Stop)
+	return r
+}
+
+// Start (re)starts the server on its port and waits until it accepts connections.
+func (r *Redis) Start() {
+	r.tb.Helper()
+	r.cmd = exec.Command(r.bin, r.args...)
+	if err := r.cmd.Start(); err != nil {
+		r.tb.Fatal(err)
+	}
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		if c, err := net.Dial("tcp", addr); err == nil {
+		if c, err := net.Dial("tcp", r.addr); err == nil {
 			c.Close()
-			return "redis://" + addr
+			return
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("redis-server did not start on %s", addr)
+			r.tb.Fatalf("redis-server did not start on %s", r.addr)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop kills the server (as a crash would).
+func (r *Redis) Stop() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		r.cmd.Process.Kill()
+		r.cmd.Wait()
+		r.cmd = nil
 	}
 }

@@ -131,6 +131,9 @@ func ChainOf(tb testing.TB, nfs string, opt snf.ChainOptions) *snf.Chain {
 
 func newChain(tb testing.TB, spec *snf.ChainSpec, opt snf.ChainOptions) *snf.Chain {
 	tb.Helper()
+	if opt.Store == nil {
+		opt.Store = envStore(tb)
+	}
 	c, err := snf.NewChain(spec, opt)
 	if err != nil {
 		tb.Fatal(err)

@@ -13,10 +13,12 @@ import (
 
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/engine"
+	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/policy"
 	"github.com/snf-dev/snf/port/mem"
 	"github.com/snf-dev/snf/port/pcapfile"
+	"github.com/snf-dev/snf/store"
 	"github.com/snf-dev/snf/trace"
 )
 
@@ -143,11 +145,15 @@ func reference(t *testing.T, spec *snf.ChainSpec, frames []mem.Frame) outcome {
 }
 
 func elastic(t *testing.T, spec *snf.ChainSpec, frames []mem.Frame, pol policy.Policy, maxUnits int) (outcome, engine.LiveSummary) {
+	return elasticOn(t, spec, frames, pol, maxUnits, nil)
+}
+
+func elasticOn(t *testing.T, spec *snf.ChainSpec, frames []mem.Frame, pol policy.Policy, maxUnits int, st store.Store) (outcome, engine.LiveSummary) {
 	w := &mem.Writer{}
 	var o outcome
 	s, err := engine.RunLive(context.Background(), engine.LiveConfig{
 		Spec: spec, In: mem.NewReader(frames), Out: w, Policy: pol, MinUnits: 1, MaxUnits: maxUnits,
-		Batch: 16, Capacity: 2000, Tick: time.Millisecond,
+		Batch: 16, Capacity: 2000, Tick: time.Millisecond, Store: runStore(t, st),
 		OnDone: func(chains []*snf.Chain) { o = collect(t, w, chains, frames[len(frames)-1].Time) },
 	})
 	if err != nil {
@@ -281,4 +287,42 @@ func TestPerPacketStoresFlowState(t *testing.T) {
 	}
 	_, s = elastic(t, spec, frames, pol, 8)
 	t.Logf("8 units: %d reorderings inside flows, units %d-%d", s.Reorders, s.UnitsMin, s.UnitsMax)
+}
+
+// TestElasticEqualsOneUnitOnRedis: the equivalence with the chain's shared state in Redis —
+// the load balancer's backend table (read-mostly, cached in each unit) — and the units as
+// separate clients. (monitor is left out: its flow state records the candidate slot a shared
+// pool handed out, a read-write value that, like a NAT's port, depends on the order flows
+// reach the pool.)
+func TestElasticEqualsOneUnitOnRedis(t *testing.T) {
+	st, err := store.Open(testtrace.RedisServer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	spec, err := snf.ChainFromNames("firewall,lb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inputs := map[string][]mem.Frame{"generated": generated(t, 10000)}
+	if p, _ := filepath.Abs("../../shared/traces/pcapplusplus_example.pcap"); fileExists(p) {
+		inputs["pcapplusplus_example.pcap"] = readFrames(t, p)
+	}
+	for name, frames := range inputs {
+		want := reference(t, spec, frames)
+		for _, pn := range []string{"snf", "mover"} {
+			t.Run(name+"/"+pn, func(t *testing.T) {
+				var pol policy.Policy = &mover{}
+				if pn != "mover" {
+					pol, _ = policy.New(pn, policy.Options{})
+				}
+				got, s := elasticOn(t, spec, frames, pol, 8, st)
+				compare(t, want, got)
+				if s.Reorders != 0 {
+					t.Errorf("%d reorderings", s.Reorders)
+				}
+				t.Logf("%d packets, %d handovers, units %d-%d", s.Packets, s.Handovers, s.UnitsMin, s.UnitsMax)
+			})
+		}
+	}
 }

@@ -96,8 +96,11 @@ func (j *JSONAlerts) Count() uint64 {
 // log/slog ("likelihood", 142.1, "port", 22). Alerts are rare events: this allocates.
 func (c *Context) Alert(rule string, details ...any) {
 	a := &Alert{Time: c.now, Clock: c.clock, NF: c.chain.nfs[c.nf].name, Rule: rule}
-	if c.p != nil && c.p.IP() {
+	switch {
+	case c.p != nil && c.p.IP():
 		a.Flow = c.p.Key
+	case c.flow >= 0: // a FlowEnd hook: the flow that ends
+		a.Flow = c.FlowKey()
 	}
 	if len(details) > 0 {
 		a.Details = make(map[string]any, len(details)/2)

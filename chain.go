@@ -69,6 +69,9 @@ type Chain struct {
 	alerts   AlertSink
 	clock    uint64 // the last clock this chain stamped on an unstamped packet
 
+	lastClock uint64 // the clock of the latest packet processed
+	expireOps uint32 // store operations caused by Expire so far
+
 	emitted []packet.Packet // this batch's emitted packets (reused)
 	nEmit   int
 	pending int // emitted packets of the current packet not yet placed in out
@@ -143,6 +146,7 @@ func (c *Chain) process(p *packet.Packet, out []*packet.Packet) []*packet.Packet
 	}
 	ctx := &c.ctx
 	ctx.p, ctx.now, ctx.clock = p, p.Time, p.Clock
+	c.lastClock = max(c.lastClock, p.Clock)
 	ctx.flow, ctx.dir, ctx.draws, ctx.ops, ctx.end = -1, Orig, 0, 0, false
 	if p.Flags&packet.Malformed == 0 {
 		c.table.Expire(ctx.now)
@@ -194,6 +198,7 @@ func (c *Chain) emit(ctx *Context, frame []byte) {
 func (c *Chain) flowRemoved(f *flowtable.Flow, now int64, _ bool) {
 	saved := c.ctx
 	ctx := &c.ctx
+	ctx.p = nil // hooks see the ending flow, not the packet whose arrival ended it
 	ctx.now, ctx.flow, ctx.dir, ctx.draws, ctx.ops = now, f.Index(), Orig, 0, saved.ops
 	for j, n := range c.nfs {
 		if n.ender != nil {
@@ -214,11 +219,21 @@ func (c *Chain) flowRemoved(f *flowtable.Flow, now int64, _ bool) {
 }
 
 // Expire removes flows idle past their timeouts as of now (for instance at the end of a
-// run, or on a timer when no packets arrive), running the NFs' FlowEnd hooks.
+// run, or when a unit receives a batch), running the NFs' FlowEnd hooks. Their store
+// operations are tagged with the last clock the chain processed and sequence numbers of
+// their own (high bit set, never reused), so no two collide with each other or with a
+// packet's operations — a store that drops repeated tags keeps them all.
 func (c *Chain) Expire(now int64) int {
-	c.ctx.clock, c.ctx.ops = 0, 0
-	return c.table.Expire(now)
+	c.ctx.p = nil
+	c.ctx.clock, c.ctx.ops = c.lastClock, expireSeq|c.expireOps
+	n := c.table.Expire(now)
+	c.expireOps = c.ctx.ops &^ expireSeq
+	c.ctx.ops = 0
+	return n
 }
+
+// expireSeq marks the sequence numbers of store operations that Expire causes.
+const expireSeq = 1 << 31
 
 // Stats returns the chain's packet counters.
 func (c *Chain) Stats() ChainStats { return c.stats }

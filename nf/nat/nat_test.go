@@ -251,3 +251,23 @@ func TestMappingStateRoundTrip(t *testing.T) {
 
 var _ = fmt.Sprint
 var _ = nat.DefaultConfig
+
+// TestExpiryReturnsPortsEveryTime: ports returned by flows that expire outside any packet
+// (Chain.Expire, as units do per batch) carry distinct store tags, so a store that drops
+// repeated tags still takes every one back.
+func TestExpiryReturnsPortsEveryTime(t *testing.T) {
+	c := newNAT(t, "{port_min: 5000, port_max: 5001, udp_timeout: 30s}")
+	for round := range 3 {
+		t0 := int64(round) * int64(time.Hour)
+		res := run(c, t0, time.Millisecond, pkttest.UDP(inside, remote, 1, 53, nil), pkttest.UDP(inside, remote, 2, 53, nil))
+		if res[0] == nil || res[1] == nil {
+			t.Fatalf("round %d: a flow found no free port (ports leaked by an earlier expiry)", round)
+		}
+		if n := c.Expire(t0 + int64(10*time.Minute)); n != 2 {
+			t.Fatalf("round %d: %d flows expired, want 2", round, n)
+		}
+	}
+	if got := testtrace.Metric(c, 0, "mappings_expired"); got != 6 {
+		t.Errorf("mappings_expired %d, want 6", got)
+	}
+}

@@ -54,6 +54,10 @@ func TestRedisCluster(t *testing.T) {
 		"ObjectsSharedByName":        suiteObjectsSharedByName,
 		"Counters":                   suiteCounters,
 		"Table":                      suiteTable,
+		"RegistersCAS":               suiteRegistersCAS,
+		"RegistersMerge":             suiteRegistersMerge,
+		"RegistersRepeat":            suiteRegistersRepeat,
+		"RegistersConcurrentCAS":     suiteRegistersConcurrentCAS,
 	} {
 		t.Run(name, func(t *testing.T) { fn(t, b) })
 		if t.Failed() {

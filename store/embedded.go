@@ -12,6 +12,7 @@ type Embedded struct {
 	pools  map[string]*memPool
 	counts map[string]*memCounters
 	tables map[string]*memTable
+	regs   map[string]*memRegisters // created by the first Registers
 	closed bool
 }
 

@@ -123,6 +123,9 @@ func TestRedisKeyLayout(t *testing.T) {
 		mustFlush(t, c)
 		tb := mustTable(t, s, o[0], o[1])
 		tb.Set("k}{", []byte("v"))
+		if _, _, err := mustRegisters(t, s, o[0], o[1]).CompareAndSet(Tag{Unit: 1, Clock: 1, Seq: 3}, "k}{", nil, []byte("v")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	keys := srv.keys()
 	byTag := map[string][]string{}
@@ -140,7 +143,7 @@ func TestRedisKeyLayout(t *testing.T) {
 	for tag, rest := range byTag {
 		slices.Sort(rest)
 		t.Logf("%s: %q", tag, rest)
-		want := []string{":c", ":cseen", ":pfree", ":pmeta", ":pputs", ":t:k}{", ":tver"}
+		want := []string{":c", ":cseen", ":pfree", ":pmeta", ":pputs", ":r:k}{", ":rd:00000001000000030000000000000001", ":t:k}{", ":tver"}
 		if !slices.Equal(rest, want) {
 			t.Errorf("%s: keys %q, want %q", tag, rest, want)
 		}

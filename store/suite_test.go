@@ -516,4 +516,7 @@ func suiteClosed(t *testing.T, b *backend) {
 	if _, err := s.Table("t", "tb"); err != ErrClosed {
 		t.Errorf("table on a closed store: %v", err)
 	}
+	if _, err := s.(RegistersStore).Registers("t", "r"); err != ErrClosed {
+		t.Errorf("registers on a closed store: %v", err)
+	}
 }

@@ -2,8 +2,10 @@ package snf_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -120,5 +122,49 @@ func TestScopedNeedsAScope(t *testing.T) {
 	spec, _ := snf.ChainFromNames("badscope")
 	if _, err := snf.NewChain(spec, snf.ChainOptions{}); err == nil || !strings.Contains(err.Error(), "--nfs: nfs[0] (badscope): scoped state x") {
 		t.Errorf("err %v", err)
+	}
+}
+
+// firstSeen keeps, per destination port, the clock of the first packet that reached it,
+// with a compare-and-set on shared registers: a test NF for the Registers handle.
+type firstSeen struct {
+	r       *snf.Registers
+	swapped int
+}
+
+func init() {
+	snf.Register("firstseen", "test NF", func() *perSourceConfig { return &perSourceConfig{} },
+		func(env *snf.Env, _ *perSourceConfig) (snf.NF, error) {
+			r, err := snf.NewRegisters(env, "first")
+			return &firstSeen{r: r}, err
+		})
+}
+
+func (n *firstSeen) Process(ctx *snf.Context, p *packet.Packet) snf.Verdict {
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], ctx.Clock())
+	if _, swapped, ok := n.r.CompareAndSet(ctx, fmt.Sprint(p.Key.DstPort), nil, v[:]); ok && swapped {
+		n.swapped++
+	}
+	return snf.Forward
+}
+
+func TestRegistersHandle(t *testing.T) {
+	spec, _ := snf.ChainFromNames("firstseen")
+	c, err := snf.NewChain(spec, snf.ChainOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Process(batchOf(udpFrame(hostA, hostB, 1, 53), udpFrame(hostA, hostB, 2, 53), udpFrame(hostA, hostB, 3, 80)), nil)
+	n := c.NF(0).(*firstSeen)
+	if n.swapped != 2 {
+		t.Errorf("%d first sightings, want 2 (ports 53 and 80)", n.swapped)
+	}
+	if v, ok, err := n.r.Get("53"); !ok || err != nil || binary.BigEndian.Uint64(v) != 1 {
+		t.Errorf("port 53 first seen at clock %x, %v %v; want clock 1", v, ok, err)
+	}
+	if r := c.Report()[0]; len(r.Shared) != 1 || r.Shared[0].Access != snf.ReadWrite {
+		t.Errorf("declared %+v", r.Shared)
 	}
 }

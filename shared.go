@@ -176,6 +176,54 @@ type scopedItem[K comparable, T any] struct {
 	prev, next int32
 }
 
+// Registers is read-write shared state keyed by string: values the store updates atomically
+// — compare-and-set, and merges (store.MergeMaxInt64, MergeSetAdd, MergeOr) — returning the
+// result; a replayed operation (same packet clock) gets the result it got the first time.
+type Registers struct {
+	r      store.Registers
+	errors *Metric
+}
+
+// NewRegisters declares read-write registers. The store must support them (the embedded
+// and Redis stores do).
+func NewRegisters(env *Env, name string) (*Registers, error) {
+	rs, ok := env.chain.store.(store.RegistersStore)
+	if !ok {
+		return nil, fmt.Errorf("registers %s: the store does not support them", name)
+	}
+	r, err := rs.Registers(env.ns, name)
+	if err != nil {
+		return nil, err
+	}
+	env.declare(name, ReadWrite)
+	return &Registers{r: r, errors: env.Metric(name+"_store_errors", "failed operations on "+name)}, nil
+}
+
+// CompareAndSet sets key to new if it holds old (nil: absent) and returns the value now
+// stored and whether it swapped; ok is false when the store failed (counted).
+func (r *Registers) CompareAndSet(ctx *Context, key string, old, new []byte) (cur []byte, swapped, ok bool) {
+	cur, swapped, err := r.r.CompareAndSet(ctx.tag(), key, old, new)
+	if err != nil {
+		r.errors.Inc()
+		return nil, false, false
+	}
+	return cur, swapped, true
+}
+
+// Merge applies the merge op to key with arg and returns the new value; ok is false when
+// the store failed or refused (counted).
+func (r *Registers) Merge(ctx *Context, key, op string, arg []byte) (v []byte, ok bool) {
+	v, err := r.r.Merge(ctx.tag(), key, op, arg)
+	if err != nil {
+		r.errors.Inc()
+		return nil, false
+	}
+	return v, true
+}
+
+// Get reads key (off the packet path or rarely: it may be a round trip).
+func (r *Registers) Get(key string) ([]byte, bool, error) { return r.r.Get(key) }
+
 // Scoped is state keyed by a scope coarser than a flow (a source address), owned by the unit
 // that the dispatcher sends that scope's traffic to. It is bounded (LRU eviction) and may
 // expire idle keys; a *T it returns is valid during the current Process call only.

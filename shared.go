@@ -232,7 +232,7 @@ type Scoped[K comparable, T any, PT interface {
 	StateCodec
 }] struct {
 	opt              ScopeOptions
-	idx              map[K]int32
+	idx              index[K]
 	items            arena[scopedItem[K, T]]
 	head, tail       int32 // LRU list, most recent at head
 	evicted, expired *Metric
@@ -252,7 +252,7 @@ func NewScoped[K comparable, T any, PT interface {
 	env.declare(name, ScopedAccess)
 	env.inst.scopes = append(env.inst.scopes, opt.By)
 	return &Scoped[K, T, PT]{
-		opt: opt, idx: map[K]int32{}, head: -1, tail: -1,
+		opt: opt, idx: newIndex[K](), head: -1, tail: -1,
 		evicted: env.Metric(name+"_evicted", "keys of "+name+" evicted at the bound"),
 		expired: env.Metric(name+"_expired", "keys of "+name+" dropped after being idle"),
 	}, nil
@@ -261,7 +261,7 @@ func NewScoped[K comparable, T any, PT interface {
 // Get returns the value of key, or nil.
 func (s *Scoped[K, T, PT]) Get(ctx *Context, key K) *T {
 	s.expire(ctx.now)
-	i, ok := s.idx[key]
+	i, ok := s.idx.get(key)
 	if !ok {
 		return nil
 	}
@@ -272,12 +272,12 @@ func (s *Scoped[K, T, PT]) Get(ctx *Context, key K) *T {
 // GetOrCreate returns the value of key, creating a zero value if needed.
 func (s *Scoped[K, T, PT]) GetOrCreate(ctx *Context, key K) *T {
 	s.expire(ctx.now)
-	i, ok := s.idx[key]
+	i, ok := s.idx.get(key)
 	if ok {
 		s.touch(i, ctx.now)
 		return &s.items.at(i).v
 	}
-	if len(s.idx) >= s.opt.MaxKeys {
+	if s.idx.n >= s.opt.MaxKeys {
 		s.remove(s.tail)
 		s.evicted.Inc()
 	}
@@ -291,19 +291,19 @@ func (s *Scoped[K, T, PT]) GetOrCreate(ctx *Context, key K) *T {
 	if s.tail < 0 {
 		s.tail = i
 	}
-	s.idx[key] = i
+	s.idx.set(key, i)
 	return &it.v
 }
 
 // Delete removes key's value.
 func (s *Scoped[K, T, PT]) Delete(_ *Context, key K) {
-	if i, ok := s.idx[key]; ok {
+	if i, ok := s.idx.get(key); ok {
 		s.remove(i)
 	}
 }
 
 // Len returns the number of keys.
-func (s *Scoped[K, T, PT]) Len() int { return len(s.idx) }
+func (s *Scoped[K, T, PT]) Len() int { return s.idx.n }
 
 // Range calls fn for every key and value, most recently used first, until fn returns false.
 // For reports at the end of a run, not for the packet path.
@@ -360,6 +360,6 @@ func (s *Scoped[K, T, PT]) unlink(i int32) {
 func (s *Scoped[K, T, PT]) remove(i int32) {
 	it := s.items.at(i)
 	s.unlink(i)
-	delete(s.idx, it.key)
+	s.idx.del(it.key)
 	s.items.release(i)
 }

@@ -36,6 +36,9 @@ type NFStats struct {
 // ChainStats counts a chain's packets. In = Out + Dropped; Emitted packets come on top of Out.
 type ChainStats struct {
 	In, Out, Dropped, Emitted, Alerts uint64
+	// EmitLost counts frames FlowEnd hooks emitted for flows that ended outside any packet
+	// (Expire, ImportFlow): there is no output to put them in.
+	EmitLost uint64
 	// NonIP frames passed through untouched; Malformed IP packets were shown to the NFs
 	// without a flow (each NF's README says what it does with them).
 	NonIP, Malformed uint64
@@ -70,7 +73,8 @@ type Chain struct {
 	clock    uint64 // the last clock this chain stamped on an unstamped packet
 
 	lastClock uint64 // the clock of the latest packet processed
-	expireOps uint32 // store operations caused by Expire so far
+	expireOps uint32 // store operations caused outside packets so far
+	inPacket  bool   // processing a packet: emitted frames have a place in its output
 
 	emitted []packet.Packet // this batch's emitted packets (reused)
 	nEmit   int
@@ -148,6 +152,7 @@ func (c *Chain) process(p *packet.Packet, out []*packet.Packet) []*packet.Packet
 	ctx.p, ctx.now, ctx.clock = p, p.Time, p.Clock
 	c.lastClock = max(c.lastClock, p.Clock)
 	ctx.flow, ctx.dir, ctx.draws, ctx.ops, ctx.end = -1, Orig, 0, 0, false
+	c.pending, c.inPacket = 0, true // FlowEnd hooks of flows this packet expires may emit too
 	if p.Flags&packet.Malformed == 0 {
 		c.table.Expire(ctx.now)
 		f, dir, _ := c.table.LookupRef(&p.Key, ctx.now)
@@ -155,7 +160,6 @@ func (c *Chain) process(p *packet.Packet, out []*packet.Packet) []*packet.Packet
 	} else {
 		c.stats.Malformed++
 	}
-	c.pending = 0
 	verdict := Forward
 	for j, n := range c.nfs {
 		ctx.nf = j
@@ -166,6 +170,9 @@ func (c *Chain) process(p *packet.Packet, out []*packet.Packet) []*packet.Packet
 			break
 		}
 	}
+	if ctx.end && ctx.flow >= 0 {
+		c.table.Remove(c.table.Flow(ctx.flow), ctx.now)
+	}
 	if verdict == Forward {
 		c.stats.Out++
 		out = append(out, p)
@@ -175,13 +182,15 @@ func (c *Chain) process(p *packet.Packet, out []*packet.Packet) []*packet.Packet
 	for k := c.nEmit - c.pending; k < c.nEmit; k++ {
 		out = append(out, &c.emitted[k])
 	}
-	if ctx.end && ctx.flow >= 0 {
-		c.table.Remove(c.table.Flow(ctx.flow), ctx.now)
-	}
+	c.inPacket = false
 	return out
 }
 
 func (c *Chain) emit(ctx *Context, frame []byte) {
+	if !c.inPacket {
+		c.stats.EmitLost++ // a FlowEnd hook outside any packet (Expire, ImportFlow): nowhere to go
+		return
+	}
 	if c.nEmit == len(c.emitted) {
 		c.emitted = append(c.emitted, packet.Packet{})
 	}
@@ -224,12 +233,20 @@ func (c *Chain) flowRemoved(f *flowtable.Flow, now int64, _ bool) {
 // their own (high bit set, never reused), so no two collide with each other or with a
 // packet's operations — a store that drops repeated tags keeps them all.
 func (c *Chain) Expire(now int64) int {
+	var n int
+	c.outsidePacket(func() { n = c.table.Expire(now) })
+	return n
+}
+
+// outsidePacket runs fn, which may end flows (FlowEnd hooks), outside any packet: the
+// hooks' store operations are tagged with the last clock processed and sequence numbers of
+// their own, never reused.
+func (c *Chain) outsidePacket(fn func()) {
 	c.ctx.p = nil
 	c.ctx.clock, c.ctx.ops = c.lastClock, expireSeq|c.expireOps
-	n := c.table.Expire(now)
+	fn()
 	c.expireOps = c.ctx.ops &^ expireSeq
 	c.ctx.ops = 0
-	return n
 }
 
 // expireSeq marks the sequence numbers of store operations that Expire causes.
@@ -454,12 +471,15 @@ func (c *Chain) ImportFlow(b []byte) error {
 	if len(b) != 0 {
 		return fail(fmt.Errorf("%d trailing bytes", len(b)))
 	}
-	if old, _, exists := c.table.Find(k); exists {
-		// An older incarnation of the flow that ended (idle) here while the flow lived on
-		// elsewhere: the incoming state is the flow's; the old one ends now.
-		c.table.Remove(old, last)
-	}
-	f := c.table.Restore(k, first, last, packets, flowlets, alias, aliasDir, hasAlias)
+	var f *flowtable.Flow
+	c.outsidePacket(func() { // ending an old incarnation, or an eviction, runs FlowEnd hooks
+		if old, _, exists := c.table.Find(k); exists {
+			// An older incarnation of the flow that ended (idle) here while the flow lived on
+			// elsewhere: the incoming state is the flow's; the old one ends now.
+			c.table.Remove(old, last)
+		}
+		f = c.table.Restore(k, first, last, packets, flowlets, alias, aliasDir, hasAlias)
+	})
 	if f == nil {
 		return fail(errors.New("flow exists"))
 	}

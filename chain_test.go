@@ -314,3 +314,53 @@ func equal[T comparable](a, b []T) bool {
 	}
 	return true
 }
+
+// ender counts packets and flow ends in shared counters (key 1 per packet, key 2 per flow
+// end): their tags must never repeat, or a deduplicating store drops them.
+type ender struct{ c *snf.Counters }
+
+func init() {
+	snf.Register("ender", "test NF", func() *probeConfig { return &probeConfig{} },
+		func(env *snf.Env, _ *probeConfig) (snf.NF, error) {
+			c, err := snf.NewCounters(env, "n")
+			return &ender{c: c}, err
+		})
+}
+
+func (e *ender) Process(ctx *snf.Context, _ *packet.Packet) snf.Verdict {
+	e.c.Add(ctx, 1, 1)
+	return snf.Forward
+}
+
+func (e *ender) FlowEnd(ctx *snf.Context) { e.c.Add(ctx, 2, 1) }
+
+// TestFlowEndsOutsidePacketsKeepTheirUpdates: flows that end outside any packet — evicted
+// by an imported flow, expired by Chain.Expire — count their ends; none of those updates
+// reuses the tag of a packet's update or of another end.
+func TestFlowEndsOutsidePacketsKeepTheirUpdates(t *testing.T) {
+	spec, _ := snf.ChainFromNames("ender")
+	a, _ := snf.NewChain(spec, snf.ChainOptions{})
+	defer a.Close()
+	other := udpFrame(hostA, hostB, 9, 53)
+	a.Process(batchOf(other), nil)
+	var k packet.Packet
+	k.SetData(other, 0, 0)
+	moved, _, err := a.MoveOut(k.Key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := snf.NewChain(spec, snf.ChainOptions{MaxFlows: 1})
+	defer b.Close()
+	in := batchOf(udpFrame(hostA, hostB, 1, 53))
+	in[0].Clock = 7
+	b.Process(in, nil)
+	b.Expire(int64(time.Millisecond)) // nothing idle yet
+	if err := b.ImportFlow(moved); err != nil { // the table is full: the flow of clock 7 is evicted
+		t.Fatal(err)
+	}
+	b.Expire(int64(time.Hour)) // the imported flow expires
+	c := b.NF(0).(*ender).c
+	if c.Get(1) != 1 || c.Get(2) != 2 {
+		t.Errorf("packets %d (want 1), flow ends %d (want 2: one evicted, one expired)", c.Get(1), c.Get(2))
+	}
+}

@@ -106,7 +106,9 @@ type NF interface {
 
 // FlowEnder is implemented by NFs that release resources when a flow ends (is expired,
 // evicted, or ended by an NF): FlowEnd runs before the flow's state is freed, with
-// ctx.Clock() and ctx.Now() those of the packet whose arrival ended it.
+// ctx.Clock() and ctx.Now() those of the packet whose arrival ended it. Frames it emits leave
+// with that packet; when a flow ends outside any packet (Chain.Expire, a flow arriving from
+// another unit that evicts one) they are dropped and counted in ChainStats.EmitLost.
 type FlowEnder interface {
 	FlowEnd(ctx *Context)
 }

@@ -381,7 +381,7 @@ func (t *Table) touch(f *Flow, now int64) {
 		f.FlowletStart = now
 		t.stats.Flowlets++
 	}
-	f.Last = now
+	f.Last = max(f.Last, now) // a packet with an earlier timestamp does not make the flow look older
 	f.Packets++
 	if t.head[f.class] != f.idx || (f.next >= 0 && t.flows[f.next].Last > now) {
 		t.unlink(f)

@@ -187,11 +187,24 @@ func (u *Unit) runStored(b *Batch, from, to int, out []*packet.Packet) []*packet
 		}
 		u.stats.StoreReads++
 		k := p.Key // the NFs may rewrite p
+		n := len(out)
 		out = u.Chain.Process(b.Pkts[i:i+1], out)
+		b.Out = out
+		u.keepEmitted(b, n) // the next Process call reuses the chain's emit buffer
+		out = b.Out
 		var found bool
 		var err error
-		if u.stateBuf, found, err = u.Chain.MoveOut(k, u.stateBuf[:0]); err == nil && found {
+		u.stateBuf, found, err = u.Chain.MoveOut(k, u.stateBuf[:0])
+		switch {
+		case err != nil:
+			u.stats.StoreErrors++
+		case found:
 			if err := u.flowStore.Set(key, u.stateBuf); err != nil {
+				u.stats.StoreErrors++
+			}
+			u.stats.StoreWrites++
+		default: // the flow ended during the packet (EndFlow): it must not come back
+			if err := u.flowStore.Delete(key); err != nil {
 				u.stats.StoreErrors++
 			}
 			u.stats.StoreWrites++

@@ -354,7 +354,7 @@ func TestFlowEndsOutsidePacketsKeepTheirUpdates(t *testing.T) {
 	in := batchOf(udpFrame(hostA, hostB, 1, 53))
 	in[0].Clock = 7
 	b.Process(in, nil)
-	b.Expire(int64(time.Millisecond)) // nothing idle yet
+	b.Expire(int64(time.Millisecond))           // nothing idle yet
 	if err := b.ImportFlow(moved); err != nil { // the table is full: the flow of clock 7 is evicted
 		t.Fatal(err)
 	}

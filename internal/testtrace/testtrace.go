@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -314,4 +315,15 @@ func BenchBatches(b *testing.B, warmup int, batch func()) {
 		batch()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*BatchSize), "ns/pkt")
+}
+
+// ConfigError checks that a one-NF chain file with config (a YAML flow mapping) is refused
+// with a one-line error that names the file, the NF and the config, and contains want.
+func ConfigError(tb testing.TB, nf, config, want string) {
+	tb.Helper()
+	_, err := snf.ParseChain([]byte(OneNF(nf, config)), "x.yaml")
+	prefix := "x.yaml: nfs[0] (" + nf + "): config:"
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), prefix) || strings.Contains(err.Error(), "\n") {
+		tb.Errorf("%s %s: error %v, want one line starting %q and containing %q", nf, config, err, prefix, want)
+	}
 }

@@ -326,19 +326,7 @@ func TestConfigValidation(t *testing.T) {
 		"{ports: [70000]}":                                "ports",
 		"{vipp: 10.0.0.1}":                                `unknown field "vipp"`,
 	} {
-		_, err := snf.ParseChain([]byte("nfs:\n  - nf: lb\n    config: "+cfg+"\n"), "c.yaml")
-		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "c.yaml: nfs[0] (lb): config:") {
-			t.Errorf("%s: error %v, want one naming the file, NF and %q", cfg, err, want)
-		}
-	}
-	f, err := snf.Lookup("lb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, fl := range f.Fields() {
-		if fl.Doc == "" {
-			t.Errorf("field %s has no doc", fl.Name)
-		}
+		testtrace.ConfigError(t, "lb", cfg, want)
 	}
 }
 

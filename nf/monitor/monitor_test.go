@@ -197,10 +197,7 @@ func TestConfigErrors(t *testing.T) {
 		"{width: wide}":               "width",
 		"{width: 16777216, depth: 1}": "width",
 	} {
-		_, err := snf.ParseChain([]byte("nfs:\n  - nf: monitor\n    config: "+cfg+"\n"), "x.yaml")
-		if err == nil || !strings.Contains(err.Error(), field) {
-			t.Errorf("config %s: error %v, want one naming %s", cfg, err, field)
-		}
+		testtrace.ConfigError(t, "monitor", cfg, field)
 	}
 }
 

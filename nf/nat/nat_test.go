@@ -209,24 +209,8 @@ func TestConfigValidation(t *testing.T) {
 		"{public: 192.0.2.1, port_min: 0}":   "port_min",
 		"{public: 192.0.2.1, port_max: 1e6}": "port_max",
 	} {
-		_, err := snf.ParseChain([]byte("nfs:\n  - nf: nat\n    config: "+cfg+"\n"), "c.yaml")
-		if err == nil || !contains(err.Error(), want) || !contains(err.Error(), "c.yaml: nfs[0] (nat): config:") {
-			t.Errorf("%s: error %v, want one naming the file, NF and %q", cfg, err, want)
-		}
+		testtrace.ConfigError(t, "nat", cfg, want)
 	}
-}
-
-func contains(s, sub string) bool {
-	return len(s) >= len(sub) && (s == sub || len(sub) == 0 || indexOf(s, sub) >= 0)
-}
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
 }
 
 func TestMappingStateRoundTrip(t *testing.T) {

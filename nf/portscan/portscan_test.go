@@ -11,6 +11,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/internal/pkttest"
+	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/packet"
 )
 
@@ -396,10 +397,7 @@ func TestConfigErrors(t *testing.T) {
 		"{block: yes-please}":               "block",
 		"{unit: service, pd: 0.9, pf: 0.9}": "pd",
 	} {
-		_, err := snf.ParseChain([]byte("nfs:\n  - nf: portscan\n    config: "+cfg+"\n"), "x.yaml")
-		if err == nil || !strings.Contains(err.Error(), field) {
-			t.Errorf("config %s: error %v, want one naming %s", cfg, err, field)
-		}
+		testtrace.ConfigError(t, "portscan", cfg, field)
 	}
 	if _, err := snf.ParseChain([]byte("nfs:\n  - nf: portscan\n"), "x.yaml"); err != nil {
 		t.Errorf("defaults: %v", err)

@@ -3,11 +3,9 @@ package ratelimit_test
 import (
 	"fmt"
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/internal/pkttest"
 	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/packet"
@@ -212,20 +210,7 @@ func TestConfigValidation(t *testing.T) {
 		"{exempt: [10.0.0.1]}":                `"10.0.0.1"`, // a decode error: it names the value
 		"{ratee: 3}":                          `unknown field "ratee"`,
 	} {
-		_, err := snf.ParseChain([]byte("nfs:\n  - nf: ratelimit\n    config: "+cfg+"\n"), "c.yaml")
-		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "c.yaml: nfs[0] (ratelimit): config:") {
-			t.Errorf("%s: error %v, want one naming the file, NF and %q", cfg, err, want)
-		}
-	}
-	// The defaults are valid and documented.
-	f, err := snf.Lookup("ratelimit")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, fl := range f.Fields() {
-		if fl.Doc == "" {
-			t.Errorf("field %s has no doc", fl.Name)
-		}
+		testtrace.ConfigError(t, "ratelimit", cfg, want)
 	}
 }
 

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/internal/pkttest"
+	"github.com/snf-dev/snf/internal/testtrace"
 )
 
 type step func(netip.Addr) [][]byte
@@ -381,19 +381,7 @@ func TestConfigValidation(t *testing.T) {
 		"{inside: [nope]}": `"nope"`,
 		"{windw: 1m}":      `unknown field "windw"`,
 	} {
-		_, err := snf.ParseChain([]byte("nfs:\n  - nf: trojan\n    config: "+cfg+"\n"), "c.yaml")
-		if err == nil || !contains(err.Error(), want) || !contains(err.Error(), "c.yaml: nfs[0] (trojan): config:") {
-			t.Errorf("%s: error %v, want one naming the file, NF and %q", cfg, err, want)
-		}
-	}
-	f, err := snf.Lookup("trojan")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, fl := range f.Fields() {
-		if fl.Doc == "" {
-			t.Errorf("field %s has no doc", fl.Name)
-		}
+		testtrace.ConfigError(t, "trojan", cfg, want)
 	}
 }
 

@@ -291,11 +291,11 @@ func (u *Unit) run(b *Batch, from, to int) {
 	u.stats.Packets += uint64(to - from)
 	n := len(b.Out)
 	if u.flowStore != nil {
-		b.Out = u.runStored(b, from, to, b.Out)
+		b.Out = u.runStored(b, from, to, b.Out) // keeps each packet's emitted frames itself
 	} else {
 		b.Out = u.Chain.Process(b.Pkts[from:to], b.Out)
+		u.keepEmitted(b, n)
 	}
-	u.keepEmitted(b, n)
 	for range b.Out[n:] {
 		b.OutStamp = append(b.OutStamp, b.Stamp)
 	}

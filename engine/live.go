@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/snf-dev/snf"
+	"github.com/snf-dev/snf/control"
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/policy"
 	"github.com/snf-dev/snf/port"
@@ -43,15 +44,18 @@ type LiveConfig struct {
 // LiveSummary is what an elastic run did.
 type LiveSummary struct {
 	Packets, Written, Flows, Flowlets, Handovers, Reorders uint64
-	Chain                                                  snf.ChainStats // summed over units
-	Billed                                                 []NFBill
-	UnitsMin, UnitsMax                                     int
-	UnitsMean                                              float64
-	UnitSeconds                                            float64
-	Elapsed                                                time.Duration
-	Latency                                                Percentiles
-	BytesMoved                                             uint64
-	HandoverWait                                           Percentiles // from state sent to state received
+	// Evacuated counts the handovers (among Handovers) that moved idle flows off draining
+	// units.
+	Evacuated          uint64
+	Chain              snf.ChainStats // summed over units
+	Billed             []NFBill
+	UnitsMin, UnitsMax int
+	UnitsMean          float64
+	UnitSeconds        float64
+	Elapsed            time.Duration
+	Latency            Percentiles
+	BytesMoved         uint64
+	HandoverWait       Percentiles // from state sent to state received
 	// HeldWait is how long packets held for a handover waited for their flow's state.
 	HeldWait Percentiles
 	Held     uint64 // packets held for a handover
@@ -69,11 +73,7 @@ type NFBill struct {
 }
 
 // Sample is the pool at one controller tick.
-type Sample struct {
-	At      time.Duration // since the start
-	Active  int
-	Offered float64 // packets/s dispatched in the last tick
-}
+type Sample = control.Sample
 
 // Percentiles of a latency distribution.
 type Percentiles struct{ P50, P99, P999 time.Duration }
@@ -97,11 +97,9 @@ type liveUnit struct {
 
 // live is one elastic run's engine state, driven by the root's goroutine.
 type live struct {
-	cfg LiveConfig
-	now int64 // the latest packet time dispatched
-	// scaled counts activations since the last controller tick: at most one unit starts per
-	// tick, so a burst of flowlets that fit nowhere does not start the whole pool at once.
-	scaled int
+	cfg    LiveConfig
+	now    int64 // the latest packet time dispatched
+	ctl    *control.Controller
 	units  []*liveUnit
 	pool   *policy.Pool
 	egress chan *unit.Batch
@@ -150,27 +148,7 @@ func (l *live) Handover(k packet.Key, flow uint64, from, to int) {
 }
 
 // ScaleOut implements root.Target.
-func (l *live) ScaleOut() int {
-	if !l.cfg.Policy.Elastic() || l.scaled > 0 {
-		return -1
-	}
-	for i := range l.pool.Units {
-		if v := &l.pool.Units[i]; !v.Active {
-			v.Active, v.Draining, v.Load = true, false, 0
-			l.scaled++
-			return i
-		}
-	}
-	// No inactive unit left: take a draining one back.
-	for i := range l.pool.Units {
-		if v := &l.pool.Units[i]; v.Active && v.Draining {
-			v.Draining = false
-			l.scaled++
-			return i
-		}
-	}
-	return -1
-}
+func (l *live) ScaleOut() int { return l.ctl.ScaleOut(l.pool) }
 
 func (l *live) flush(u int) {
 	lu := l.units[u]
@@ -213,6 +191,8 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		cfg.Capacity = c
 	}
 	l := &live{cfg: cfg, pool: &policy.Pool{Target: cfg.Target}, egress: make(chan *unit.Batch, cfg.MaxUnits*batchesPerUnit)}
+	l.ctl = control.New(control.Config{MinUnits: cfg.MinUnits, MaxUnits: cfg.MaxUnits, Target: cfg.Target,
+		Capacity: cfg.Capacity, Elastic: cfg.Policy.Elastic(), Stateless: cfg.Policy.PerPacket()})
 	var wg sync.WaitGroup
 	for i := range cfg.MaxUnits {
 		chain, err := snf.NewChain(cfg.Spec, snf.ChainOptions{Store: st, Unit: uint32(i), Alerts: cfg.Alerts, MaxFlows: cfg.MaxFlows})
@@ -235,8 +215,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			lu.u.KeepFlowsIn(t)
 		}
 		l.units = append(l.units, lu)
-		active := i < cfg.MinUnits || !cfg.Policy.Elastic()
-		l.pool.Units = append(l.pool.Units, policy.UnitView{ID: i, Active: active, Capacity: cfg.Capacity})
+		l.pool.Units = append(l.pool.Units, policy.UnitView{ID: i, Active: l.ctl.Initial(i), Capacity: cfg.Capacity})
 	}
 	r := root.New(root.Config{Policy: cfg.Policy, Pool: l.pool, FlowletGap: cfg.FlowletGap,
 		MaxFlows: cfg.MaxFlows, Timeouts: l.units[0].chain.FlowTimeouts(),
@@ -255,77 +234,22 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		batch    = make([]packet.Packet, cfg.Batch)
 		runErr   error
 		lastTick = time.Now()
-		lastSent = make([]uint64, cfg.MaxUnits)
-		smoothed float64 // offered load (packets/s), smoothed over ticks
-		idle     = make([]int, cfg.MaxUnits)
+		mover    = false
 	)
+	if m, ok := cfg.Policy.(root.Mover); ok {
+		mover = m.MovesFlows()
+	}
 	l.start = time.Now()
-	s.UnitsMin = math.MaxInt
 	tick := func(now time.Time) {
-		dt := now.Sub(lastTick).Seconds()
+		dt := now.Sub(lastTick)
 		if dt <= 0 {
 			return
 		}
 		lastTick = now
-		l.scaled = 0
-		sent := r.Stats().Sent
-		active, offered := 0, 0.0
-		for i := range l.pool.Units {
-			v := &l.pool.Units[i]
-			d := sent[i] - lastSent[i]
-			lastSent[i] = sent[i]
-			rate := float64(d) / dt
-			offered += rate
-			if !v.Active {
-				continue
-			}
-			// Predicted load: the root adds the rate of each flowlet it places; it fades by
-			// half each tick, as flowlets end.
-			v.Load /= 2
-			if d == 0 {
-				idle[i]++
-			} else {
-				idle[i] = 0
-			}
-			active++
+		l.ctl.Tick(now.Sub(l.start), dt, l.pool, r.Stats().Sent, r.Held)
+		if mover {
+			l.ctl.Draining(l.pool, func(u int) { r.Evacuate(u, l.now, l) })
 		}
-		smoothed = (smoothed + offered) / 2
-		if cfg.Policy.Elastic() {
-			// Drain: while the smoothed offered load fits in fewer units than are taking work,
-			// the least-loaded one takes no new flowlets (its flows' next flowlets move
-			// elsewhere, with their state); a draining unit that went idle is retired.
-			taking, least := 0, -1
-			for i := range l.pool.Units {
-				if v := &l.pool.Units[i]; v.Active && !v.Draining {
-					taking++
-					if least < 0 || v.Load < l.pool.Units[least].Load {
-						least = i
-					}
-				}
-			}
-			need := max(cfg.MinUnits, int(math.Ceil(smoothed/(cfg.Target*cfg.Capacity))))
-			if taking > need && least >= 0 {
-				l.pool.Units[least].Draining = true
-			}
-			for i := len(l.pool.Units) - 1; i >= 0 && active > cfg.MinUnits; i-- {
-				if v := &l.pool.Units[i]; v.Active && idle[i] >= 2 && (v.Draining || taking > need) {
-					v.Active, v.Draining = false, false
-					active--
-				}
-			}
-			// Never leave every active unit draining.
-			if taking == 0 {
-				for i := range l.pool.Units {
-					if v := &l.pool.Units[i]; v.Active {
-						v.Draining = false
-						break
-					}
-				}
-			}
-		}
-		s.UnitSeconds += float64(active) * dt
-		s.UnitsMin, s.UnitsMax = min(s.UnitsMin, active), max(s.UnitsMax, active)
-		s.Timeline = append(s.Timeline, Sample{At: now.Sub(l.start), Active: active, Offered: offered})
 	}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -407,15 +331,9 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		}
 	}
 	s.HandoverWait, s.HeldWait = waits.percentiles(), held.percentiles()
-	if len(s.Timeline) > 0 {
-		sum := 0.0
-		for _, t := range s.Timeline {
-			sum += float64(t.Active)
-		}
-		s.UnitsMean = sum / float64(len(s.Timeline))
-	} else {
-		s.UnitsMin = 0
-	}
+	cs := l.ctl.Summary()
+	s.UnitSeconds, s.UnitsMin, s.UnitsMax, s.UnitsMean, s.Timeline = cs.UnitSeconds, cs.UnitsMin, cs.UnitsMax, cs.UnitsMean, cs.Timeline
+	s.Evacuated = rs.Evacuated
 	return s, runErr
 }
 

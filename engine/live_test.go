@@ -16,6 +16,7 @@ import (
 	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/policy"
+	"github.com/snf-dev/snf/port"
 	"github.com/snf-dev/snf/port/mem"
 	"github.com/snf-dev/snf/port/pcapfile"
 	"github.com/snf-dev/snf/store"
@@ -258,6 +259,38 @@ func TestElasticEqualsOneUnit(t *testing.T) {
 			})
 		}
 	}
+}
+
+// evacuator is mover that also moves idle flows off draining units (root.Mover).
+type evacuator struct{ mover }
+
+func (*evacuator) MovesFlows() bool { return true }
+
+// TestEvacuationEqualsOneUnit: units drain as soon as the load fits in fewer (a capacity far
+// above the offered load), so the root keeps moving idle flows off draining units and units
+// retire; the output and final state still equal the one-unit run's.
+func TestEvacuationEqualsOneUnit(t *testing.T) {
+	spec, err := snf.ChainFromNames("firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := generated(t, 20000) // one second of packet time
+	want := reference(t, spec, frames)
+	w := &mem.Writer{}
+	var got outcome
+	s, err := engine.RunLive(context.Background(), engine.LiveConfig{
+		Spec: spec, In: port.Paced(mem.NewReader(frames), 10, nil, nil), Out: w, Policy: &evacuator{}, MinUnits: 1, MaxUnits: 4,
+		Batch: 16, Capacity: 1e9, Tick: time.Millisecond,
+		OnDone: func(chains []*snf.Chain) { got = collect(t, w, chains, frames[len(frames)-1].Time) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	compare(t, want, got)
+	if s.Evacuated == 0 || s.Reorders != 0 {
+		t.Errorf("%d idle flows evacuated, %d reorderings; want some moved and none reordered", s.Evacuated, s.Reorders)
+	}
+	t.Logf("%d handovers, %d of them evacuations; units %d-%d, %.3f unit-seconds", s.Handovers, s.Evacuated, s.UnitsMin, s.UnitsMax, s.UnitSeconds)
 }
 
 var _ = bytes.Equal

@@ -184,6 +184,9 @@ func New(cfg Config) *Table {
 // Timeouts returns the table's idle timeouts.
 func (t *Table) Timeouts() Timeouts { return t.cfg.Timeouts }
 
+// FlowletGap returns the idle gap that ends a flowlet.
+func (t *Table) FlowletGap() time.Duration { return time.Duration(t.cfg.FlowletGap) }
+
 // Stats returns the table's counters.
 func (t *Table) Stats() Stats {
 	s := t.stats
@@ -309,6 +312,25 @@ func (t *Table) Range(fn func(f *Flow) bool) {
 	for c := range t.tail {
 		for i := t.tail[c]; i >= 0; {
 			f := &t.flows[i]
+			prev := f.prev
+			if !fn(f) {
+				return
+			}
+			i = prev
+		}
+	}
+}
+
+// RangeIdle calls fn for every live flow whose latest packet came before the time before,
+// oldest first within each class, until fn returns false. It visits only those flows (the
+// lists are ordered by time), so a caller looking for idle flows does not pay for busy ones.
+func (t *Table) RangeIdle(before int64, fn func(f *Flow) bool) {
+	for c := range t.tail {
+		for i := t.tail[c]; i >= 0; {
+			f := &t.flows[i]
+			if f.Last >= before {
+				break
+			}
 			prev := f.prev
 			if !fn(f) {
 				return

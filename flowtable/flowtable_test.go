@@ -586,6 +586,32 @@ func TestRangeOrder(t *testing.T) {
 	}
 }
 
+// TestRangeIdle: RangeIdle visits exactly the flows last seen before the given time,
+// oldest first within each class, and stops when asked.
+func TestRangeIdle(t *testing.T) {
+	tb := New(Config{})
+	tb.Lookup(udpKey(1), 0)
+	tb.Lookup(tcpKey(1), 1)
+	tb.Lookup(tcpKey(2), 3)
+	tb.Lookup(udpKey(2), 4)
+	tb.Lookup(tcpKey(1).Reverse(), 6) // TCP 1 is busy again
+	var got []packet.Key
+	tb.RangeIdle(5, func(f *Flow) bool { got = append(got, f.Key); return true })
+	want := []packet.Key{tcpKey(2), udpKey(1), udpKey(2)}
+	if !slices.Equal(got, want) {
+		t.Fatalf("RangeIdle(5):\n got %v\nwant %v", got, want)
+	}
+	n := 0
+	tb.RangeIdle(100, func(*Flow) bool { n++; return false })
+	if n != 1 {
+		t.Errorf("RangeIdle did not stop: %d calls", n)
+	}
+	tb.RangeIdle(0, func(f *Flow) bool { t.Errorf("flow %v is not idle before 0", f.Key); return true })
+	if tb.FlowletGap() != DefaultFlowletGap {
+		t.Errorf("flowlet gap %v, want the default %v", tb.FlowletGap(), DefaultFlowletGap)
+	}
+}
+
 // TestZeroAllocs: steady-state lookups of existing flows and create/expire churn allocate
 // nothing once the table has grown.
 func TestZeroAllocs(t *testing.T) {

@@ -59,3 +59,7 @@ func (*SNF) Place(f Flowlet, pool *Pool) Decision {
 	}
 	return Decision{Unit: leastLoaded(units), ScaleOut: true}
 }
+
+// MovesFlows returns true: snf moves a flow's state between units at flowlet boundaries, so
+// the engine moves a draining unit's idle flows away instead of waiting for them to end.
+func (*SNF) MovesFlows() bool { return true }

@@ -35,10 +35,10 @@ type Config struct {
 	Pool       *policy.Pool // the engine's view of the units; the root adds placed flowlets' rates to Load
 	FlowletGap time.Duration
 	MaxFlows   int
-	// Timeouts are the chain's idle timeouts (snf.Chain.FlowTimeouts). The root keeps a flow
-	// twice as long: a flow that comes back after its units expired it is then still routed
-	// through the unit that held it (as a new flowlet, with a handover if it moves), so its
-	// old and new packets cannot overtake each other.
+	// Timeouts are the chain's idle timeouts (snf.Chain.FlowTimeouts): the root forgets a
+	// flow when its unit does, so that Held counts the flows whose state each unit holds. A
+	// flow that comes back after that is still routed through the unit that held it (its
+	// tombstone), so its old and new packets cannot overtake each other.
 	Timeouts flowtable.Timeouts
 	// NewFlowRate is the rate (packets/s) predicted for a flow's first flowlet (default 100).
 	NewFlowRate float64
@@ -52,6 +52,13 @@ type Config struct {
 	// stays on its unit while it has flows (its flowlets do not move: Scoped state has no
 	// handover yet); a group whose flows all ended is placed anew.
 	ByInitiator bool
+}
+
+// Mover is implemented by policies that move a flow between units at flowlet boundaries
+// (snf). The root then moves the idle flows of a draining unit away (Evacuate), so that the
+// unit can be retired without waiting for its flows to end.
+type Mover interface {
+	MovesFlows() bool
 }
 
 // group is the flows one address opened (ByInitiator).
@@ -68,6 +75,8 @@ type addrKey struct {
 // Stats counts what the root did.
 type Stats struct {
 	Packets, Flows, Flowlets, Handovers, ScaleOuts uint64
+	// Evacuated counts the handovers of idle flows moved off draining units (Evacuate).
+	Evacuated uint64
 	// Sent counts packets sent to each unit.
 	Sent []uint64
 }
@@ -79,6 +88,7 @@ type Root struct {
 	unit  []int32  // by flow index: the unit holding the flow's state, -1 for none
 	ids   []uint64 // by flow index: the flow's id (stamped on its packets)
 	hash  []uint64 // by flow index: the flow's key hash, computed once per flow
+	held  []int    // by unit: the root's live flows whose state the unit holds
 	clock uint64
 	next  uint64 // next flow id
 	seq   uint64 // tombstone sequence
@@ -115,11 +125,11 @@ func New(cfg Config) *Root {
 		if to[i] <= 0 {
 			to[i] = flowtable.DefaultTimeouts[i] // what a unit's table uses for a zero class
 		}
-		to[i] *= 2
 	}
 	r.table = flowtable.New(flowtable.Config{MaxFlows: cfg.MaxFlows, FlowletGap: int64(cfg.FlowletGap), Timeouts: to,
 		OnRemove: r.forget})
 	r.stats.Sent = make([]uint64, len(cfg.Pool.Units))
+	r.held = make([]int, len(cfg.Pool.Units))
 	return r
 }
 
@@ -157,7 +167,8 @@ func (r *Root) Dispatch(p *packet.Packet, t Target) {
 			ck, _ := key.Canonical()
 			if ts, ok := r.tomb[ck]; ok {
 				// The flow's new life starts where its old one ended, under the same id.
-				r.unit[i], r.ids[i] = ts.unit, ts.id
+				r.setUnit(i, int(ts.unit))
+				r.ids[i] = ts.id
 				delete(r.tomb, ck)
 			}
 		}
@@ -183,7 +194,7 @@ func (r *Root) Dispatch(p *packet.Packet, t Target) {
 			r.stats.Handovers++
 			t.Handover(f.Key, r.ids[i], cur, u)
 		}
-		r.unit[i] = int32(u)
+		r.setUnit(i, u)
 		cur = u
 	}
 	r.stats.Sent[cur]++
@@ -208,7 +219,7 @@ func (r *Root) joinGroup(f *flowtable.Flow, i int32, cur int, t Target) int {
 		t.Handover(f.Key, r.ids[i], cur, int(g.unit))
 	}
 	g.flows++
-	r.unit[i] = g.unit
+	r.setUnit(i, int(g.unit))
 	return int(g.unit)
 }
 
@@ -222,6 +233,7 @@ func (r *Root) forget(f *flowtable.Flow, _ int64, _ bool) {
 	if u < 0 {
 		return
 	}
+	r.held[u]--
 	if r.cfg.ByInitiator {
 		if g := r.groups[initiator(f)]; g != nil {
 			if g.flows--; g.flows <= 0 {
@@ -277,6 +289,53 @@ func (r *Root) place(f *flowtable.Flow, hash uint64, cur int, first bool, t Targ
 		*l += rate
 	}
 	return u
+}
+
+// setUnit records that flow i's state is on unit u (-1: none).
+func (r *Root) setUnit(i int32, u int) {
+	if old := r.unit[i]; old >= 0 {
+		r.held[old]--
+	}
+	if u >= 0 {
+		r.held[u]++
+	}
+	r.unit[i] = int32(u)
+}
+
+// Held returns the number of live flows whose state unit u holds (by the root's table: a
+// flow leaves it when it idles past its timeout, as it leaves the unit's). A unit holding
+// none can be retired without losing state.
+func (r *Root) Held(u int) int { return r.held[u] }
+
+// Evacuate moves the idle flows of unit u — those whose latest flowlet ended (no packet
+// for more than the flowlet gap before now) — to the units the policy chooses, each with a
+// handover, and returns how many moved. The engine calls it for a draining unit under a
+// policy that moves flows (Mover); a flowlet still running finishes where it is, and its
+// flow moves at a later call. Flows of an initiator group (ByInitiator) stay: their Scoped
+// state cannot move. Cost: the idle flows of the whole table are visited.
+func (r *Root) Evacuate(u int, now int64, t Target) int {
+	if r.cfg.ByInitiator || r.held[u] == 0 {
+		return 0
+	}
+	moved := 0
+	r.table.RangeIdle(now-int64(r.table.FlowletGap()), func(f *flowtable.Flow) bool {
+		i := f.Index()
+		if int(r.unit[i]) != u {
+			return true
+		}
+		fl := policy.Flowlet{Hash: r.hash[i], Current: u}
+		d := r.cfg.Policy.Place(fl, r.cfg.Pool)
+		if d.Unit < 0 || d.Unit == u {
+			return true // nowhere to go now: it stays until the next call
+		}
+		r.stats.Handovers++
+		r.stats.Evacuated++
+		t.Handover(f.Key, r.ids[i], u, d.Unit)
+		r.setUnit(i, d.Unit)
+		moved++
+		return r.held[u] > 0
+	})
+	return moved
 }
 
 func (r *Root) grow(n int) {

@@ -434,11 +434,11 @@ func keep() *scripted {
 	return s
 }
 
-// TestTimeoutsDoubled: the root keeps a flow twice as long as the units' timeouts, so a flow
-// idle between 1× and 2× the timeout keeps its id and unit (its return is a new flowlet of
-// the same flow). Idle longer, the root forgets it, but it comes back under its id, from
-// the unit that held it (tombstone).
-func TestTimeoutsDoubled(t *testing.T) {
+// TestTimeouts: the root forgets a flow when its unit does (the chain's timeout): a flow
+// idle exactly the timeout keeps its id and unit (its return is a new flowlet of the same
+// flow). Idle longer, the root forgets it, but it comes back under its id, from the unit that
+// held it (tombstone), so its new packets cannot overtake old ones queued there.
+func TestTimeouts(t *testing.T) {
 	const timeout = time.Second
 	pol := keep()
 	rec := &recorder{}
@@ -446,7 +446,7 @@ func TestTimeoutsDoubled(t *testing.T) {
 		Timeouts: flowtable.Timeouts{flowtable.ClassTCP: timeout, flowtable.ClassUDP: timeout, flowtable.ClassOther: timeout}})
 	p1 := udp(1, 0, false)
 	r.Dispatch(p1, rec)
-	at := timeout * 3 / 2
+	at := timeout // idle exactly the timeout: kept
 	p2 := udp(1, at, true)
 	r.Dispatch(p2, rec)
 	if p2.Flow != p1.Flow || rec.last().unit != 1 {
@@ -455,42 +455,36 @@ func TestTimeoutsDoubled(t *testing.T) {
 	if f := pol.asked[1]; f.First || f.Current != 1 {
 		t.Errorf("return after %v asked as %+v: want a new flowlet of the flow on unit 1", at, f)
 	}
-	at += 2 * timeout // idle exactly 2×: kept
+	if s, fs := r.Stats(), r.FlowStats(); s.Flows != 1 || fs.Expired != 0 || r.Held(1) != 1 {
+		t.Errorf("within the timeout: %d flows, %d expired in the root's table, unit 1 holds %d; want 1, 0, 1", s.Flows, fs.Expired, r.Held(1))
+	}
+	at += timeout + 1 // idle longer: forgotten, back under its id from its unit
 	p3 := udp(1, at, false)
 	r.Dispatch(p3, rec)
-	if p3.Flow != p1.Flow || pol.asked[2].First {
-		t.Errorf("idle exactly 2× the timeout: flow %d, asked as %+v", p3.Flow, pol.asked[2])
-	}
-	if s, fs := r.Stats(), r.FlowStats(); s.Flows != 1 || fs.Expired != 0 {
-		t.Errorf("within 2× the timeout: %d flows, %d expired in the root's table; want 1 and 0", s.Flows, fs.Expired)
-	}
-	at += 2*timeout + 1 // idle longer than 2×: forgotten, back under its id from its unit
-	p4 := udp(1, at, false)
-	r.Dispatch(p4, rec)
 	if fs := r.FlowStats(); fs.Expired != 1 {
-		t.Errorf("idle more than 2× the timeout: %d flows expired in the root's table, want 1", fs.Expired)
+		t.Errorf("idle more than the timeout: %d flows expired in the root's table, want 1", fs.Expired)
 	}
-	if p4.Flow != p1.Flow || rec.last().unit != 1 {
-		t.Errorf("a forgotten flow came back as flow %d on unit %d, want flow %d on unit 1", p4.Flow, rec.last().unit, p1.Flow)
+	if p3.Flow != p1.Flow || rec.last().unit != 1 {
+		t.Errorf("a forgotten flow came back as flow %d on unit %d, want flow %d on unit 1", p3.Flow, rec.last().unit, p1.Flow)
 	}
 	if f := pol.asked[len(pol.asked)-1]; !f.First || f.Current != 1 {
 		t.Errorf("a forgotten flow's return asked as %+v, want First, Current 1 (where its state was)", f)
 	}
-	if s := r.Stats(); s.Flows != 2 || s.Flowlets != 4 || s.Handovers != 0 {
-		t.Errorf("stats %+v", s)
+	if s := r.Stats(); s.Flows != 2 || s.Flowlets != 3 || s.Handovers != 0 || r.Held(1) != 1 || r.Held(0) != 0 {
+		t.Errorf("stats %+v, held %d/%d", s, r.Held(0), r.Held(1))
 	}
 }
 
-// TestTimeoutsDoubledMoves: a flow idle between 1× and 2× its timeout that moves gets a
-// handover (its old unit may still hold state or packets that the new ones must not
-// overtake); so does a flow the root forgot, under its old id.
-func TestTimeoutsDoubledMoves(t *testing.T) {
+// TestForgottenFlowMoves: a flow the root forgot (idle past its timeout) that comes back on
+// another unit gets a handover under its old id (its old unit may still hold packets that
+// the new ones must not overtake).
+func TestForgottenFlowMoves(t *testing.T) {
 	rec := &recorder{}
 	r := root.New(root.Config{Policy: to(0, 1, 0), Pool: pool(2, 0, 1e9), FlowletGap: gap,
 		Timeouts: flowtable.Timeouts{flowtable.ClassUDP: time.Second}})
 	r.Dispatch(udp(1, 0, false), rec)
 	r.Dispatch(udp(1, 1500*time.Millisecond, false), rec)
-	r.Dispatch(udp(1, 5*time.Second, true), rec) // forgotten by the root (3.5 s > 2 s)
+	r.Dispatch(udp(1, 5*time.Second, true), rec) // forgotten by the root again (3.5 s > 1 s)
 	want := "[send(u0 c1 f1) handover(f1 0→1) send(u1 c2 f1) handover(f1 1→0) send(u0 c3 f1)]"
 	if got := fmt.Sprint(rec.events); got != want {
 		t.Errorf("calls %s\nwant  %s", got, want)
@@ -522,19 +516,83 @@ func TestForgottenFlowsBounded(t *testing.T) {
 	}
 }
 
-// TestZeroTimeoutsDoubled: a class left at zero (the flow table's default) is doubled too:
-// the units keep such flows the default time, the root twice that.
-func TestZeroTimeoutsDoubled(t *testing.T) {
+// TestZeroTimeouts: a class left at zero takes the flow table's default, as on the units.
+func TestZeroTimeouts(t *testing.T) {
 	rec := &recorder{}
 	pol := keep()
 	r := root.New(root.Config{Policy: pol, Pool: pool(2, 0, 1e9), FlowletGap: gap})
 	p1 := udp(1, 0, false)
 	r.Dispatch(p1, rec)
-	idle := flowtable.DefaultTimeouts[flowtable.ClassUDP] * 3 / 2
-	p2 := udp(1, idle, false)
-	r.Dispatch(p2, rec)
-	if fs := r.FlowStats(); p2.Flow != p1.Flow || fs.Expired != 0 || pol.asked[1].First {
-		t.Errorf("a UDP flow idle %v (1.5× the default timeout) was forgotten: %d expired, asked as %+v", idle, fs.Expired, pol.asked[1])
+	def := flowtable.DefaultTimeouts[flowtable.ClassUDP]
+	r.Dispatch(udp(1, def, false), rec)
+	if fs := r.FlowStats(); fs.Expired != 0 {
+		t.Errorf("a UDP flow idle exactly the default timeout (%v) was forgotten", def)
+	}
+	r.Dispatch(udp(1, 2*def+1, false), rec)
+	if fs := r.FlowStats(); fs.Expired != 1 || !pol.asked[len(pol.asked)-1].First {
+		t.Errorf("a UDP flow idle longer than the default timeout: %d expired, asked as %+v; want forgotten", fs.Expired, pol.asked[len(pol.asked)-1])
+	}
+}
+
+// TestHeld: Held counts, per unit, the live flows whose state the unit holds, following
+// moves and the root forgetting flows.
+func TestHeld(t *testing.T) {
+	rec := &recorder{}
+	r := root.New(root.Config{Policy: to(0, 1, 1, 0), Pool: pool(2, 0, 1e9), FlowletGap: gap,
+		Timeouts: flowtable.Timeouts{flowtable.ClassUDP: time.Second}})
+	r.Dispatch(udp(1, 0, false), rec) // flow 1 → 0
+	r.Dispatch(udp(2, 0, false), rec) // flow 2 → 1
+	if r.Held(0) != 1 || r.Held(1) != 1 {
+		t.Fatalf("held %d/%d, want 1/1", r.Held(0), r.Held(1))
+	}
+	r.Dispatch(udp(1, 2*gap, false), rec) // flow 1's new flowlet → 1
+	if r.Held(0) != 0 || r.Held(1) != 2 {
+		t.Errorf("after a move: held %d/%d, want 0/2", r.Held(0), r.Held(1))
+	}
+	r.Dispatch(udp(3, 3*time.Second, false), rec) // flows 1 and 2 forgotten; flow 3 → 0
+	if r.Held(0) != 1 || r.Held(1) != 0 {
+		t.Errorf("after expiry: held %d/%d, want 1/0", r.Held(0), r.Held(1))
+	}
+}
+
+// TestEvacuate: a draining unit's idle flows move to where the policy puts them, each with
+// a handover; a flow whose flowlet still runs stays until it idles; a unit with nothing
+// left has nothing to move.
+func TestEvacuate(t *testing.T) {
+	rec := &recorder{}
+	p := pool(2, 0, 1000)
+	r := newRoot(&policy.SNF{}, p)
+	for i := range 3 {
+		r.Dispatch(udp(i, time.Duration(i)*time.Millisecond, false), rec) // all fit on unit 0
+	}
+	if r.Held(0) != 3 {
+		t.Fatalf("held %d on unit 0, want 3", r.Held(0))
+	}
+	p.Units[0].Draining = true
+	now := 2*time.Millisecond + gap/2 // flow 2's flowlet still runs
+	if n := r.Evacuate(0, int64(now), rec); n != 2 {
+		t.Fatalf("evacuated %d flows, want the 2 idle ones", n)
+	}
+	if r.Held(0) != 1 || r.Held(1) != 2 || rec.count("handover") != 2 {
+		t.Errorf("held %d/%d, %d handovers; want 1/2, 2", r.Held(0), r.Held(1), rec.count("handover"))
+	}
+	if r.Stats().Evacuated != 2 || r.Stats().Handovers != 2 {
+		t.Errorf("stats %+v", r.Stats())
+	}
+	r.Dispatch(udp(2, 2*time.Millisecond+gap/2, false), rec) // flow 2 still running on unit 0
+	if e := rec.last(); e.unit != 0 {
+		t.Errorf("a running flowlet left its unit: sent to %d", e.unit)
+	}
+	if n := r.Evacuate(0, int64(10*time.Millisecond), rec); n != 1 || r.Held(0) != 0 {
+		t.Errorf("once idle: evacuated %d, unit 0 holds %d; want 1, 0", n, r.Held(0))
+	}
+	if n := r.Evacuate(0, int64(20*time.Millisecond), rec); n != 0 {
+		t.Errorf("an empty unit evacuated %d", n)
+	}
+	for _, e := range rec.events {
+		if e.kind == "handover" && (e.from != 0 || e.to != 1) {
+			t.Errorf("handover %v, want 0→1", e)
+		}
 	}
 }
 

@@ -50,8 +50,8 @@ func printLiveSummary(w io.Writer, inName string, spec *snf.ChainSpec, pol strin
 	fmt.Fprintf(w, "engine    elastic: policy %s, units %d-%d, flowlet gap %s, unit capacity %.0f packets/s\n", pol, minU, maxU, gap, s.Capacity)
 	fmt.Fprintf(w, "packets   %d in, %d out, %d dropped, %d emitted; %d alerts\n", s.Packets, s.Written, s.Chain.Dropped, s.Chain.Emitted, s.Chain.Alerts)
 	fmt.Fprintf(w, "flows     %d flows, %d flowlets, %d reorderings inside flows\n", s.Flows, s.Flowlets, s.Reorders)
-	fmt.Fprintf(w, "handover  %d handovers, %d state bytes moved, state in transit p50 %s p99 %s; %d packets held for state, waiting p50 %s p99 %s\n",
-		s.Handovers, s.BytesMoved, s.HandoverWait.P50, s.HandoverWait.P99, s.Held, s.HeldWait.P50, s.HeldWait.P99)
+	fmt.Fprintf(w, "handover  %d handovers (%d moving idle flows off draining units), %d state bytes moved, state in transit p50 %s p99 %s; %d packets held for state, waiting p50 %s p99 %s\n",
+		s.Handovers, s.Evacuated, s.BytesMoved, s.HandoverWait.P50, s.HandoverWait.P99, s.Held, s.HeldWait.P50, s.HeldWait.P99)
 	if s.StoreReads > 0 {
 		fmt.Fprintf(w, "store     per-packet flow state: %d reads, %d writes\n", s.StoreReads, s.StoreWrites)
 	}

@@ -1,0 +1,204 @@
+// Package control is the elastic runtime's controller: at every tick it measures the load
+// each unit got, decides which units take new flowlets, which drain and which retire, and
+// records what the provider spends (unit-seconds). Activations happen between ticks, when
+// the policy asks for a unit (ScaleOut).
+//
+// The controller is a deterministic component: it sees only what the engine passes in (the
+// time since the last tick, the packets sent to each unit, the flows each unit holds) and
+// changes only the pool's flags, so that the live engine (wall-clock ticks) and the
+// simulator (virtual time) drive the same decisions.
+package control
+
+import (
+	"math"
+	"time"
+
+	"github.com/snf-dev/snf/policy"
+)
+
+// Config configures a Controller.
+type Config struct {
+	// MinUnits and MaxUnits bound the active units (MinUnits >= 1).
+	MinUnits, MaxUnits int
+	// Target is the utilisation a unit is filled to, in (0,1].
+	Target float64
+	// Capacity is the packets/s one unit sustains for the chain.
+	Capacity float64
+	// Elastic: the pool may grow and shrink (false: a fixed pool, static).
+	Elastic bool
+	// Stateless: units hold no flow state (perpacket keeps it in the store), so a unit may
+	// retire whatever flows were last sent to it.
+	Stateless bool
+	// IdleTicks is how many ticks a unit must get no packet before it can retire (default 2).
+	IdleTicks int
+}
+
+// Sample is the pool at one tick.
+type Sample struct {
+	At      time.Duration // since the start
+	Active  int
+	Offered float64 // packets/s sent to the units since the previous tick
+}
+
+// Controller decides the pool's size. It is driven by one goroutine.
+type Controller struct {
+	cfg      Config
+	lastSent []uint64
+	idle     []int
+	smoothed float64
+	scaled   int
+	unitSec  float64
+	min, max int
+	timeline []Sample
+}
+
+// New returns a controller for a pool of cfg.MaxUnits units.
+func New(cfg Config) *Controller {
+	cfg.MaxUnits = max(cfg.MaxUnits, 1)
+	cfg.MinUnits = min(max(cfg.MinUnits, 1), cfg.MaxUnits)
+	if !(cfg.Target > 0 && cfg.Target <= 1) {
+		cfg.Target = 0.8
+	}
+	if cfg.IdleTicks <= 0 {
+		cfg.IdleTicks = 2
+	}
+	return &Controller{cfg: cfg, lastSent: make([]uint64, cfg.MaxUnits), idle: make([]int, cfg.MaxUnits), min: math.MaxInt}
+}
+
+// Initial returns whether unit i is active at the start: the first MinUnits of an elastic
+// pool, every unit of a fixed one.
+func (c *Controller) Initial(i int) bool { return i < c.cfg.MinUnits || !c.cfg.Elastic }
+
+// ScaleOut activates a unit for a policy that asked for one: an inactive unit, else a
+// draining one taken back. At most one unit starts per tick, so that a burst of flowlets
+// that fit nowhere does not start the whole pool at once. It returns the unit, or -1.
+func (c *Controller) ScaleOut(pool *policy.Pool) int {
+	if !c.cfg.Elastic || c.scaled > 0 {
+		return -1
+	}
+	for i := range pool.Units {
+		if v := &pool.Units[i]; !v.Active {
+			v.Active, v.Draining, v.Load = true, false, 0
+			c.scaled++
+			c.idle[i] = 0
+			return i
+		}
+	}
+	for i := range pool.Units {
+		if v := &pool.Units[i]; v.Active && v.Draining {
+			v.Draining = false
+			c.scaled++
+			return i
+		}
+	}
+	return -1
+}
+
+// Tick runs the controller at time at (since the start), dt after the previous tick. sent
+// holds the packets sent to each unit since the start (cumulative); held(i) returns the
+// flows whose state unit i holds. Tick fades each unit's predicted load, marks the least
+// loaded unit draining while the offered load fits in fewer units, retires draining units
+// that hold no flows and went idle, and accounts the unit-seconds of the interval.
+func (c *Controller) Tick(at time.Duration, dt time.Duration, pool *policy.Pool, sent []uint64, held func(i int) int) {
+	if dt <= 0 {
+		return
+	}
+	sec := dt.Seconds()
+	c.scaled = 0
+	active, offered := 0, 0.0
+	for i := range pool.Units {
+		v := &pool.Units[i]
+		d := sent[i] - c.lastSent[i]
+		c.lastSent[i] = sent[i]
+		offered += float64(d) / sec
+		if d == 0 {
+			c.idle[i]++
+		} else {
+			c.idle[i] = 0
+		}
+		if !v.Active {
+			continue
+		}
+		// Predicted load: the root adds the rate of each flowlet it places; it fades by
+		// half each tick, as flowlets end.
+		v.Load /= 2
+		active++
+	}
+	// The interval just ended was spent with the units active during it.
+	c.unitSec += float64(active) * sec
+	c.min, c.max = min(c.min, active), max(c.max, active)
+	c.smoothed = (c.smoothed + offered) / 2
+	if c.cfg.Elastic {
+		// Drain: while the smoothed offered load fits in fewer units than take work, the
+		// least-loaded one takes no new flowlets; it retires once it holds no flow (under a
+		// policy that moves flows, the engine moves its idle flows away) and got no packet
+		// for IdleTicks ticks.
+		taking, least := 0, -1
+		for i := range pool.Units {
+			if v := &pool.Units[i]; v.Active && !v.Draining {
+				taking++
+				if least < 0 || v.Load < pool.Units[least].Load {
+					least = i
+				}
+			}
+		}
+		need := max(c.cfg.MinUnits, int(math.Ceil(c.smoothed/(c.cfg.Target*c.cfg.Capacity))))
+		if taking > need && least >= 0 {
+			pool.Units[least].Draining = true
+			taking--
+		}
+		for i := len(pool.Units) - 1; i >= 0 && active > c.cfg.MinUnits; i-- {
+			v := &pool.Units[i]
+			if !v.Active || !v.Draining || c.idle[i] < c.cfg.IdleTicks {
+				continue
+			}
+			if !c.cfg.Stateless && held(i) > 0 {
+				continue
+			}
+			v.Active, v.Draining, v.Load = false, false, 0
+			active--
+		}
+		// Never leave every active unit draining.
+		if taking == 0 {
+			for i := range pool.Units {
+				if v := &pool.Units[i]; v.Active {
+					v.Draining = false
+					break
+				}
+			}
+		}
+	}
+	c.timeline = append(c.timeline, Sample{At: at, Active: active, Offered: offered})
+}
+
+// Draining calls fn for each active unit that is draining.
+func (c *Controller) Draining(pool *policy.Pool, fn func(i int)) {
+	for i := range pool.Units {
+		if v := &pool.Units[i]; v.Active && v.Draining {
+			fn(i)
+		}
+	}
+}
+
+// Summary is what the controller recorded.
+type Summary struct {
+	UnitSeconds        float64
+	UnitsMin, UnitsMax int
+	UnitsMean          float64 // over ticks
+	Timeline           []Sample
+}
+
+// Summary returns the unit-seconds, the active units' range and the timeline so far.
+func (c *Controller) Summary() Summary {
+	s := Summary{UnitSeconds: c.unitSec, UnitsMin: c.min, UnitsMax: c.max, Timeline: c.timeline}
+	if len(c.timeline) == 0 {
+		s.UnitsMin = 0
+		return s
+	}
+	sum := 0
+	for _, t := range c.timeline {
+		sum += t.Active
+	}
+	s.UnitsMean = float64(sum) / float64(len(c.timeline))
+	return s
+}

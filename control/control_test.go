@@ -1,0 +1,135 @@
+package control
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/snf-dev/snf/policy"
+)
+
+const tick = 10 * time.Millisecond
+
+func newPool(n, active int, capacity float64) *policy.Pool {
+	p := &policy.Pool{Target: 0.8}
+	for i := range n {
+		p.Units = append(p.Units, policy.UnitView{ID: i, Active: i < active, Capacity: capacity})
+	}
+	return p
+}
+
+func actives(p *policy.Pool) (active, draining int) {
+	for _, u := range p.Units {
+		if u.Active {
+			active++
+			if u.Draining {
+				draining++
+			}
+		}
+	}
+	return
+}
+
+// TestScaleOutOnePerTick: at most one activation per tick; inactive units first, then a
+// draining one taken back; a fixed pool never grows.
+func TestScaleOutOnePerTick(t *testing.T) {
+	c := New(Config{MinUnits: 1, MaxUnits: 3, Capacity: 100, Elastic: true})
+	p := newPool(3, 1, 100)
+	if u := c.ScaleOut(p); u != 1 || !p.Units[1].Active {
+		t.Fatalf("first scale-out: unit %d, want 1 active", u)
+	}
+	if u := c.ScaleOut(p); u != -1 {
+		t.Errorf("second scale-out in the same tick: unit %d, want -1", u)
+	}
+	sent := make([]uint64, 3)
+	c.Tick(tick, tick, p, sent, func(int) int { return 1 })
+	if u := c.ScaleOut(p); u != 2 {
+		t.Errorf("after a tick: unit %d, want 2", u)
+	}
+	c.Tick(2*tick, tick, p, sent, func(int) int { return 1 })
+	p.Units[0].Draining = true
+	if u := c.ScaleOut(p); u != 0 || p.Units[0].Draining {
+		t.Errorf("every unit active: unit %d (draining %v), want unit 0 taken back", u, p.Units[0].Draining)
+	}
+	fixed := New(Config{MinUnits: 1, MaxUnits: 3, Capacity: 100})
+	if u := fixed.ScaleOut(newPool(3, 1, 100)); u != -1 {
+		t.Errorf("a fixed pool scaled out to unit %d", u)
+	}
+	if !fixed.Initial(2) || c.Initial(1) || !c.Initial(0) {
+		t.Errorf("initial: fixed unit 2 %v, elastic unit 1 %v, unit 0 %v; want true, false, true", fixed.Initial(2), c.Initial(1), c.Initial(0))
+	}
+}
+
+// TestDrainAndRetire: with little offered load, the least-loaded unit drains; it retires
+// only once it holds no flow and went idle; never below MinUnits.
+func TestDrainAndRetire(t *testing.T) {
+	c := New(Config{MinUnits: 1, MaxUnits: 3, Capacity: 1000, Target: 0.8, Elastic: true})
+	p := newPool(3, 3, 1000)
+	p.Units[0].Load, p.Units[1].Load, p.Units[2].Load = 300, 100, 200
+	sent := []uint64{10, 0, 0} // 1,000 packets/s offered over a tick: one unit's worth
+	held := []int{5, 2, 0}
+	c.Tick(tick, tick, p, sent, func(i int) int { return held[i] })
+	if !p.Units[1].Draining || p.Units[0].Draining || p.Units[2].Draining {
+		t.Fatalf("drained %+v, want unit 1 (least loaded) only", p.Units)
+	}
+	// Unit 1 got no packet but still holds flows: it stays.
+	sent[0] += 10
+	c.Tick(2*tick, tick, p, sent, func(i int) int { return held[i] })
+	c.Tick(3*tick, tick, p, sent, func(i int) int { return held[i] })
+	if !p.Units[1].Active {
+		t.Fatalf("unit 1 retired while it held %d flows", held[1])
+	}
+	held[1] = 0
+	c.Tick(4*tick, tick, p, sent, func(i int) int { return held[i] })
+	if p.Units[1].Active {
+		t.Errorf("unit 1 idle, draining and empty is still active")
+	}
+	// Keep going: units drain down to MinUnits and never below.
+	for k := 5; k < 20; k++ {
+		held[2] = 0
+		c.Tick(time.Duration(k)*tick, tick, p, sent, func(i int) int { return held[i] })
+	}
+	if a, d := actives(p); a != 1 || d != 0 {
+		t.Errorf("%d active (%d draining), want 1 (0): the minimum, taking work", a, d)
+	}
+	if !p.Units[0].Active {
+		t.Errorf("the unit holding flows was retired: %+v", p.Units)
+	}
+}
+
+// TestStatelessRetiresHoldingUnits: under a stateless policy (perpacket), a draining idle
+// unit retires whatever flows the root last sent to it.
+func TestStatelessRetiresHoldingUnits(t *testing.T) {
+	c := New(Config{MinUnits: 1, MaxUnits: 2, Capacity: 1000, Elastic: true, Stateless: true})
+	p := newPool(2, 2, 1000)
+	sent := []uint64{0, 0}
+	for k := 1; k <= 4; k++ {
+		c.Tick(time.Duration(k)*tick, tick, p, sent, func(int) int { return 7 })
+	}
+	if a, _ := actives(p); a != 1 {
+		t.Errorf("%d active, want 1", a)
+	}
+}
+
+// TestUnitSeconds: the unit-seconds are the active units integrated over the ticks'
+// intervals, and the summary's range and mean follow the timeline.
+func TestUnitSeconds(t *testing.T) {
+	c := New(Config{MinUnits: 2, MaxUnits: 4, Capacity: 1000, Elastic: true})
+	p := newPool(4, 2, 1000)
+	sent := make([]uint64, 4)
+	c.Tick(tick, tick, p, sent, func(int) int { return 1 })
+	c.ScaleOut(p)
+	sent[2] = 100
+	c.Tick(2*tick, 20*time.Millisecond, p, sent, func(int) int { return 1 })
+	s := c.Summary()
+	want := 2*0.010 + 3*0.020
+	if math.Abs(s.UnitSeconds-want) > 1e-12 || s.UnitsMin != 2 || s.UnitsMax != 3 || s.UnitsMean != 2.5 || len(s.Timeline) != 2 {
+		t.Errorf("summary %+v, want %v unit-seconds, units 2..3 mean 2.5", s, want)
+	}
+	if got := s.Timeline[1].Offered; got != 100/0.020 {
+		t.Errorf("offered %v packets/s, want %v", got, 100/0.020)
+	}
+	if z := New(Config{}).Summary(); z.UnitsMin != 0 || z.UnitSeconds != 0 {
+		t.Errorf("empty summary %+v", z)
+	}
+}

@@ -92,6 +92,7 @@ type liveUnit struct {
 	u     *unit.Unit
 	free  chan *unit.Batch
 	cur   *unit.Batch
+	mail  *mailbox
 	chain *snf.Chain
 }
 
@@ -106,8 +107,51 @@ type live struct {
 	start  time.Time
 }
 
-// SendState implements unit.Transport.
-func (l *live) SendState(to int, s unit.State) { l.units[to].u.State <- s }
+// SendState implements unit.Transport. It never blocks: two units that ship many flows to
+// each other at once would otherwise wait on each other's full queues.
+func (l *live) SendState(to int, s unit.State) { l.units[to].mail.put(s) }
+
+// mailbox is a unit's unbounded queue of incoming states (a handover is per flowlet, not per
+// packet: a lock here is not on the packet path). Its forwarder feeds the unit's State
+// channel in arrival order.
+type mailbox struct {
+	mu   sync.Mutex
+	q    []unit.State
+	wake chan struct{}
+}
+
+func newMailbox() *mailbox { return &mailbox{wake: make(chan struct{}, 1)} }
+
+func (m *mailbox) put(s unit.State) {
+	m.mu.Lock()
+	m.q = append(m.q, s)
+	m.mu.Unlock()
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// forward delivers the mailbox's states to to until done is closed.
+func (m *mailbox) forward(to chan<- unit.State, done <-chan struct{}) {
+	var spare []unit.State
+	for {
+		select {
+		case <-m.wake:
+		case <-done:
+			return
+		}
+		m.mu.Lock()
+		q := m.q
+		m.q = spare[:0]
+		m.mu.Unlock()
+		for _, s := range q {
+			to <- s
+		}
+		clear(q)
+		spare = q
+	}
+}
 
 // SendOut implements unit.Transport.
 func (l *live) SendOut(b *unit.Batch) { l.egress <- b }
@@ -200,7 +244,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			return LiveSummary{}, err
 		}
 		defer chain.Close()
-		lu := &liveUnit{free: make(chan *unit.Batch, batchesPerUnit), chain: chain}
+		lu := &liveUnit{free: make(chan *unit.Batch, batchesPerUnit), chain: chain, mail: newMailbox()}
 		for range batchesPerUnit {
 			lu.free <- unit.NewBatch(cfg.Batch, lu.free)
 		}
@@ -224,9 +268,11 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	eg := &egress{out: cfg.Out}
 	egDone := make(chan error, 1)
 	go func() { egDone <- eg.run(l.egress) }()
+	mailDone := make(chan struct{})
 	for _, lu := range l.units {
 		wg.Add(1)
 		go func() { defer wg.Done(); lu.u.Run() }()
+		go lu.mail.forward(lu.u.State, mailDone)
 	}
 
 	var (
@@ -284,6 +330,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		close(l.units[u].u.In)
 	}
 	wg.Wait()
+	close(mailDone)
 	close(l.egress)
 	if err := <-egDone; err != nil && runErr == nil {
 		runErr = fmt.Errorf("write output: %w", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/engine"
+	"github.com/snf-dev/snf/internal/pkttest"
 	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/policy"
@@ -357,5 +359,63 @@ func TestElasticEqualsOneUnitOnRedis(t *testing.T) {
 				t.Logf("%d packets, %d handovers, units %d-%d", s.Packets, s.Handovers, s.UnitsMin, s.UnitsMax)
 			})
 		}
+	}
+}
+
+// swapper puts flow h's first flowlet on unit h%2 and every later one on the other unit.
+type swapper struct{}
+
+func (swapper) Name() string    { return "swapper" }
+func (swapper) PerPacket() bool { return false }
+func (swapper) Elastic() bool   { return false }
+func (swapper) Place(f policy.Flowlet, p *policy.Pool) policy.Decision {
+	if f.Current < 0 {
+		return policy.Decision{Unit: int(f.Hash % 2)}
+	}
+	return policy.Decision{Unit: 1 - f.Current}
+}
+
+// TestMassSwapDoesNotDeadlock: two units swap all their flows at once (10,000 handovers
+// each way in one batch): neither may block the other, nor the root.
+func TestMassSwapDoesNotDeadlock(t *testing.T) {
+	spec, err := snf.ChainFromNames("firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const flows = 20000 // 10,000 states each way: more than a unit's State channel holds (4,096)
+	var frames []mem.Frame
+	src, dst := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.2.0.1")
+	for round := range 2 {
+		for i := range flows {
+			a := src.As4()
+			a[2], a[3] = byte(i>>8), byte(i)
+			frames = append(frames, mem.Frame{Data: pkttest.UDP(netip.AddrFrom4(a), dst, 1000, 53, []byte("x")),
+				Time: int64(round)*int64(time.Millisecond) + int64(i)})
+		}
+	}
+	want := reference(t, spec, frames)
+	done := make(chan struct{})
+	var got outcome
+	var s engine.LiveSummary
+	go func() {
+		defer close(done)
+		w := &mem.Writer{}
+		s, err = engine.RunLive(context.Background(), engine.LiveConfig{
+			Spec: spec, In: mem.NewReader(frames), Out: w, Policy: swapper{}, MinUnits: 2, MaxUnits: 2,
+			Batch: 1 << 16, Capacity: 1e9, Tick: time.Hour,
+			OnDone: func(chains []*snf.Chain) { got = collect(t, w, chains, frames[len(frames)-1].Time) },
+		})
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the run is stuck: units block on each other's state queues")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	compare(t, want, got)
+	if s.Handovers != flows {
+		t.Errorf("%d handovers, want %d", s.Handovers, flows)
 	}
 }

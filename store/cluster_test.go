@@ -58,6 +58,7 @@ func TestRedisCluster(t *testing.T) {
 		"RegistersMerge":             suiteRegistersMerge,
 		"RegistersRepeat":            suiteRegistersRepeat,
 		"RegistersConcurrentCAS":     suiteRegistersConcurrentCAS,
+		"RegistersCustomOps":         suiteRegistersCustomOps,
 	} {
 		t.Run(name, func(t *testing.T) { fn(t, b) })
 		if t.Failed() {

@@ -107,6 +107,9 @@ type Redis struct {
 	counts map[string]*redisCounters
 	tables map[string]*redisTable // by objKey
 
+	opsMu      sync.Mutex // guards opsChecked
+	opsChecked bool       // the registered ops' scripts compiled in the server (checkOps)
+
 	tmu      sync.RWMutex
 	byPrefix map[string]*redisTable // by key prefix snf:{tag}:t: (invalidation routing)
 

@@ -59,6 +59,7 @@ func TestRedisCluster(t *testing.T) {
 		"RegistersRepeat":            suiteRegistersRepeat,
 		"RegistersConcurrentCAS":     suiteRegistersConcurrentCAS,
 		"RegistersCustomOps":         suiteRegistersCustomOps,
+		"TableVersion":               suiteTableVersion,
 	} {
 		t.Run(name, func(t *testing.T) { fn(t, b) })
 		if t.Failed() {

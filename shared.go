@@ -205,8 +205,9 @@ type scopedItem[K comparable, T any] struct {
 }
 
 // Registers is read-write shared state keyed by string: values the store updates atomically
-// — compare-and-set, and merges (store.MergeMaxInt64, MergeSetAdd, MergeOr) — returning the
-// result; a replayed operation (same packet clock) gets the result it got the first time.
+// — compare-and-set, and merges (store.MergeMaxInt64, MergeSetAdd, MergeOr, or an NF's own,
+// registered with store.RegisterOp in an init function) — returning the result; a replayed
+// operation (same packet clock) gets the result it got the first time.
 type Registers struct {
 	r      store.Registers
 	errors *Metric

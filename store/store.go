@@ -9,6 +9,14 @@
 // even when a replay sends it twice: a repeated Take gets the value handed out the first
 // time, and a repeated Put or Add is dropped. The zero Tag means "untagged" (control plane,
 // tools) for Put and Add: those are never dropped as repeats.
+//
+// Registers (RegistersStore) are read-write values updated by compare-and-set and by merge
+// operations that run in the store: the built-ins (max-int64, set-add, or) and operations an
+// NF registers with RegisterOp — a Go function for the embedded store and a Lua body for the
+// Redis store, each op one atomic server-side script with the same tag dedup.
+//
+// A Table's Version tells a holder of values derived from the table that it changed: an
+// atomic load per packet instead of polling.
 package store
 
 import "errors"

@@ -108,7 +108,16 @@ func (c *Counters) Add(ctx *Context, key uint64, delta int64) { c.c.Add(ctx.tag(
 // Get reads a counter (off the packet path: reports, control plane).
 func (c *Counters) Get(key uint64) int64 { return c.c.Get(key) }
 
-// Table is a read-mostly table of byte values keyed by string.
+// Table is a read-mostly table of byte values keyed by string. Reads are served from the
+// unit (cached); a change by any unit or the control plane reaches every unit within the
+// store's coherence bound. An NF that derives something from the table (a backend list, a
+// compiled rule set) checks Changed per packet — an atomic load, no lock, no allocation —
+// and rebuilds only when it reports a change:
+//
+//	if v, changed := nf.backends.Changed(nf.seen); changed {
+//		nf.seen = v // taken before the rebuild: a change during it is seen next time
+//		nf.rebuild()
+//	}
 type Table struct{ t store.Table }
 
 // NewTable declares a read-mostly table.
@@ -126,6 +135,25 @@ func (t *Table) Get(_ *Context, key string) ([]byte, bool) { return t.t.Get(key)
 
 // Set writes key (control plane: configuration, not the packet path).
 func (t *Table) Set(key string, v []byte) error { return t.t.Set(key, v) }
+
+// Delete removes key (control plane, like Set).
+func (t *Table) Delete(key string) error { return t.t.Delete(key) }
+
+// Version returns the table's change version: a number that increases after any key of
+// the table changes (by any unit or the control plane; another unit's change within the
+// store's coherence bound). It may also increase without a change (the store lost its
+// connection), never decreases, is never 0, and costs an atomic load: it may be read per
+// packet.
+func (t *Table) Version() uint64 { return t.t.Version() }
+
+// Changed reports whether the table changed since the version since (a value Version or
+// Changed returned, or 0: versions are never 0, so a first call with 0 reports a change),
+// and returns the current version to keep. Per packet: an atomic load. Rebuild what depends
+// on the table after taking the version, not before.
+func (t *Table) Changed(since uint64) (now uint64, changed bool) {
+	now = t.t.Version()
+	return now, now != since
+}
 
 // ScopeBy says which address of a packet a Scoped state is keyed by. The elastic runtime
 // dispatches a chain's traffic by it, so that one unit owns each key's value.
@@ -177,8 +205,9 @@ type scopedItem[K comparable, T any] struct {
 }
 
 // Registers is read-write shared state keyed by string: values the store updates atomically
-// — compare-and-set, and merges (store.MergeMaxInt64, MergeSetAdd, MergeOr) — returning the
-// result; a replayed operation (same packet clock) gets the result it got the first time.
+// — compare-and-set, and merges (store.MergeMaxInt64, MergeSetAdd, MergeOr, or an NF's own,
+// registered with store.RegisterOp in an init function) — returning the result; a replayed
+// operation (same packet clock) gets the result it got the first time.
 type Registers struct {
 	r      store.Registers
 	errors *Metric

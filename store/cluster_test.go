@@ -58,6 +58,8 @@ func TestRedisCluster(t *testing.T) {
 		"RegistersMerge":             suiteRegistersMerge,
 		"RegistersRepeat":            suiteRegistersRepeat,
 		"RegistersConcurrentCAS":     suiteRegistersConcurrentCAS,
+		"RegistersCustomOps":         suiteRegistersCustomOps,
+		"TableVersion":               suiteTableVersion,
 	} {
 		t.Run(name, func(t *testing.T) { fn(t, b) })
 		if t.Failed() {

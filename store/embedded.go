@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // Embedded is the in-process store, the default. Each object has its own lock: the lock is
@@ -74,6 +75,7 @@ func (s *Embedded) Table(ns, name string) (Table, error) {
 	t, ok := s.tables[k]
 	if !ok {
 		t = &memTable{m: map[string][]byte{}}
+		t.ver.Store(1) // never 0: a holder starting from 0 sees a change at its first look
 		s.tables[k] = t
 	}
 	return t, nil
@@ -187,9 +189,13 @@ func (c *memCounters) Get(key uint64) int64 {
 }
 
 type memTable struct {
-	mu sync.RWMutex
-	m  map[string][]byte
+	mu  sync.RWMutex
+	m   map[string][]byte
+	ver atomic.Uint64 // bumped after every Set and Delete
 }
+
+// Version implements Table.
+func (t *memTable) Version() uint64 { return t.ver.Load() }
 
 func (t *memTable) Get(key string) ([]byte, bool) {
 	t.mu.RLock()
@@ -202,6 +208,7 @@ func (t *memTable) Set(key string, v []byte) error {
 	t.mu.Lock()
 	t.m[key] = append([]byte(nil), v...)
 	t.mu.Unlock()
+	t.ver.Add(1)
 	return nil
 }
 
@@ -209,6 +216,7 @@ func (t *memTable) Delete(key string) error {
 	t.mu.Lock()
 	delete(t.m, key)
 	t.mu.Unlock()
+	t.ver.Add(1)
 	return nil
 }
 

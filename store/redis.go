@@ -107,10 +107,14 @@ type Redis struct {
 	counts map[string]*redisCounters
 	tables map[string]*redisTable // by objKey
 
+	opsMu      sync.Mutex // guards opsChecked
+	opsChecked bool       // the registered ops' scripts compiled in the server (checkOps)
+
 	tmu      sync.RWMutex
 	byPrefix map[string]*redisTable // by key prefix snf:{tag}:t: (invalidation routing)
 
 	kick      chan struct{}
+	armKick   chan struct{} // a table needs its version key tracked again (armLoop)
 	done      chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
@@ -146,7 +150,7 @@ func OpenRedis(o RedisOptions) (*Redis, error) {
 		o: o, start: time.Now(),
 		pools: map[string]*redisPool{}, counts: map[string]*redisCounters{}, tables: map[string]*redisTable{},
 		byPrefix: map[string]*redisTable{},
-		kick:     make(chan struct{}, 1), done: make(chan struct{}),
+		kick:     make(chan struct{}, 1), armKick: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	c, err := rueidis.NewClient(rueidis.ClientOption{
 		InitAddress:       []string{o.Addr},
@@ -165,9 +169,10 @@ func OpenRedis(o RedisOptions) (*Redis, error) {
 		return nil, fmt.Errorf("store: redis %s unreachable: %w", o.Addr, err)
 	}
 	s.c = c
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.tick()
 	go s.flushLoop()
+	go s.armLoop()
 	return s, nil
 }
 
@@ -369,11 +374,14 @@ func (s *Redis) Table(ns, name string) (Table, error) {
 	if !ok {
 		pre := objTag(ns, name)
 		t = &redisTable{s: s, name: k, prefix: pre + "t:", verKey: pre + "tver",
-			m: map[string]tEntry{}, lw: map[string]lastWrite{}}
+			m: map[string]tEntry{}, lw: map[string]lastWrite{}, tverSeen: -1}
+		t.ver.Store(1) // never 0: a holder starting from 0 sees a change at its first look
+		t.needArm.Store(true)
 		s.tables[k] = t
 		s.tmu.Lock()
 		s.byPrefix[t.prefix] = t
 		s.tmu.Unlock()
+		s.kickArm()
 	}
 	return t, nil
 }
@@ -395,14 +403,26 @@ func (s *Redis) onInvalidations(keys []rueidis.RedisMessage) {
 			continue
 		}
 		i := strings.IndexByte(k, '}')
-		if i < 0 || !strings.HasPrefix(k[i+1:], ":t:") {
+		if i < 0 {
 			continue
 		}
-		s.tmu.RLock()
-		t := s.byPrefix[k[:i+4]]
-		s.tmu.RUnlock()
-		if t != nil {
-			t.invalidate(k[i+4:])
+		switch rest := k[i+1:]; {
+		case strings.HasPrefix(rest, ":t:"):
+			s.tmu.RLock()
+			t := s.byPrefix[k[:i+4]]
+			s.tmu.RUnlock()
+			if t != nil {
+				t.invalidate(k[i+4:])
+			}
+		case rest == ":tver": // a table changed: its version moves, and its key is tracked again
+			s.tmu.RLock()
+			t := s.byPrefix[k[:i+2]+"t:"]
+			s.tmu.RUnlock()
+			if t != nil {
+				t.ver.Add(1)
+				t.needArm.Store(true)
+				s.kickArm()
+			}
 		}
 	}
 }
@@ -682,6 +702,11 @@ type redisTable struct {
 	prefix string // snf:{tag}:t:  (a key's server name is prefix+key)
 	verKey string // snf:{tag}:tver (the table's write counter)
 
+	ver      atomic.Uint64 // Version: moved by invalidations, resets and own writes
+	needArm  atomic.Bool   // the version key is not tracked for this client (armLoop tracks it)
+	forceVer atomic.Bool   // tracking was lost (reset): the next arm moves the version anyway
+	tverSeen int64         // the version key's value at the last arm; -1 before the first (armLoop only)
+
 	mu    sync.RWMutex
 	m     map[string]tEntry    // the unit's cache
 	stale map[string]tEntry    // the cache as it was when the connection was lost (served while the server is out of reach)
@@ -792,6 +817,78 @@ func (t *redisTable) invalidate(key string) {
 	delete(t.m, key)
 	t.gen++
 	t.mu.Unlock()
+	t.ver.Add(1)
+}
+
+// Version implements Table: an atomic load. It moves on every invalidation the server
+// pushes for the table: of a cached key, and of the table's write counter tver, which this
+// client keeps tracked (armLoop) so that a change of any key moves it, read by this client
+// or not; on a lost connection; and on this store's own writes.
+func (t *redisTable) Version() uint64 { return t.ver.Load() }
+
+func (s *Redis) kickArm() {
+	select {
+	case s.armKick <- struct{}{}:
+	default:
+	}
+}
+
+// armLoop has the server track the version key of each table that needs it: at open,
+// after its invalidation (tracking is one-shot) and after a lost connection; it retries
+// every retryAfter while the server cannot be reached.
+func (s *Redis) armLoop() {
+	defer s.wg.Done()
+	tick := time.NewTicker(retryAfter)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.armKick:
+		case <-tick.C:
+		}
+		s.mu.Lock()
+		var l []*redisTable
+		for _, t := range s.tables {
+			if t.needArm.Load() {
+				l = append(l, t)
+			}
+		}
+		s.mu.Unlock()
+		for _, t := range l {
+			t.arm()
+		}
+	}
+}
+
+// arm reads the table's version key through the client cache (so the server tracks it for
+// this client and pushes an invalidation at the next write) and moves the version if the
+// key changed since the last arm: writes between an invalidation and this read sent none.
+func (t *redisTable) arm() {
+	if !t.needArm.Swap(false) {
+		return
+	}
+	if t.s.check("table version", t.name) != nil {
+		t.needArm.Store(true)
+		return
+	}
+	ctx, cancel := t.s.opCtx()
+	defer cancel()
+	n, err := t.s.c.DoCache(ctx, t.s.c.B().Get().Key(t.verKey).Cache(), t.s.o.CacheTTL).AsInt64()
+	if rueidis.IsRedisNil(err) {
+		n, err = 0, nil
+	}
+	if err != nil {
+		t.s.opErr("table version", t.name, err)
+		t.needArm.Store(true)
+		return
+	}
+	// One write since the last arm is the one whose invalidation moved the version already
+	// (-1 → 0: a table never written); more were not announced.
+	if t.forceVer.Swap(false) || n != t.tverSeen+1 {
+		t.ver.Add(1)
+	}
+	t.tverSeen = n
 }
 
 // reset: a connection closed (invalidations may be lost) or the server flushed its data.
@@ -810,6 +907,10 @@ func (t *redisTable) reset() {
 	clear(t.lw) // versions may restart with the server's data
 	t.gen++
 	t.mu.Unlock()
+	t.ver.Add(1) // invalidations may have been missed
+	t.forceVer.Store(true)
+	t.needArm.Store(true)
+	t.s.kickArm()
 }
 
 // Set writes through to the server (one round trip); other stores' caches of key are
@@ -846,6 +947,7 @@ func (t *redisTable) write(op, key string, v []byte, del bool) error {
 	t.gen++
 	t.lw[key] = lastWrite{ver: uint64(ver), deleted: del, until: t.s.clock() + int64(writeGrace)}
 	t.mu.Unlock()
+	t.ver.Add(1)
 	return nil
 }
 

@@ -2,8 +2,6 @@ package store
 
 import (
 	"bytes"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"sync"
 )
@@ -22,9 +20,11 @@ type Registers interface {
 	// the key (a non-nil empty slice stores an empty value); cur is nil when the key is
 	// absent.
 	CompareAndSet(t Tag, key string, old, new []byte) (cur []byte, swapped bool, err error)
-	// Merge applies a registered merge operation (by name) to key with arg and returns the
-	// new value: built in "max-int64" (8-byte big-endian), "set-add" (the value is a sorted
-	// set of 8-byte members; arg a member), "or" (bytewise OR, for bitmap sketches).
+	// Merge applies a registered merge operation (by name, see RegisterOp) to key with arg
+	// and returns the new value: built in "max-int64" (8-byte big-endian), "set-add" (the
+	// value is a sorted set of 8-byte members; arg a member), "or" (bytewise OR, for bitmap
+	// sketches). An unknown name fails (wrapping ErrUnknownMerge) and so does the op itself
+	// (its Go function or Lua body); a failed Merge changes nothing and records nothing.
 	Merge(t Tag, key, op string, arg []byte) ([]byte, error)
 	// Get returns the value of key (read from the store: no cache).
 	Get(key string) ([]byte, bool, error)
@@ -34,77 +34,6 @@ type Registers interface {
 // store): callers type-assert a Store to it.
 type RegistersStore interface {
 	Registers(ns, name string) (Registers, error)
-}
-
-// The merge operations built in (both stores implement each: the Redis store in its
-// server-side script).
-const (
-	MergeMaxInt64 = "max-int64" // value and arg: int64, 8 bytes big-endian; absent = arg
-	MergeSetAdd   = "set-add"   // value: sorted (bytewise) distinct 8-byte members; arg: a member
-	MergeOr       = "or"        // bytewise OR; the result is as long as the longer operand
-)
-
-// ErrUnknownMerge is wrapped by the error of a Merge naming an operation that is not built in.
-var ErrUnknownMerge = errors.New("unknown merge operation")
-
-// checkMerge validates op and arg before anything is sent or changed.
-func checkMerge(op string, arg []byte) error {
-	switch op {
-	case MergeMaxInt64, MergeSetAdd:
-		if len(arg) != 8 {
-			return fmt.Errorf("store: registers merge %s: arg is %d bytes, want 8", op, len(arg))
-		}
-	case MergeOr:
-	default:
-		return fmt.Errorf("store: registers merge: %w %q (built in: %s, %s, %s)", ErrUnknownMerge, op, MergeMaxInt64, MergeSetAdd, MergeOr)
-	}
-	return nil
-}
-
-// merge computes the new value of a key (cur, present) under op with arg (checked by
-// checkMerge). It never modifies cur or arg.
-func merge(op string, cur []byte, present bool, arg []byte) ([]byte, error) {
-	if !present {
-		return append([]byte{}, arg...), nil
-	}
-	switch op {
-	case MergeMaxInt64:
-		if len(cur) != 8 {
-			return nil, fmt.Errorf("stored value is %d bytes, want 8 for %s", len(cur), op)
-		}
-		if int64(binary.BigEndian.Uint64(arg)) > int64(binary.BigEndian.Uint64(cur)) {
-			return bytes.Clone(arg), nil
-		}
-		return bytes.Clone(cur), nil
-	case MergeSetAdd:
-		if len(cur)%8 != 0 {
-			return nil, fmt.Errorf("stored value is %d bytes, not a multiple of 8 for %s", len(cur), op)
-		}
-		lo, hi := 0, len(cur)/8
-		for lo < hi {
-			m := int(uint(lo+hi) >> 1)
-			if bytes.Compare(cur[m*8:m*8+8], arg) < 0 {
-				lo = m + 1
-			} else {
-				hi = m
-			}
-		}
-		if lo*8 < len(cur) && bytes.Equal(cur[lo*8:lo*8+8], arg) {
-			return bytes.Clone(cur), nil
-		}
-		v := make([]byte, 0, len(cur)+8)
-		v = append(v, cur[:lo*8]...)
-		v = append(v, arg...)
-		return append(v, cur[lo*8:]...), nil
-	case MergeOr:
-		v := make([]byte, max(len(cur), len(arg)))
-		copy(v, cur)
-		for i, b := range arg {
-			v[i] |= b
-		}
-		return v, nil
-	}
-	return nil, checkMerge(op, arg)
 }
 
 // ---- embedded ----
@@ -118,6 +47,7 @@ func (s *Embedded) Registers(ns, name string) (Registers, error) {
 	if s.closed {
 		return nil, ErrClosed
 	}
+	freezeOps()
 	if s.regs == nil {
 		s.regs = map[string]*memRegisters{}
 	}
@@ -193,7 +123,8 @@ func (r *memRegisters) CompareAndSet(t Tag, key string, old, new []byte) ([]byte
 }
 
 func (r *memRegisters) Merge(t Tag, key, op string, arg []byte) ([]byte, error) {
-	if err := checkMerge(op, arg); err != nil {
+	o, err := lookupOp(op, arg)
+	if err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
@@ -202,10 +133,11 @@ func (r *memRegisters) Merge(t Tag, key, op string, arg []byte) ([]byte, error) 
 		return bytes.Clone(res.val), nil
 	}
 	cur, present := r.m[key]
-	v, err := merge(op, cur, present, arg)
+	v, err := o.apply(cur, present, arg)
 	if err != nil {
-		return nil, fmt.Errorf("store: registers merge %s %s key %q: %v", op, r.name, key, err)
+		return nil, fmt.Errorf("store: registers merge %s %s key %q: %s", op, r.name, key, oneLine(err.Error()))
 	}
+	v = append([]byte{}, v...) // the op may return cur or arg; stored values are never modified in place
 	r.m[key] = v
 	r.record(t, regResult{val: v, swapped: true})
 	return bytes.Clone(v), nil

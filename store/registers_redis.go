@@ -16,9 +16,55 @@ func (s *Redis) Registers(ns, name string) (Registers, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
+	freezeOps()
+	if err := s.checkOps(); err != nil {
+		return nil, err
+	}
 	pre := objTag(ns, name)
 	return &redisRegisters{s: s, name: objKey(ns, name), prefix: pre + "r:", donePrefix: pre + "rd:",
 		window: strconv.FormatInt(s.o.DedupWindow.Milliseconds(), 10)}, nil
+}
+
+// checkOps compiles every registered operation's script in the server (SCRIPT LOAD,
+// pipelined), once per store, so that a Lua body that does not compile fails Registers
+// rather than each Merge. When the server cannot be reached the check is left for the next
+// Registers: the ops are then checked by their first use.
+func (s *Redis) checkOps() error {
+	s.opsMu.Lock()
+	defer s.opsMu.Unlock()
+	if s.opsChecked || s.check("registers open", "") != nil {
+		return nil
+	}
+	m := opMap()
+	l := make([]*regOp, 0, len(m))
+	for _, n := range Ops() {
+		l = append(l, m[n])
+	}
+	ok, err := s.compileOps(l)
+	s.opsChecked = ok
+	return err
+}
+
+// compileOps loads the scripts of l in the server; ok reports that the server answered.
+func (s *Redis) compileOps(l []*regOp) (ok bool, err error) {
+	cmds := make(rueidis.Commands, len(l))
+	for i, o := range l {
+		cmds[i] = s.c.B().ScriptLoad().Script(o.text).Build()
+	}
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	for i, r := range s.c.DoMulti(ctx, cmds...) {
+		err := r.Error()
+		if err == nil {
+			continue
+		}
+		if _, reply := rueidis.IsRedisErr(err); reply {
+			return true, fmt.Errorf("store: op %q: the Lua body does not compile: %s", l[i].name, oneLine(err.Error()))
+		}
+		s.opErr("registers open", "", err)
+		return false, nil
+	}
+	return true, nil
 }
 
 type redisRegisters struct {
@@ -74,16 +120,23 @@ func (r *redisRegisters) CompareAndSet(t Tag, key string, old, new []byte) ([]by
 }
 
 func (r *redisRegisters) Merge(t Tag, key, mop string, arg []byte) ([]byte, error) {
-	if err := checkMerge(mop, arg); err != nil {
+	o, err := lookupOp(mop, arg)
+	if err != nil {
 		return nil, err
 	}
+	return r.merge(t, key, o, arg)
+}
+
+// merge runs the script of o (checked by lookupOp) on key.
+func (r *redisRegisters) merge(t Tag, key string, o *regOp, arg []byte) ([]byte, error) {
 	const op = "registers merge"
+	mop := o.name
 	if err := r.s.check(op, r.name); err != nil {
 		return nil, err
 	}
 	ctx, cancel := r.s.opCtx()
 	defer cancel()
-	res, err := mergeScript.Exec(ctx, r.s.c, r.keys(t, key), []string{r.window, mop, string(arg)}).ToString()
+	res, err := o.script.Exec(ctx, r.s.c, r.keys(t, key), []string{r.window, string(arg)}).ToString()
 	if err != nil {
 		e := r.s.opErr(op, r.name, err) // on the bare error: it tells a refusal from a lost server
 		if _, reply := rueidis.IsRedisErr(err); reply {
@@ -141,55 +194,6 @@ elseif cur then
 else
   res = '00'
 end
-if KEYS[2] then redis.call('SET', KEYS[2], res, 'PX', ARGV[1]) end
-return res
-`)
-
-// mergeScript applies a built-in merge (see merge in registers.go, which it mirrors) and
-// records the result like casScript. KEYS: the register, [the result record]. ARGV:
-// window in ms, op, arg (validated by the client). Returns '11' and the new value.
-var mergeScript = rueidis.NewLuaScript(`
-if KEYS[2] then
-  local r = redis.call('GET', KEYS[2])
-  if r then return r end
-end
--- less: a < b bytewise over 8 bytes; signed: the first byte as two's complement
-local function less(a, b, off, signed)
-  for i = 1, 8 do
-    local x, y = string.byte(a, off + i), string.byte(b, i)
-    if signed and i == 1 then x = (x + 128) % 256; y = (y + 128) % 256 end
-    if x ~= y then return x < y end
-  end
-  return false
-end
-local cur = redis.call('GET', KEYS[1])
-local op, arg = ARGV[2], ARGV[3]
-local v
-if not cur then
-  v = arg
-elseif op == 'max-int64' then
-  if #cur ~= 8 then return redis.error_reply('stored value is ' .. #cur .. ' bytes, want 8 for max-int64') end
-  if less(cur, arg, 0, true) then v = arg else v = cur end
-elseif op == 'set-add' then
-  if #cur % 8 ~= 0 then return redis.error_reply('stored value is ' .. #cur .. ' bytes, not a multiple of 8 for set-add') end
-  local lo, hi = 0, #cur / 8
-  while lo < hi do
-    local m = math.floor((lo + hi) / 2)
-    if less(cur, arg, m * 8, false) then lo = m + 1 else hi = m end
-  end
-  if lo * 8 < #cur and string.sub(cur, lo * 8 + 1, lo * 8 + 8) == arg then v = cur
-  else v = string.sub(cur, 1, lo * 8) .. arg .. string.sub(cur, lo * 8 + 1) end
-elseif op == 'or' then
-  local out, n = {}, math.max(#cur, #arg)
-  for i = 1, n do
-    out[i] = string.char(bit.bor(string.byte(cur, i) or 0, string.byte(arg, i) or 0))
-  end
-  v = table.concat(out)
-else
-  return redis.error_reply('unknown merge operation ' .. op)
-end
-if v ~= cur then redis.call('SET', KEYS[1], v) end
-local res = '11' .. v
 if KEYS[2] then redis.call('SET', KEYS[2], res, 'PX', ARGV[1]) end
 return res
 `)

@@ -9,6 +9,14 @@
 // even when a replay sends it twice: a repeated Take gets the value handed out the first
 // time, and a repeated Put or Add is dropped. The zero Tag means "untagged" (control plane,
 // tools) for Put and Add: those are never dropped as repeats.
+//
+// Registers (RegistersStore) are read-write values updated by compare-and-set and by merge
+// operations that run in the store: the built-ins (max-int64, set-add, or) and operations an
+// NF registers with RegisterOp — a Go function for the embedded store and a Lua body for the
+// Redis store, each op one atomic server-side script with the same tag dedup.
+//
+// A Table's Version tells a holder of values derived from the table that it changed: an
+// atomic load per packet instead of polling.
 package store
 
 import "errors"
@@ -75,4 +83,14 @@ type Table interface {
 	Get(key string) ([]byte, bool)
 	Set(key string, v []byte) error
 	Delete(key string) error
+	// Version returns a number that increases after any key of the table changes, by any
+	// client: a holder of values derived from the table (a cache, a backend list) reads it
+	// per packet — an atomic load, no lock, no allocation — and rebuilds when it moved.
+	// Read the version before rebuilding, so that a change during the rebuild moves it
+	// again. It may also increase without a change (a lost connection, the server evicting
+	// tracking state); it never decreases and is never 0 (a holder that starts from 0
+	// rebuilds at its first look). The embedded store's tables move it at each
+	// Set/Delete; the Redis store's within the coherence bound of a change by another
+	// client (README.md), at once for this client's own writes.
+	Version() uint64
 }

@@ -59,6 +59,9 @@ func TestSuiteCounters(t *testing.T)                { forEachBackend(t, suiteCou
 func TestSuiteTable(t *testing.T)                   { forEachBackend(t, suiteTable) }
 func TestSuiteClosed(t *testing.T)                  { forEachBackend(t, suiteClosed) }
 
+// TestSuiteRegistersCustomOps: NF-defined merge operations (RegisterOp; ops_test.go).
+func TestSuiteRegistersCustomOps(t *testing.T) { forEachBackend(t, suiteRegistersCustomOps) }
+
 func mustPool(t testing.TB, s Store, ns, name string, lo, hi uint32) Pool {
 	t.Helper()
 	p, err := s.Pool(ns, name, lo, hi)

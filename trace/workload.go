@@ -633,8 +633,8 @@ func (w *Workload) step(f *wflow, t int64) (int64, []byte) {
 		if f.owe >= 1 { // a reverse packet before the next data packet
 			f.owe--
 			next := f.pending
-			if f.owe >= 1 {
-				next = t + max(0, (f.pending-t)/2)
+			if f.owe >= 1 { // more to answer: 1µs apart, if there is room
+				next = min(f.pending, t+1000)
 			}
 			if f.wkind == wUDP {
 				return next, w.udp(f, 0, 20+r.IntN(80))
@@ -655,25 +655,26 @@ func (w *Workload) step(f *wflow, t int64) (int64, []byte) {
 		} else {
 			b = w.b.tcp(&f.flow, 1, ack, n)
 		}
-		gap := w.pace(len(b))
+		pace := w.pace(len(b))
 		if f.left == 0 {
 			if f.wkind == wUDP {
 				f.wkind = 0
 				return 0, b
 			}
 			f.phase = phFin
-			return t + gap, b
+			return t + pace, b
 		}
+		next := t + pace
 		if f.burst--; f.burst <= 0 {
 			f.burst = w.burstLen()
-			gap += w.offGap()
+			next += w.offGap()
 		}
 		f.owe += float32(w.cfg.Reverse)
-		if f.owe >= 1 {
-			f.pending = t + gap
-			return t + gap/2, b
+		if f.owe >= 1 { // the receiver answers at once, before the next data packet
+			f.pending = next
+			return t + max(1, pace/2), b
 		}
-		return t + gap, b
+		return next, b
 	case phFin:
 		f.phase = phFinAck
 		return t + rtt, w.b.tcp(&f.flow, 1, fin|ack, 0)

@@ -292,7 +292,7 @@ func (a *hent) less(b *hent) bool { return a.t < b.t || a.t == b.t && a.id < b.i
 // WorkloadStats counts what a Workload has produced so far.
 type WorkloadStats struct {
 	Packets   int64
-	Flows     int64 // flows started (scans included)
+	Flows     int64 // flows started (scans included), in the warm-up too
 	ScanFlows int64
 	UDPFlows  int64
 	Active    int // flows active now

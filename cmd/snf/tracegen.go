@@ -103,7 +103,7 @@ func traceGen(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	st := w.Stats()
-	fmt.Fprintf(stdout, "%s: %d packets, %d flows (%d scans, %d UDP) of %s in %s; generated in %s\n",
+	fmt.Fprintf(stdout, "%s: %d packets, %d flows started (%d scans, %d UDP; warm-up included) of %s in %s; generated in %s\n",
 		*out, st.Packets, st.Flows, st.ScanFlows, st.UDPFlows, cfg.Dist, cfg.Duration,
 		time.Since(start).Round(time.Millisecond))
 	return nil

@@ -14,7 +14,7 @@ func TestTraceGen(t *testing.T) {
 	args := []string{"trace", "gen", "--out", out, "--dist", "alistorage", "--link", "1Gbps", "--duration", "300ms",
 		"--profile", "diurnal:min=0.2,max=1+bursts:x=3,len=20ms,rate=5", "--seed", "9", "--scan-frac", "0.1"}
 	code, stdout, stderr := runSnf(args...)
-	if code != 0 || !strings.Contains(stdout, out+": ") || !strings.Contains(stdout, " flows (") {
+	if code != 0 || !strings.Contains(stdout, out+": ") || !strings.Contains(stdout, " flows started (") {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	recs, err := readAll(t, out)

@@ -1,5 +1,10 @@
 // Package trace generates synthetic traffic: a small, deterministic built-in source of
-// realistic-looking packets for runs that have no capture to read.
+// realistic-looking packets for runs that have no capture to read (Generator, below), and a
+// realistic link workload (Workload, in workload.go: flow sizes from published distributions,
+// a load profile over time, Poisson flow arrivals, ON/OFF flowlets, scans). It also computes
+// capture statistics (Stats) and merges captures (Compose).
+//
+// The rest of this comment describes Generator.
 //
 // A Generator is a port.Reader of Ethernet/IPv4 frames. It keeps GenConfig.Flows flows
 // alive at once, split about 70/25/5 between TCP, UDP and ICMP, and about 70/25/5 of the

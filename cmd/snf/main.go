@@ -23,7 +23,8 @@ const usage = `snf runs chains of stateful network functions (NFs) over packets.
 Usage:
   snf run [flags]      process a capture (or generated traffic) through a chain of NFs
   snf nfs [NAME]       list the NFs, their config fields and defaults, and the state they keep
-  snf trace stats|compose   describe captures; merge, shift and re-address them
+  snf trace stats|compose|gen   describe captures; merge, shift and re-address them;
+                       generate realistic traffic
   snf help [COMMAND]   show help
 
 Examples:

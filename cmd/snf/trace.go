@@ -14,6 +14,7 @@ import (
 const traceHelp = `Usage:
   snf trace stats [--gap DURATION] CAPTURE...
   snf trace compose --out FILE INPUT...
+  snf trace gen --out FILE [flags]     (see 'snf trace gen --help')
 
 stats prints what a capture holds: packets, bytes, TCP/UDP flows (both directions together),
 flowlets at the given gap (a new flowlet when a flow's packet comes more than the gap after its
@@ -47,8 +48,10 @@ func cmdTrace(args []string, stdout, stderr io.Writer) error {
 		return traceStats(args[1:], stdout, stderr)
 	case "compose":
 		return traceCompose(args[1:], stdout, stderr)
+	case "gen":
+		return traceGen(args[1:], stdout, stderr)
 	}
-	return &exitError{2, fmt.Sprintf("trace: unknown subcommand %q (stats or compose; see 'snf trace --help')", args[0])}
+	return &exitError{2, fmt.Sprintf("trace: unknown subcommand %q (stats, compose or gen; see 'snf trace --help')", args[0])}
 }
 
 func traceStats(args []string, stdout, stderr io.Writer) error {

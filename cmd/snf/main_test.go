@@ -180,6 +180,28 @@ func TestGeneratedTrafficByDefault(t *testing.T) {
 	}
 }
 
+// TestGeneratedWorkloadInput: --in gen:SPEC streams a generated workload into the run, the
+// same for the same spec.
+func TestGeneratedWorkloadInput(t *testing.T) {
+	args := []string{"run", "--nfs", "firewall", "--quiet", "--in", "gen:websearch,load=0.3,link=1Gbps,duration=1s,seed=3"}
+	code, out1, stderr := runSnf(args...)
+	if code != 0 || !strings.Contains(out1, "packets  ") || strings.Contains(out1, "packets  0 in") {
+		t.Fatalf("exit %d\n%s\n%s", code, out1, stderr)
+	}
+	_, out2, _ := runSnf(args...)
+	line := func(s string) string {
+		for _, l := range strings.Split(s, "\n") {
+			if strings.HasPrefix(l, "packets") {
+				return l
+			}
+		}
+		return ""
+	}
+	if line(out1) != line(out2) {
+		t.Errorf("the same workload spec gave %q, then %q", line(out1), line(out2))
+	}
+}
+
 func TestBadInputs(t *testing.T) {
 	tmp := t.TempDir()
 	write := func(name, s string) string {
@@ -204,6 +226,8 @@ func TestBadInputs(t *testing.T) {
 		{[]string{"run", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"nfs", "bogus"}, 1, `unknown NF "bogus"`},
+		{[]string{"run", "--in", "gen:bogus"}, 2, `unknown flow-size distribution "bogus"`},
+		{[]string{"run", "--in", "gen:websearch,duration=soon"}, 2, "duration"},
 	}
 	for _, c := range cases {
 		code, _, stderr := runSnf(c.args...)

@@ -31,7 +31,9 @@ packets in, out and dropped per NF, flows, wall time and packets/s.
 The chain is a YAML file (--chain) or a comma-separated list of NF types with their
 default configs (--nfs; 'snf nfs' lists them). The input is a pcap or pcapng capture
 (Ethernet); without --in, snf generates synthetic traffic (TCP, UDP and ICMP flows from
-10.0.0.0/16 to 198.18.0.0/15 and back). The output, if --out is given, is a capture of the
+10.0.0.0/16 to 198.18.0.0/15 and back). --in gen:SPEC streams a realistic generated workload
+(flow sizes from published distributions, a load profile over time; the SPEC is that of
+'snf trace gen', e.g. gen:websearch,load=0.3,duration=5s) without writing a file. The output, if --out is given, is a capture of the
 packets that leave the chain (pcapng if the name ends in .pcapng, else pcap).
 
 With --policy (or --units, --compare) the chain runs on an elastic pool of compute units:
@@ -56,7 +58,38 @@ Examples:
   snf run --policy snf --units 1-8 --in in.pcap --speed 4 # elastic units
   snf run --compare --in in.pcap --speed 4 --capacity 2000
   snf run --nfs nat,monitor --in in.pcap --store redis://127.0.0.1:6379
+  snf run --policy snf --in gen:websearch,load=0.2,profile=diurnal,duration=3s --speed 1
 `
+
+// openInput opens --in: a capture file, a generated workload ("gen:SPEC", see 'snf trace gen
+// --help'), or, when empty, the built-in generator (packets and seed apply to it).
+func openInput(in string, packets int, seed uint64) (port.Reader, uint32, error) {
+	if spec, ok := strings.CutPrefix(in, "gen:"); ok {
+		cfg, err := trace.ParseWorkload(spec)
+		if err != nil {
+			return nil, 0, &exitError{2, "--in: " + err.Error()}
+		}
+		w, err := trace.NewWorkload(cfg)
+		if err != nil {
+			return nil, 0, &exitError{2, "--in: " + err.Error()}
+		}
+		return w, 1, nil
+	}
+	if in != "" {
+		pr, err := pcapfile.Open(in)
+		if err != nil {
+			return nil, 0, err
+		}
+		return pr, pr.LinkType(), nil
+	}
+	cfg := trace.DefaultGenConfig()
+	cfg.Packets, cfg.Seed = packets, seed
+	g, err := trace.NewGenerator(cfg)
+	if err != nil {
+		return nil, 0, err
+	}
+	return g, 1, nil
+}
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("run", runHelp, stderr)
@@ -129,22 +162,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	// open opens the input afresh (--compare reads it once per policy).
 	open := func() (port.Reader, uint32, error) {
-		var r port.Reader
-		var linkType uint32 = 1
-		if *in != "" {
-			pr, err := pcapfile.Open(*in)
-			if err != nil {
-				return nil, 0, err
-			}
-			r, linkType = pr, pr.LinkType()
-		} else {
-			cfg := trace.DefaultGenConfig()
-			cfg.Packets, cfg.Seed = *packets, *seed
-			g, err := trace.NewGenerator(cfg)
-			if err != nil {
-				return nil, 0, err
-			}
-			r = g
+		r, linkType, err := openInput(*in, *packets, *seed)
+		if err != nil {
+			return nil, 0, err
 		}
 		if speed > 0 {
 			r = port.Paced(r, speed, time.Sleep, time.Now)

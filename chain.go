@@ -26,6 +26,18 @@ type ChainOptions struct {
 	MaxFlows int
 	// Alerts receives the NFs' alerts (nil: counted, then discarded).
 	Alerts AlertSink
+	// ReportAliases makes the chain keep a note of every reply key an NF announces or
+	// withdraws (Context.ExpectReply, ForgetReply), for TakeAliases: the elastic runtime's
+	// root learns them, so that a reply addressed to a NAT's public address reaches the unit
+	// holding its flow.
+	ReportAliases bool
+}
+
+// AliasNote is a reply key an NF announced (or withdrew) for a flow: packets with key Alias
+// belong to the flow of the packet with key From, in the direction opposite to it.
+type AliasNote struct {
+	From, Alias packet.Key
+	Forget      bool
 }
 
 // NFStats counts one NF instance's packets.
@@ -76,6 +88,9 @@ type Chain struct {
 	expireOps uint32 // store operations caused outside packets so far
 	inPacket  bool   // processing a packet: emitted frames have a place in its output
 
+	aliases       []AliasNote // ReportAliases: notes not taken yet
+	reportAliases bool
+
 	emitted []packet.Packet // this batch's emitted packets (reused)
 	nEmit   int
 	pending int // emitted packets of the current packet not yet placed in out
@@ -83,7 +98,7 @@ type Chain struct {
 
 // NewChain builds one instance of every NF of spec.
 func NewChain(spec *ChainSpec, opt ChainOptions) (*Chain, error) {
-	c := &Chain{spec: spec, store: opt.Store, unit: opt.Unit, alerts: opt.Alerts}
+	c := &Chain{spec: spec, store: opt.Store, unit: opt.Unit, alerts: opt.Alerts, reportAliases: opt.ReportAliases}
 	if c.store == nil {
 		c.store, c.ownStore = store.NewEmbedded(), true
 	}
@@ -254,6 +269,28 @@ const expireSeq = 1 << 31
 
 // Stats returns the chain's packet counters.
 func (c *Chain) Stats() ChainStats { return c.stats }
+
+// noteAlias keeps a note of an announced or withdrawn reply key (ReportAliases).
+// The note names the flow by the key of the current packet's direction as the flow table
+// saw it (an NF may have rewritten the packet since).
+func (c *Chain) noteAlias(f *flowtable.Flow, dir Dir, k packet.Key, forget bool) {
+	if !c.reportAliases {
+		return
+	}
+	from := f.Key
+	if dir != flowtable.Orig {
+		from = from.Reverse()
+	}
+	c.aliases = append(c.aliases, AliasNote{From: from, Alias: k, Forget: forget})
+}
+
+// TakeAliases appends the alias notes kept since the last call to dst (ReportAliases) and
+// forgets them.
+func (c *Chain) TakeAliases(dst []AliasNote) []AliasNote {
+	dst = append(dst, c.aliases...)
+	c.aliases = c.aliases[:0]
+	return dst
+}
 
 // Scopes returns the scopes of the Scoped state the chain's NFs declared (one entry per
 // declaration, in chain order).

@@ -75,14 +75,18 @@ func (c *Context) FlowStart() int64 {
 // (and every NF's state for it). A flow keeps one such key; a second call replaces the first.
 func (c *Context) ExpectReply(k packet.Key) {
 	if c.flow >= 0 {
-		c.chain.table.Alias(c.chain.table.Flow(c.flow), k, c.dir^1)
+		f := c.chain.table.Flow(c.flow)
+		c.chain.table.Alias(f, k, c.dir^1)
+		c.chain.noteAlias(f, c.dir, k, false)
 	}
 }
 
 // ForgetReply undoes ExpectReply for key k (a NAT whose mapping expired).
 func (c *Context) ForgetReply(k packet.Key) {
 	if c.flow >= 0 {
-		c.chain.table.Unalias(c.chain.table.Flow(c.flow), k)
+		f := c.chain.table.Flow(c.flow)
+		c.chain.table.Unalias(f, k)
+		c.chain.noteAlias(f, c.dir, k, true)
 	}
 }
 

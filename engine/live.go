@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/bits"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/snf-dev/snf"
@@ -98,18 +99,47 @@ type liveUnit struct {
 
 // live is one elastic run's engine state, driven by the root's goroutine.
 type live struct {
-	cfg    LiveConfig
-	now    int64 // the latest packet time dispatched
-	ctl    *control.Controller
-	units  []*liveUnit
-	pool   *policy.Pool
-	egress chan *unit.Batch
-	start  time.Time
+	cfg LiveConfig
+	now int64 // the latest packet time dispatched
+	ctl *control.Controller
+
+	aliasMu    sync.Mutex
+	aliases    []snf.AliasNote // reported by units, not yet applied
+	learning   []snf.AliasNote // the root goroutine's copy
+	hasAliases atomic.Bool
+	units      []*liveUnit
+	pool       *policy.Pool
+	egress     chan *unit.Batch
+	start      time.Time
 }
 
 // SendState implements unit.Transport. It never blocks: two units that ship many flows to
 // each other at once would otherwise wait on each other's full queues.
 func (l *live) SendState(to int, s unit.State) { l.units[to].mail.put(s) }
+
+// SendAliases implements unit.AliasSink: the notes wait for the root's goroutine, which
+// applies them before it dispatches its next input batch.
+func (l *live) SendAliases(notes []snf.AliasNote) {
+	l.aliasMu.Lock()
+	l.aliases = append(l.aliases, notes...)
+	l.aliasMu.Unlock()
+	l.hasAliases.Store(true)
+}
+
+// learnAliases gives the root the reply keys units reported (one atomic load per input batch
+// when there are none).
+func (l *live) learnAliases(r *root.Root) {
+	if !l.hasAliases.Load() {
+		return
+	}
+	l.aliasMu.Lock()
+	l.hasAliases.Store(false)
+	l.learning, l.aliases = l.aliases, l.learning[:0]
+	l.aliasMu.Unlock()
+	for _, n := range l.learning {
+		r.LearnAlias(n.From, n.Alias, n.Forget)
+	}
+}
 
 // mailbox is a unit's unbounded queue of incoming states (a handover is per flowlet, not per
 // packet: a lock here is not on the packet path). Its forwarder feeds the unit's State
@@ -239,7 +269,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		Capacity: cfg.Capacity, Elastic: cfg.Policy.Elastic(), Stateless: cfg.Policy.PerPacket()})
 	var wg sync.WaitGroup
 	for i := range cfg.MaxUnits {
-		chain, err := snf.NewChain(cfg.Spec, snf.ChainOptions{Store: st, Unit: uint32(i), Alerts: cfg.Alerts, MaxFlows: cfg.MaxFlows})
+		chain, err := snf.NewChain(cfg.Spec, snf.ChainOptions{Store: st, Unit: uint32(i), Alerts: cfg.Alerts, MaxFlows: cfg.MaxFlows, ReportAliases: true})
 		if err != nil {
 			return LiveSummary{}, err
 		}
@@ -303,6 +333,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			break
 		}
 		n, err := cfg.In.Read(batch)
+		l.learnAliases(r)
 		for i := range batch[:n] {
 			l.now = max(l.now, batch[i].Time)
 			r.Dispatch(&batch[i], l)

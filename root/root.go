@@ -291,6 +291,22 @@ func (r *Root) place(f *flowtable.Flow, hash uint64, cur int, first bool, t Targ
 	return u
 }
 
+// LearnAlias makes packets with key alias belong to the flow of the packet with key from,
+// in the direction opposite to it (forget: no longer). Units report the reply keys their NFs
+// announce (a NAT's translated reply), so that a reply addressed to the NAT's public address
+// goes to the unit holding its flow. A flow the root no longer has is ignored.
+func (r *Root) LearnAlias(from, alias packet.Key, forget bool) {
+	f, dir, ok := r.table.Find(from)
+	if !ok {
+		return
+	}
+	if forget {
+		r.table.Unalias(f, alias)
+		return
+	}
+	r.table.Alias(f, alias, dir^1)
+}
+
 // setUnit records that flow i's state is on unit u (-1: none).
 func (r *Root) setUnit(i int32, u int) {
 	if old := r.unit[i]; old >= 0 {

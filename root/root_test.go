@@ -953,3 +953,30 @@ func benchDispatch(b *testing.B, pkts []packet.Packet) {
 	b.ReportMetric(float64(s.Flowlets)/float64(s.Packets), "flowlets/pkt")
 	b.ReportMetric(float64(r.FlowStats().Active), "flows")
 }
+
+// TestLearnAlias: a reply key a unit reported belongs to its flow (same id, same unit); once
+// withdrawn it is a flow of its own; a note about a flow the root does not have is ignored.
+func TestLearnAlias(t *testing.T) {
+	rec := &recorder{}
+	r := newRoot(to(1, 0), pool(2, 0, 1e9))
+	p := udp(1, 0, false)
+	r.Dispatch(p, rec)
+	public := packet.Key{Proto: 17, SrcPort: 53, DstPort: 20000}
+	copy(public.Src[:], server.AsSlice())
+	copy(public.Dst[:], []byte{192, 0, 2, 1})
+	r.LearnAlias(p.Key, public, false)
+	r.LearnAlias(udp(99, 0, false).Key, public.Reverse(), false) // unknown flow: ignored
+	reply := udp(1, gap/2, true)
+	reply.Key = public
+	r.Dispatch(reply, rec)
+	if reply.Flow != p.Flow || rec.last().unit != 1 {
+		t.Errorf("reply to the public key: flow %d on unit %d, want flow %d on unit 1", reply.Flow, rec.last().unit, p.Flow)
+	}
+	r.LearnAlias(p.Key, public, true)
+	again := udp(1, gap, true)
+	again.Key = public
+	r.Dispatch(again, rec)
+	if again.Flow == p.Flow {
+		t.Errorf("a withdrawn reply key still maps to flow %d", p.Flow)
+	}
+}

@@ -90,6 +90,14 @@ type Transport interface {
 	SendOut(b *Batch)
 }
 
+// AliasSink is implemented by transports that carry the reply keys a unit's NFs announce
+// (snf.ChainOptions.ReportAliases) to the root, so that replies addressed to a NAT's public
+// address reach the unit holding their flow. The unit passes each batch's notes once; the
+// slice is reused after the call.
+type AliasSink interface {
+	SendAliases(notes []snf.AliasNote)
+}
+
 // Stats counts a unit's work.
 type Stats struct {
 	Batches, Packets          uint64
@@ -148,6 +156,7 @@ type Unit struct {
 	flowStore        store.Table // per-packet mode: flow state lives here (KeepFlowsIn)
 	keyBuf, stateBuf []byte
 	outbox           []outgoing // states to send once the current batch's outputs are with the egress
+	aliases          []snf.AliasNote
 	heldHome         chan *Batch
 	stats            Stats
 }
@@ -279,6 +288,7 @@ func (u *Unit) process(b *Batch) {
 	}
 	u.run(b, start, b.N)
 	u.inBatch = false
+	u.sendAliases()
 	u.tr.SendOut(b)
 	u.flushOutbox()
 }
@@ -435,12 +445,25 @@ func (u *Unit) complete(k packet.Key, flow uint64, sg *segment) {
 		for range b.Out {
 			b.OutStamp = append(b.OutStamp, sg.stamps[0]) // latency from the first held packet's arrival
 		}
+		u.sendAliases()
 		u.tr.SendOut(b)
 	}
 	if sg.moveTo >= 0 {
 		u.ship(k, flow, sg.moveTo)
 	}
 	u.flushOutbox()
+}
+
+// sendAliases passes the reply keys announced since the last call to the transport, if it
+// carries them.
+func (u *Unit) sendAliases() {
+	u.aliases = u.Chain.TakeAliases(u.aliases[:0])
+	if len(u.aliases) == 0 {
+		return
+	}
+	if s, ok := u.tr.(AliasSink); ok {
+		s.SendAliases(u.aliases)
+	}
 }
 
 func (u *Unit) keepEmittedHeld(b *Batch) {

@@ -188,6 +188,7 @@ type LB struct {
 	refresh   int64
 	lastPoll  int64
 	polled    bool
+	seen      uint64 // the table's version at the last re-read
 	tableSize int
 
 	balanced, toBackend, toClient, passed, noBackend, malformed, changes *snf.Metric
@@ -296,13 +297,21 @@ func (l *LB) build(addrs []netip.Addr) *backendSet {
 	}
 }
 
-// poll re-reads the shared backend list, at most once per refresh interval of packet time.
+// poll re-reads the shared backend list when the table changed (its version moved: one
+// atomic load), at most once per refresh interval of packet time.
 func (l *LB) poll(ctx *snf.Context) {
-	now := ctx.Now()
-	if l.refresh <= 0 || l.polled && now-l.lastPoll < l.refresh && now >= l.lastPoll {
+	if l.refresh <= 0 {
 		return
 	}
-	l.polled, l.lastPoll = true, now
+	v, changed := l.shared.Changed(l.seen)
+	if !changed {
+		return
+	}
+	now := ctx.Now()
+	if l.polled && now-l.lastPoll < l.refresh && now >= l.lastPoll {
+		return
+	}
+	l.polled, l.lastPoll, l.seen = true, now, v // the version before the read: a change during it moves it again
 	b, ok := l.shared.Get(ctx, tableKey)
 	if !ok || bytes.Equal(b, l.set.Load().enc) {
 		return

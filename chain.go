@@ -31,6 +31,8 @@ type ChainOptions struct {
 	// root learns them, so that a reply addressed to a NAT's public address reaches the unit
 	// holding its flow.
 	ReportAliases bool
+	// Checkpoints makes the chain track the state its packets change, for Checkpoint.
+	Checkpoints bool
 }
 
 // AliasNote is a reply key an NF announced (or withdrew) for a flow: packets with key Alias
@@ -88,6 +90,9 @@ type Chain struct {
 	expireOps uint32 // store operations caused outside packets so far
 	inPacket  bool   // processing a packet: emitted frames have a place in its output
 
+	ck     ckTrack    // Checkpoints: what changed since the last record
+	scoped []scopedCk // the NFs' Scoped states, in declaration order
+
 	aliases       []AliasNote // ReportAliases: notes not taken yet
 	reportAliases bool
 
@@ -99,6 +104,7 @@ type Chain struct {
 // NewChain builds one instance of every NF of spec.
 func NewChain(spec *ChainSpec, opt ChainOptions) (*Chain, error) {
 	c := &Chain{spec: spec, store: opt.Store, unit: opt.Unit, alerts: opt.Alerts, reportAliases: opt.ReportAliases}
+	c.ck.on, c.ck.epoch = opt.Checkpoints, 1
 	if c.store == nil {
 		c.store, c.ownStore = store.NewEmbedded(), true
 	}
@@ -172,6 +178,9 @@ func (c *Chain) process(p *packet.Packet, out []*packet.Packet) []*packet.Packet
 		c.table.Expire(ctx.now)
 		f, dir, _ := c.table.LookupRef(&p.Key, ctx.now)
 		ctx.flow, ctx.dir = f.Index(), dir
+		if c.ck.on {
+			c.trackFlow(ctx.flow)
+		}
 	} else {
 		c.stats.Malformed++
 	}
@@ -220,6 +229,9 @@ func (c *Chain) emit(ctx *Context, frame []byte) {
 
 // flowRemoved runs the NFs' FlowEnd hooks for a flow leaving the table and frees its state.
 func (c *Chain) flowRemoved(f *flowtable.Flow, now int64, _ bool) {
+	if c.ck.on {
+		c.ck.gone = append(c.ck.gone, f.Key)
+	}
 	saved := c.ctx
 	ctx := &c.ctx
 	ctx.p = nil // hooks see the ending flow, not the packet whose arrival ended it
@@ -407,6 +419,9 @@ func (c *Chain) MoveOut(k packet.Key, b []byte) (_ []byte, found bool, err error
 	if b, err = c.exportFlow(f, b); err != nil {
 		return b, true, err
 	}
+	if c.ck.on {
+		c.ck.gone = append(c.ck.gone, f.Key)
+	}
 	slots := c.table.Slots(f.Index())
 	for s, i := range slots {
 		if i >= 0 {
@@ -521,6 +536,9 @@ func (c *Chain) ImportFlow(b []byte) error {
 		return fail(errors.New("flow exists"))
 	}
 	copy(c.table.Slots(f.Index()), vals)
+	if c.ck.on {
+		c.trackFlow(f.Index())
+	}
 	return nil
 }
 

@@ -1,6 +1,8 @@
 package snf
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -202,6 +204,7 @@ type scopedItem[K comparable, T any] struct {
 	key        K
 	last       int64
 	prev, next int32
+	mark       uint32 // the checkpoint epoch the value was last recorded as changed in
 }
 
 // Registers is read-write shared state keyed by string: values the store updates atomically
@@ -265,6 +268,16 @@ type Scoped[K comparable, T any, PT interface {
 	items            arena[scopedItem[K, T]]
 	head, tail       int32 // LRU list, most recent at head
 	evicted, expired *Metric
+
+	// Checkpoints (ChainOptions.Checkpoints): values reached since the last record, and
+	// the keys removed since (encoded).
+	name  string
+	kc    keyCodec[K]
+	ck    bool
+	epoch uint32
+	dirty []int32
+	gone  []byte
+	ngone int
 }
 
 // NewScoped declares scoped state of type T keyed by K.
@@ -278,13 +291,20 @@ func NewScoped[K comparable, T any, PT interface {
 	if opt.MaxKeys <= 0 {
 		opt.MaxKeys = DefaultMaxScopedKeys
 	}
+	kc, err := newKeyCodec[K]()
+	if err != nil {
+		return nil, fmt.Errorf("scoped state %s: %w", name, err)
+	}
 	env.declare(name, ScopedAccess)
 	env.inst.scopes = append(env.inst.scopes, opt.By)
-	return &Scoped[K, T, PT]{
+	s := &Scoped[K, T, PT]{
 		opt: opt, idx: newIndex[K](), head: -1, tail: -1,
 		evicted: env.Metric(name+"_evicted", "keys of "+name+" evicted at the bound"),
 		expired: env.Metric(name+"_expired", "keys of "+name+" dropped after being idle"),
-	}, nil
+		name:    env.name + "." + name, kc: kc, ck: env.chain.ck.on, epoch: 1,
+	}
+	env.chain.scoped = append(env.chain.scoped, s)
+	return s, nil
 }
 
 // Get returns the value of key, or nil.
@@ -298,6 +318,14 @@ func (s *Scoped[K, T, PT]) Get(ctx *Context, key K) *T {
 	return &s.items.at(i).v
 }
 
+// track records that value i may change (checkpoints).
+func (s *Scoped[K, T, PT]) track(i int32) {
+	if it := s.items.at(i); s.ck && it.mark != s.epoch {
+		it.mark = s.epoch
+		s.dirty = append(s.dirty, i)
+	}
+}
+
 // GetOrCreate returns the value of key, creating a zero value if needed.
 func (s *Scoped[K, T, PT]) GetOrCreate(ctx *Context, key K) *T {
 	s.expire(ctx.now)
@@ -306,13 +334,19 @@ func (s *Scoped[K, T, PT]) GetOrCreate(ctx *Context, key K) *T {
 		s.touch(i, ctx.now)
 		return &s.items.at(i).v
 	}
+	i = s.insert(key, ctx.now)
+	return &s.items.at(i).v
+}
+
+// insert adds key (absent) as the most recently used value, evicting at the bound.
+func (s *Scoped[K, T, PT]) insert(key K, now int64) int32 {
 	if s.idx.n >= s.opt.MaxKeys {
 		s.remove(s.tail)
 		s.evicted.Inc()
 	}
-	i = s.items.alloc()
+	i := s.items.alloc()
 	it := s.items.at(i)
-	it.key, it.last, it.prev, it.next = key, ctx.now, -1, s.head
+	it.key, it.last, it.prev, it.next = key, now, -1, s.head
 	if s.head >= 0 {
 		s.items.at(s.head).prev = i
 	}
@@ -321,7 +355,8 @@ func (s *Scoped[K, T, PT]) GetOrCreate(ctx *Context, key K) *T {
 		s.tail = i
 	}
 	s.idx.set(key, i)
-	return &it.v
+	s.track(i)
+	return i
 }
 
 // Delete removes key's value.
@@ -358,8 +393,9 @@ func (s *Scoped[K, T, PT]) expire(now int64) {
 }
 
 func (s *Scoped[K, T, PT]) touch(i int32, now int64) {
+	s.track(i)
 	it := s.items.at(i)
-	it.last = now
+	it.last = max(it.last, now)
 	if s.head == i {
 		return
 	}
@@ -388,7 +424,171 @@ func (s *Scoped[K, T, PT]) unlink(i int32) {
 
 func (s *Scoped[K, T, PT]) remove(i int32) {
 	it := s.items.at(i)
+	if s.ck {
+		if b, err := s.kc.appendKey(s.gone, &it.key); err == nil {
+			s.gone = b
+			s.ngone++
+		}
+	}
 	s.unlink(i)
 	s.idx.del(it.key)
 	s.items.release(i)
+}
+
+func (s *Scoped[K, T, PT]) ckName() string { return s.name }
+
+// appendChanges writes the keys removed and the values reached since the last call (with
+// full: no removals, every value): count and keys, then count and (key, last use, value).
+func (s *Scoped[K, T, PT]) appendChanges(b []byte, full bool) ([]byte, error) {
+	if full {
+		b = binary.BigEndian.AppendUint32(b, 0)
+	} else {
+		b = binary.BigEndian.AppendUint32(b, uint32(s.ngone))
+		b = append(b, s.gone...)
+	}
+	at := len(b)
+	b = append(b, 0, 0, 0, 0)
+	n := 0
+	var err error
+	put := func(i int32) bool {
+		it := s.items.at(i)
+		if b, err = s.kc.appendKey(b, &it.key); err != nil {
+			return false
+		}
+		b = binary.BigEndian.AppendUint64(b, uint64(it.last))
+		lenAt := len(b)
+		b = append(b, 0, 0, 0, 0)
+		if b, err = PT(&it.v).AppendBinary(b); err != nil {
+			return false
+		}
+		binary.BigEndian.PutUint32(b[lenAt:], uint32(len(b)-lenAt-4))
+		n++
+		return true
+	}
+	if full {
+		for i := s.head; i >= 0 && err == nil; i = s.items.at(i).next {
+			put(i)
+		}
+	} else {
+		for _, i := range s.dirty {
+			// A value removed after it changed is among the removed keys; a slot reused by
+			// another key since is that key's (and tracked as such).
+			if it := s.items.at(i); it.mark == s.epoch && s.live(i) {
+				if !put(i) {
+					break
+				}
+			}
+		}
+	}
+	if err != nil {
+		return b, err
+	}
+	binary.BigEndian.PutUint32(b[at:], uint32(n))
+	s.dirty, s.gone, s.ngone = s.dirty[:0], s.gone[:0], 0
+	s.epoch++
+	if s.epoch == 0 {
+		for i := s.head; i >= 0; i = s.items.at(i).next {
+			s.items.at(i).mark = 0
+		}
+		s.epoch = 1
+	}
+	return b, nil
+}
+
+// live reports whether slot i holds a value (its key maps to it).
+func (s *Scoped[K, T, PT]) live(i int32) bool {
+	j, ok := s.idx.get(s.items.at(i).key)
+	return ok && j == i
+}
+
+// applyChanges applies what appendChanges wrote.
+func (s *Scoped[K, T, PT]) applyChanges(b []byte) error {
+	if len(b) < 4 {
+		return errors.New("truncated")
+	}
+	n := int(binary.BigEndian.Uint32(b))
+	b = b[4:]
+	for range n {
+		k, rest, err := s.kc.readKey(b)
+		if err != nil {
+			return err
+		}
+		b = rest
+		if i, ok := s.idx.get(k); ok {
+			s.remove(i)
+		}
+	}
+	if len(b) < 4 {
+		return errors.New("truncated")
+	}
+	n = int(binary.BigEndian.Uint32(b))
+	b = b[4:]
+	for range n {
+		k, rest, err := s.kc.readKey(b)
+		if err != nil {
+			return err
+		}
+		if len(rest) < 12 {
+			return errors.New("truncated")
+		}
+		last := int64(binary.BigEndian.Uint64(rest))
+		vl := int(binary.BigEndian.Uint32(rest[8:]))
+		if vl > len(rest)-12 {
+			return errors.New("truncated")
+		}
+		i, ok := s.idx.get(k)
+		if ok {
+			s.unlink(i)
+		} else {
+			if s.idx.n >= s.opt.MaxKeys {
+				s.remove(s.tail)
+				s.evicted.Inc()
+			}
+			i = s.items.alloc()
+			s.idx.set(k, i)
+		}
+		it := s.items.at(i)
+		var zero T
+		it.v, it.key, it.last = zero, k, last
+		s.linkByLast(i)
+		if err := PT(&it.v).UnmarshalBinary(rest[12 : 12+vl]); err != nil {
+			return err
+		}
+		b = rest[12+vl:]
+	}
+	if len(b) != 0 {
+		return fmt.Errorf("%d trailing bytes", len(b))
+	}
+	s.dirty, s.gone, s.ngone = s.dirty[:0], s.gone[:0], 0
+	s.epoch++
+	return nil
+}
+
+// linkByLast puts the unlinked value i into the LRU list by its last use, so that idle
+// expiry (from the tail) stays in time order.
+func (s *Scoped[K, T, PT]) linkByLast(i int32) {
+	it := s.items.at(i)
+	if s.tail < 0 || s.items.at(s.tail).last >= it.last {
+		// The oldest (values come oldest last from a full record): new tail.
+		it.next, it.prev = -1, s.tail
+		if s.tail >= 0 {
+			s.items.at(s.tail).next = i
+		} else {
+			s.head = i
+		}
+		s.tail = i
+		return
+	}
+	next := s.head // the first value not more recent than i
+	for next >= 0 && s.items.at(next).last > it.last {
+		next = s.items.at(next).next
+	}
+	n := s.items.at(next) // exists: the tail is older than i
+	it.next, it.prev = next, n.prev
+	if n.prev >= 0 {
+		s.items.at(n.prev).next = i
+	} else {
+		s.head = i
+	}
+	n.prev = i
 }

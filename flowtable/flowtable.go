@@ -128,6 +128,9 @@ type Flow struct {
 // packet does).
 func (f *Flow) NewFlowlet() bool { return f.newFlowlet }
 
+// Live reports whether the flow is in its table (a slot of a removed flow is not).
+func (f *Flow) Live() bool { return f.live }
+
 // Index is the flow's stable index in its table while it lives.
 func (f *Flow) Index() int32 { return f.idx }
 

@@ -1,0 +1,357 @@
+package snf
+
+import (
+	"encoding"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"reflect"
+	"unsafe"
+
+	"github.com/snf-dev/snf/flowtable"
+	"github.com/snf-dev/snf/packet"
+)
+
+// Checkpoints. With ChainOptions.Checkpoints, a chain keeps track of the state its packets
+// changed — the flows they touched, the Scoped values NFs reached, the flows and keys that
+// ended — and Checkpoint writes it out as one self-contained record: everything needed, on
+// top of the earlier records, to rebuild the chain's state as of the last packet processed.
+// The runtime writes these records to the store in the background (the write-back of
+// Scoped state, and the checkpoints recovery restores from); Restore applies them to a
+// fresh chain of the same spec.
+//
+// Tracking costs one comparison per packet (and per Scoped access) and an append the first
+// time a flow or value is touched after a checkpoint.
+
+// checkpointMagic starts every record (and versions the format).
+var checkpointMagic = [4]byte{'S', 'N', 'F', 'K'}
+
+const checkpointVersion = 1
+
+// ckTrack is a chain's change tracking.
+type ckTrack struct {
+	on    bool
+	epoch uint32       // current epoch (1 after the first checkpoint; 0 never marks)
+	mark  []uint32     // by flow index: the epoch the flow was last recorded dirty in
+	dirty []int32      // flow indices touched in this epoch
+	gone  []packet.Key // flows that left the chain in this epoch
+}
+
+// scopedCk is the chain's untyped view of a Scoped state, for checkpoints.
+type scopedCk interface {
+	ckName() string
+	// appendChanges appends the state's changes since the last call (all of it if full)
+	// and forgets them.
+	appendChanges(b []byte, full bool) ([]byte, error)
+	// applyChanges applies what appendChanges wrote.
+	applyChanges(b []byte) error
+}
+
+func (c *Chain) trackFlow(i int32) {
+	t := &c.ck
+	if int(i) >= len(t.mark) {
+		t.mark = append(t.mark, make([]uint32, int(i)+1-len(t.mark)+len(t.mark)/2)...)
+	}
+	if t.mark[i] != t.epoch {
+		t.mark[i] = t.epoch
+		t.dirty = append(t.dirty, i)
+	}
+}
+
+// Checkpoint appends to b a record of the chain's state changes since the previous
+// Checkpoint (with full, of all its state) and returns it with the clock of the last packet
+// the record reflects. Restoring, in order, a full record and the records after it rebuilds
+// the state. It fails when the chain was built without ChainOptions.Checkpoints or a value
+// cannot be encoded; the changes are then kept for the next call.
+func (c *Chain) Checkpoint(b []byte, full bool) ([]byte, uint64, error) {
+	t := &c.ck
+	if !t.on {
+		return b, 0, errors.New("snf: checkpoint: the chain does not track changes (ChainOptions.Checkpoints)")
+	}
+	start := len(b)
+	b = append(b, checkpointMagic[:]...)
+	b = append(b, checkpointVersion)
+	b = binary.BigEndian.AppendUint64(b, c.lastClock)
+	if full {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	gone := t.gone
+	if full {
+		gone = nil
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(len(gone)))
+	for i := range gone {
+		b = appendKey(b, &gone[i])
+	}
+	at := len(b)
+	b = append(b, 0, 0, 0, 0)
+	n := 0
+	var err error
+	exp := func(f *flowtable.Flow) bool {
+		lenAt := len(b)
+		b = append(b, 0, 0, 0, 0)
+		if b, err = c.exportFlow(f, b); err != nil {
+			return false
+		}
+		binary.BigEndian.PutUint32(b[lenAt:], uint32(len(b)-lenAt-4))
+		n++
+		return true
+	}
+	if full {
+		c.table.Range(exp)
+	} else {
+		for _, i := range t.dirty {
+			if f := c.table.Flow(i); f.Live() && t.mark[i] == t.epoch {
+				if !exp(f) {
+					break
+				}
+			}
+		}
+	}
+	if err != nil {
+		return b[:start], 0, err
+	}
+	binary.BigEndian.PutUint32(b[at:], uint32(n))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(c.scoped)))
+	for _, s := range c.scoped {
+		name := s.ckName()
+		b = binary.BigEndian.AppendUint16(b, uint16(len(name)))
+		b = append(b, name...)
+		lenAt := len(b)
+		b = append(b, 0, 0, 0, 0)
+		if b, err = s.appendChanges(b, full); err != nil {
+			return b[:start], 0, fmt.Errorf("snf: checkpoint: %s: %w", name, err)
+		}
+		binary.BigEndian.PutUint32(b[lenAt:], uint32(len(b)-lenAt-4))
+	}
+	t.dirty, t.gone = t.dirty[:0], t.gone[:0]
+	t.epoch++
+	if t.epoch == 0 { // wrapped: old marks could collide with new epochs
+		clear(t.mark)
+		t.epoch = 1
+	}
+	return b, c.lastClock, nil
+}
+
+// CheckpointClock returns the clock a record written by Checkpoint reflects, and whether
+// it is a full one.
+func CheckpointClock(rec []byte) (clock uint64, full bool, err error) {
+	if len(rec) < 14 || [4]byte(rec[:4]) != checkpointMagic {
+		return 0, false, errors.New("snf: not a checkpoint record")
+	}
+	if rec[4] != checkpointVersion {
+		return 0, false, fmt.Errorf("snf: checkpoint record version %d, this build reads %d", rec[4], checkpointVersion)
+	}
+	return binary.BigEndian.Uint64(rec[5:]), rec[13] == 1, nil
+}
+
+// Restore applies a record written by Checkpoint (by a chain of the same spec) to this
+// chain: flows that ended are removed, changed flows replace their older versions, Scoped
+// values are set or deleted — all without FlowEnd hooks (the record is the state, not
+// events). A full record first clears the chain's flows. Restore checks the whole record
+// before it changes anything about the flows; a bad Scoped section fails after the flows
+// were applied (the error says so).
+func (c *Chain) Restore(rec []byte) error {
+	clock, full, err := CheckpointClock(rec)
+	if err != nil {
+		return err
+	}
+	b := rec[14:]
+	trunc := errors.New("snf: restore: record truncated")
+	if len(b) < 4 {
+		return trunc
+	}
+	ng := int(binary.BigEndian.Uint32(b))
+	b = b[4:]
+	if ng > len(b)/keyLen {
+		return trunc
+	}
+	gone := make([]packet.Key, ng)
+	for i := range gone {
+		var ok bool
+		if gone[i], b, ok = readKey(b); !ok {
+			return errors.New("snf: restore: bad flow key")
+		}
+	}
+	if len(b) < 4 {
+		return trunc
+	}
+	nf := int(binary.BigEndian.Uint32(b))
+	b = b[4:]
+	flows := make([][]byte, 0, min(nf, len(b)/4))
+	for range nf {
+		if len(b) < 4 {
+			return trunc
+		}
+		n := int(binary.BigEndian.Uint32(b))
+		if n > len(b)-4 {
+			return trunc
+		}
+		flows = append(flows, b[4:4+n])
+		b = b[4+n:]
+	}
+	if len(b) < 4 {
+		return trunc
+	}
+	ns := int(binary.BigEndian.Uint32(b))
+	b = b[4:]
+	type section struct {
+		s    scopedCk
+		data []byte
+	}
+	var secs []section
+	for range ns {
+		if len(b) < 2 {
+			return trunc
+		}
+		nl := int(binary.BigEndian.Uint16(b))
+		if nl > len(b)-2-4 {
+			return trunc
+		}
+		name := string(b[2 : 2+nl])
+		b = b[2+nl:]
+		n := int(binary.BigEndian.Uint32(b))
+		if n > len(b)-4 {
+			return trunc
+		}
+		var s scopedCk
+		for _, x := range c.scoped {
+			if x.ckName() == name {
+				s = x
+			}
+		}
+		if s == nil {
+			return fmt.Errorf("snf: restore: the chain has no scoped state %q (another spec?)", name)
+		}
+		secs = append(secs, section{s, b[4 : 4+n]})
+		b = b[4+n:]
+	}
+	if len(b) != 0 {
+		return fmt.Errorf("snf: restore: %d trailing bytes", len(b))
+	}
+	if full {
+		var keys []packet.Key
+		c.table.Range(func(f *flowtable.Flow) bool { keys = append(keys, f.Key); return true })
+		gone = append(gone, keys...)
+	}
+	for i := range gone {
+		c.dropFlow(gone[i])
+	}
+	for _, fb := range flows {
+		if k, _, ok := readKey(fb); ok {
+			c.dropFlow(k) // its older version, silently
+		}
+		if err := c.ImportFlow(fb); err != nil {
+			return fmt.Errorf("snf: restore: %w", err)
+		}
+	}
+	for _, sec := range secs {
+		if err := sec.s.applyChanges(sec.data); err != nil {
+			return fmt.Errorf("snf: restore: %s (the flows were restored): %w", sec.s.ckName(), err)
+		}
+	}
+	c.lastClock = max(c.lastClock, clock)
+	// What was restored is durable already: the next record starts from here.
+	c.ck.dirty, c.ck.gone = c.ck.dirty[:0], c.ck.gone[:0]
+	c.ck.epoch++
+	return nil
+}
+
+// dropFlow removes the flow with key k, if any, without FlowEnd hooks.
+func (c *Chain) dropFlow(k packet.Key) {
+	f, _, ok := c.table.Find(k)
+	if !ok {
+		return
+	}
+	slots := c.table.Slots(f.Index())
+	for s, i := range slots {
+		if i >= 0 {
+			c.slots[s].release(i)
+			slots[s] = -1
+		}
+	}
+	c.table.Detach(f)
+}
+
+// keyCodec encodes the keys of a Scoped state: through their own binary methods, or as
+// their memory when they hold no pointers (arrays, structs of numbers and bools).
+type keyCodec[K comparable] struct {
+	raw  bool
+	size int
+}
+
+func newKeyCodec[K comparable]() (keyCodec[K], error) {
+	var k K
+	if _, ok := any(k).(encoding.BinaryMarshaler); ok {
+		if _, ok := any(&k).(encoding.BinaryUnmarshaler); ok {
+			return keyCodec[K]{}, nil
+		}
+	}
+	t := reflect.TypeFor[K]()
+	if !pointerFree(t) {
+		return keyCodec[K]{}, fmt.Errorf("key type %s holds pointers: give it MarshalBinary and UnmarshalBinary methods", t)
+	}
+	return keyCodec[K]{raw: true, size: int(t.Size())}, nil
+}
+
+func pointerFree(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return true
+	case reflect.Array:
+		return pointerFree(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if !pointerFree(t.Field(i).Type) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// appendKey appends k, length-prefixed (2 bytes).
+func (kc keyCodec[K]) appendKey(b []byte, k *K) ([]byte, error) {
+	at := len(b)
+	b = append(b, 0, 0)
+	if kc.raw {
+		b = append(b, unsafe.Slice((*byte)(unsafe.Pointer(k)), kc.size)...)
+	} else {
+		m, err := any(*k).(encoding.BinaryMarshaler).MarshalBinary()
+		if err != nil {
+			return b[:at], err
+		}
+		b = append(b, m...)
+	}
+	if len(b)-at-2 > 0xffff {
+		return b[:at], errors.New("key longer than 64 KiB")
+	}
+	binary.BigEndian.PutUint16(b[at:], uint16(len(b)-at-2))
+	return b, nil
+}
+
+// readKey reads what appendKey wrote.
+func (kc keyCodec[K]) readKey(b []byte) (k K, rest []byte, err error) {
+	if len(b) < 2 {
+		return k, b, errors.New("truncated key")
+	}
+	n := int(binary.BigEndian.Uint16(b))
+	if n > len(b)-2 {
+		return k, b, errors.New("truncated key")
+	}
+	kb := b[2 : 2+n]
+	if kc.raw {
+		if n != kc.size {
+			return k, b, fmt.Errorf("key of %d bytes, want %d", n, kc.size)
+		}
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&k)), kc.size), kb)
+	} else if err := any(&k).(encoding.BinaryUnmarshaler).UnmarshalBinary(kb); err != nil {
+		return k, b, err
+	}
+	return k, b[2+n:], nil
+}

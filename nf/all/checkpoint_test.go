@@ -1,0 +1,214 @@
+package all_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/snf-dev/snf"
+	"github.com/snf-dev/snf/internal/testtrace"
+	"github.com/snf-dev/snf/packet"
+	"github.com/snf-dev/snf/store"
+	"github.com/snf-dev/snf/trace"
+)
+
+// generatedPackets returns n packets of the built-in generator.
+func generatedPackets(t *testing.T, n int) []packet.Packet {
+	cfg := trace.DefaultGenConfig()
+	cfg.Packets, cfg.Flows, cfg.Rate = n, 2000, 50000
+	g, err := trace.NewGenerator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []packet.Packet
+	batch := make([]packet.Packet, 64)
+	for {
+		k, err := g.Read(batch)
+		for i := range batch[:k] {
+			var p packet.Packet
+			p.SetData(batch[i].Data, batch[i].Time, batch[i].WireLen)
+			all = append(all, p)
+		}
+		if err != nil {
+			return all
+		}
+	}
+}
+
+func clonePackets(pkts []packet.Packet) []packet.Packet {
+	c := make([]packet.Packet, len(pkts))
+	for i := range pkts {
+		c[i].SetData(bytes.Clone(pkts[i].Data), pkts[i].Time, pkts[i].WireLen)
+		c[i].Clock = pkts[i].Clock
+	}
+	return c
+}
+
+// flowStates returns every flow's exported state by key.
+func flowStates(t *testing.T, c *snf.Chain) map[packet.Key]string {
+	m := map[packet.Key]string{}
+	if err := c.Flows(func(k packet.Key, st []byte) bool { m[k] = string(st); return true }); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestCheckpointRestoreContinues: a chain with per-flow and Scoped state (firewall,
+// portscan, trojan, ratelimit) checkpoints as it goes (incremental records, a full one now
+// and then); a fresh chain that restores the records from the last full one on has the same
+// flows, and, fed the rest of the traffic, gives the same packets and the same alerts as the
+// chain that never stopped — so its Scoped state (scan walks, per-host sequences, token
+// buckets) came back too.
+func TestCheckpointRestoreContinues(t *testing.T) {
+	const nfs = "firewall,portscan,trojan,ratelimit"
+	inputs := map[string][]packet.Packet{"generated": generatedPackets(t, 40000)}
+	dir := testtrace.Dir(t)
+	for _, name := range []string{"nmap_synscan.pcap", "pcapplusplus_example.pcap"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			inputs[name] = testtrace.Packets(t, name)
+		}
+	}
+	for name, pkts := range inputs {
+		for i := range pkts {
+			pkts[i].Clock = uint64(i + 1)
+		}
+		for _, cutAt := range []int{len(pkts) / 3, len(pkts) * 2 / 3} {
+			t.Run(fmt.Sprintf("%s/cut%d", name, cutAt), func(t *testing.T) {
+				var alertsA, alertsB testtrace.Alerts
+				a := testtrace.ChainOf(t, nfs, snf.ChainOptions{Checkpoints: true, Alerts: &alertsA, Store: store.NewEmbedded()})
+				in := clonePackets(pkts)
+				var recs [][]byte
+				for i, n := 0, 0; i < cutAt; i += 64 {
+					a.Process(in[i:min(i+64, cutAt)], nil)
+					if n++; n%16 == 0 {
+						full := n%64 == 0
+						rec, _, err := a.Checkpoint(nil, full)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if full {
+							recs = recs[:0]
+						}
+						recs = append(recs, rec)
+					}
+				}
+				rec, clock, err := a.Checkpoint(nil, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				recs = append(recs, rec)
+				if clock != uint64(cutAt) {
+					t.Errorf("the last record reflects clock %d, want %d", clock, cutAt)
+				}
+				b := testtrace.ChainOf(t, nfs, snf.ChainOptions{Checkpoints: true, Alerts: &alertsB, Store: store.NewEmbedded()})
+				size := 0
+				for _, r := range recs {
+					size += len(r)
+					if err := b.Restore(r); err != nil {
+						t.Fatal(err)
+					}
+				}
+				want, got := flowStates(t, a), flowStates(t, b)
+				if len(got) != len(want) {
+					t.Fatalf("restored %d flows, the chain has %d", len(got), len(want))
+				}
+				for k, st := range want {
+					if got[k] != st {
+						t.Fatalf("flow %s: restored state differs", k)
+					}
+				}
+				before := alertsA.Len()
+				restA, restB := in[cutAt:], clonePackets(pkts[cutAt:])
+				for i := 0; i < len(restA); i += 64 {
+					outA := a.Process(restA[i:min(i+64, len(restA))], nil)
+					outB := b.Process(restB[i:min(i+64, len(restB))], nil)
+					if len(outA) != len(outB) {
+						t.Fatalf("after the cut, batch %d: %d packets out of the chain, %d out of the restored one", i/64, len(outA), len(outB))
+					}
+					for j := range outA {
+						if !bytes.Equal(outA[j].Data, outB[j].Data) {
+							t.Fatalf("after the cut, batch %d packet %d differs", i/64, j)
+						}
+					}
+				}
+				aa, ab := alertsA.Snapshot()[before:], alertsB.Snapshot()
+				if len(aa) != len(ab) {
+					t.Fatalf("after the cut: %d alerts from the chain, %d from the restored one", len(aa), len(ab))
+				}
+				for i := range aa {
+					if fmt.Sprint(aa[i]) != fmt.Sprint(ab[i]) {
+						t.Fatalf("alert %d differs:\n%v\n%v", i, aa[i], ab[i])
+					}
+				}
+				t.Logf("%d records (%d bytes) restored %d flows; %d alerts after the cut", len(recs), size, len(got), len(aa))
+			})
+		}
+	}
+}
+
+// FuzzRestore: a damaged or foreign record is an error, never a panic.
+func FuzzRestore(f *testing.F) {
+	c, err := snf.NewChain(mustSpec(f, "firewall,portscan,trojan,ratelimit,nat"), snf.ChainOptions{Checkpoints: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	pkts := generatedPackets(&testing.T{}, 200)
+	c.Process(pkts[:100], nil)
+	full, _, _ := c.Checkpoint(nil, true)
+	c.Process(pkts[100:], nil)
+	inc, _, _ := c.Checkpoint(nil, false)
+	c.Close()
+	f.Add(full)
+	f.Add(inc)
+	f.Add([]byte("SNFK\x01"))
+	// One chain for all inputs (building one per input is slow): what earlier inputs
+	// restored stays, which only widens what a later one meets.
+	r, err := snf.NewChain(mustSpec(f, "firewall,portscan,trojan,ratelimit,nat"), snf.ChainOptions{Checkpoints: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { r.Close() })
+	f.Fuzz(func(t *testing.T, rec []byte) {
+		if err := r.Restore(rec); err != nil && bytes.ContainsRune([]byte(err.Error()), '\n') {
+			t.Fatalf("error is not one line: %q", err)
+		}
+	})
+}
+
+func mustSpec(tb testing.TB, nfs string) *snf.ChainSpec {
+	s, err := snf.ChainFromNames(nfs)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// TestRestoreRefusesBadRecords: records that are not checkpoints, of another version,
+// truncated, or of another chain's Scoped state give a one-line error.
+func TestRestoreRefusesBadRecords(t *testing.T) {
+	a := testtrace.ChainOf(t, "portscan", snf.ChainOptions{Checkpoints: true})
+	a.Process(generatedPackets(t, 500), nil)
+	rec, _, err := a.Checkpoint(nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := testtrace.ChainOf(t, "trojan", snf.ChainOptions{Checkpoints: true})
+	v2 := bytes.Clone(rec)
+	v2[4] = 2
+	for name, r := range map[string][]byte{
+		"foreign": []byte("GIF89a...................."), "version": v2, "truncated": rec[:len(rec)/2],
+	} {
+		if err := b.Restore(r); err == nil {
+			t.Errorf("%s record restored without error", name)
+		}
+	}
+	if err := b.Restore(rec); err == nil || !bytes.Contains([]byte(err.Error()), []byte("no scoped state")) {
+		t.Errorf("a portscan record restored into a trojan chain: %v", err)
+	}
+	plain := testtrace.ChainOf(t, "firewall", snf.ChainOptions{})
+	if _, _, err := plain.Checkpoint(nil, false); err == nil {
+		t.Error("a chain without Checkpoints wrote a record")
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/policy"
 	"github.com/snf-dev/snf/port"
+	"github.com/snf-dev/snf/replay"
 	"github.com/snf-dev/snf/root"
 	"github.com/snf-dev/snf/store"
 	"github.com/snf-dev/snf/trace"
@@ -38,6 +39,10 @@ type LiveConfig struct {
 	Store              store.Store
 	Alerts             snf.AlertSink
 	MaxFlows           int
+	// Checkpoint, if positive, makes every unit write its state (flows and Scoped values) to
+	// the store in the background at this interval of packet time, and once more at the end
+	// (replay.Writer; table "runtime"/CheckpointTable).
+	Checkpoint time.Duration
 	// OnDone, if set, is called with every unit's chain after the run, before they close.
 	OnDone func(chains []*snf.Chain)
 }
@@ -61,6 +66,8 @@ type LiveSummary struct {
 	HeldWait Percentiles
 	Held     uint64 // packets held for a handover
 	Capacity float64
+	// Checkpoints counts the records written to the store, their bytes, and failed writes.
+	Checkpoints, CheckpointBytes, CheckpointErrors uint64
 	// StoreReads and StoreWrites count per-packet flow-state accesses (perpacket policy).
 	StoreReads, StoreWrites uint64
 	Timeline                []Sample
@@ -234,6 +241,9 @@ func (l *live) flush(u int) {
 	lu.cur = nil
 }
 
+// CheckpointTable is the store table (namespace "runtime") of the units' checkpoints.
+const CheckpointTable = "checkpoints"
+
 // RunLive runs cfg.In through the chain on an elastic pool of goroutine units.
 func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	if cfg.Batch <= 0 {
@@ -265,11 +275,20 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		cfg.Capacity = c
 	}
 	l := &live{cfg: cfg, pool: &policy.Pool{Target: cfg.Target}, egress: make(chan *unit.Batch, cfg.MaxUnits*batchesPerUnit)}
+	var ckTable store.Table
+	if cfg.Checkpoint > 0 {
+		t, err := st.Table("runtime", CheckpointTable)
+		if err != nil {
+			return LiveSummary{}, err
+		}
+		ckTable = t
+	}
+	var writers []*replay.Writer
 	l.ctl = control.New(control.Config{MinUnits: cfg.MinUnits, MaxUnits: cfg.MaxUnits, Target: cfg.Target,
 		Capacity: cfg.Capacity, Elastic: cfg.Policy.Elastic(), Stateless: cfg.Policy.PerPacket()})
 	var wg sync.WaitGroup
 	for i := range cfg.MaxUnits {
-		chain, err := snf.NewChain(cfg.Spec, snf.ChainOptions{Store: st, Unit: uint32(i), Alerts: cfg.Alerts, MaxFlows: cfg.MaxFlows, ReportAliases: true})
+		chain, err := snf.NewChain(cfg.Spec, snf.ChainOptions{Store: st, Unit: uint32(i), Alerts: cfg.Alerts, MaxFlows: cfg.MaxFlows, ReportAliases: true, Checkpoints: cfg.Checkpoint > 0})
 		if err != nil {
 			return LiveSummary{}, err
 		}
@@ -279,6 +298,11 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			lu.free <- unit.NewBatch(cfg.Batch, lu.free)
 		}
 		lu.u = unit.New(i, chain, make(chan *unit.Batch, batchesPerUnit), l, nil)
+		if ckTable != nil {
+			w := replay.NewWriter(ckTable, i, 0)
+			writers = append(writers, w)
+			lu.u.CheckpointTo(w, cfg.Checkpoint)
+		}
 		if cfg.Policy.PerPacket() {
 			// Any unit may get any packet: flow state lives in the store, read and written
 			// per packet.
@@ -361,6 +385,13 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		close(l.units[u].u.In)
 	}
 	wg.Wait()
+	for _, w := range writers {
+		_ = w.Close() // a failed write is counted in CheckpointErrors; the run's output is whole
+		ws := w.Stats()
+		s.Checkpoints += ws.Records
+		s.CheckpointBytes += ws.Bytes
+		s.CheckpointErrors += ws.Errors
+	}
 	close(mailDone)
 	close(l.egress)
 	if err := <-egDone; err != nil && runErr == nil {

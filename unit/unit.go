@@ -98,6 +98,14 @@ type AliasSink interface {
 	SendAliases(notes []snf.AliasNote)
 }
 
+// Checkpointer takes a unit's checkpoint records (replay.Writer): the unit asks Ready
+// before it builds one, so that its changes stay tracked while the writer is busy.
+type Checkpointer interface {
+	Ready() bool
+	NextFull() bool
+	Offer(rec []byte, clock uint64, full bool) bool
+}
+
 // Stats counts a unit's work.
 type Stats struct {
 	Batches, Packets          uint64
@@ -107,6 +115,9 @@ type Stats struct {
 	// StoreReads, StoreWrites and StoreErrors count the flow-store accesses of per-packet
 	// mode (KeepFlowsIn).
 	StoreReads, StoreWrites, StoreErrors uint64
+	// CheckpointErrors counts records the chain could not write (a value that failed to
+	// encode).
+	CheckpointErrors uint64
 	// HeldWaits holds, for the latest handovers that held packets (up to MaxWaits), how
 	// long the first held packet waited for the state, from the root's release of its batch.
 	HeldWaits []time.Duration
@@ -157,8 +168,12 @@ type Unit struct {
 	keyBuf, stateBuf []byte
 	outbox           []outgoing // states to send once the current batch's outputs are with the egress
 	aliases          []snf.AliasNote
-	heldHome         chan *Batch
-	stats            Stats
+
+	ckw      Checkpointer
+	ckEvery  int64 // packet time between records
+	ckLast   int64 // packet time of the latest record
+	heldHome chan *Batch
+	stats    Stats
 }
 
 // New returns a unit running chain. in carries batches from the root; states from peers
@@ -236,8 +251,26 @@ func appendKey(b []byte, k *packet.Key) []byte {
 // Stats returns the unit's counters; read them after Run returned.
 func (u *Unit) Stats() Stats { return u.stats }
 
+// CheckpointTo makes the unit hand its chain's checkpoint records (the chain needs
+// snf.ChainOptions.Checkpoints) to w: after a batch when every (packet time) passed since
+// the last record and w is ready, and a last one when Run ends.
+func (u *Unit) CheckpointTo(w Checkpointer, every time.Duration) {
+	u.ckw, u.ckEvery = w, int64(every)
+}
+
+func (u *Unit) checkpoint() {
+	full := u.ckw.NextFull()
+	rec, clock, err := u.Chain.Checkpoint(nil, full)
+	if err != nil {
+		u.stats.CheckpointErrors++
+		return
+	}
+	u.ckw.Offer(rec, clock, full)
+}
+
 // Run processes batches until In is closed and every expected state has arrived.
 func (u *Unit) Run() {
+	defer u.finalCheckpoint()
 	in := u.In
 	for in != nil || len(u.pending) > 0 {
 		select {
@@ -288,9 +321,29 @@ func (u *Unit) process(b *Batch) {
 	}
 	u.run(b, start, b.N)
 	u.inBatch = false
+	now := b.Now // b is the egress's once sent
 	u.sendAliases()
 	u.tr.SendOut(b)
 	u.flushOutbox()
+	if u.ckw != nil && now-u.ckLast >= u.ckEvery && u.ckw.Ready() {
+		u.ckLast = now
+		u.checkpoint()
+	}
+}
+
+// finalCheckpoint hands over a last record once the writer is ready.
+func (u *Unit) finalCheckpoint() {
+	if u.ckw == nil {
+		return
+	}
+	for i := 0; !u.ckw.Ready(); i++ {
+		if i == 200_000 { // 10 s: the writer is stuck or closed
+			u.stats.CheckpointErrors++
+			return
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	u.checkpoint()
 }
 
 // run processes b.Pkts[from:to] through the chain into b.Out.

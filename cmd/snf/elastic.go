@@ -52,6 +52,9 @@ func printLiveSummary(w io.Writer, inName string, spec *snf.ChainSpec, pol strin
 	fmt.Fprintf(w, "flows     %d flows, %d flowlets, %d reorderings inside flows\n", s.Flows, s.Flowlets, s.Reorders)
 	fmt.Fprintf(w, "handover  %d handovers (%d moving idle flows off draining units), %d state bytes moved, state in transit p50 %s p99 %s; %d packets held for state, waiting p50 %s p99 %s\n",
 		s.Handovers, s.Evacuated, s.BytesMoved, s.HandoverWait.P50, s.HandoverWait.P99, s.Held, s.HeldWait.P50, s.HeldWait.P99)
+	if s.Checkpoints > 0 || s.CheckpointErrors > 0 {
+		fmt.Fprintf(w, "checkpoint %d records, %d bytes written to the store in the background, %d failed writes\n", s.Checkpoints, s.CheckpointBytes, s.CheckpointErrors)
+	}
 	if s.StoreReads > 0 {
 		fmt.Fprintf(w, "store     per-packet flow state: %d reads, %d writes\n", s.StoreReads, s.StoreWrites)
 	}

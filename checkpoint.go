@@ -77,6 +77,9 @@ func (c *Chain) Checkpoint(b []byte, full bool) ([]byte, uint64, error) {
 	} else {
 		b = append(b, 0)
 	}
+	// The count of operations caused outside packets: a restored chain goes on with the
+	// same store tags as the original (a replay's expiries are then deduplicated).
+	b = binary.BigEndian.AppendUint32(b, c.expireOps)
 	gone := t.gone
 	if full {
 		gone = nil
@@ -138,7 +141,7 @@ func (c *Chain) Checkpoint(b []byte, full bool) ([]byte, uint64, error) {
 // CheckpointClock returns the clock a record written by Checkpoint reflects, and whether
 // it is a full one.
 func CheckpointClock(rec []byte) (clock uint64, full bool, err error) {
-	if len(rec) < 14 || [4]byte(rec[:4]) != checkpointMagic {
+	if len(rec) < 18 || [4]byte(rec[:4]) != checkpointMagic {
 		return 0, false, errors.New("snf: not a checkpoint record")
 	}
 	if rec[4] != checkpointVersion {
@@ -158,7 +161,8 @@ func (c *Chain) Restore(rec []byte) error {
 	if err != nil {
 		return err
 	}
-	b := rec[14:]
+	expireOps := binary.BigEndian.Uint32(rec[14:])
+	b := rec[18:]
 	trunc := errors.New("snf: restore: record truncated")
 	if len(b) < 4 {
 		return trunc
@@ -253,6 +257,7 @@ func (c *Chain) Restore(rec []byte) error {
 		}
 	}
 	c.lastClock = max(c.lastClock, clock)
+	c.expireOps = max(c.expireOps, expireOps)
 	// What was restored is durable already: the next record starts from here.
 	c.ck.dirty, c.ck.gone = c.ck.dirty[:0], c.ck.gone[:0]
 	c.ck.epoch++

@@ -13,6 +13,7 @@ import (
 	"github.com/snf-dev/snf/port/mem"
 	"github.com/snf-dev/snf/replay"
 	"github.com/snf-dev/snf/store"
+	"github.com/snf-dev/snf/unit"
 )
 
 // TestCheckpointsWriteBack: units of an elastic run write their state — flows, and the
@@ -68,7 +69,11 @@ func TestCheckpointsWriteBack(t *testing.T) {
 						}
 						defer b.Close()
 						for _, r := range recs {
-							if err := b.Restore(r); err != nil {
+							_, cr, ok := unit.SplitRecord(r)
+							if !ok {
+								t.Fatal("truncated record")
+							}
+							if err := b.Restore(cr); err != nil {
 								t.Fatal(err)
 							}
 						}

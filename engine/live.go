@@ -43,6 +43,16 @@ type LiveConfig struct {
 	// the store in the background at this interval of packet time, and once more at the end
 	// (replay.Writer; table "runtime"/CheckpointTable).
 	Checkpoint time.Duration
+	// Recovery turns on the packet log, checkpoints (every Checkpoint, default 10 ms) and the
+	// recovery of failed units (see recovery.go). LogBytes and LogPackets bound the log
+	// (defaults 64 MiB and 262,144 packets): at the bound the root waits for checkpoints.
+	Recovery             bool
+	LogBytes, LogPackets int
+	// FailTimeout is how long a unit with work waiting may make no progress before it is
+	// declared failed and replaced (default 100 ms; with Recovery only).
+	FailTimeout time.Duration
+	// Faults are failures to inject (they need Recovery).
+	Faults []Fault
 	// OnDone, if set, is called with every unit's chain after the run, before they close.
 	OnDone func(chains []*snf.Chain)
 }
@@ -68,6 +78,17 @@ type LiveSummary struct {
 	Capacity float64
 	// Checkpoints counts the records written to the store, their bytes, and failed writes.
 	Checkpoints, CheckpointBytes, CheckpointErrors uint64
+	// Failures counts units declared failed and replaced; Replayed the packets resent to
+	// their replacements; Duplicates the outputs the egress dropped as already written;
+	// StateDuplicates the handover states dropped as delivered before.
+	Failures, Replayed, Duplicates, StateDuplicates uint64
+	// RecoveryTime is the time from a unit's failure to its replacement's first replayed
+	// batch processed (written at the egress).
+	RecoveryTime Percentiles
+	// LogMaxBytes and LogMaxPackets are the packet log's high-water marks; LogWaits counts
+	// the times the root waited for room in it.
+	LogMaxBytes, LogMaxPackets int
+	LogWaits                   uint64
 	// StoreReads and StoreWrites count per-packet flow-state accesses (perpacket policy).
 	StoreReads, StoreWrites uint64
 	Timeline                []Sample
@@ -100,7 +121,6 @@ type liveUnit struct {
 	u     *unit.Unit
 	free  chan *unit.Batch
 	cur   *unit.Batch
-	mail  *mailbox
 	chain *snf.Chain
 }
 
@@ -118,11 +138,35 @@ type live struct {
 	pool       *policy.Pool
 	egress     chan *unit.Batch
 	start      time.Time
+	st         store.Store
+	wg         sync.WaitGroup
+	mail       []*mailbox      // by slot, for the whole run
+	quit       []chan struct{} // by slot: stops the current forwarder
+	fwdDone    []chan struct{}
+	hid        uint64 // handover ids
+	fatal      error  // a recovery that failed: the run stops
+
+	// Recovery (nil log: off).
+	log        *replay.Log
+	ckTable    store.Table
+	writers    []*replay.Writer
+	seqs       []uint64 // by slot: the last batch sequence number logged
+	sentB      []uint64 // by slot: batches sent to the current unit
+	lastProg   []uint64
+	stuckSince []time.Time
+	ckAsked    []time.Time
+	failAt     []atomic.Int64 // by slot: Unix ns of a failure whose replay has not reached the egress yet
+	faults     []Fault
+	oldChains  []*snf.Chain
+	failures   uint64
+	replayed   uint64
+	logWaits   uint64
+	recTimes   durations // recoveries with nothing to replay
 }
 
 // SendState implements unit.Transport. It never blocks: two units that ship many flows to
 // each other at once would otherwise wait on each other's full queues.
-func (l *live) SendState(to int, s unit.State) { l.units[to].mail.put(s) }
+func (l *live) SendState(to int, s unit.State) { l.mail[to].put(s) }
 
 // SendAliases implements unit.AliasSink: the notes wait for the root's goroutine, which
 // applies them before it dispatches its next input batch.
@@ -148,63 +192,48 @@ func (l *live) learnAliases(r *root.Root) {
 	}
 }
 
-// mailbox is a unit's unbounded queue of incoming states (a handover is per flowlet, not per
-// packet: a lock here is not on the packet path). Its forwarder feeds the unit's State
-// channel in arrival order.
-type mailbox struct {
-	mu   sync.Mutex
-	q    []unit.State
-	wake chan struct{}
-}
-
-func newMailbox() *mailbox { return &mailbox{wake: make(chan struct{}, 1)} }
-
-func (m *mailbox) put(s unit.State) {
-	m.mu.Lock()
-	m.q = append(m.q, s)
-	m.mu.Unlock()
-	select {
-	case m.wake <- struct{}{}:
-	default:
-	}
-}
-
-// forward delivers the mailbox's states to to until done is closed.
-func (m *mailbox) forward(to chan<- unit.State, done <-chan struct{}) {
-	var spare []unit.State
-	for {
-		select {
-		case <-m.wake:
-		case <-done:
-			return
-		}
-		m.mu.Lock()
-		q := m.q
-		m.q = spare[:0]
-		m.mu.Unlock()
-		for _, s := range q {
-			to <- s
-		}
-		clear(q)
-		spare = q
-	}
-}
-
 // SendOut implements unit.Transport.
 func (l *live) SendOut(b *unit.Batch) { l.egress <- b }
 
 // batch returns unit u's batch being filled.
 func (l *live) batch(u int) *unit.Batch {
-	lu := l.units[u]
-	if lu.cur == nil {
-		lu.cur = <-lu.free // back-pressure: waits for the egress to return a batch
+	if l.units[u].cur == nil {
+		b := l.freeBatch(u) // back-pressure: waits for the egress to return a batch
+		lu := l.units[u]    // (a wait may have replaced the unit)
+		lu.cur = b
 		lu.cur.Reset()
 		lu.cur.Unit = u
 		// The unit expires idle flows as of the packet being dispatched, before it: what a
 		// single chain does on each packet.
 		lu.cur.Now = l.now
 	}
-	return lu.cur
+	return l.units[u].cur
+}
+
+// freeBatch takes one of unit u's free batches, waiting for one. With recovery on, a wait
+// watches for failed units (a stalled unit keeps its batches), and may replace unit u.
+func (l *live) freeBatch(u int) *unit.Batch {
+	select {
+	case b := <-l.units[u].free:
+		return b
+	default:
+	}
+	if l.log == nil {
+		return <-l.units[u].free
+	}
+	t := time.NewTimer(l.cfg.FailTimeout / 4)
+	defer t.Stop()
+	for {
+		select {
+		case b := <-l.units[u].free:
+			return b
+		case now := <-t.C:
+			if l.fatal == nil {
+				l.fatal = l.checkFailures(now)
+			}
+			t.Reset(l.cfg.FailTimeout / 4)
+		}
+	}
 }
 
 // Send implements root.Target.
@@ -222,10 +251,11 @@ func (l *live) Send(u int, p *packet.Packet) {
 
 // Handover implements root.Target.
 func (l *live) Handover(k packet.Key, flow uint64, from, to int) {
+	l.hid++
 	bf := l.batch(from)
-	bf.Ctl = append(bf.Ctl, unit.Control{At: bf.N, Kind: unit.Marker, Key: k, Flow: flow, Peer: to})
+	bf.Ctl = append(bf.Ctl, unit.Control{At: bf.N, Kind: unit.Marker, Key: k, Flow: flow, Peer: to, Hid: l.hid})
 	bt := l.batch(to)
-	bt.Ctl = append(bt.Ctl, unit.Control{At: bt.N, Kind: unit.Expect, Key: k, Flow: flow, Peer: from})
+	bt.Ctl = append(bt.Ctl, unit.Control{At: bt.N, Kind: unit.Expect, Key: k, Flow: flow, Peer: from, Hid: l.hid})
 }
 
 // ScaleOut implements root.Target.
@@ -236,9 +266,50 @@ func (l *live) flush(u int) {
 	if lu.cur == nil {
 		return
 	}
+	if l.log != nil {
+		if err := l.logBatch(u, lu.cur); err != nil {
+			l.fatal = err
+		}
+		lu = l.units[u] // a recovery while waiting replaced the unit
+		l.sentB[u]++
+	}
 	lu.cur.Stamp = time.Now().UnixNano()
 	lu.u.In <- lu.cur
 	lu.cur = nil
+}
+
+// newUnit makes the unit of slot u running chain, with its checkpoint writer.
+func (l *live) newUnit(u int, chain *snf.Chain) (*liveUnit, error) {
+	lu := &liveUnit{chain: chain}
+	lu.u = unit.New(u, chain, make(chan *unit.Batch, batchesPerUnit), l, nil)
+	if l.ckTable != nil {
+		w := replay.NewWriter(l.ckTable, u, 0)
+		if u < len(l.writers) {
+			l.writers[u] = w
+		} else {
+			l.writers = append(l.writers, w)
+		}
+		lu.u.CheckpointTo(w, l.cfg.Checkpoint)
+	}
+	if l.cfg.Policy.PerPacket() {
+		// Any unit may get any packet: flow state lives in the store, read and written
+		// per packet.
+		t, err := l.st.Table("runtime", "perpacket-flows")
+		if err != nil {
+			return nil, err
+		}
+		lu.u.KeepFlowsIn(t)
+	}
+	return lu, nil
+}
+
+// startUnit starts slot u's unit and the forwarder of its mailbox.
+func (l *live) startUnit(u int) {
+	lu := l.units[u]
+	l.quit[u], l.fwdDone[u] = make(chan struct{}), make(chan struct{})
+	l.wg.Add(1)
+	go func() { defer l.wg.Done(); lu.u.Run() }()
+	go func(quit, done chan struct{}) { defer close(done); l.mail[u].forward(lu.u.State, quit) }(l.quit[u], l.fwdDone[u])
 }
 
 // CheckpointTable is the store table (namespace "runtime") of the units' checkpoints.
@@ -274,59 +345,80 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		}
 		cfg.Capacity = c
 	}
-	l := &live{cfg: cfg, pool: &policy.Pool{Target: cfg.Target}, egress: make(chan *unit.Batch, cfg.MaxUnits*batchesPerUnit)}
-	var ckTable store.Table
+	if len(cfg.Faults) > 0 && !cfg.Recovery {
+		return LiveSummary{}, errNoRecovery
+	}
+	if cfg.Recovery {
+		if cfg.Checkpoint <= 0 {
+			cfg.Checkpoint = 10 * time.Millisecond
+		}
+		if cfg.LogBytes <= 0 {
+			cfg.LogBytes = 64 << 20
+		}
+		if cfg.LogPackets <= 0 {
+			cfg.LogPackets = 1 << 18
+		}
+		if cfg.FailTimeout <= 0 {
+			cfg.FailTimeout = 100 * time.Millisecond
+		}
+	}
+	n := cfg.MaxUnits
+	l := &live{cfg: cfg, st: st, pool: &policy.Pool{Target: cfg.Target}, egress: make(chan *unit.Batch, n*batchesPerUnit),
+		mail: make([]*mailbox, n), quit: make([]chan struct{}, n), fwdDone: make([]chan struct{}, n),
+		faults: append([]Fault(nil), cfg.Faults...)}
 	if cfg.Checkpoint > 0 {
 		t, err := st.Table("runtime", CheckpointTable)
 		if err != nil {
 			return LiveSummary{}, err
 		}
-		ckTable = t
+		l.ckTable = t
 	}
-	var writers []*replay.Writer
+	if cfg.Recovery {
+		l.log = replay.NewLog(cfg.LogBytes, cfg.LogPackets, n)
+		l.log.OnTrim = l.onTrim
+		l.seqs, l.sentB, l.lastProg = make([]uint64, n), make([]uint64, n), make([]uint64, n)
+		l.stuckSince, l.ckAsked, l.failAt = make([]time.Time, n), make([]time.Time, n), make([]atomic.Int64, n)
+	}
 	l.ctl = control.New(control.Config{MinUnits: cfg.MinUnits, MaxUnits: cfg.MaxUnits, Target: cfg.Target,
 		Capacity: cfg.Capacity, Elastic: cfg.Policy.Elastic(), Stateless: cfg.Policy.PerPacket()})
-	var wg sync.WaitGroup
-	for i := range cfg.MaxUnits {
-		chain, err := snf.NewChain(cfg.Spec, snf.ChainOptions{Store: st, Unit: uint32(i), Alerts: cfg.Alerts, MaxFlows: cfg.MaxFlows, ReportAliases: true, Checkpoints: cfg.Checkpoint > 0})
+	for i := range n {
+		chain, err := l.newChain(i)
 		if err != nil {
 			return LiveSummary{}, err
 		}
-		defer chain.Close()
-		lu := &liveUnit{free: make(chan *unit.Batch, batchesPerUnit), chain: chain, mail: newMailbox()}
+		lu, err := l.newUnit(i, chain)
+		if err != nil {
+			chain.Close()
+			return LiveSummary{}, err
+		}
+		lu.free = make(chan *unit.Batch, batchesPerUnit)
 		for range batchesPerUnit {
 			lu.free <- unit.NewBatch(cfg.Batch, lu.free)
 		}
-		lu.u = unit.New(i, chain, make(chan *unit.Batch, batchesPerUnit), l, nil)
-		if ckTable != nil {
-			w := replay.NewWriter(ckTable, i, 0)
-			writers = append(writers, w)
-			lu.u.CheckpointTo(w, cfg.Checkpoint)
-		}
-		if cfg.Policy.PerPacket() {
-			// Any unit may get any packet: flow state lives in the store, read and written
-			// per packet.
-			t, err := st.Table("runtime", "perpacket-flows")
-			if err != nil {
-				return LiveSummary{}, err
-			}
-			lu.u.KeepFlowsIn(t)
-		}
 		l.units = append(l.units, lu)
+		l.mail[i] = newMailbox(cfg.Recovery)
 		l.pool.Units = append(l.pool.Units, policy.UnitView{ID: i, Active: l.ctl.Initial(i), Capacity: cfg.Capacity})
 	}
+	defer func() {
+		for _, lu := range l.units {
+			lu.chain.Close()
+		}
+		for _, c := range l.oldChains {
+			c.Close()
+		}
+	}()
 	r := root.New(root.Config{Policy: cfg.Policy, Pool: l.pool, FlowletGap: cfg.FlowletGap,
 		MaxFlows: cfg.MaxFlows, Timeouts: l.units[0].chain.FlowTimeouts(),
 		ByInitiator: len(l.units[0].chain.Scopes()) > 0, MaxFlowRate: cfg.Target * cfg.Capacity})
 
-	eg := &egress{out: cfg.Out}
+	eg := &egress{out: cfg.Out, failAt: l.failAt}
+	if cfg.Recovery {
+		eg.dedupOn(cfg.LogPackets + n*batchesPerUnit*cfg.Batch)
+	}
 	egDone := make(chan error, 1)
 	go func() { egDone <- eg.run(l.egress) }()
-	mailDone := make(chan struct{})
-	for _, lu := range l.units {
-		wg.Add(1)
-		go func() { defer wg.Done(); lu.u.Run() }()
-		go lu.mail.forward(lu.u.State, mailDone)
+	for i := range l.units {
+		l.startUnit(i)
 	}
 
 	var (
@@ -350,7 +442,15 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		if mover {
 			l.ctl.Draining(l.pool, func(u int) { r.Evacuate(u, l.now, l) })
 		}
+		if l.log != nil && l.fatal == nil {
+			l.updateCovered()
+			l.fatal = l.checkFailures(now)
+		}
 	}
+	var (
+		idx   uint64 // packets dispatched
+		first int64  // the first packet's time
+	)
 	for {
 		if err := ctx.Err(); err != nil {
 			runErr = err
@@ -358,9 +458,22 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		}
 		n, err := cfg.In.Read(batch)
 		l.learnAliases(r)
+		if l.log != nil {
+			l.updateCovered()
+		}
 		for i := range batch[:n] {
 			l.now = max(l.now, batch[i].Time)
+			if idx++; idx == 1 {
+				first = batch[i].Time
+			}
+			if len(l.faults) > 0 && l.fatal == nil {
+				l.fatal = l.applyFaults(idx, time.Duration(batch[i].Time-first))
+			}
 			r.Dispatch(&batch[i], l)
+		}
+		if l.fatal != nil {
+			runErr = l.fatal
+			break
 		}
 		// A reader that returned a full batch has more waiting (replay at full speed): let
 		// the units' batches fill. One that returned less is paced or drained: send what
@@ -384,15 +497,21 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		l.flush(u)
 		close(l.units[u].u.In)
 	}
-	wg.Wait()
-	for _, w := range writers {
+	l.wg.Wait()
+	if l.fatal != nil && runErr == nil {
+		runErr = l.fatal
+	}
+	for u := range l.units {
+		close(l.quit[u])
+		<-l.fwdDone[u]
+	}
+	for _, w := range l.writers {
 		_ = w.Close() // a failed write is counted in CheckpointErrors; the run's output is whole
 		ws := w.Stats()
 		s.Checkpoints += ws.Records
 		s.CheckpointBytes += ws.Bytes
 		s.CheckpointErrors += ws.Errors
 	}
-	close(mailDone)
 	close(l.egress)
 	if err := <-egDone; err != nil && runErr == nil {
 		runErr = fmt.Errorf("write output: %w", err)
@@ -443,6 +562,16 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	cs := l.ctl.Summary()
 	s.UnitSeconds, s.UnitsMin, s.UnitsMax, s.UnitsMean, s.Timeline = cs.UnitSeconds, cs.UnitsMin, cs.UnitsMax, cs.UnitsMean, cs.Timeline
 	s.Evacuated = rs.Evacuated
+	if l.log != nil {
+		ls := l.log.Stats()
+		s.LogMaxBytes, s.LogMaxPackets, s.LogWaits = ls.MaxBytes, ls.MaxPackets, l.logWaits
+	}
+	s.Failures, s.Replayed, s.Duplicates = l.failures, l.replayed, eg.dups
+	for _, m := range l.mail {
+		s.StateDuplicates += m.dups
+	}
+	l.recTimes.merge(&eg.recTimes)
+	s.RecoveryTime = l.recTimes.percentiles()
 	return s, runErr
 }
 
@@ -456,12 +585,85 @@ type egress struct {
 	// took loses its history, so a reordering can go uncounted but is never invented.
 	last [1 << 16]struct{ flow, clock uint64 }
 	lat  durations
+
+	// Recovery: seen has a bit per clock of the packets whose outputs were written, over a
+	// window wider than the packets that can be replayed (a ring: bits of clocks that left
+	// the window are cleared as it moves); outputs of packets seen before are dropped.
+	seen     []uint64
+	hi       uint64 // highest clock marked
+	dups     uint64
+	failAt   []atomic.Int64
+	recTimes durations
+	fresh    []bool // scratch: per output of a batch, not seen before
+}
+
+// dedupOn turns on the dropping of outputs written before, for a window of at least
+// window packets' clocks.
+func (e *egress) dedupOn(window int) {
+	n := 64
+	for n < 2*window {
+		n *= 2
+	}
+	e.seen = make([]uint64, n/64)
+}
+
+func (e *egress) bit(c uint64) (word *uint64, mask uint64) {
+	i := c & uint64(len(e.seen)*64-1)
+	return &e.seen[i/64], 1 << (i % 64)
+}
+
+// dedup drops from b the outputs of packets written before, and marks the others. All of a
+// packet's outputs (the packet, the frames NFs emitted with it) are in one batch: they are
+// judged together, against the marks of earlier batches.
+func (e *egress) dedup(b *unit.Batch) {
+	window := uint64(len(e.seen) * 64)
+	e.fresh = e.fresh[:0]
+	for _, p := range b.Out {
+		c := p.Clock
+		old := c+window <= e.hi // left the window: written long ago
+		if !old && c <= e.hi {
+			w, m := e.bit(c)
+			old = *w&m != 0
+		}
+		e.fresh = append(e.fresh, !old)
+	}
+	k := 0
+	for i, p := range b.Out {
+		if !e.fresh[i] {
+			e.dups++
+			continue
+		}
+		c := p.Clock
+		if c > e.hi {
+			// Clear the bits of the clocks the window leaves (they map to the new ones).
+			for x := e.hi + 1; x < c && x-e.hi < window; x++ {
+				w, m := e.bit(x)
+				*w &^= m
+			}
+			w, m := e.bit(c)
+			*w &^= m
+			e.hi = c
+		}
+		w, m := e.bit(c)
+		*w |= m
+		b.Out[k], b.OutStamp[k] = p, b.OutStamp[i]
+		k++
+	}
+	b.Out, b.OutStamp = b.Out[:k], b.OutStamp[:k]
 }
 
 func (e *egress) run(in chan *unit.Batch) error {
 	var err error
 	for b := range in {
 		now := time.Now().UnixNano()
+		if e.seen != nil {
+			e.dedup(b)
+			if b.Replay {
+				if at := e.failAt[b.Unit].Swap(0); at != 0 {
+					e.recTimes.add(time.Duration(now - at))
+				}
+			}
+		}
 		if e.out != nil && err == nil && len(b.Out) > 0 {
 			err = e.out.Write(b.Out)
 		}
@@ -492,6 +694,13 @@ func (e *egress) run(in chan *unit.Batch) error {
 type durations struct {
 	n      uint64
 	bucket [64 * 8]uint64
+}
+
+func (d *durations) merge(o *durations) {
+	d.n += o.n
+	for i, c := range o.bucket {
+		d.bucket[i] += c
+	}
 }
 
 func (d *durations) add(v time.Duration) {

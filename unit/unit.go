@@ -9,6 +9,8 @@
 package unit
 
 import (
+	"encoding/binary"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -35,6 +37,11 @@ type Control struct {
 	Key  packet.Key // the flow's key (either direction)
 	Flow uint64     // the flow's id, as stamped by the root on its packets
 	Peer int
+	// Hid identifies the handover (the engine numbers them): a Marker's state carries it,
+	// and an Expect takes the state with its Hid, so that a state sent twice (a recovered
+	// unit replaying a Marker) cannot be taken for another handover of the flow. Zero
+	// matches states in order (the first state still awaited).
+	Hid uint64
 }
 
 // Batch is a unit's input and, once processed, its output. Batches are recycled: the root
@@ -48,7 +55,17 @@ type Batch struct {
 	// Now is the root's packet time when it released the batch: the unit expires idle
 	// flows by it, so that flows expire even on a unit that receives no more packets.
 	Now int64
-	Out []*packet.Packet
+	// Seq numbers the batches the root sends a unit (from 1; 0 for a batch that is not part
+	// of the unit's input, such as a checkpoint request): a checkpoint records the Seq of the
+	// last batch it reflects, and recovery replays the unit's batches after it.
+	Seq uint64
+	// Checkpoint asks the unit for a checkpoint record after this batch (when its writer
+	// is ready), whatever the interval: the root's packet log needs room.
+	Checkpoint bool
+	// Replay marks a batch the engine resent from its log to a recovering unit (local to
+	// the process: not on the wire).
+	Replay bool
+	Out    []*packet.Packet
 	// OutStamp holds, for each Out packet, the Stamp of the batch it arrived in (packets
 	// held for a handover leave in a later batch).
 	OutStamp []int64
@@ -69,6 +86,7 @@ func NewBatch(n int, home chan *Batch) *Batch {
 // Reset empties the batch for refilling.
 func (b *Batch) Reset() {
 	b.N, b.Ctl, b.Out, b.OutStamp = 0, b.Ctl[:0], b.Out[:0], b.OutStamp[:0]
+	b.Seq, b.Checkpoint, b.Replay = 0, false, false
 	b.extra = b.extra[:0] // the copies of emitted packets went out with the batch
 }
 
@@ -79,7 +97,8 @@ type State struct {
 	Flow uint64
 	From int
 	Data []byte
-	Sent int64 // wall time (Unix ns) it was sent
+	Sent int64  // wall time (Unix ns) it was sent
+	Hid  uint64 // the handover's id (the Marker's)
 }
 
 // Transport carries a unit's messages.
@@ -130,11 +149,13 @@ type Stats struct {
 // holding the flow's packets until the state arrives, closed by a Marker that ships the
 // flow on. A flow that leaves and comes back before its first state arrived has several.
 type segment struct {
+	hid     uint64 // the Expect's handover id (0: any)
 	state   State
 	arrived bool
 	held    []packet.Packet
 	stamps  []int64
 	moveTo  int // -1 until a Marker closes the segment
+	moveHid uint64
 }
 
 // MaxWaits bounds the handover wait samples a unit keeps.
@@ -170,8 +191,13 @@ type Unit struct {
 	aliases          []snf.AliasNote
 
 	ckw      Checkpointer
-	ckEvery  int64 // packet time between records
-	ckLast   int64 // packet time of the latest record
+	ckEvery  int64  // packet time between records
+	ckLast   int64  // packet time of the latest record
+	ckWant   bool   // a record is due (interval passed, or asked for) but could not be taken yet
+	pos      uint64 // Seq of the last batch processed
+	killed   atomic.Bool
+	done     atomic.Uint64 // batches processed
+	stall    atomic.Int64  // ns to sleep before the next batch (a fault)
 	heldHome chan *Batch
 	stats    Stats
 }
@@ -258,30 +284,87 @@ func (u *Unit) CheckpointTo(w Checkpointer, every time.Duration) {
 	u.ckw, u.ckEvery = w, int64(every)
 }
 
+// checkpoint hands a record to the writer: RecordHeader bytes (the unit's position: the
+// Seq of the last batch the record reflects), then the chain's record. The caller checked
+// that nothing is pending: every packet received was processed, every state expected has
+// arrived, so the record covers exactly the batches up to pos.
 func (u *Unit) checkpoint() {
 	full := u.ckw.NextFull()
-	rec, clock, err := u.Chain.Checkpoint(nil, full)
+	rec := binary.BigEndian.AppendUint64(make([]byte, 0, 4096), u.pos)
+	rec, _, err := u.Chain.Checkpoint(rec, full)
 	if err != nil {
 		u.stats.CheckpointErrors++
 		return
 	}
-	u.ckw.Offer(rec, clock, full)
+	u.ckw.Offer(rec, u.pos, full)
+	u.ckWant = false
 }
+
+// RecordHeader is the size of the unit's header on a checkpoint record: the position
+// (uint64, big-endian: the Seq of the last batch the record reflects).
+const RecordHeader = 8
+
+// SplitRecord returns a stored checkpoint record's position and the chain's record.
+func SplitRecord(rec []byte) (pos uint64, chain []byte, ok bool) {
+	if len(rec) < RecordHeader {
+		return 0, nil, false
+	}
+	return binary.BigEndian.Uint64(rec), rec[RecordHeader:], true
+}
+
+// SetPosition sets the Seq of the last batch the unit's state reflects (after a restore).
+func (u *Unit) SetPosition(pos uint64) { u.pos = pos }
+
+// Position returns the Seq of the last batch processed.
+func (u *Unit) Position() uint64 { return u.pos }
+
+// Kill makes the unit stop at its next batch, as if its machine died: it processes nothing
+// more, sends nothing more, and its state is gone. Run returns once In is closed (the
+// engine drains it).
+func (u *Unit) Kill() { u.killed.Store(true) }
+
+// Processed returns the number of batches the unit processed (safe from any goroutine: the
+// engine watches it to detect a unit that stopped).
+func (u *Unit) Processed() uint64 { return u.done.Load() }
+
+// Killed reports whether Kill was called.
+func (u *Unit) Killed() bool { return u.killed.Load() }
+
+// Stall makes the unit sleep d before its next batch (a slow or frozen unit).
+func (u *Unit) Stall(d time.Duration) { u.stall.Store(int64(d)) }
 
 // Run processes batches until In is closed and every expected state has arrived.
 func (u *Unit) Run() {
 	defer u.finalCheckpoint()
 	in := u.In
-	for in != nil || len(u.pending) > 0 {
+	for in != nil || u.awaiting() {
+		if u.killed.Load() {
+			u.drainKilled(in)
+			return
+		}
 		select {
 		case b, ok := <-in:
 			if !ok {
 				in = nil
 				continue
 			}
+			if d := u.stall.Swap(0); d > 0 {
+				time.Sleep(time.Duration(d))
+			}
+			if u.killed.Load() {
+				b.Out = b.Out[:0]
+				b.Home <- b // the batch's buffers go back; its packets are lost with the unit
+				continue
+			}
 			u.process(b)
 		case s := <-u.State:
-			u.arrive(s)
+			if !u.killed.Load() {
+				u.arrive(s)
+				// A record that was due while states were awaited can be taken now.
+				if u.ckWant && len(u.pending) == 0 && u.ckw.Ready() {
+					u.checkpoint()
+				}
+			}
 		}
 	}
 }
@@ -321,19 +404,58 @@ func (u *Unit) process(b *Batch) {
 	}
 	u.run(b, start, b.N)
 	u.inBatch = false
-	now := b.Now // b is the egress's once sent
+	now, seq, ask := b.Now, b.Seq, b.Checkpoint // b is the egress's once sent
 	u.sendAliases()
 	u.tr.SendOut(b)
 	u.flushOutbox()
-	if u.ckw != nil && now-u.ckLast >= u.ckEvery && u.ckw.Ready() {
-		u.ckLast = now
-		u.checkpoint()
+	if seq != 0 {
+		u.pos = seq
+	}
+	u.done.Add(1)
+	if u.ckw != nil {
+		if now-u.ckLast >= u.ckEvery || ask {
+			u.ckWant = true
+			u.ckLast = now
+		}
+		// Only with nothing pending: held packets and awaited states are not in the
+		// chain's state, so a record taken now would not cover the batches up to pos.
+		if u.ckWant && len(u.pending) == 0 && u.ckw.Ready() {
+			u.checkpoint()
+		}
+	}
+}
+
+// awaiting reports whether a flow waits for its state (an Expect without its state). States
+// that arrived without an Expect do not count: once In is closed none can come.
+func (u *Unit) awaiting() bool {
+	for _, pe := range u.pending {
+		if len(pe.segs) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// drainKilled returns the batches still coming to a killed unit until In closes, and drops
+// the states sent to it.
+func (u *Unit) drainKilled(in chan *Batch) {
+	for in != nil {
+		select {
+		case b, ok := <-in:
+			if !ok {
+				in = nil
+				continue
+			}
+			b.Out = b.Out[:0]
+			b.Home <- b
+		case <-u.State:
+		}
 	}
 }
 
 // finalCheckpoint hands over a last record once the writer is ready.
 func (u *Unit) finalCheckpoint() {
-	if u.ckw == nil {
+	if u.ckw == nil || u.killed.Load() || len(u.pending) > 0 {
 		return
 	}
 	for i := 0; !u.ckw.Ready(); i++ {
@@ -392,31 +514,35 @@ func (u *Unit) control(c *Control) {
 			pe = &pending{key: c.Key}
 			u.pending[c.Flow] = pe
 		}
-		sg := &segment{moveTo: -1}
-		if len(pe.early) > 0 {
-			sg.state, sg.arrived = pe.early[0], true
-			pe.early = pe.early[1:]
+		sg := &segment{hid: c.Hid, moveTo: -1}
+		for i, s := range pe.early {
+			if c.Hid == 0 || s.Hid == 0 || s.Hid == c.Hid {
+				sg.state, sg.arrived = s, true
+				pe.early = append(pe.early[:i], pe.early[i+1:]...)
+				break
+			}
 		}
 		pe.segs = append(pe.segs, sg)
 		u.advance(c.Flow, pe)
 	case Marker:
 		if pe, ok := u.pending[c.Flow]; ok && len(pe.segs) > 0 {
-			pe.segs[len(pe.segs)-1].moveTo = c.Peer // ship on once its state has arrived here
+			sg := pe.segs[len(pe.segs)-1]
+			sg.moveTo, sg.moveHid = c.Peer, c.Hid // ship on once its state has arrived here
 			return
 		}
-		u.ship(c.Key, c.Flow, c.Peer)
+		u.ship(c.Key, c.Flow, c.Peer, c.Hid)
 	}
 }
 
 // ship moves a flow's state out of this unit's chain, to be sent after the current outputs.
-func (u *Unit) ship(k packet.Key, flow uint64, to int) {
+func (u *Unit) ship(k packet.Key, flow uint64, to int, hid uint64) {
 	data, found, err := u.Chain.MoveOut(k, nil)
 	if err != nil || !found {
 		data = nil // no state here (the flow sent no IP packet to this unit), or it could not be exported
 	}
 	u.stats.HandoversOut++
 	u.stats.BytesMoved += uint64(len(data))
-	u.outbox = append(u.outbox, outgoing{to, State{Key: k, Flow: flow, From: u.ID, Data: data}})
+	u.outbox = append(u.outbox, outgoing{to, State{Key: k, Flow: flow, From: u.ID, Data: data, Hid: hid}})
 }
 
 // flushOutbox sends the states shipped so far. Never while a batch is half processed: a
@@ -447,7 +573,7 @@ func (u *Unit) arrive(s State) {
 		u.pending[s.Flow] = pe
 	}
 	for _, sg := range pe.segs {
-		if !sg.arrived {
+		if !sg.arrived && (sg.hid == 0 || s.Hid == 0 || sg.hid == s.Hid) {
 			sg.state, sg.arrived = s, true
 			u.advance(s.Flow, pe)
 			return
@@ -502,7 +628,7 @@ func (u *Unit) complete(k packet.Key, flow uint64, sg *segment) {
 		u.tr.SendOut(b)
 	}
 	if sg.moveTo >= 0 {
-		u.ship(k, flow, sg.moveTo)
+		u.ship(k, flow, sg.moveTo, sg.moveHid)
 	}
 	u.flushOutbox()
 }

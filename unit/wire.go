@@ -18,24 +18,27 @@ import (
 // exactly its encoding: framing (one UDP datagram, or a length prefix on a TCP stream) is
 // the transport's, and trailing bytes are an error.
 //
-// Batch (magic "SNFB"): the input side only — Unit, Pkts[:N], N, Ctl, Stamp, Now. Out,
-// OutStamp and Home are local to the process holding the batch.
+// Batch (magic "SNFB"): the input side only — Unit, Pkts[:N], N, Ctl, Stamp, Now, Seq,
+// Checkpoint. Out, OutStamp and Home are local to the process holding the batch.
 //
 //	off size field    type
-//	header, 33 bytes
+//	header, 42 bytes
 //	  0  4  magic     "SNFB"
-//	  4  1  version   1
+//	  4  1  version   2
 //	  5  4  unit      int32
 //	  9  4  npkts     uint32  N
 //	 13  4  nctl      uint32  len(Ctl)
 //	 17  8  stamp     int64   Unix ns
 //	 25  8  now       int64   the root's packet time
-//	nctl controls, 55 bytes each, in order of At (non-decreasing)
+//	 33  8  seq       uint64  the unit's batch number (0: not part of its input)
+//	 41  1  flags     uint8   bit 0: Checkpoint; other bits 0
+//	nctl controls, 63 bytes each, in order of At (non-decreasing)
 //	  0  4  at        uint32  0 ≤ at ≤ npkts (at == npkts: after the last packet)
 //	  4  1  kind      uint8   1 Marker, 2 Expect
 //	  5 38  key       src[16] dst[16] sport:u16 dport:u16 proto:u8 v6:u8 (0 or 1)
 //	 43  8  flow      uint64
 //	 51  4  peer      int32
+//	 55  8  hid       uint64  the handover's id
 //	npkts packets, 32 bytes + data each
 //	  0  8  time      int64   Unix ns
 //	  8  4  wirelen   uint32  len ≤ wirelen ≤ 2³¹-1 (encoded as max(WireLen, len(Data)))
@@ -48,20 +51,21 @@ import (
 //
 //	off size field    type
 //	  0  4  magic     "SNFS"
-//	  4  1  version   1
+//	  4  1  version   2
 //	  5 38  key       as in a control
 //	 43  8  flow      uint64
 //	 51  4  from      int32
 //	 55  8  sent      int64   Unix ns
-//	 63  1  present   uint8   0: Data is nil (the sender held no state; len must be 0),
+//	 63  8  hid       uint64  the handover's id
+//	 71  1  present   uint8   0: Data is nil (the sender held no state; len must be 0),
 //	                          1: Data present (possibly empty)
-//	 64  4  len       uint32  ≤ MaxDataLen
-//	 68 len data      what snf.Chain.MoveOut wrote
+//	 72  4  len       uint32  ≤ MaxDataLen
+//	 76 len data      what snf.Chain.MoveOut wrote
 //
 // Decoding validates the whole input before it touches the destination: on error the
 // message is left unchanged, nothing is allocated in proportion to a count that does not fit
 // the input, and the error wraps ErrMalformed.
-const WireVersion = 1
+const WireVersion = 2
 
 var (
 	_ encoding.BinaryAppender    = (*Batch)(nil)
@@ -82,10 +86,10 @@ const (
 	stateMagic = "SNFS"
 
 	wireKeyLen      = 16 + 16 + 2 + 2 + 1 + 1
-	batchHeaderLen  = 4 + 1 + 4 + 4 + 4 + 8 + 8
-	controlWireLen  = 4 + 1 + wireKeyLen + 8 + 4
+	batchHeaderLen  = 4 + 1 + 4 + 4 + 4 + 8 + 8 + 8 + 1
+	controlWireLen  = 4 + 1 + wireKeyLen + 8 + 4 + 8
 	packetHeaderLen = 8 + 4 + 8 + 8 + 4
-	stateHeaderLen  = 4 + 1 + wireKeyLen + 8 + 4 + 8 + 1 + 4
+	stateHeaderLen  = 4 + 1 + wireKeyLen + 8 + 4 + 8 + 8 + 1 + 4
 
 	maxWireLen = math.MaxInt32 // a frame's wire length, which may exceed MaxDataLen (snaplen-cut jumbo/GRO frames)
 )
@@ -115,6 +119,12 @@ func (b *Batch) AppendBinary(dst []byte) ([]byte, error) {
 	dst = be.AppendUint32(dst, uint32(len(b.Ctl)))
 	dst = be.AppendUint64(dst, uint64(b.Stamp))
 	dst = be.AppendUint64(dst, uint64(b.Now))
+	dst = be.AppendUint64(dst, b.Seq)
+	flags := byte(0)
+	if b.Checkpoint {
+		flags = 1
+	}
+	dst = append(dst, flags)
 	for i := range b.Ctl {
 		c := &b.Ctl[i]
 		dst = be.AppendUint32(dst, uint32(c.At))
@@ -122,6 +132,7 @@ func (b *Batch) AppendBinary(dst []byte) ([]byte, error) {
 		dst = appendWireKey(dst, &c.Key)
 		dst = be.AppendUint64(dst, c.Flow)
 		dst = be.AppendUint32(dst, uint32(int32(c.Peer)))
+		dst = be.AppendUint64(dst, c.Hid)
 	}
 	for i := range b.N {
 		p := &b.Pkts[i]
@@ -190,6 +201,7 @@ func (b *Batch) UnmarshalBinary(src []byte) error {
 	b.N = n
 	b.Stamp = int64(be.Uint64(src[17:]))
 	b.Now = int64(be.Uint64(src[25:]))
+	b.Seq, b.Checkpoint = be.Uint64(src[33:]), src[41]&1 != 0
 	off := batchHeaderLen
 	b.Ctl = slices.Grow(b.Ctl[:0], nctl)
 	for range nctl {
@@ -200,6 +212,7 @@ func (b *Batch) UnmarshalBinary(src []byte) error {
 			Key:  readWireKey(c[5 : 5+wireKeyLen]),
 			Flow: be.Uint64(c[43:]),
 			Peer: int(int32(be.Uint32(c[51:]))),
+			Hid:  be.Uint64(c[55:]),
 		})
 		off += controlWireLen
 	}
@@ -231,9 +244,12 @@ func checkBatch(src []byte) (n, nctl int, err error) {
 	if src[4] != WireVersion {
 		return 0, 0, malformed(what, "unsupported version %d", src[4])
 	}
+	if src[41] > 1 {
+		return 0, 0, malformed(what, "unknown flags %#x", src[41])
+	}
 	n64, c64 := uint64(be.Uint32(src[9:])), uint64(be.Uint32(src[13:]))
 	rest := uint64(len(src) - batchHeaderLen)
-	if c64*controlWireLen+n64*packetHeaderLen > rest { // at most 2³²·87: no overflow
+	if c64*controlWireLen+n64*packetHeaderLen > rest { // at most 2³²·95: no overflow
 		return 0, 0, malformed(what, "%d packets and %d controls do not fit in %d bytes", n64, c64, rest)
 	}
 	n, nctl = int(n64), int(c64) // both below len(src)
@@ -293,6 +309,7 @@ func (s *State) AppendBinary(dst []byte) ([]byte, error) {
 	dst = be.AppendUint64(dst, s.Flow)
 	dst = be.AppendUint32(dst, uint32(int32(s.From)))
 	dst = be.AppendUint64(dst, uint64(s.Sent))
+	dst = be.AppendUint64(dst, s.Hid)
 	present := byte(0)
 	if s.Data != nil {
 		present = 1
@@ -322,7 +339,7 @@ func (s *State) UnmarshalBinary(src []byte) error {
 	if v6 := src[5+wireKeyLen-1]; v6 > 1 {
 		return malformed(what, "bad key (v6 byte %d)", v6)
 	}
-	present, l := src[63], be.Uint32(src[64:])
+	present, l := src[71], be.Uint32(src[72:])
 	switch {
 	case present > 1:
 		return malformed(what, "bad presence byte %d", present)
@@ -345,6 +362,7 @@ func (s *State) UnmarshalBinary(src []byte) error {
 		Flow: be.Uint64(src[43:]),
 		From: int(int32(be.Uint32(src[51:]))),
 		Sent: int64(be.Uint64(src[55:])),
+		Hid:  be.Uint64(src[63:]),
 		Data: data,
 	}
 	return nil

@@ -119,21 +119,26 @@ func wireBatches(big bool) map[string]*unit.Batch {
 	k4, k6 := wireKey(false, 40000), wireKey(true, 51000)
 	m := map[string]*unit.Batch{
 		"0 packets":                   wireBatch(fs, 0),
-		"0 packets, controls at N":    wireBatch(fs, 0, unit.Control{At: 0, Kind: unit.Expect, Key: k4, Flow: 1, Peer: 0}, unit.Control{At: 0, Kind: unit.Marker, Key: k6, Flow: 2, Peer: 9}),
+		"0 packets, controls at N":    wireBatch(fs, 0, unit.Control{At: 0, Kind: unit.Expect, Key: k4, Flow: 1, Peer: 0, Hid: 1}, unit.Control{At: 0, Kind: unit.Marker, Key: k6, Flow: 2, Peer: 9, Hid: 2}),
 		"1 packet":                    wireBatch(fs[1:], 1),
-		"1 packet, controls at 0 & N": wireBatch(fs[4:], 1, unit.Control{At: 0, Kind: unit.Marker, Key: k6, Flow: math.MaxUint64, Peer: math.MaxInt32}, unit.Control{At: 1, Kind: unit.Expect, Key: k4.Reverse(), Flow: 5, Peer: math.MinInt32}),
+		"1 packet, controls at 0 & N": wireBatch(fs[4:], 1, unit.Control{At: 0, Kind: unit.Marker, Key: k6, Flow: math.MaxUint64, Peer: math.MaxInt32, Hid: math.MaxUint64}, unit.Control{At: 1, Kind: unit.Expect, Key: k4.Reverse(), Flow: 5, Peer: math.MinInt32, Hid: 0x8000_0000_0000_0001}),
 		"64 packets": wireBatch(fs, 64,
-			unit.Control{At: 0, Kind: unit.Expect, Key: k4, Flow: 11, Peer: 1},
-			unit.Control{At: 0, Kind: unit.Marker, Key: k4, Flow: 11, Peer: 2},
-			unit.Control{At: 17, Kind: unit.Marker, Key: k6, Flow: 12, Peer: 3},
-			unit.Control{At: 17, Kind: unit.Expect, Key: k6.Reverse(), Flow: 13, Peer: 4},
-			unit.Control{At: 40, Kind: unit.Expect, Key: packet.Key{}, Flow: 0, Peer: 0},
-			unit.Control{At: 63, Kind: unit.Marker, Key: k4.Reverse(), Flow: 14, Peer: 5},
-			unit.Control{At: 64, Kind: unit.Marker, Key: k6, Flow: 15, Peer: 6},
-			unit.Control{At: 64, Kind: unit.Expect, Key: k4, Flow: 16, Peer: 7}),
+			unit.Control{At: 0, Kind: unit.Expect, Key: k4, Flow: 11, Peer: 1, Hid: 100},
+			unit.Control{At: 0, Kind: unit.Marker, Key: k4, Flow: 11, Peer: 2, Hid: 101},
+			unit.Control{At: 17, Kind: unit.Marker, Key: k6, Flow: 12, Peer: 3, Hid: 1 << 32},
+			unit.Control{At: 17, Kind: unit.Expect, Key: k6.Reverse(), Flow: 13, Peer: 4, Hid: 1<<32 + 1},
+			unit.Control{At: 40, Kind: unit.Expect, Key: packet.Key{}, Flow: 0, Peer: 0, Hid: 0},
+			unit.Control{At: 63, Kind: unit.Marker, Key: k4.Reverse(), Flow: 14, Peer: 5, Hid: 0xfedc_ba98_7654_3210},
+			unit.Control{At: 64, Kind: unit.Marker, Key: k6, Flow: 15, Peer: 6, Hid: 7},
+			unit.Control{At: 64, Kind: unit.Expect, Key: k4, Flow: 16, Peer: 7, Hid: 7}),
 	}
-	m["64 packets"].Unit = math.MaxInt32
+	// Seq and Checkpoint in every combination: a checkpoint request (Seq 0, Checkpoint), a
+	// plain batch, a batch that also asks for a checkpoint, extreme Seqs.
+	m["0 packets, controls at N"].Checkpoint = true
+	m["64 packets"].Unit, m["64 packets"].Seq = math.MaxInt32, 0x0102_0304_0506_0708
 	m["1 packet"].Unit, m["1 packet"].Stamp, m["1 packet"].Now = -1, 0, math.MaxInt64
+	m["1 packet"].Seq, m["1 packet"].Checkpoint = math.MaxUint64, true
+	m["1 packet, controls at 0 & N"].Seq, m["1 packet, controls at 0 & N"].Checkpoint = 1, true
 	return m
 }
 
@@ -175,9 +180,11 @@ func wireSamePacket(t testing.TB, what string, got, want *packet.Packet) {
 // wireSameBatch checks that got has want's input side.
 func wireSameBatch(t testing.TB, got, want *unit.Batch) {
 	t.Helper()
-	if got.Unit != want.Unit || got.N != want.N || got.Stamp != want.Stamp || got.Now != want.Now {
-		t.Fatalf("header: unit %d N %d stamp %d now %d, want %d %d %d %d",
-			got.Unit, got.N, got.Stamp, got.Now, want.Unit, want.N, want.Stamp, want.Now)
+	if got.Unit != want.Unit || got.N != want.N || got.Stamp != want.Stamp || got.Now != want.Now ||
+		got.Seq != want.Seq || got.Checkpoint != want.Checkpoint {
+		t.Fatalf("header: unit %d N %d stamp %d now %d seq %d checkpoint %v, want %d %d %d %d %d %v",
+			got.Unit, got.N, got.Stamp, got.Now, got.Seq, got.Checkpoint,
+			want.Unit, want.N, want.Stamp, want.Now, want.Seq, want.Checkpoint)
 	}
 	if !slices.Equal(got.Ctl, want.Ctl) {
 		t.Errorf("controls:\n got %+v\nwant %+v", got.Ctl, want.Ctl)
@@ -205,7 +212,8 @@ func TestBatchRoundTrip(t *testing.T) {
 				t.Errorf("encoding has %d bytes, want %d", len(enc), n)
 			}
 			home := make(chan *unit.Batch, 1)
-			other := wireBatch(wireFrames(false), 70, unit.Control{At: 3, Kind: unit.Marker})
+			other := wireBatch(wireFrames(false), 70, unit.Control{At: 3, Kind: unit.Marker, Hid: 33})
+			other.Seq, other.Checkpoint = 12345, true // overwritten, also by a Seq 0 without Checkpoint
 			other.Out = append(other.Out, &other.Pkts[0])
 			other.OutStamp = append(other.OutStamp, 1)
 			other.Home = home
@@ -258,7 +266,7 @@ func TestBatchRoundTrip(t *testing.T) {
 
 // wireBatchLen is the encoded length of b from the format table.
 func wireBatchLen(b *unit.Batch) (int, bool) {
-	n := 33 + 55*len(b.Ctl)
+	n := 42 + 63*len(b.Ctl)
 	for i := range b.N {
 		n += 32 + len(b.Pkts[i].Data)
 	}
@@ -269,22 +277,25 @@ func wireBatchLen(b *unit.Batch) (int, bool) {
 func TestBatchWireGolden(t *testing.T) {
 	b := unit.NewBatch(1, nil)
 	b.Unit, b.Stamp, b.Now = 2, 0x0102030405060708, -2
+	b.Seq, b.Checkpoint = 0x6162636465666768, true
 	b.Pkts[0].SetData([]byte{0xde, 0xad, 0xbe, 0xef}, 0x1112131415161718, 60)
 	b.Pkts[0].Clock, b.Pkts[0].Flow = 0x2122232425262728, 0x3132333435363738
 	b.N = 1
 	k := packet.Key{SrcPort: 0x4142, DstPort: 0x4344, Proto: 6, V6: true}
 	k.Src[0], k.Src[15], k.Dst[0], k.Dst[15] = 0xa0, 0xaf, 0xb0, 0xbf
-	b.Ctl = []unit.Control{{At: 1, Kind: unit.Expect, Key: k, Flow: 0x5152535455565758, Peer: -3}}
+	b.Ctl = []unit.Control{{At: 1, Kind: unit.Expect, Key: k, Flow: 0x5152535455565758, Peer: -3, Hid: 0x7172737475767778}}
 	want := slices.Concat(
-		[]byte("SNFB"), []byte{1},
+		[]byte("SNFB"), []byte{2},
 		[]byte{0, 0, 0, 2}, []byte{0, 0, 0, 1}, []byte{0, 0, 0, 1},
 		[]byte{1, 2, 3, 4, 5, 6, 7, 8}, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe},
+		[]byte{0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68}, []byte{1},
 		// control
 		[]byte{0, 0, 0, 1}, []byte{2},
 		[]byte{0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xaf},
 		[]byte{0xb0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xbf},
 		[]byte{0x41, 0x42, 0x43, 0x44, 6, 1},
 		[]byte{0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58}, []byte{0xff, 0xff, 0xff, 0xfd},
+		[]byte{0x71, 0x72, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78},
 		// packet
 		[]byte{0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18}, []byte{0, 0, 0, 60},
 		[]byte{0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28},
@@ -294,19 +305,36 @@ func TestBatchWireGolden(t *testing.T) {
 	if got := wireEncode(t, b); !bytes.Equal(got, want) {
 		t.Errorf("encoding\n got % x\nwant % x", got, want)
 	}
+	var dec unit.Batch
+	if err := dec.UnmarshalBinary(want); err != nil {
+		t.Fatal(err)
+	}
+	wireSameBatch(t, &dec, b)
+	// Without Checkpoint, the flags byte (offset 41) is 0.
+	b.Checkpoint = false
+	want[41] = 0
+	if got := wireEncode(t, b); !bytes.Equal(got, want) {
+		t.Errorf("encoding without Checkpoint\n got % x\nwant % x", got, want)
+	}
 
-	s := unit.State{Key: k, Flow: 0x5152535455565758, From: 7, Sent: 0x0102030405060708, Data: []byte{9, 8}}
+	s := unit.State{Key: k, Flow: 0x5152535455565758, From: 7, Sent: 0x0102030405060708, Hid: 0x8182838485868788, Data: []byte{9, 8}}
 	want = slices.Concat(
-		[]byte("SNFS"), []byte{1},
+		[]byte("SNFS"), []byte{2},
 		[]byte{0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xaf},
 		[]byte{0xb0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xbf},
 		[]byte{0x41, 0x42, 0x43, 0x44, 6, 1},
 		[]byte{0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58}, []byte{0, 0, 0, 7},
-		[]byte{1, 2, 3, 4, 5, 6, 7, 8}, []byte{1}, []byte{0, 0, 0, 2}, []byte{9, 8},
+		[]byte{1, 2, 3, 4, 5, 6, 7, 8}, []byte{0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88},
+		[]byte{1}, []byte{0, 0, 0, 2}, []byte{9, 8},
 	)
 	if got := wireEncode(t, &s); !bytes.Equal(got, want) {
 		t.Errorf("state encoding\n got % x\nwant % x", got, want)
 	}
+	var sdec unit.State
+	if err := sdec.UnmarshalBinary(want); err != nil {
+		t.Fatal(err)
+	}
+	wireSameState(t, "golden state", sdec, s)
 }
 
 // TestBatchWireLen: a packet's WireLen below its length (a Packet filled without SetData)
@@ -380,23 +408,29 @@ func TestBatchTruncated(t *testing.T) {
 
 func TestBatchUnmarshalInvalid(t *testing.T) {
 	valid := wireEncode(t, wireBatches(false)["1 packet, controls at 0 & N"])
-	// Offsets in valid (see the format table): header 0, controls 33 and 88, packet 143.
-	const ctl0, ctl1, pkt = 33, 88, 143
+	// Offsets in valid (see the format table): header 0, controls 42 and 105, packet 168.
+	const ctl0, ctl1, pkt = 42, 105, 168
 	patch := func(f func(b []byte)) []byte { b := slices.Clone(valid); f(b); return b }
 	put32 := func(off int, v uint32) []byte {
 		return patch(func(b []byte) { binary.BigEndian.PutUint32(b[off:], v) })
 	}
-	big := slices.Concat(valid[:9], []byte{0, 0, 0, 1, 0, 0, 0, 0}, valid[17:33],
+	big := slices.Concat(valid[:9], []byte{0, 0, 0, 1, 0, 0, 0, 0}, valid[17:42],
 		make([]byte, 28), []byte{0, 1, 0, 0}, make([]byte, 1<<16)) // one packet of 65536 bytes
-	binary.BigEndian.PutUint32(big[33+8:], 1<<16)
+	binary.BigEndian.PutUint32(big[42+8:], 1<<16)
 	cases := []struct {
 		name, in, want string
 	}{
-		{"empty", "", "shorter than its 33-byte header"},
+		{"empty", "", "0 bytes, shorter than its 42-byte header"},
+		{"header cut", string(valid[:41]), "41 bytes, shorter than its 42-byte header"},
 		{"bad magic", string(patch(func(b []byte) { b[0] = 'X' })), "bad magic"},
 		{"state magic", string(patch(func(b []byte) { b[3] = 'S' })), "bad magic"},
 		{"version 0", string(patch(func(b []byte) { b[4] = 0 })), "unsupported version 0"},
-		{"version 2", string(patch(func(b []byte) { b[4] = 2 })), "unsupported version 2"},
+		{"version 1", string(patch(func(b []byte) { b[4] = 1 })), "unsupported version 1"},
+		{"version 3", string(patch(func(b []byte) { b[4] = 3 })), "unsupported version 3"},
+		{"flags 2", string(patch(func(b []byte) { b[41] = 2 })), "unknown flags 0x2"},
+		{"flags 3", string(patch(func(b []byte) { b[41] = 3 })), "unknown flags 0x3"},
+		{"flags 0x80", string(patch(func(b []byte) { b[41] = 0x80 })), "unknown flags 0x80"},
+		{"flags 0xff", string(patch(func(b []byte) { b[41] = 0xff })), "unknown flags 0xff"},
 		{"packets beyond input", string(put32(9, math.MaxUint32)), "do not fit"},
 		{"controls beyond input", string(put32(13, math.MaxUint32)), "do not fit"},
 		{"one packet too many", string(put32(9, 2)), "packet 1: truncated header"},
@@ -422,8 +456,34 @@ func TestBatchUnmarshalInvalid(t *testing.T) {
 		if err == nil || !errors.Is(err, unit.ErrMalformed) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want one saying %q", c.name, err, c.want)
 		}
-		if b.N != 0 || b.Pkts != nil || b.Ctl != nil {
+		if b.N != 0 || b.Pkts != nil || b.Ctl != nil || b.Seq != 0 || b.Checkpoint {
 			t.Errorf("%s: batch changed", c.name)
+		}
+	}
+	// The flags byte and the Seq, wherever their values: flags 0 is a batch without
+	// Checkpoint; the Seq's every byte counts.
+	for _, c := range []struct {
+		name       string
+		in         []byte
+		seq        uint64
+		checkpoint bool
+	}{
+		{"valid", valid, 1, true},
+		{"flags 0", patch(func(b []byte) { b[41] = 0 }), 1, false},
+		{"seq 0", patch(func(b []byte) { binary.BigEndian.PutUint64(b[33:], 0) }), 0, true},
+		{"seq bytes", patch(func(b []byte) { copy(b[33:41], []byte{0x80, 2, 3, 4, 5, 6, 7, 0xff}) }), 0x80020304050607ff, true},
+	} {
+		b := unit.NewBatch(1, nil)
+		b.Seq, b.Checkpoint = 99, !c.checkpoint
+		if err := b.UnmarshalBinary(c.in); err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if b.Seq != c.seq || b.Checkpoint != c.checkpoint {
+			t.Errorf("%s: Seq %#x Checkpoint %v, want %#x %v", c.name, b.Seq, b.Checkpoint, c.seq, c.checkpoint)
+		}
+		if !bytes.Equal(wireEncode(t, b), c.in) {
+			t.Errorf("%s: re-encoding differs", c.name)
 		}
 	}
 	// A count that does not fit the input allocates nothing in its proportion.
@@ -473,18 +533,18 @@ func wireStates() map[string]unit.State {
 		data[i] = byte(i * 7)
 	}
 	return map[string]unit.State{
-		"nil data":   {Key: wireKey(false, 1234), Flow: 77, From: 2, Sent: 1_700_000_000_000_000_000},
-		"empty data": {Key: wireKey(true, 1), Flow: math.MaxUint64, From: 0, Sent: -1, Data: []byte{}},
-		"data v4":    {Key: wireKey(false, 80).Reverse(), Flow: 1, From: math.MaxInt32, Sent: 5, Data: data[:100]},
-		"data v6":    {Key: wireKey(true, 443), Flow: 2, From: math.MinInt32, Sent: math.MaxInt64, Data: data[7:300]},
-		"max data":   {Key: packet.Key{Proto: 17}, Flow: 3, From: 5, Data: data},
+		"nil data":   {Key: wireKey(false, 1234), Flow: 77, From: 2, Sent: 1_700_000_000_000_000_000, Hid: 1},
+		"empty data": {Key: wireKey(true, 1), Flow: math.MaxUint64, From: 0, Sent: -1, Hid: math.MaxUint64, Data: []byte{}},
+		"data v4":    {Key: wireKey(false, 80).Reverse(), Flow: 1, From: math.MaxInt32, Sent: 5, Hid: 0x0102_0304_0506_0708, Data: data[:100]},
+		"data v6":    {Key: wireKey(true, 443), Flow: 2, From: math.MinInt32, Sent: math.MaxInt64, Hid: 0, Data: data[7:300]},
+		"max data":   {Key: packet.Key{Proto: 17}, Flow: 3, From: 5, Hid: 1 << 63, Data: data},
 	}
 }
 
 func wireSameState(t testing.TB, what string, got, want unit.State) {
 	t.Helper()
 	if got.Key != want.Key || got.Flow != want.Flow || got.From != want.From || got.Sent != want.Sent ||
-		(got.Data == nil) != (want.Data == nil) || !bytes.Equal(got.Data, want.Data) {
+		got.Hid != want.Hid || (got.Data == nil) != (want.Data == nil) || !bytes.Equal(got.Data, want.Data) {
 		t.Errorf("%s: got %+v (nil data %v), want %+v (nil data %v)", what, got, got.Data == nil, want, want.Data == nil)
 	}
 }
@@ -495,11 +555,11 @@ func TestStateRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if string(enc[:6]) != "prefix" || len(enc) != 6+68+len(want.Data) {
+		if string(enc[:6]) != "prefix" || len(enc) != 6+76+len(want.Data) {
 			t.Fatalf("%s: %d bytes", name, len(enc))
 		}
 		enc = enc[6:]
-		for tn, got := range map[string]unit.State{"zero": {}, "used": {Flow: 9, Data: []byte("old state")}} {
+		for tn, got := range map[string]unit.State{"zero": {}, "used": {Flow: 9, Sent: 3, Hid: 44, Data: []byte("old state")}} {
 			if err := got.UnmarshalBinary(enc); err != nil {
 				t.Fatalf("%s into %s: %v", name, tn, err)
 			}
@@ -543,17 +603,24 @@ func TestStateUnmarshalInvalid(t *testing.T) {
 	valid := wireEncode(t, new(wireStates()["data v4"]))
 	patch := func(f func(b []byte)) string { b := slices.Clone(valid); f(b); return string(b) }
 	absent := wireEncode(t, new(wireStates()["nil data"]))
-	big := slices.Concat(valid[:64], []byte{0, 1, 0, 0}, make([]byte, 1<<16))
+	// Offsets (see the format table): present 71, len 72, data 76; valid has 100 bytes of data.
+	const present, length = 71, 72
+	big := slices.Concat(valid[:length], []byte{0, 1, 0, 0}, make([]byte, 1<<16))
 	cases := []struct{ name, in, want string }{
-		{"short", string(valid[:67]), "shorter than its 68-byte header"},
+		{"empty", "", "0 bytes, shorter than its 76-byte header"},
+		{"short", string(valid[:75]), "75 bytes, shorter than its 76-byte header"},
+		{"v1 header", string(valid[:68]), "68 bytes, shorter than its 76-byte header"},
 		{"bad magic", patch(func(b []byte) { b[3] = 'B' }), "bad magic"},
-		{"version 2", patch(func(b []byte) { b[4] = 2 }), "unsupported version 2"},
+		{"version 1", patch(func(b []byte) { b[4] = 1 }), "unsupported version 1"},
+		{"version 3", patch(func(b []byte) { b[4] = 3 }), "unsupported version 3"},
 		{"v6 byte 2", patch(func(b []byte) { b[42] = 2 }), "v6 byte 2"},
-		{"presence 2", patch(func(b []byte) { b[63] = 2 }), "presence byte 2"},
-		{"absent with data", patch(func(b []byte) { b[63] = 0 }), "marked absent"},
-		{"absent with length", string(append(absent[:64:64], 0, 0, 0, 1, 0)), "marked absent"},
+		{"presence 2", patch(func(b []byte) { b[present] = 2 }), "presence byte 2"},
+		{"absent with data", patch(func(b []byte) { b[present] = 0 }), "100 bytes of data marked absent"},
+		{"absent with length", string(append(absent[:length:length], 0, 0, 0, 1, 0)), "1 bytes of data marked absent"},
 		{"length beyond 65535", string(big), "length 65536 beyond 65535"},
-		{"length beyond input", patch(func(b []byte) { binary.BigEndian.PutUint32(b[64:], 101) }), "left"},
+		{"length huge", patch(func(b []byte) { binary.BigEndian.PutUint32(b[length:], math.MaxUint32) }), "beyond 65535"},
+		{"length beyond input", patch(func(b []byte) { binary.BigEndian.PutUint32(b[length:], 101) }), "101 bytes of data, 100 left"},
+		{"length short", patch(func(b []byte) { binary.BigEndian.PutUint32(b[length:], 99) }), "1 trailing bytes"},
 		{"trailing", string(append(slices.Clone(valid), 1)), "trailing"},
 		{"batch", string(wireEncode(t, wireBatches(false)["1 packet"])), "bad magic"},
 	}
@@ -580,13 +647,17 @@ func FuzzBatchUnmarshal(f *testing.F) {
 		f.Add(wireEncode(f, b))
 	}
 	f.Add([]byte("SNFB"))
-	f.Add(slices.Concat([]byte("SNFB\x01"), make([]byte, 28)))
+	f.Add(slices.Concat([]byte("SNFB\x02"), make([]byte, 37)))            // an empty batch
+	f.Add(slices.Concat([]byte("SNFB\x02"), make([]byte, 36), []byte{1})) // a checkpoint request
+	f.Add(slices.Concat([]byte("SNFB\x02"), make([]byte, 36), []byte{2})) // unknown flags
+	f.Add(slices.Concat([]byte("SNFB\x01"), make([]byte, 28)))            // an empty version 1 batch
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var fresh unit.Batch
 		err := fresh.UnmarshalBinary(in)
 		used := unit.NewBatch(2, nil)
 		used.N = 2
-		used.Ctl = append(used.Ctl, unit.Control{At: 1, Kind: unit.Marker})
+		used.Ctl = append(used.Ctl, unit.Control{At: 1, Kind: unit.Marker, Hid: 5})
+		used.Seq, used.Checkpoint = 9, true
 		used.Pkts[1].SetData(make([]byte, 3000), 0, 0)
 		err2 := used.UnmarshalBinary(in)
 		if (err == nil) != (err2 == nil) {
@@ -596,7 +667,7 @@ func FuzzBatchUnmarshal(f *testing.F) {
 			if !errors.Is(err, unit.ErrMalformed) {
 				t.Fatalf("error does not wrap ErrMalformed: %v", err)
 			}
-			if used.N != 2 || len(used.Ctl) != 1 || len(used.Pkts[1].Data) != 3000 {
+			if used.N != 2 || len(used.Ctl) != 1 || used.Ctl[0].Hid != 5 || used.Seq != 9 || !used.Checkpoint || len(used.Pkts[1].Data) != 3000 {
 				t.Fatalf("a failed decode changed the batch")
 			}
 			return
@@ -620,11 +691,14 @@ func FuzzStateUnmarshal(f *testing.F) {
 			f.Add(wireEncode(f, &s))
 		}
 	}
-	f.Add([]byte("SNFS\x01"))
+	f.Add([]byte("SNFS\x02"))
+	f.Add(slices.Concat([]byte("SNFS\x02"), make([]byte, 71)))                        // a state without data
+	f.Add(slices.Concat([]byte("SNFS\x02"), make([]byte, 66), []byte{1, 0, 0, 0, 0})) // with empty data
+	f.Add(slices.Concat([]byte("SNFS\x01"), make([]byte, 63)))                        // a version 1 state
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var s unit.State
 		err := s.UnmarshalBinary(in)
-		used := unit.State{Flow: 1, Data: []byte("previous")}
+		used := unit.State{Flow: 1, Hid: 2, Data: []byte("previous")}
 		err2 := used.UnmarshalBinary(in)
 		if (err == nil) != (err2 == nil) {
 			t.Fatalf("fresh: %v, reused: %v", err, err2)
@@ -633,7 +707,7 @@ func FuzzStateUnmarshal(f *testing.F) {
 			if !errors.Is(err, unit.ErrMalformed) {
 				t.Fatalf("error does not wrap ErrMalformed: %v", err)
 			}
-			if used.Flow != 1 || string(used.Data) != "previous" {
+			if used.Flow != 1 || used.Hid != 2 || string(used.Data) != "previous" {
 				t.Fatalf("a failed decode changed the state")
 			}
 			return

@@ -1,0 +1,299 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/snf-dev/snf"
+	"github.com/snf-dev/snf/replay"
+	"github.com/snf-dev/snf/unit"
+)
+
+// Recovery (LiveConfig.Recovery): the root logs every batch it sends a unit (replay.Log),
+// units checkpoint their state to the store in the background (replay.Writer), and a unit
+// that fails — killed, or stalled past FailTimeout with work waiting — is replaced by a new
+// unit in its slot (same id: its flows stay where the root sent them, and its store tags are
+// the same): the new unit restores the failed one's latest checkpoint and the root replays
+// the failed unit's batches after it, with their handover controls; the states it expected
+// are delivered again. Duplicates are invisible: the store drops operations it applied
+// before (same unit, clock and sequence), the egress drops outputs of packets it wrote
+// before (by clock), a unit's mailbox drops states of handovers it delivered before.
+
+// FaultKind is what a Fault does.
+type FaultKind uint8
+
+const (
+	// FaultKill stops the unit at its next batch: its queue and its state are lost.
+	FaultKill FaultKind = iota + 1
+	// FaultStall makes the unit sleep for Fault.For before its next batch; past the run's
+	// FailTimeout it is declared failed and replaced (a straggler's flows move on without it).
+	FaultStall
+)
+
+// Fault is a failure injected into a run (tests, `snf run --fail`).
+type Fault struct {
+	Kind FaultKind
+	Unit int
+	// AtPacket: the fault happens just before the root dispatches this packet (1 is the
+	// first). Zero: at AtTime of capture time after the first packet.
+	AtPacket uint64
+	AtTime   time.Duration
+	For      time.Duration // FaultStall: how long
+}
+
+func (f Fault) String() string {
+	at := strconv.FormatUint(f.AtPacket, 10)
+	if f.AtPacket == 0 {
+		at = f.AtTime.String()
+	}
+	if f.Kind == FaultStall {
+		return fmt.Sprintf("stall=%d@%s/%s", f.Unit, at, f.For)
+	}
+	return fmt.Sprintf("unit=%d@%s", f.Unit, at)
+}
+
+// ParseFault parses a fault: "unit=K@N" kills unit K just before packet N (1-based) or, with
+// a unit of time ("unit=K@1.5s"), at that capture time after the first packet;
+// "stall=K@N/D" stalls unit K for D there.
+func ParseFault(s string) (Fault, error) {
+	bad := func(why string) (Fault, error) {
+		return Fault{}, fmt.Errorf("fault %q: %s (want unit=K@N, unit=K@1.5s or stall=K@N/50ms)", s, why)
+	}
+	var f Fault
+	kind, rest, ok := strings.Cut(s, "=")
+	switch {
+	case !ok:
+		return bad("no '='")
+	case kind == "unit":
+		f.Kind = FaultKill
+	case kind == "stall":
+		f.Kind = FaultStall
+		var d string
+		if rest, d, ok = strings.Cut(rest, "/"); !ok {
+			return bad("a stall needs its duration after '/'")
+		}
+		v, err := time.ParseDuration(d)
+		if err != nil || v <= 0 {
+			return bad("bad duration " + strconv.Quote(d))
+		}
+		f.For = v
+	default:
+		return bad("unknown kind " + strconv.Quote(kind))
+	}
+	u, at, ok := strings.Cut(rest, "@")
+	if !ok {
+		return bad("no '@'")
+	}
+	k, err := strconv.Atoi(u)
+	if err != nil || k < 0 {
+		return bad("bad unit " + strconv.Quote(u))
+	}
+	f.Unit = k
+	if n, err := strconv.ParseUint(at, 10, 64); err == nil {
+		if n == 0 {
+			return bad("packets count from 1")
+		}
+		f.AtPacket = n
+		return f, nil
+	}
+	d, err := time.ParseDuration(at)
+	if err != nil || d < 0 {
+		return bad("bad position " + strconv.Quote(at) + ": a packet number or a capture time")
+	}
+	f.AtTime = d
+	return f, nil
+}
+
+// due reports whether f happens before the packet with index idx (1-based) at capture time
+// t since the first packet.
+func (f *Fault) due(idx uint64, t time.Duration) bool {
+	if f.AtPacket != 0 {
+		return idx >= f.AtPacket
+	}
+	return t >= f.AtTime
+}
+
+// applyFaults applies the faults due before packet idx at capture time t.
+func (l *live) applyFaults(idx uint64, t time.Duration) error {
+	for i := 0; i < len(l.faults); i++ {
+		f := &l.faults[i]
+		if !f.due(idx, t) {
+			continue
+		}
+		l.faults = append(l.faults[:i], l.faults[i+1:]...)
+		i--
+		if f.Unit >= len(l.units) {
+			return fmt.Errorf("fault %s: no unit %d (the pool has %d)", f, f.Unit, len(l.units))
+		}
+		switch f.Kind {
+		case FaultKill:
+			if err := l.recover(f.Unit, "killed"); err != nil {
+				return err
+			}
+		case FaultStall:
+			l.units[f.Unit].u.Stall(f.For)
+		}
+	}
+	return nil
+}
+
+// logBatch gives b its sequence number and logs it, waiting while the log is full.
+func (l *live) logBatch(u int, b *unit.Batch) error {
+	l.seqs[u]++
+	b.Seq = l.seqs[u]
+	for !l.log.Append(b) {
+		l.logWaits++
+		l.updateCovered()
+		if v := l.log.Blocking(); v >= 0 && time.Since(l.ckAsked[v]) > time.Millisecond {
+			l.requestCheckpoint(v)
+		}
+		if err := l.checkFailures(time.Now()); err != nil {
+			return err
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+	return nil
+}
+
+// updateCovered trims the log to what the units' durable checkpoints cover.
+func (l *live) updateCovered() {
+	for u, w := range l.writers {
+		l.log.Covered(u, w.Stats().Durable)
+	}
+}
+
+// requestCheckpoint sends unit v an empty batch asking for a checkpoint (if one of its
+// batches is free: otherwise it has work queued, and the next try asks again).
+func (l *live) requestCheckpoint(v int) {
+	lv := l.units[v]
+	select {
+	case b := <-lv.free:
+		b.Reset()
+		b.Unit, b.Checkpoint = v, true // Now 0: no expiry (it is not part of the unit's input)
+		b.Stamp = time.Now().UnixNano()
+		lv.u.In <- b
+		l.sentB[v]++
+		l.ckAsked[v] = time.Now()
+	default:
+	}
+}
+
+// onTrim forgets the states of handovers a checkpoint now covers.
+func (l *live) onTrim(e *replay.Entry) {
+	for i := range e.Ctl {
+		c := &e.Ctl[i]
+		switch c.Kind {
+		case unit.Expect:
+			l.mail[e.Unit].consumed(c.Hid)
+		case unit.Marker:
+			l.mail[c.Peer].settled(c.Hid)
+		}
+	}
+}
+
+// checkFailures declares failed the units that have work waiting and processed nothing for
+// FailTimeout, and recovers them.
+func (l *live) checkFailures(now time.Time) error {
+	for u, lu := range l.units {
+		p := lu.u.Processed()
+		if l.sentB[u] <= p || p != l.lastProg[u] {
+			l.lastProg[u], l.stuckSince[u] = p, time.Time{}
+			continue
+		}
+		if l.stuckSince[u].IsZero() {
+			l.stuckSince[u] = now
+			continue
+		}
+		if now.Sub(l.stuckSince[u]) > l.cfg.FailTimeout {
+			if err := l.recover(u, "stalled"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// recover replaces unit u: the old one stops, a new one in its slot restores the latest
+// checkpoint and gets the batches logged after it.
+func (l *live) recover(u int, why string) error {
+	start := time.Now()
+	old := l.units[u]
+	old.u.Kill()
+	close(l.quit[u])
+	<-l.fwdDone[u]
+	close(old.u.In) // the old goroutine hands its queued batches back and ends
+	_ = l.writers[u].Close()
+
+	chain, err := l.newChain(u)
+	if err != nil {
+		return fmt.Errorf("recover unit %d (%s): %w", u, why, err)
+	}
+	recs, err := replay.Load(l.ckTable, u)
+	if err != nil {
+		chain.Close()
+		return fmt.Errorf("recover unit %d (%s): %w", u, why, err)
+	}
+	var pos uint64
+	for _, r := range recs {
+		p, cr, ok := unit.SplitRecord(r)
+		if !ok {
+			chain.Close()
+			return fmt.Errorf("recover unit %d (%s): a checkpoint record is truncated", u, why)
+		}
+		if err := chain.Restore(cr); err != nil {
+			chain.Close()
+			return fmt.Errorf("recover unit %d (%s): %w", u, why, err)
+		}
+		pos = p
+	}
+	l.oldChains = append(l.oldChains, old.chain)
+	nu, err := l.newUnit(u, chain)
+	if err != nil {
+		return err
+	}
+	nu.u.SetPosition(pos)
+	nu.free, nu.cur = old.free, old.cur // the batch being filled goes to the new unit
+	l.units[u] = nu
+	l.log.Covered(u, pos)
+	// The states the restored checkpoint already took in are not needed again.
+	l.log.Until(u, pos, func(e *replay.Entry) {
+		for i := range e.Ctl {
+			if e.Ctl[i].Kind == unit.Expect {
+				l.mail[u].consumed(e.Ctl[i].Hid)
+			}
+		}
+	})
+	l.mail[u].restart()
+	l.startUnit(u)
+	l.failAt[u].Store(start.UnixNano())
+	l.failures++
+	l.sentB[u], l.lastProg[u], l.stuckSince[u] = 0, 0, time.Time{}
+	n := 0
+	l.log.Since(u, pos, func(e *replay.Entry) {
+		b := <-nu.free
+		e.Fill(b)
+		b.Replay = true
+		b.Stamp = time.Now().UnixNano()
+		nu.u.In <- b
+		l.sentB[u]++
+		n += b.N
+	})
+	l.replayed += uint64(n)
+	if n == 0 {
+		l.failAt[u].Store(0) // nothing to replay: recovered at once
+		l.recTimes.add(time.Since(start))
+	}
+	return nil
+}
+
+// newChain builds unit slot u's chain.
+func (l *live) newChain(u int) (*snf.Chain, error) {
+	return snf.NewChain(l.cfg.Spec, snf.ChainOptions{Store: l.st, Unit: uint32(u), Alerts: l.cfg.Alerts,
+		MaxFlows: l.cfg.MaxFlows, ReportAliases: true, Checkpoints: l.cfg.Checkpoint > 0})
+}
+
+// errNoRecovery is returned by faults in a run without recovery.
+var errNoRecovery = errors.New("faults need LiveConfig.Recovery (snf run --fail turns it on)")

@@ -1,0 +1,75 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/snf-dev/snf"
+	"github.com/snf-dev/snf/engine"
+	"github.com/snf-dev/snf/policy"
+	"github.com/snf-dev/snf/port/mem"
+	"github.com/snf-dev/snf/store"
+)
+
+// faulty runs frames on an elastic pool with recovery and faults, and returns its outcome.
+func faulty(t *testing.T, spec *snf.ChainSpec, frames []mem.Frame, pol policy.Policy, units int, st store.Store, faults []engine.Fault) (outcome, engine.LiveSummary) {
+	t.Helper()
+	w := &mem.Writer{}
+	var o outcome
+	s, err := engine.RunLive(context.Background(), engine.LiveConfig{
+		Spec: spec, In: mem.NewReader(frames), Out: w, Policy: pol, MinUnits: 1, MaxUnits: units,
+		Batch: 16, Capacity: 2000, Tick: time.Millisecond, Store: runStore(t, st),
+		Recovery: true, Checkpoint: time.Millisecond, FailTimeout: 30 * time.Millisecond, Faults: faults,
+		OnDone: func(chains []*snf.Chain) { o = collect(t, w, chains, frames[len(frames)-1].Time) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o, s
+}
+
+// TestRecoveryEqualsOneUnit: units killed and stalled in the middle of an elastic run (flows
+// moving at every flowlet) are replaced from their checkpoints and the log: the output
+// equals the one-unit run's packet for packet within each flow, the final flow state too,
+// with no reordering.
+func TestRecoveryEqualsOneUnit(t *testing.T) {
+	spec, err := snf.ChainFromNames("firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := generated(t, 20000)
+	want := reference(t, spec, frames)
+	schedules := [][]engine.Fault{
+		{{Kind: engine.FaultKill, Unit: 0, AtPacket: 5000}},
+		{{Kind: engine.FaultKill, Unit: 1, AtPacket: 3000}, {Kind: engine.FaultKill, Unit: 0, AtPacket: 9000}, {Kind: engine.FaultKill, Unit: 1, AtPacket: 15000}},
+		{{Kind: engine.FaultStall, Unit: 0, AtPacket: 7000, For: 200 * time.Millisecond}},
+		{{Kind: engine.FaultKill, Unit: 2, AtPacket: 1}, {Kind: engine.FaultKill, Unit: 2, AtPacket: 2}, {Kind: engine.FaultKill, Unit: 0, AtPacket: 19999}},
+	}
+	for i, faults := range schedules {
+		for _, pn := range []string{"snf", "mover"} {
+			t.Run(fmt.Sprintf("%d/%s", i, pn), func(t *testing.T) {
+				var pol policy.Policy = &mover{}
+				if pn != "mover" {
+					pol, _ = policy.New(pn, policy.Options{})
+				}
+				got, s := faulty(t, spec, frames, pol, 4, nil, faults)
+				compare(t, want, got)
+				if s.Reorders != 0 {
+					t.Errorf("%d reorderings", s.Reorders)
+				}
+				kills := 0
+				for _, f := range faults {
+					kills++
+					_ = f
+				}
+				if s.Failures != uint64(kills) {
+					t.Errorf("%d failures recovered, want %d", s.Failures, kills)
+				}
+				t.Logf("%d checkpoints; %d failures, %d packets replayed, %d duplicate outputs dropped, %d duplicate states, recovery p50 %v; %d handovers; log max %d packets",
+					s.Checkpoints, s.Failures, s.Replayed, s.Duplicates, s.StateDuplicates, s.RecoveryTime.P50, s.Handovers, s.LogMaxPackets)
+			})
+		}
+	}
+}

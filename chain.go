@@ -459,12 +459,16 @@ func readKey(b []byte) (k packet.Key, rest []byte, ok bool) {
 	return k, b[keyLen:], b[37] <= 1
 }
 
+// errStateTruncated is made once: ImportFlow runs per handover, and per packet under the
+// per-packet policy.
+var errStateTruncated = errors.New("state truncated")
+
 // ImportFlow creates a flow from what ExportFlow or MoveOut wrote, in a chain built from
 // the same spec. A flow with the same key already here is an older incarnation (it went
 // idle here while the flow lived on elsewhere): it ends first, with its FlowEnd hooks. On
 // malformed input ImportFlow fails and changes nothing.
 func (c *Chain) ImportFlow(b []byte) error {
-	errTrunc := errors.New("state truncated")
+	errTrunc := errStateTruncated
 	k, b, ok := readKey(b)
 	if !ok {
 		return fmt.Errorf("snf: import: bad flow key")

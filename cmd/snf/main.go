@@ -1,6 +1,7 @@
 // Command snf runs chains of stateful network functions over packets.
 //
 //	snf run  --nfs nat,firewall --in capture.pcap --out out.pcap
+//	snf sim  --compare
 //	snf nfs  [NAME]
 //
 // Run `snf help` or `snf COMMAND --help` for the flags.
@@ -22,6 +23,7 @@ const usage = `snf runs chains of stateful network functions (NFs) over packets.
 
 Usage:
   snf run [flags]      process a capture (or generated traffic) through a chain of NFs
+  snf sim [flags]      simulate the elastic runtime in virtual time; compare policies
   snf nfs [NAME]       list the NFs, their config fields and defaults, and the state they keep
   snf trace stats|compose|gen   describe captures; merge, shift and re-address them;
                        generate realistic traffic
@@ -32,6 +34,7 @@ Examples:
   snf run --nfs nat,firewall --in in.pcap --out out.pcap
   snf run --chain chain.yaml --in in.pcapng --speed 1   # replay at capture pace
   snf run --policy snf --in in.pcap --speed 4           # on elastic compute units
+  snf sim --compare                               # every policy, simulated, one table
   snf nfs nat
   snf trace stats in.pcap
 
@@ -63,6 +66,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "run":
 		err = cmdRun(ctx, rest, stdout, stderr)
+	case "sim":
+		err = cmdSim(ctx, rest, stdout, stderr)
 	case "nfs":
 		err = cmdNFs(rest, stdout, stderr)
 	case "trace":

@@ -118,9 +118,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	speed := 0.0
 	if *speedFlag != "max" {
-		v, err := strconv.ParseFloat(*speedFlag, 64)
-		if err != nil || v <= 0 || math.IsInf(v, 0) {
-			return &exitError{2, fmt.Sprintf("run: --speed %q: want max or a factor > 0 (1 is capture pace)", *speedFlag)}
+		v, err := parseSpeed("run", *speedFlag, "max or a factor > 0 (1 is capture pace)")
+		if err != nil {
+			return err
 		}
 		speed = v
 	}
@@ -147,15 +147,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *batch < 1 || *batch > 1<<16 {
 		return &exitError{2, "run: --batch must be between 1 and 65536"}
 	}
-	var spec *snf.ChainSpec
-	switch {
-	case *chainFile != "":
-		spec, err = snf.LoadChainFile(*chainFile)
-	case *nfs != "":
-		spec, err = snf.ChainFromNames(*nfs)
-	default:
-		spec, err = snf.ChainFromNames("nat,firewall")
-	}
+	spec, err := loadSpec(*chainFile, *nfs)
 	if err != nil {
 		return err
 	}
@@ -286,6 +278,26 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return sum.InputErr
 	}
 	return nil
+}
+
+// parseSpeed reads a --speed factor (> 0, finite); want says what the flag takes.
+func parseSpeed(cmd, s, want string) (float64, error) {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v <= 0 || math.IsInf(v, 0) {
+		return 0, &exitError{2, fmt.Sprintf("%s: --speed %q: want %s", cmd, s, want)}
+	}
+	return v, nil
+}
+
+// loadSpec returns the chain of --chain or --nfs (default nat,firewall).
+func loadSpec(chainFile, nfs string) (*snf.ChainSpec, error) {
+	switch {
+	case chainFile != "":
+		return snf.LoadChainFile(chainFile)
+	case nfs != "":
+		return snf.ChainFromNames(nfs)
+	}
+	return snf.ChainFromNames("nat,firewall")
 }
 
 func printSummary(w io.Writer, inName string, spec *snf.ChainSpec, chain *snf.Chain, s engine.Summary) {

@@ -1,0 +1,347 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/snf-dev/snf"
+	"github.com/snf-dev/snf/engine"
+	"github.com/snf-dev/snf/policy"
+	"github.com/snf-dev/snf/port"
+	"github.com/snf-dev/snf/port/pcapfile"
+	"github.com/snf-dev/snf/trace"
+)
+
+const simHelp = `Usage: snf sim [--chain FILE | --nfs LIST] [--in CAPTURE] [--policy NAME | --compare] [flags]
+
+Simulates the elastic runtime in virtual time: the same root, allocation policies,
+controller and NF chains as 'snf run --policy', but units are modelled, not run on cores.
+Each unit has a bounded FIFO queue and serves one packet at a time with a service time drawn
+around 1/capacity (lognormal with coefficient of variation --cv); a unit activated during
+the run serves nothing for --cold-start; a flow's state reaches its new unit --transfer plus
+its size over --bandwidth after the old unit served the flow's last packet; under perpacket
+every packet waits --store-rtt for its flow state. The chains still process every packet,
+so outputs, state and handovers are real. Thousands of units fit; the same seed gives the
+same results.
+
+It prints, per policy: unit-seconds and their ratio to an oracle (in each 1ms window, the
+fewest units whose full capacity covers the packets that arrived, at least one), latency
+p50/p99/p99.9 (departure - arrival, virtual) and the share over --slo, packets dropped at
+full queues, reorderings inside flows, handovers per second, state bytes moved and packets
+billed.
+
+Without --in, the input is generated traffic (--packets packets of --flows concurrent flows)
+whose rate ramps from 0.5 to --peak units' worth of capacity and back down. With --in, a
+pcap or pcapng capture is replayed at --speed times its pace.
+
+Without --capacity, a unit's capacity is measured on this machine (engine.Calibrate, the
+median of 5) and rounded down to a power of ten packets/s, so that the same seed prints the
+same tables on a machine despite its noise; the measurement itself is a timing line. Give
+--capacity to pin it.
+
+Examples:
+  snf sim --compare                                 # every policy, generated ramp
+  snf sim --policy snf --units 1-64 --peak 40
+  snf sim --nfs firewall --in in.pcap --speed 100 --capacity 50000 --compare
+  snf sim --policy perflow --cv 1 --cold-start 5ms --slo 500us --seed 7
+  snf sim --policy snf --timeline                   # units and load over time
+`
+
+// simOptions are the flags of snf sim that shape one run.
+type simOptions struct {
+	minU, maxU                int
+	gap, tick                 time.Duration
+	speed, capacity, cv, peak float64
+	cold, transfer, rtt, slo  time.Duration
+	bandwidth                 float64
+	queue, batch              int
+	seed                      uint64
+	packets, flows            int
+	in                        string
+	spec                      *snf.ChainSpec
+	timeline                  bool
+}
+
+func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("sim", simHelp, stderr)
+	chainFile := fs.String("chain", "", "chain file (YAML); see 'snf nfs' for NF configs")
+	nfs := fs.String("nfs", "", "comma-separated NF types with default configs (default nat,firewall when --chain is not given)")
+	in := fs.String("in", "", "input capture, pcap or pcapng (default: generated traffic)")
+	pol := fs.String("policy", "snf", "allocation policy: snf, perflow, perpacket or static")
+	compare := fs.Bool("compare", false, "run every policy on the same traffic and print one table")
+	units := fs.String("units", "1-16", "pool size: N (1 to N), or MIN-MAX; static uses MAX")
+	gap := fs.Duration("flowlet-gap", 500*time.Microsecond, "flowlet gap δ")
+	speedFlag := fs.String("speed", "1", "virtual pace of --in: a factor > 0 (2 = twice as fast as captured)")
+	capacity := fs.Float64("capacity", 0, "packets/s one unit serves (default: measured, rounded down to a power of ten)")
+	cv := fs.Float64("cv", 0.5, "coefficient of variation of the service time (lognormal; 0: constant)")
+	cold := fs.Duration("cold-start", time.Millisecond, "time a newly activated unit serves nothing")
+	transfer := fs.Duration("transfer", 5*time.Microsecond, "fixed delay of a state handover (plus bytes / --bandwidth)")
+	bandwidth := fs.Float64("bandwidth", 1.25e9, "bytes/s of a state handover")
+	rtt := fs.Duration("store-rtt", 50*time.Microsecond, "perpacket: store round trip every packet pays")
+	slo := fs.Duration("slo", time.Millisecond, "latency objective: the share of packets over it is reported")
+	tick := fs.Duration("tick", 10*time.Millisecond, "controller period (virtual time)")
+	queue := fs.Int("queue", 4096, "packets a unit's queue holds; more are dropped")
+	batch := fs.Int("batch", engine.DefaultBatch, "most packets a unit takes from its queue at once")
+	seed := fs.Uint64("seed", 1, "seed of the service times and of the generated traffic")
+	packets := fs.Int("packets", 1000000, "packets to generate when there is no --in")
+	flows := fs.Int("flows", 2000, "concurrent flows of the generated traffic")
+	peak := fs.Float64("peak", 6, "generated traffic: peak rate, in units' worth of capacity")
+	timeline := fs.Bool("timeline", false, "print the active units and offered load over time")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	bad := func(format string, a ...any) error { return &exitError{2, "sim: " + fmt.Sprintf(format, a...)} }
+	if *chainFile != "" && *nfs != "" {
+		return bad("give --chain or --nfs, not both")
+	}
+	speed, err := parseSpeed("sim", *speedFlag, "a factor > 0 (1 is capture pace)")
+	if err != nil {
+		return err
+	}
+	minU, maxU, err := parseUnits(*units)
+	if err != nil {
+		return bad("%v", err)
+	}
+	switch {
+	case *gap <= 0:
+		return bad("--flowlet-gap must be > 0")
+	case !(*capacity >= 0) || math.IsInf(*capacity, 0):
+		return bad("--capacity must be a number >= 0 (0: measure)")
+	case !(*cv >= 0) || math.IsInf(*cv, 0):
+		return bad("--cv must be >= 0")
+	case *cold < 0 || *transfer < 0 || *rtt < 0:
+		return bad("--cold-start, --transfer and --store-rtt must be >= 0")
+	case !(*bandwidth > 0):
+		return bad("--bandwidth must be > 0")
+	case *slo <= 0 || *tick <= 0:
+		return bad("--slo and --tick must be > 0")
+	case *queue < 1 || *batch < 1 || *batch > 1<<16:
+		return bad("--queue must be >= 1 and --batch between 1 and 65536")
+	case *packets < 1 || *flows < 1 || *flows > trace.MaxFlows:
+		return bad("--packets must be >= 1 and --flows between 1 and %d", trace.MaxFlows)
+	case !(*peak > 0) || math.IsInf(*peak, 0):
+		return bad("--peak must be > 0")
+	}
+	var policies []string
+	if *compare {
+		policies = policy.Names()
+	} else {
+		if !slices.Contains(policy.Names(), *pol) {
+			return bad("--policy %q: want one of %s", *pol, strings.Join(policy.Names(), ", "))
+		}
+		policies = []string{*pol}
+	}
+	spec, err := loadSpec(*chainFile, *nfs)
+	if err != nil {
+		return err
+	}
+	o := simOptions{minU: minU, maxU: maxU, gap: *gap, tick: *tick, speed: speed, capacity: *capacity, cv: *cv, peak: *peak,
+		cold: *cold, transfer: *transfer, rtt: *rtt, slo: *slo, bandwidth: *bandwidth, queue: *queue, batch: *batch,
+		seed: *seed, packets: *packets, flows: *flows, in: *in, spec: spec, timeline: *timeline}
+	var measured float64
+	if o.capacity == 0 {
+		if measured, err = measureCapacity(spec); err != nil {
+			return err
+		}
+		o.capacity = roundDownPow10(measured)
+	}
+	inName := "generated traffic"
+	if o.in != "" {
+		inName = o.in
+	}
+	names := make([]string, len(spec.NFs))
+	for i, n := range spec.NFs {
+		names[i] = n.Name
+	}
+	fmt.Fprintf(stdout, "input     %s\n", describeInput(o, inName))
+	fmt.Fprintf(stdout, "chain     %s\n", strings.Join(names, " → "))
+	fmt.Fprintf(stdout, "model     units %d-%d, capacity %.0f packets/s (cv %g), queue %d, cold start %s, transfer %s + bytes at %.3g B/s, store rtt %s (perpacket), tick %s, flowlet gap %s, slo %s, seed %d\n",
+		o.minU, o.maxU, o.capacity, o.cv, o.queue, o.cold, o.transfer, o.bandwidth, o.rtt, o.tick, o.gap, o.slo, o.seed)
+	type row struct {
+		name string
+		s    engine.SimSummary
+	}
+	var rows []row
+	for _, name := range policies {
+		s, err := simOne(ctx, o, name)
+		if err != nil {
+			if errors.Is(err, context.Canceled) {
+				return &exitError{130, "interrupted"}
+			}
+			return err
+		}
+		if s.InputErr != nil {
+			return s.InputErr
+		}
+		rows = append(rows, row{name, s})
+		if !*compare {
+			printSimSummary(stdout, name, s, o)
+		}
+	}
+	if *compare {
+		fmt.Fprintln(stdout)
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "policy\tunits min/mean/max\tunit-s\toracle\tratio\tp50\tp99\tp99.9\tover SLO\tdropped\treorders\thandovers/s\tbytes moved\tbilled\t")
+		for _, r := range rows {
+			s := r.s
+			fmt.Fprintf(tw, "%s\t%d/%.2f/%d\t%.3f\t%.3f\t%.2f\t%s\t%s\t%s\t%.2f%%\t%d\t%d\t%.0f\t%d\t%s\t\n", r.name,
+				s.UnitsMin, s.UnitsMean, s.UnitsMax, s.UnitSeconds, s.OracleUnitSeconds, s.OracleRatio,
+				s.Latency.P50, s.Latency.P99, s.Latency.P999, 100*s.OverSLOFrac, s.Dropped, s.Reorders,
+				s.HandoversPerSec, s.BytesMoved, billed(s.Billed))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if o.timeline {
+			for _, r := range rows {
+				fmt.Fprintf(stdout, "\n%s:\n", r.name)
+				printTicks(stdout, r.s.Ticks)
+			}
+		}
+	}
+	// Timing lines last: everything above is a function of the flags and the seed.
+	fmt.Fprintln(stdout)
+	if measured > 0 {
+		fmt.Fprintf(stdout, "timing    calibration measured %.0f packets/s per unit on this machine\n", measured)
+	}
+	for _, r := range rows {
+		fmt.Fprintf(stdout, "timing    %s: %s wall, %.0f simulated packets/s\n", r.name, r.s.Wall.Round(time.Millisecond), float64(r.s.Packets)/r.s.Wall.Seconds())
+	}
+	return nil
+}
+
+// simOne runs one policy on a fresh copy of the input.
+func simOne(ctx context.Context, o simOptions, name string) (engine.SimSummary, error) {
+	p, err := newPolicy(name, o.maxU)
+	if err != nil {
+		return engine.SimSummary{}, err
+	}
+	r, err := simInput(o)
+	if err != nil {
+		return engine.SimSummary{}, err
+	}
+	defer r.Close()
+	return engine.RunSim(ctx, engine.SimConfig{Spec: o.spec, In: r, Policy: p, MinUnits: o.minU, MaxUnits: o.maxU,
+		FlowletGap: o.gap, Speed: o.speed, Capacity: o.capacity, Tick: o.tick, Batch: o.batch, QueueLimit: o.queue,
+		CV: o.cv, ColdStart: negIfZero(o.cold), TransferBase: negIfZero(o.transfer), Bandwidth: o.bandwidth,
+		StoreRTT: o.rtt, SLO: o.slo, Seed: o.seed})
+}
+
+// negIfZero maps a flag's 0 ("none") to the engine's "none" (negative; its 0 is the default).
+func negIfZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+// rampShape is the generated traffic's rate over time, as a fraction of its peak.
+var rampShape = []float64{0.5, 1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 1, 0.5}
+
+// simInput opens the input: the capture, or the generated ramp.
+func simInput(o simOptions) (port.Reader, error) {
+	if o.in != "" {
+		return pcapfile.Open(o.in)
+	}
+	cfg := trace.DefaultGenConfig()
+	cfg.Packets, cfg.Flows, cfg.Seed = o.packets, o.flows, o.seed
+	cfg.Hosts = min(max(cfg.Hosts, o.flows/10), trace.MaxHosts)
+	g, err := trace.NewGenerator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rates, step := rampRates(o)
+	return engine.Reshape(g, cfg.Rate, rates, step), nil
+}
+
+// rampRates returns the generated traffic's rates (packets/s) and the step that spreads
+// o.packets over the ramp.
+func rampRates(o simOptions) ([]float64, time.Duration) {
+	top := slices.Max(rampShape)
+	var sum float64
+	rates := make([]float64, len(rampShape))
+	for i, f := range rampShape {
+		rates[i] = f / top * o.peak * o.capacity
+		sum += rates[i]
+	}
+	step := time.Duration(float64(o.packets) / sum * 1e9)
+	return rates, max(step, time.Microsecond)
+}
+
+func describeInput(o simOptions, inName string) string {
+	if o.in != "" {
+		return fmt.Sprintf("%s at speed %g", inName, o.speed)
+	}
+	rates, step := rampRates(o)
+	return fmt.Sprintf("%s: %d packets, %d flows, rate ramping %.0f → %.0f → %.0f packets/s (0.5 → %g → 0.5 units' worth) in steps of %s",
+		inName, o.packets, o.flows, rates[0], slices.Max(rates), rates[len(rates)-1], o.peak, step.Round(time.Microsecond))
+}
+
+// measureCapacity is the median of 5 calibrations.
+func measureCapacity(spec *snf.ChainSpec) (float64, error) {
+	var v []float64
+	for range 5 {
+		c, err := engine.Calibrate(spec, 20000)
+		if err != nil {
+			return 0, err
+		}
+		v = append(v, c)
+	}
+	slices.Sort(v)
+	return v[len(v)/2], nil
+}
+
+// roundDownPow10 rounds x > 0 down to a power of ten: coarse, so that the noise of a
+// measurement on a shared machine (easily ±50%) rarely moves it.
+func roundDownPow10(x float64) float64 {
+	return math.Pow(10, math.Floor(math.Log10(x)))
+}
+
+func billed(b []engine.NFBill) string {
+	var parts []string
+	for _, x := range b {
+		parts = append(parts, fmt.Sprintf("%s %d", x.Name, x.Packets))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func printSimSummary(w io.Writer, name string, s engine.SimSummary, o simOptions) {
+	fmt.Fprintf(w, "\npolicy    %s\n", name)
+	fmt.Fprintf(w, "packets   %d in, %d out, %d dropped at full queues, %d dropped by the chain, %d emitted; %d alerts\n",
+		s.Packets, s.Written, s.Dropped, s.Chain.Dropped, s.Chain.Emitted, s.Chain.Alerts)
+	fmt.Fprintf(w, "flows     %d flows, %d flowlets, %d reorderings inside flows\n", s.Flows, s.Flowlets, s.Reorders)
+	fmt.Fprintf(w, "handover  %d handovers (%.0f/s; %d moving idle flows off draining units), %d state bytes moved; %d packets held for state, waiting p50 %s p99 %s\n",
+		s.Handovers, s.HandoversPerSec, s.Evacuated, s.BytesMoved, s.Held, s.HeldWait.P50, s.HeldWait.P99)
+	if s.StoreReads > 0 {
+		fmt.Fprintf(w, "store     per-packet flow state: %d reads, %d writes\n", s.StoreReads, s.StoreWrites)
+	}
+	fmt.Fprintf(w, "units     min %d, mean %.2f, max %d active; %.3f unit-seconds, oracle %.3f (ratio %.2f)\n",
+		s.UnitsMin, s.UnitsMean, s.UnitsMax, s.UnitSeconds, s.OracleUnitSeconds, s.OracleRatio)
+	fmt.Fprintf(w, "latency   mean %s, p50 %s, p99 %s, p99.9 %s; %.2f%% over the %s SLO (mean service %s)\n",
+		s.LatencyMean, s.Latency.P50, s.Latency.P99, s.Latency.P999, 100*s.OverSLOFrac, s.SLO, s.ServiceMean)
+	fmt.Fprintf(w, "time      %s simulated\n", s.Elapsed.Round(time.Microsecond))
+	fmt.Fprintf(w, "billed    packets per NF: %s\n", billed(s.Billed))
+	if o.timeline {
+		printTicks(w, s.Ticks)
+	}
+}
+
+// printTicks prints about 20 of the controller's intervals.
+func printTicks(w io.Writer, ticks []engine.SimSample) {
+	fmt.Fprintln(w, "timeline  at, offered load (packets/s), oracle units, active units:")
+	step := max(1, len(ticks)/20)
+	for i := 0; i < len(ticks); i += step {
+		t := ticks[i]
+		fmt.Fprintf(w, "  %9s  %12.0f  %4d  %4d %s\n", t.At.Round(time.Millisecond), t.Offered, t.Oracle, t.Active, strings.Repeat("█", min(t.Active, 64)))
+	}
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// withoutTiming drops the lines that depend on the machine's speed.
+func withoutTiming(s string) string {
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(l, "timing ") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+// TestSimCompareDeterministic: snf sim --compare prints the same text twice for one seed
+// (timing lines aside), a table row per policy, and other numbers for another seed.
+func TestSimCompareDeterministic(t *testing.T) {
+	args := []string{"sim", "--compare", "--packets", "40000", "--flows", "300", "--capacity", "100000", "--tick", "2ms"}
+	code, a, errs := runSnf(args...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	_, b, _ := runSnf(args...)
+	if withoutTiming(a) != withoutTiming(b) {
+		t.Errorf("two runs with one seed differ:\n%s\n---\n%s", a, b)
+	}
+	for _, p := range []string{"snf", "perflow", "perpacket", "static"} {
+		if !strings.Contains(a, " "+p+"  ") {
+			t.Errorf("no row for %s:\n%s", p, a)
+		}
+	}
+	_, c, _ := runSnf(append(args, "--seed", "2")...)
+	if withoutTiming(a) == withoutTiming(c) {
+		t.Errorf("seeds 1 and 2 printed the same")
+	}
+	t.Log("\n" + a)
+}
+
+func TestSimSinglePolicy(t *testing.T) {
+	code, out, errs := runSnf("sim", "--policy", "perflow", "--packets", "20000", "--capacity", "50000", "--timeline")
+	if code != 0 || !strings.Contains(out, "unit-seconds, oracle") || !strings.Contains(out, "timeline") {
+		t.Fatalf("exit %d: %s\n%s", code, out, errs)
+	}
+}
+
+// TestSimBadFlags: a bad flag is a one-line error and exit status 2.
+func TestSimBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--policy", "nope"}, {"--units", "0"}, {"--speed", "0"}, {"--cv", "-1"}, {"--slo", "0s"},
+		{"--cold-start", "-1ms"}, {"--queue", "0"}, {"--capacity", "-5"}, {"--chain", "a.yaml", "--nfs", "nat"},
+		{"--packets", "0"}, {"--peak", "0"}, {"extra"},
+	} {
+		code, out, errs := runSnf(append([]string{"sim"}, args...)...)
+		if code != 2 || out != "" || strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.HasPrefix(errs, "snf: sim: ") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 2 and one line", args, code, out, errs)
+		}
+	}
+	if code, _, errs := runSnf("sim", "--help"); code != 0 || !strings.Contains(errs, "snf sim --compare") {
+		t.Errorf("--help: exit %d, %q", code, errs)
+	}
+}

@@ -82,6 +82,8 @@ type LiveSummary struct {
 	// their replacements; Duplicates the outputs the egress dropped as already written;
 	// StateDuplicates the handover states dropped as delivered before.
 	Failures, Replayed, Duplicates, StateDuplicates uint64
+	// AlertDuplicates counts alerts raised again by replayed packets (not passed on).
+	AlertDuplicates uint64
 	// RecoveryTime is the time from a unit's failure to its replacement's first replayed
 	// batch processed (written at the egress).
 	RecoveryTime Percentiles
@@ -362,6 +364,11 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			cfg.FailTimeout = 100 * time.Millisecond
 		}
 	}
+	var alerts *alertDedup
+	if cfg.Recovery {
+		alerts = &alertDedup{next: cfg.Alerts, cur: map[alertKey]struct{}{}}
+		cfg.Alerts = alerts
+	}
 	n := cfg.MaxUnits
 	l := &live{cfg: cfg, st: st, pool: &policy.Pool{Target: cfg.Target}, egress: make(chan *unit.Batch, n*batchesPerUnit),
 		mail: make([]*mailbox, n), quit: make([]chan struct{}, n), fwdDone: make([]chan struct{}, n),
@@ -567,6 +574,9 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		s.LogMaxBytes, s.LogMaxPackets, s.LogWaits = ls.MaxBytes, ls.MaxPackets, l.logWaits
 	}
 	s.Failures, s.Replayed, s.Duplicates = l.failures, l.replayed, eg.dups
+	if alerts != nil {
+		s.AlertDuplicates = alerts.dups
+	}
 	for _, m := range l.mail {
 		s.StateDuplicates += m.dups
 	}

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/snf-dev/snf"
+	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/replay"
 	"github.com/snf-dev/snf/unit"
 )
@@ -255,7 +257,13 @@ func (l *live) recover(u int, why string) error {
 		return err
 	}
 	nu.u.SetPosition(pos)
-	nu.free, nu.cur = old.free, old.cur // the batch being filled goes to the new unit
+	// Fresh batches: the old unit may hold its own for a while (a straggler wakes up later to
+	// hand them back), and the replay must not wait for them. The batch being filled goes
+	// to the new unit.
+	nu.free, nu.cur = make(chan *unit.Batch, batchesPerUnit), old.cur
+	for range batchesPerUnit {
+		nu.free <- unit.NewBatch(l.cfg.Batch, nu.free)
+	}
 	l.units[u] = nu
 	l.log.Covered(u, pos)
 	// The states the restored checkpoint already took in are not needed again.
@@ -297,3 +305,43 @@ func (l *live) newChain(u int) (*snf.Chain, error) {
 
 // errNoRecovery is returned by faults in a run without recovery.
 var errNoRecovery = errors.New("faults need LiveConfig.Recovery (snf run --fail turns it on)")
+
+// alertDedup passes each alert on once: a replayed packet raises its alerts again. An alert
+// is known by its packet's clock, NF, rule and flow. Memory is bounded: two generations of
+// at most alertGen alerts, older than anything a replay can repeat.
+type alertDedup struct {
+	next      snf.AlertSink
+	mu        sync.Mutex
+	cur, prev map[alertKey]struct{}
+	dups      uint64
+}
+
+type alertKey struct {
+	clock    uint64
+	nf, rule string
+	flow     packet.Key
+}
+
+const alertGen = 1 << 16
+
+func (d *alertDedup) Alert(a *snf.Alert) {
+	k := alertKey{a.Clock, a.NF, a.Rule, a.Flow}
+	d.mu.Lock()
+	_, seen := d.cur[k]
+	if !seen {
+		_, seen = d.prev[k]
+	}
+	if seen {
+		d.dups++
+		d.mu.Unlock()
+		return
+	}
+	if len(d.cur) >= alertGen {
+		d.prev, d.cur = d.cur, make(map[alertKey]struct{})
+	}
+	d.cur[k] = struct{}{}
+	d.mu.Unlock()
+	if d.next != nil {
+		d.next.Alert(a)
+	}
+}

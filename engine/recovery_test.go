@@ -59,13 +59,10 @@ func TestRecoveryEqualsOneUnit(t *testing.T) {
 				if s.Reorders != 0 {
 					t.Errorf("%d reorderings", s.Reorders)
 				}
-				kills := 0
-				for _, f := range faults {
-					kills++
-					_ = f
-				}
-				if s.Failures != uint64(kills) {
-					t.Errorf("%d failures recovered, want %d", s.Failures, kills)
+				// Every fault is a failure (a stall past the fail timeout too). A unit merely slow
+				// past it (the race detector, a busy machine) is replaced as well: a straggler.
+				if s.Failures < uint64(len(faults)) {
+					t.Errorf("%d failures recovered, want at least %d", s.Failures, len(faults))
 				}
 				t.Logf("%d checkpoints; %d failures, %d packets replayed, %d duplicate outputs dropped, %d duplicate states, recovery p50 %v; %d handovers; log max %d packets",
 					s.Checkpoints, s.Failures, s.Replayed, s.Duplicates, s.StateDuplicates, s.RecoveryTime.P50, s.Handovers, s.LogMaxPackets)

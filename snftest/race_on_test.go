@@ -1,0 +1,5 @@
+//go:build race
+
+package snftest
+
+const raceEnabled = true

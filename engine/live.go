@@ -538,6 +538,14 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	s.Written, s.Reorders, s.Latency = eg.written, eg.reorders, eg.lat.percentiles()
 	s.Capacity = cfg.Capacity
 	var waits, held durations
+	for _, c := range l.oldChains { // failed units: what they processed is billed too
+		for j, rep := range c.Report() {
+			if j >= len(s.Billed) {
+				s.Billed = append(s.Billed, NFBill{Name: rep.Name})
+			}
+			s.Billed[j].Packets += rep.Stats.In
+		}
+	}
 	for _, lu := range l.units {
 		us := lu.u.Stats()
 		s.BytesMoved += us.BytesMoved

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -103,17 +104,27 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func newFlags(name, help string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), help)
-		fmt.Fprintln(fs.Output(), "\nFlags:")
+	// A bad flag is one line (the flag package's message); --help prints the help.
+	fs.Usage = func() {}
+	fullHelp.Store(fs, func(w io.Writer) {
+		fmt.Fprint(w, help)
+		fmt.Fprintln(w, "\nFlags:")
 		fs.PrintDefaults()
-	}
+	})
 	return fs
 }
 
-// parseErr turns a flag parse error into exit status 2 (usage already printed), or help.
-func parseErr(err error) error {
+// fullHelp holds each flag set's help printer (newFlags registers it, parseErr takes it).
+var fullHelp sync.Map // *flag.FlagSet → func(io.Writer)
+
+// parseErr turns an error of fs.Parse into exit status 2 (the flag package printed the
+// message), or prints fs's help for --help.
+func parseErr(fs *flag.FlagSet, err error) error {
+	h, _ := fullHelp.LoadAndDelete(fs)
 	if errors.Is(err, flag.ErrHelp) {
+		if h != nil {
+			h.(func(io.Writer))(fs.Output())
+		}
 		return err
 	}
 	return &exitError{code: 2}
@@ -122,12 +133,9 @@ func parseErr(err error) error {
 // parseFlags parses args, turning flag errors into exit status 2 (usage already printed).
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(os.Stdout)
-			return err
-		}
-		return &exitError{code: 2}
+		return parseErr(fs, err)
 	}
+	fullHelp.Delete(fs)
 	if fs.NArg() > 0 {
 		return &exitError{code: 2, msg: fmt.Sprintf("%s: unexpected argument %q (see 'snf %s --help')", fs.Name(), fs.Arg(0), fs.Name())}
 	}

@@ -379,3 +379,31 @@ func TestTraceCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestRunFailVerify: --fail kills units during an elastic run, --verify checks chain output
+// equivalence against one chain and says so; a fault outside the pool is refused.
+func TestRunFailVerify(t *testing.T) {
+	code, stdout, stderr := runSnf("run", "--nfs", "nat,firewall,portscan", "--packets", "20000", "--units", "1-4", "--quiet",
+		"--fail", "unit=0@3000", "--fail", "unit=1@9000", "--fail", "stall=0@15000/100ms", "--verify")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"verify    COE holds", "recovery  ", "units failed and replaced"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("no %q in\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "recovery  0 units failed") {
+		t.Errorf("no unit failed:\n%s", stdout)
+	}
+	for _, bad := range [][]string{
+		{"run", "--fail", "unit=7@10", "--units", "4"},
+		{"run", "--fail", "unit=1"},
+		{"run", "--fail", "reboot=1@10"},
+	} {
+		code, _, stderr := runSnf(bad...)
+		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("snf %v: exit %d, stderr %q; want 2 and one line", bad, code, stderr)
+		}
+	}
+}

@@ -110,6 +110,17 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	seed := fs.Uint64("seed", 1, "seed of the generated traffic")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	alerts := fs.String("alerts", "", "write the NFs' alerts as JSON lines to this file (- for stderr)")
+	recovery := fs.Bool("recovery", false, "elastic runs: log packets at the root and checkpoint units, so that a failed unit is replaced and its packets replayed")
+	var faults []engine.Fault
+	fs.Func("fail", "kill a unit: unit=K@N (before packet N), unit=K@1.5s (at capture time), or stall=K@N/50ms; repeatable; turns on --recovery", func(v string) error {
+		f, err := engine.ParseFault(v)
+		if err != nil {
+			return err
+		}
+		faults = append(faults, f)
+		return nil
+	})
+	verify := fs.Bool("verify", false, "also run the one-chain reference and check chain output equivalence (the input is read into memory); exit status 1 when it does not hold")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -137,7 +148,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *ckEvery < 0 {
 		return &exitError{2, "run: --checkpoint must be >= 0"}
 	}
-	elastic := *pol != "" || *units != "" || *compare
+	if len(faults) > 0 {
+		*recovery = true
+	}
+	elastic := *pol != "" || *units != "" || *compare || *recovery || *verify
 	if elastic && *pol == "" && !*compare {
 		*pol = "snf"
 	}
@@ -222,20 +236,40 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return &exitError{2, "run: " + err.Error()}
 		}
 		lc := engine.LiveConfig{Spec: spec, In: r, Out: w, Policy: p, MinUnits: minU, MaxUnits: maxU,
-			FlowletGap: *gap, Batch: *batch, Capacity: *capacity, Store: st, Checkpoint: *ckEvery}
+			FlowletGap: *gap, Batch: *batch, Capacity: *capacity, Store: st, Checkpoint: *ckEvery,
+			Recovery: *recovery, Faults: faults}
 		if sink != nil {
 			lc.Alerts = sink
+		}
+		for _, f := range faults {
+			if f.Unit >= maxU {
+				return &exitError{2, fmt.Sprintf("run: --fail %s: the pool has units 0..%d", f, maxU-1)}
+			}
 		}
 		if !*quiet {
 			fmt.Fprintf(stderr, "snf: %s policy, %d-%d units\n", *pol, minU, maxU)
 		}
-		sum, runErr := engine.RunLive(ctx, lc)
+		var sum engine.LiveSummary
+		var runErr, coe error
+		if *verify {
+			sum, coe, runErr = runVerified(ctx, lc, stderr, *quiet)
+		} else {
+			sum, runErr = engine.RunLive(ctx, lc)
+		}
 		if w != nil {
 			if err := w.Close(); err != nil && runErr == nil {
 				runErr = fmt.Errorf("write %s: %w", *out, err)
 			}
 		}
 		printLiveSummary(stdout, inName, spec, *pol, minU, maxU, *gap, sum)
+		if *verify && runErr == nil {
+			if coe != nil {
+				fmt.Fprintf(stdout, "verify    %v\n", coe)
+				return &exitError{1, "chain output equivalence does not hold (see verify above)"}
+			}
+			fmt.Fprintf(stdout, "verify    COE holds: the same %d packets as one chain (byte for byte%s), in the same order within each flow, the same final flow states and alerts\n",
+				sum.Written, map[bool]string{true: ", up to the values shared state hands out", false: ""}[sharedValues(spec)])
+		}
 		if runErr != nil {
 			if errors.Is(runErr, context.Canceled) {
 				return &exitError{130, "interrupted; the output holds the packets processed so far"}

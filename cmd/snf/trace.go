@@ -58,7 +58,7 @@ func traceStats(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("trace stats", traceHelp, stderr)
 	gap := fs.Duration("gap", 500*time.Microsecond, "flowlet gap")
 	if err := fs.Parse(args); err != nil {
-		return parseErr(err)
+		return parseErr(fs, err)
 	}
 	if fs.NArg() == 0 {
 		return &exitError{2, "trace stats: give one or more captures"}
@@ -91,7 +91,7 @@ func traceCompose(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("trace compose", traceHelp, stderr)
 	out := fs.String("out", "", "output capture (required)")
 	if err := fs.Parse(args); err != nil {
-		return parseErr(err)
+		return parseErr(fs, err)
 	}
 	if *out == "" {
 		return &exitError{2, "trace compose: --out is required"}

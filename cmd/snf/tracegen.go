@@ -63,7 +63,7 @@ func traceGen(args []string, stdout, stderr io.Writer) error {
 	clients := fs.Int("clients", def.Clients, "client hosts")
 	servers := fs.Int("servers", def.Servers, "server hosts")
 	if err := fs.Parse(args); err != nil {
-		return parseErr(err)
+		return parseErr(fs, err)
 	}
 	if *out == "" {
 		return &exitError{2, "trace gen: --out is required"}

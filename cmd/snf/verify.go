@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/snf-dev/snf"
+	"github.com/snf-dev/snf/engine"
+	"github.com/snf-dev/snf/packet"
+	"github.com/snf-dev/snf/port"
+	"github.com/snf-dev/snf/port/mem"
+	"github.com/snf-dev/snf/snftest"
+)
+
+// runVerified reads the whole input, runs the one-chain reference and the elastic run, and
+// compares them (snftest). coe is nil when chain output equivalence holds.
+func runVerified(ctx context.Context, lc engine.LiveConfig, stderr io.Writer, quiet bool) (s engine.LiveSummary, coe, err error) {
+	frames, err := readFrames(lc.In)
+	if err != nil {
+		return s, nil, err
+	}
+	if !quiet {
+		fmt.Fprintf(stderr, "snf: verify: %d packets read; running the one-chain reference\n", len(frames))
+	}
+	want, err := snftest.Reference(lc.Spec, frames)
+	if err != nil {
+		return s, nil, err
+	}
+	out := lc.Out
+	got, s, err := snftest.Live(ctx, lc, frames)
+	if err != nil {
+		return s, nil, err
+	}
+	if out != nil {
+		if err := writeResult(out, got, frames); err != nil {
+			return s, nil, err
+		}
+	}
+	mode := snftest.Exact
+	if sharedValues(lc.Spec) {
+		mode = snftest.UpToShared
+	}
+	return s, snftest.Compare(want, got, mode, frames), nil
+}
+
+// readFrames reads r to its end into memory.
+func readFrames(r port.Reader) ([]mem.Frame, error) {
+	var fr []mem.Frame
+	batch := make([]packet.Packet, 64)
+	for {
+		n, err := r.Read(batch)
+		for _, p := range batch[:n] {
+			fr = append(fr, mem.Frame{Data: append([]byte(nil), p.Data...), Time: p.Time, WireLen: p.WireLen})
+		}
+		if err == io.EOF {
+			return fr, nil
+		}
+		if err != nil {
+			return fr, err
+		}
+	}
+}
+
+// writeResult writes a verified run's output in input order (its packets were kept by the
+// checker).
+func writeResult(w port.Writer, r snftest.Result, in []mem.Frame) error {
+	var p packet.Packet
+	one := []*packet.Packet{&p}
+	for c := uint64(1); c <= uint64(len(in)); c++ {
+		for _, f := range r.Out[c] {
+			p.SetData(f, in[c-1].Time, 0)
+			if err := w.Write(one); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// sharedValues reports whether an NF of spec declares read-write shared state (a NAT's port
+// pool, a monitor's slots): its values follow the order flows reach it, so --verify compares
+// up to them.
+func sharedValues(spec *snf.ChainSpec) bool {
+	c, err := snf.NewChain(spec, snf.ChainOptions{})
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	for _, r := range c.Report() {
+		for _, d := range r.Shared {
+			if d.Access == snf.ReadWrite {
+				return true
+			}
+		}
+	}
+	return false
+}

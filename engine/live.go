@@ -45,7 +45,9 @@ type LiveConfig struct {
 	Checkpoint time.Duration
 	// Recovery turns on the packet log, checkpoints (every Checkpoint, default 10 ms) and the
 	// recovery of failed units (see recovery.go). LogBytes and LogPackets bound the log
-	// (defaults 64 MiB and 262,144 packets): at the bound the root waits for checkpoints.
+	// (defaults 64 MiB and 262,144 packets): at the bound the root waits for checkpoints to
+	// free room (back-pressure, never loss); the log may exceed a bound by one batch per
+	// unit (batches sent on while the root waits: they may carry a Marker a unit awaits).
 	Recovery             bool
 	LogBytes, LogPackets int
 	// FailTimeout is how long a unit with work waiting may make no progress before it is
@@ -268,16 +270,19 @@ func (l *live) flush(u int) {
 	if lu.cur == nil {
 		return
 	}
+	full := false
 	if l.log != nil {
-		if err := l.logBatch(u, lu.cur); err != nil {
-			l.fatal = err
-		}
-		lu = l.units[u] // a recovery while waiting replaced the unit
+		full = l.logBatch(u, lu.cur)
 		l.sentB[u]++
 	}
 	lu.cur.Stamp = time.Now().UnixNano()
 	lu.u.In <- lu.cur
 	lu.cur = nil
+	if full {
+		if err := l.waitRoom(); err != nil && l.fatal == nil {
+			l.fatal = err
+		}
+	}
 }
 
 // newUnit makes the unit of slot u running chain, with its checkpoint writer.

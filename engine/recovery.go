@@ -121,7 +121,7 @@ func (f *Fault) due(idx uint64, t time.Duration) bool {
 // applyFaults applies the faults due before packet idx at capture time t.
 func (l *live) applyFaults(idx uint64, t time.Duration) error {
 	for i := 0; i < len(l.faults); i++ {
-		f := &l.faults[i]
+		f := l.faults[i] // a copy: the slice shifts below
 		if !f.due(idx, t) {
 			continue
 		}
@@ -142,13 +142,42 @@ func (l *live) applyFaults(idx uint64, t time.Duration) error {
 	return nil
 }
 
-// logBatch gives b its sequence number and logs it, waiting while the log is full.
-func (l *live) logBatch(u int, b *unit.Batch) error {
+// logBatch gives b its sequence number and logs it. It returns whether the log went past
+// its bound: the caller sends b on, then waits for room (waitRoom) before dispatching more.
+// b is logged even then: it may carry the handover Marker a unit waits for, and a unit
+// waiting for a state cannot checkpoint — holding b back could hold the log full for ever.
+func (l *live) logBatch(u int, b *unit.Batch) (full bool) {
 	l.seqs[u]++
 	b.Seq = l.seqs[u]
-	for !l.log.Append(b) {
+	if l.log.Append(b) {
+		return false
+	}
+	l.log.Force(b)
+	return true
+}
+
+// waitRoom waits until the log is back within its bound: it sends on the other units'
+// batches that carry handover controls (once each: the root dispatches nothing meanwhile),
+// asks the unit whose batch holds the log's head for a checkpoint, and watches for failed
+// units. The log thus exceeds its bound by at most one batch per unit.
+func (l *live) waitRoom() error {
+	for l.log.Over() {
 		l.logWaits++
+		for v, lv := range l.units {
+			if lv.cur != nil && len(lv.cur.Ctl) > 0 {
+				l.seqs[v]++
+				lv.cur.Seq = l.seqs[v]
+				l.log.Force(lv.cur)
+				lv.cur.Stamp = time.Now().UnixNano()
+				lv.u.In <- lv.cur
+				l.sentB[v]++
+				lv.cur = nil
+			}
+		}
 		l.updateCovered()
+		if !l.log.Over() {
+			break
+		}
 		if v := l.log.Blocking(); v >= 0 && time.Since(l.ckAsked[v]) > time.Millisecond {
 			l.requestCheckpoint(v)
 		}

@@ -76,6 +76,23 @@ func (l *Log) Append(b *unit.Batch) bool {
 		l.stats.Refused++
 		return false
 	}
+	l.force(b, size)
+	return true
+}
+
+// Force logs b even beyond the bounds (Over then reports it). The engine logs a refused
+// batch so, sends it on — it may carry the handover Marker a unit waits for, and a unit
+// waiting for a state cannot checkpoint — and then waits until the log is back within its
+// bounds before it dispatches more: the log exceeds them by at most one batch per unit.
+func (l *Log) Force(b *unit.Batch) {
+	size := 0
+	for i := range b.N {
+		size += len(b.Pkts[i].Data)
+	}
+	l.force(b, size)
+}
+
+func (l *Log) force(b *unit.Batch, size int) {
 	e := l.alloc()
 	e.Unit, e.Seq, e.Now = b.Unit, b.Seq, b.Now
 	e.Ctl = append(e.Ctl[:0], b.Ctl...)
@@ -99,7 +116,6 @@ func (l *Log) Append(b *unit.Batch) bool {
 	l.stats.Appended++
 	l.stats.MaxBytes = max(l.stats.MaxBytes, l.bytes)
 	l.stats.MaxPackets = max(l.stats.MaxPackets, l.packets)
-	return true
 }
 
 func (l *Log) alloc() *Entry {
@@ -138,6 +154,11 @@ func (l *Log) trim() {
 		l.stats.Trimmed++
 		l.free = append(l.free, e)
 	}
+}
+
+// Over reports whether the log holds more than its bounds (after Force).
+func (l *Log) Over() bool {
+	return l.n > 1 && (l.bytes > l.maxBytes || l.packets > l.maxPackets)
 }
 
 // Blocking returns the unit whose uncovered batch is at the log's head (the one to ask for

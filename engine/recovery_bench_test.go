@@ -17,12 +17,14 @@ import (
 //
 //   - throughput/off and throughput/on: packets/s at full speed without and with the packet
 //     log and checkpoints (every 10 ms);
+//
 //   - latency/off and latency/on: root-to-egress latency p50/p99 at a moderate paced rate
 //     (about 200,000 packets/s), where queues do not hide the cost;
+//
 //   - kill: a unit killed every 20,000 packets; the time from each failure to the first
 //     replayed batch of its replacement at the egress (median and p99 over the run).
 //
-//	go test -run x -bench Recovery -benchtime 3x ./engine/
+//     go test -run x -bench Recovery -benchtime 3x ./engine/
 func BenchmarkRecovery(b *testing.B) {
 	t := &testing.T{}
 	frames := generated(t, 200000)

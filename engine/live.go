@@ -40,7 +40,7 @@ type LiveConfig struct {
 	Alerts             snf.AlertSink
 	MaxFlows           int
 	// Checkpoint, if positive, makes every unit write its state (flows and Scoped values) to
-	// the store in the background at this interval of packet time, and once more at the end
+	// the store in the background at this interval (wall time), and once more at the end
 	// (replay.Writer; table "runtime"/CheckpointTable).
 	Checkpoint time.Duration
 	// Recovery turns on the packet log, checkpoints (every Checkpoint, default 10 ms) and the

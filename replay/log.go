@@ -1,6 +1,8 @@
 package replay
 
 import (
+	"slices"
+
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/unit"
 )
@@ -93,14 +95,15 @@ func (l *Log) Force(b *unit.Batch) {
 }
 
 func (l *Log) force(b *unit.Batch, size int) {
-	e := l.alloc()
+	e := l.alloc(size, b.N)
 	e.Unit, e.Seq, e.Now = b.Unit, b.Seq, b.Now
 	e.Ctl = append(e.Ctl[:0], b.Ctl...)
-	e.Pkts, e.Data = e.Pkts[:0], e.Data[:0]
+	e.Pkts, e.Data = slices.Grow(e.Pkts[:0], b.N)[:b.N], slices.Grow(e.Data[:0], size)[:size]
+	off := 0
 	for i := range b.N {
 		p := &b.Pkts[i]
-		e.Pkts = append(e.Pkts, Meta{Time: p.Time, WireLen: p.WireLen, Clock: p.Clock, Flow: p.Flow, Off: int32(len(e.Data)), Len: int32(len(p.Data))})
-		e.Data = append(e.Data, p.Data...)
+		e.Pkts[i] = Meta{Time: p.Time, WireLen: p.WireLen, Clock: p.Clock, Flow: p.Flow, Off: int32(off), Len: int32(len(p.Data))}
+		off += copy(e.Data[off:], p.Data)
 	}
 	if l.n == len(l.q) {
 		q := make([]*Entry, 2*len(l.q))
@@ -118,13 +121,15 @@ func (l *Log) force(b *unit.Batch, size int) {
 	l.stats.MaxPackets = max(l.stats.MaxPackets, l.packets)
 }
 
-func (l *Log) alloc() *Entry {
-	if n := len(l.free); n > 0 {
-		e := l.free[n-1]
-		l.free = l.free[:n-1]
+// alloc returns an entry for size bytes of n packets: a free one, else a new one sized for
+// a full batch of that size (entries are reused, so sizes even out).
+func (l *Log) alloc(size, n int) *Entry {
+	if k := len(l.free); k > 0 {
+		e := l.free[k-1]
+		l.free = l.free[:k-1]
 		return e
 	}
-	return &Entry{}
+	return &Entry{Data: make([]byte, 0, 2*size), Pkts: make([]Meta, 0, 2*n)}
 }
 
 // Covered records that unit's state up to position pos (the Seq of the last batch a durable

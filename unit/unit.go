@@ -191,8 +191,8 @@ type Unit struct {
 	aliases          []snf.AliasNote
 
 	ckw      Checkpointer
-	ckEvery  int64  // packet time between records
-	ckLast   int64  // packet time of the latest record
+	ckEvery  int64  // wall time between records (ns)
+	ckLast   int64  // wall time of the latest record (Unix ns)
 	ckWant   bool   // a record is due (interval passed, or asked for) but could not be taken yet
 	pos      uint64 // Seq of the last batch processed
 	killed   atomic.Bool
@@ -278,8 +278,9 @@ func appendKey(b []byte, k *packet.Key) []byte {
 func (u *Unit) Stats() Stats { return u.stats }
 
 // CheckpointTo makes the unit hand its chain's checkpoint records (the chain needs
-// snf.ChainOptions.Checkpoints) to w: after a batch when every (packet time) passed since
-// the last record and w is ready, and a last one when Run ends.
+// snf.ChainOptions.Checkpoints) to w: after a batch when every (wall time: a replay at many
+// times the capture's pace checkpoints no more often) passed since the last record and w is
+// ready, and a last one when Run ends.
 func (u *Unit) CheckpointTo(w Checkpointer, every time.Duration) {
 	u.ckw, u.ckEvery = w, int64(every)
 }
@@ -404,7 +405,7 @@ func (u *Unit) process(b *Batch) {
 	}
 	u.run(b, start, b.N)
 	u.inBatch = false
-	now, seq, ask := b.Now, b.Seq, b.Checkpoint // b is the egress's once sent
+	seq, ask := b.Seq, b.Checkpoint // b is the egress's once sent
 	u.sendAliases()
 	u.tr.SendOut(b)
 	u.flushOutbox()
@@ -413,7 +414,7 @@ func (u *Unit) process(b *Batch) {
 	}
 	u.done.Add(1)
 	if u.ckw != nil {
-		if now-u.ckLast >= u.ckEvery || ask {
+		if now := u.now(); now-u.ckLast >= u.ckEvery || ask {
 			u.ckWant = true
 			u.ckLast = now
 		}

@@ -101,7 +101,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	pol := fs.String("policy", "", "run elastic units with this allocation policy: snf, perflow, perpacket or static (default: one chain, no units)")
 	units := fs.String("units", "", "elastic pool size: N, or MIN-MAX (default 1-8; static uses MAX)")
 	gap := fs.Duration("flowlet-gap", 500*time.Microsecond, "flowlet gap δ: a flow's packet more than this after its previous one starts a new flowlet")
-	ckEvery := fs.Duration("checkpoint", 0, "elastic runs: every unit writes its state (flows, Scoped values) to the store at this interval of packet time, in the background (0: never)")
+	ckEvery := fs.Duration("checkpoint", 0, "elastic runs: every unit writes its state (flows, Scoped values) to the store at this interval, in the background (0: never; --recovery: 10ms)")
 	capacity := fs.Float64("capacity", 0, "packets/s one unit sustains for this chain (default: measured at start)")
 	compare := fs.Bool("compare", false, "run every policy on the same input and print one table")
 	storeURL := fs.String("store", "embedded", "where shared state lives: embedded (in this process) or redis://HOST:PORT[/DB]")

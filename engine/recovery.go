@@ -33,6 +33,9 @@ const (
 	// FaultStall makes the unit sleep for Fault.For before its next batch; past the run's
 	// FailTimeout it is declared failed and replaced (a straggler's flows move on without it).
 	FaultStall
+	// FaultCall calls Fault.Do (on the root's goroutine: it must not block long): a test's
+	// own failure, such as restarting the store.
+	FaultCall
 )
 
 // Fault is a failure injected into a run (tests, `snf run --fail`).
@@ -44,6 +47,7 @@ type Fault struct {
 	AtPacket uint64
 	AtTime   time.Duration
 	For      time.Duration // FaultStall: how long
+	Do       func()        // FaultCall
 }
 
 func (f Fault) String() string {
@@ -51,8 +55,11 @@ func (f Fault) String() string {
 	if f.AtPacket == 0 {
 		at = f.AtTime.String()
 	}
-	if f.Kind == FaultStall {
+	switch f.Kind {
+	case FaultStall:
 		return fmt.Sprintf("stall=%d@%s/%s", f.Unit, at, f.For)
+	case FaultCall:
+		return "call@" + at
 	}
 	return fmt.Sprintf("unit=%d@%s", f.Unit, at)
 }
@@ -127,6 +134,12 @@ func (l *live) applyFaults(idx uint64, t time.Duration) error {
 		}
 		l.faults = append(l.faults[:i], l.faults[i+1:]...)
 		i--
+		if f.Kind == FaultCall {
+			if f.Do != nil {
+				f.Do()
+			}
+			continue
+		}
 		if f.Unit >= len(l.units) {
 			return fmt.Errorf("fault %s: no unit %d (the pool has %d)", f, f.Unit, len(l.units))
 		}
@@ -257,28 +270,30 @@ func (l *live) recover(u int, why string) error {
 	<-l.fwdDone[u]
 	close(old.u.In) // the old goroutine hands its queued batches back and ends
 	_ = l.writers[u].Close()
+	durable := l.writers[u].Stats().Durable // what the store acknowledged
 
-	chain, err := l.newChain(u)
-	if err != nil {
-		return fmt.Errorf("recover unit %d (%s): %w", u, why, err)
-	}
-	recs, err := replay.Load(l.ckTable, u)
-	if err != nil {
-		chain.Close()
-		return fmt.Errorf("recover unit %d (%s): %w", u, why, err)
-	}
-	var pos uint64
-	for _, r := range recs {
-		p, cr, ok := unit.SplitRecord(r)
-		if !ok {
-			chain.Close()
-			return fmt.Errorf("recover unit %d (%s): a checkpoint record is truncated", u, why)
+	// Load the records; while the store is out of reach a read may serve an older head: load
+	// again until the records reach the position the store acknowledged.
+	var (
+		chain *snf.Chain
+		pos   uint64
+	)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var err error
+		chain, pos, err = l.restore(u)
+		if err == nil && pos >= durable {
+			break
 		}
-		if err := chain.Restore(cr); err != nil {
+		if chain != nil {
 			chain.Close()
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = fmt.Errorf("the store holds checkpoints up to batch %d, it acknowledged %d", pos, durable)
+			}
 			return fmt.Errorf("recover unit %d (%s): %w", u, why, err)
 		}
-		pos = p
+		time.Sleep(10 * time.Millisecond)
 	}
 	l.oldChains = append(l.oldChains, old.chain)
 	nu, err := l.newUnit(u, chain)
@@ -324,6 +339,31 @@ func (l *live) recover(u int, why string) error {
 		l.recTimes.add(time.Since(start))
 	}
 	return nil
+}
+
+// restore builds slot u's chain from the checkpoints in the store, and returns it with the
+// position (batch Seq) they reflect.
+func (l *live) restore(u int) (*snf.Chain, uint64, error) {
+	chain, err := l.newChain(u)
+	if err != nil {
+		return nil, 0, err
+	}
+	recs, err := replay.Load(l.ckTable, u)
+	if err != nil {
+		return chain, 0, err
+	}
+	var pos uint64
+	for _, r := range recs {
+		p, cr, ok := unit.SplitRecord(r)
+		if !ok {
+			return chain, 0, errors.New("a checkpoint record is truncated")
+		}
+		if err := chain.Restore(cr); err != nil {
+			return chain, 0, err
+		}
+		pos = p
+	}
+	return chain, pos, nil
 }
 
 // newChain builds unit slot u's chain.

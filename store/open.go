@@ -89,6 +89,8 @@ func ParseRedisURL(u string) (RedisOptions, error) {
 			err = dur(&o.FlushEvery)
 		case "dedup":
 			err = dur(&o.DedupWindow)
+		case "retry":
+			err = dur(&o.Retry)
 		case "naive":
 			o.Naive = v == "1" || v == "true"
 		case "batch":
@@ -98,7 +100,7 @@ func ParseRedisURL(u string) (RedisOptions, error) {
 			}
 			o.Batch = n
 		default:
-			err = fmt.Errorf("unknown option %q (timeout, ttl, batch, flush, dedup, naive)", k)
+			err = fmt.Errorf("unknown option %q (timeout, ttl, batch, flush, dedup, retry, naive)", k)
 		}
 		if err != nil {
 			return bad("%v", err)

@@ -40,6 +40,13 @@ type RedisOptions struct {
 	// MaxPending: adds a Counters handle keeps while it cannot reach the server; further
 	// adds are dropped (counted by Dropped). Default 1<<20.
 	MaxPending int
+	// Retry: a blocking operation (pool take and put, registers) that fails for want of the
+	// server is tried again — every 10ms, with the same tag, so the server applies it once —
+	// until it succeeds or Retry has passed since its first try. Zero (the default) fails at
+	// once: the caller sees the outage (a NAT drops the new connection and counts it). With
+	// Retry longer than a restart, a run waits through it instead, and its output is the
+	// same as without the restart (URL option retry=5s).
+	Retry time.Duration
 	// Naive turns the strategies off — every access is a blocking round trip, as in a
 	// design that keeps all state in a remote store (StatelessNF): Table reads skip the
 	// client cache and Counters adds are sent one by one, waiting for the server. It exists
@@ -98,7 +105,8 @@ type Redis struct {
 	start time.Time
 	now   atomic.Int64 // coarse clock: nanoseconds since start, advanced every clockTick
 
-	downUntil atomic.Int64 // coarse time until which operations fail at once
+	downUntil atomic.Int64  // coarse time until which operations fail at once
+	retries   atomic.Uint64 // blocking operations tried again (Options.Retry)
 	lastErr   atomic.Pointer[error]
 	closed    atomic.Bool
 
@@ -215,6 +223,32 @@ func (s *Redis) check(op, obj string) error {
 	}
 	return nil
 }
+
+// retry runs op, and with Options.Retry runs it again while it fails for want of the server
+// (not for an error reply, nor a closed store), every 10ms until Retry has passed. Each
+// failed try is counted (Retries).
+func (s *Redis) retry(op func() error) error {
+	err := op()
+	if err == nil || s.o.Retry <= 0 {
+		return err
+	}
+	deadline := time.Now().Add(s.o.Retry)
+	for err != nil && !errors.Is(err, ErrClosed) && !isReply(err) && time.Now().Before(deadline) {
+		s.retries.Add(1)
+		time.Sleep(10 * time.Millisecond)
+		err = op()
+	}
+	return err
+}
+
+// isReply reports whether err is an error reply of the server (trying again gives the same).
+func isReply(err error) bool {
+	var re *rueidis.RedisError
+	return errors.As(err, &re)
+}
+
+// Retries returns how many times blocking operations were tried again (Options.Retry).
+func (s *Redis) Retries() uint64 { return s.retries.Load() }
 
 // opErr wraps err; if it says the server is out of reach (not an error reply), operations
 // fail at once for retryAfter.
@@ -438,14 +472,21 @@ type redisPool struct {
 }
 
 func (p *redisPool) Take(t Tag) (uint32, bool, error) {
-	if err := p.s.check("pool take", p.name); err != nil {
-		return 0, false, err
-	}
-	ctx, cancel := p.s.opCtx()
-	defer cancel()
-	n, err := takeScript.Exec(ctx, p.s.c, p.keys[:4], []string{p.loS, p.hiS, tagArg(t)}).AsInt64()
+	var n int64
+	err := p.s.retry(func() error {
+		if err := p.s.check("pool take", p.name); err != nil {
+			return err
+		}
+		ctx, cancel := p.s.opCtx()
+		defer cancel()
+		var err error
+		if n, err = takeScript.Exec(ctx, p.s.c, p.keys[:4], []string{p.loS, p.hiS, tagArg(t)}).AsInt64(); err != nil {
+			return p.s.opErr("pool take", p.name, err)
+		}
+		return nil
+	})
 	if err != nil {
-		return 0, false, p.s.opErr("pool take", p.name, err)
+		return 0, false, err
 	}
 	if n < 0 {
 		return 0, false, nil
@@ -457,17 +498,19 @@ func (p *redisPool) Put(t Tag, v uint32) error {
 	if v < p.lo || v > p.hi {
 		return fmt.Errorf("store: pool put %d: outside %d-%d", v, p.lo, p.hi)
 	}
-	if err := p.s.check("pool put", p.name); err != nil {
-		return err
-	}
-	ctx, cancel := p.s.opCtx()
-	defer cancel()
-	err := putScript.Exec(ctx, p.s.c, p.keys, []string{strconv.FormatUint(uint64(v), 10), tagArg(t),
-		strconv.FormatInt(p.s.o.DedupWindow.Milliseconds(), 10)}).Error()
-	if err != nil {
-		return p.s.opErr("pool put", p.name, err)
-	}
-	return nil
+	return p.s.retry(func() error {
+		if err := p.s.check("pool put", p.name); err != nil {
+			return err
+		}
+		ctx, cancel := p.s.opCtx()
+		defer cancel()
+		err := putScript.Exec(ctx, p.s.c, p.keys, []string{strconv.FormatUint(uint64(v), 10), tagArg(t),
+			strconv.FormatInt(p.s.o.DedupWindow.Milliseconds(), 10)}).Error()
+		if err != nil {
+			return p.s.opErr("pool put", p.name, err)
+		}
+		return nil
+	})
 }
 
 // Free returns the number of free values, or -1 when the server cannot be asked.

@@ -422,3 +422,38 @@ func TestRedisCountersNonBlocking(t *testing.T) {
 		t.Errorf("pending %d, dropped %d, want 5000 and 5000", c.Pending(), c.Dropped())
 	}
 }
+
+// TestRedisRetryThroughRestart: with retry=, a pool take that meets a restarting server
+// (persistence on) waits for it and succeeds, with the same tag: the server applies it once.
+// Without, it fails at once (TestRedisOutageAndRecovery).
+func TestRedisRetryThroughRestart(t *testing.T) {
+	srv := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	s := openRedis(t, srv, "timeout=500ms&retry=5s")
+	p := mustPool(t, s, "t", "ports", 1, 100)
+	first, _, err := p.Take(Tag{Unit: 1, Clock: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.kill()
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		srv.restart()
+	}()
+	start := time.Now()
+	v, ok, err := p.Take(Tag{Unit: 1, Clock: 2})
+	if err != nil || !ok || v == first {
+		t.Fatalf("take through a restart: %d %v %v (first take %d)", v, ok, err, first)
+	}
+	t.Logf("take waited %v through the restart, %d retries", time.Since(start), s.Retries())
+	if s.Retries() == 0 {
+		t.Error("no retry counted")
+	}
+	again, _, err := p.Take(Tag{Unit: 1, Clock: 2}) // the same tag: the value given, not a new one
+	if err != nil || again != v {
+		t.Errorf("repeated take: %d %v, want %d", again, err, v)
+	}
+	start = time.Now()
+	if err := p.Put(Tag{Unit: 1, Clock: 4}, 1000); err == nil || time.Since(start) > 100*time.Millisecond {
+		t.Errorf("a put outside the range: %v after %v, want an error at once (no retry)", err, time.Since(start))
+	}
+}

@@ -94,7 +94,16 @@ func decodeRegResult(s string) (val []byte, present, swapped bool, err error) {
 	return val, present, s[0] == '1', nil
 }
 
-func (r *redisRegisters) CompareAndSet(t Tag, key string, old, new []byte) ([]byte, bool, error) {
+func (r *redisRegisters) CompareAndSet(t Tag, key string, old, new []byte) (v []byte, swapped bool, err error) {
+	err = r.s.retry(func() error {
+		var e error
+		v, swapped, e = r.cas(t, key, old, new)
+		return e
+	})
+	return v, swapped, err
+}
+
+func (r *redisRegisters) cas(t Tag, key string, old, new []byte) ([]byte, bool, error) {
 	const op = "registers cas"
 	if err := r.s.check(op, r.name); err != nil {
 		return nil, false, err
@@ -124,7 +133,13 @@ func (r *redisRegisters) Merge(t Tag, key, mop string, arg []byte) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	return r.merge(t, key, o, arg)
+	var v []byte
+	err = r.s.retry(func() error {
+		var e error
+		v, e = r.merge(t, key, o, arg)
+		return e
+	})
+	return v, err
 }
 
 // merge runs the script of o (checked by lookupOp) on key.

@@ -89,10 +89,14 @@ type Root struct {
 	ids   []uint64 // by flow index: the flow's id (stamped on its packets)
 	hash  []uint64 // by flow index: the flow's key hash, computed once per flow
 	held  []int    // by unit: the root's live flows whose state the unit holds
-	clock uint64
-	next  uint64 // next flow id
-	seq   uint64 // tombstone sequence
-	stats Stats
+	// The flows each unit holds, as intrusive doubly linked lists (by flow index; -1 ends
+	// them), so that Evacuate visits only the draining unit's flows.
+	uhead        []int32 // by unit
+	uprev, unext []int32 // by flow index
+	clock        uint64
+	next         uint64 // next flow id
+	seq          uint64 // tombstone sequence
+	stats        Stats
 	// tomb remembers the unit of flows the root forgot (idle past the timeouts), by
 	// canonical key: when such a flow comes back, its first flowlet is handed over from that
 	// unit, so that its new packets cannot overtake old ones still queued there. Bounded by
@@ -130,6 +134,10 @@ func New(cfg Config) *Root {
 		OnRemove: r.forget})
 	r.stats.Sent = make([]uint64, len(cfg.Pool.Units))
 	r.held = make([]int, len(cfg.Pool.Units))
+	r.uhead = make([]int32, len(cfg.Pool.Units))
+	for u := range r.uhead {
+		r.uhead[u] = -1
+	}
 	return r
 }
 
@@ -234,6 +242,8 @@ func (r *Root) forget(f *flowtable.Flow, _ int64, _ bool) {
 		return
 	}
 	r.held[u]--
+	r.unlinkUnit(f.Index(), int(u))
+	r.unit[f.Index()] = -1
 	if r.cfg.ByInitiator {
 		if g := r.groups[initiator(f)]; g != nil {
 			if g.flows--; g.flows <= 0 {
@@ -309,13 +319,38 @@ func (r *Root) LearnAlias(from, alias packet.Key, forget bool) {
 
 // setUnit records that flow i's state is on unit u (-1: none).
 func (r *Root) setUnit(i int32, u int) {
-	if old := r.unit[i]; old >= 0 {
+	old := r.unit[i]
+	if int(old) == u {
+		return
+	}
+	if old >= 0 {
 		r.held[old]--
+		r.unlinkUnit(i, int(old))
 	}
 	if u >= 0 {
 		r.held[u]++
+		h := r.uhead[u]
+		r.uprev[i], r.unext[i] = -1, h
+		if h >= 0 {
+			r.uprev[h] = i
+		}
+		r.uhead[u] = i
 	}
 	r.unit[i] = int32(u)
+}
+
+// unlinkUnit takes flow i out of unit u's list.
+func (r *Root) unlinkUnit(i int32, u int) {
+	p, n := r.uprev[i], r.unext[i]
+	if p >= 0 {
+		r.unext[p] = n
+	} else {
+		r.uhead[u] = n
+	}
+	if n >= 0 {
+		r.uprev[n] = p
+	}
+	r.uprev[i], r.unext[i] = -1, -1
 }
 
 // Held returns the number of live flows whose state unit u holds (by the root's table: a
@@ -328,29 +363,31 @@ func (r *Root) Held(u int) int { return r.held[u] }
 // handover, and returns how many moved. The engine calls it for a draining unit under a
 // policy that moves flows (Mover); a flowlet still running finishes where it is, and its
 // flow moves at a later call. Flows of an initiator group (ByInitiator) stay: their Scoped
-// state cannot move. Cost: the idle flows of the whole table are visited.
+// state cannot move. Cost: the flows unit u holds are visited (most recently placed first).
 func (r *Root) Evacuate(u int, now int64, t Target) int {
 	if r.cfg.ByInitiator || r.held[u] == 0 {
 		return 0
 	}
 	moved := 0
-	r.table.RangeIdle(now-int64(r.table.FlowletGap()), func(f *flowtable.Flow) bool {
-		i := f.Index()
-		if int(r.unit[i]) != u {
-			return true
+	idle := now - int64(r.table.FlowletGap())
+	for i := r.uhead[u]; i >= 0; {
+		next := r.unext[i]
+		f := r.table.Flow(i)
+		if f.Last >= idle {
+			i = next
+			continue
 		}
 		fl := policy.Flowlet{Hash: r.hash[i], Current: u}
 		d := r.cfg.Policy.Place(fl, r.cfg.Pool)
-		if d.Unit < 0 || d.Unit == u {
-			return true // nowhere to go now: it stays until the next call
-		}
-		r.stats.Handovers++
-		r.stats.Evacuated++
-		t.Handover(f.Key, r.ids[i], u, d.Unit)
-		r.setUnit(i, d.Unit)
-		moved++
-		return r.held[u] > 0
-	})
+		if d.Unit >= 0 && d.Unit != u {
+			r.stats.Handovers++
+			r.stats.Evacuated++
+			t.Handover(f.Key, r.ids[i], u, d.Unit)
+			r.setUnit(i, d.Unit)
+			moved++
+		} // else nowhere to go now: it stays until the next call
+		i = next
+	}
 	return moved
 }
 
@@ -359,4 +396,7 @@ func (r *Root) grow(n int) {
 	r.unit = append(r.unit, make([]int32, n-len(r.unit))...)
 	r.ids = append(r.ids, make([]uint64, n-len(r.ids))...)
 	r.hash = append(r.hash, make([]uint64, n-len(r.hash))...)
+	for len(r.uprev) < n {
+		r.uprev, r.unext = append(r.uprev, -1), append(r.unext, -1)
+	}
 }

@@ -39,6 +39,8 @@ type SimConfig struct {
 	Capacity float64
 	Target   float64       // utilisation a unit is filled to (default 0.8)
 	Tick     time.Duration // controller period in virtual time (default 10ms)
+	// ScaleOuts is the most units the controller activates between two ticks (default 1).
+	ScaleOuts int
 	// Batch is the most packets a unit takes from its queue at once (default DefaultBatch).
 	// Each packet still gets its own service time and departure time.
 	Batch int
@@ -118,6 +120,9 @@ type SimSample struct {
 	Oracle    int     // ceil(Offered / Capacity), at least 1
 	Handovers uint64  // in the interval
 	Dropped   uint64  // in the interval
+	// Out and OverSLO count the packets that left in the interval, and those of them whose
+	// latency exceeded the SLO.
+	Out, OverSLO uint64
 }
 
 // Event kinds.
@@ -389,7 +394,7 @@ func RunSim(ctx context.Context, cfg SimConfig) (SimSummary, error) {
 	s.last = make([]struct{ flow, clock uint64 }, 1<<18)
 	s.pool = &policy.Pool{Target: cfg.Target}
 	s.ctl = control.New(control.Config{MinUnits: cfg.MinUnits, MaxUnits: cfg.MaxUnits, Target: cfg.Target,
-		Capacity: cfg.Capacity, Elastic: cfg.Policy.Elastic(), Stateless: s.perPacket})
+		Capacity: cfg.Capacity, Elastic: cfg.Policy.Elastic(), Stateless: s.perPacket, ScaleOuts: cfg.ScaleOuts})
 	for i := range cfg.MaxUnits {
 		a := s.ctl.Initial(i)
 		s.units = append(s.units, &simUnit{id: i, active: a, heapPos: -1})
@@ -409,7 +414,7 @@ func RunSim(ctx context.Context, cfg SimConfig) (SimSummary, error) {
 	c0 := s.units[0].chain
 	s.r = root.New(root.Config{Policy: cfg.Policy, Pool: s.pool, FlowletGap: cfg.FlowletGap,
 		MaxFlows: cfg.MaxFlows, Timeouts: c0.FlowTimeouts(), ByInitiator: len(c0.Scopes()) > 0,
-		MaxFlowRate: cfg.Target * cfg.Capacity})
+		MaxFlowRate: cfg.Target * cfg.Capacity, Tick: cfg.Tick})
 
 	runErr := s.loop()
 
@@ -533,6 +538,7 @@ func (s *sim) loop() error {
 		prevPkts        uint64
 		prevHand        uint64
 		prevDrop        uint64
+		prevOut, prevOv uint64
 	)
 	if m, ok := s.cfg.Policy.(root.Mover); ok {
 		mover = m.MovesFlows()
@@ -563,8 +569,10 @@ func (s *sim) loop() error {
 		rs = s.r.Stats()
 		s.ticks = append(s.ticks, SimSample{At: time.Duration(at - s.t0), Active: active, Offered: offered,
 			Oracle:    max(1, int(math.Ceil(offered/s.cfg.Capacity-1e-9))),
-			Handovers: rs.Handovers - prevHand, Dropped: s.dropped - prevDrop})
+			Handovers: rs.Handovers - prevHand, Dropped: s.dropped - prevDrop,
+			Out: s.written - prevOut, OverSLO: s.overSLO - prevOv})
 		prevPkts, prevHand, prevDrop = rs.Packets, rs.Handovers, s.dropped
+		prevOut, prevOv = s.written, s.overSLO
 	}
 	for {
 		for !inDone && i == n {

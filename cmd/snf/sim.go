@@ -13,6 +13,7 @@ import (
 
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/engine"
+	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/policy"
 	"github.com/snf-dev/snf/port"
 	"github.com/snf-dev/snf/port/pcapfile"
@@ -37,9 +38,12 @@ p50/p99/p99.9 (departure - arrival, virtual) and the share over --slo, packets d
 full queues, reorderings inside flows, handovers per second, state bytes moved and packets
 billed.
 
-Without --in, the input is generated traffic (--packets packets of --flows concurrent flows)
-whose rate ramps from 0.5 to --peak units' worth of capacity and back down. With --in, a
-pcap or pcapng capture is replayed at --speed times its pace.
+Without --in, the input is a generated data-center workload (the realistic generator of
+'snf trace gen'): web-search flow sizes, a diurnal day compressed into --duration with
+bursts of twice the flow arrival rate on top (50ms, twice a second), on a link sized so
+that the day's peak is --peak units' worth of capacity (before bursts); the input line
+prints it as a gen: spec. With --in, a pcap or pcapng capture, or --in gen:SPEC (a
+generated workload, see 'snf trace gen --help'), is replayed at --speed times its pace.
 
 Without --capacity, a unit's capacity is measured on this machine (engine.Calibrate, the
 median of 5) and rounded down to a power of ten packets/s, so that the same seed prints the
@@ -47,11 +51,12 @@ same tables on a machine despite its noise; the measurement itself is a timing l
 --capacity to pin it.
 
 Examples:
-  snf sim --compare                                 # every policy, generated ramp
+  snf sim --compare                                 # every policy, data-center day
   snf sim --policy snf --units 1-64 --peak 40
   snf sim --nfs firewall --in in.pcap --speed 100 --capacity 50000 --compare
   snf sim --policy perflow --cv 1 --cold-start 5ms --slo 500us --seed 7
   snf sim --policy snf --timeline                   # units and load over time
+  snf sim --compare --in gen:fb_hadoop,load=0.3,link=40Gbps,profile=diurnal,duration=2s
 `
 
 // simOptions are the flags of snf sim that shape one run.
@@ -61,9 +66,11 @@ type simOptions struct {
 	speed, capacity, cv, peak float64
 	cold, transfer, rtt, slo  time.Duration
 	bandwidth                 float64
-	queue, batch              int
+	queue, batch, scaleOuts   int
+	target                    float64
 	seed                      uint64
-	packets, flows            int
+	packets                   int
+	duration                  time.Duration
 	in                        string
 	spec                      *snf.ChainSpec
 	timeline                  bool
@@ -73,7 +80,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := newFlags("sim", simHelp, stderr)
 	chainFile := fs.String("chain", "", "chain file (YAML); see 'snf nfs' for NF configs")
 	nfs := fs.String("nfs", "", "comma-separated NF types with default configs (default nat,firewall when --chain is not given)")
-	in := fs.String("in", "", "input capture, pcap or pcapng (default: generated traffic)")
+	in := fs.String("in", "", "input: a pcap or pcapng capture, or gen:SPEC (default: a generated data-center day)")
 	pol := fs.String("policy", "snf", "allocation policy: snf, perflow, perpacket or static")
 	compare := fs.Bool("compare", false, "run every policy on the same traffic and print one table")
 	units := fs.String("units", "1-16", "pool size: N (1 to N), or MIN-MAX; static uses MAX")
@@ -87,12 +94,14 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	rtt := fs.Duration("store-rtt", 50*time.Microsecond, "perpacket: store round trip every packet pays")
 	slo := fs.Duration("slo", time.Millisecond, "latency objective: the share of packets over it is reported")
 	tick := fs.Duration("tick", 10*time.Millisecond, "controller period (virtual time)")
+	scaleOuts := fs.Int("scale-outs", 1, "most units activated between two ticks")
+	target := fs.Float64("target", 0.8, "utilisation a unit is filled to, in (0,1]")
 	queue := fs.Int("queue", 4096, "packets a unit's queue holds; more are dropped")
 	batch := fs.Int("batch", engine.DefaultBatch, "most packets a unit takes from its queue at once")
 	seed := fs.Uint64("seed", 1, "seed of the service times and of the generated traffic")
-	packets := fs.Int("packets", 1000000, "packets to generate when there is no --in")
-	flows := fs.Int("flows", 2000, "concurrent flows of the generated traffic")
-	peak := fs.Float64("peak", 6, "generated traffic: peak rate, in units' worth of capacity")
+	packets := fs.Int("packets", 0, "stop the input after this many packets (0: no limit)")
+	duration := fs.Duration("duration", time.Second, "generated day (no --in): its length")
+	peak := fs.Float64("peak", 10, "generated day (no --in): the diurnal peak, in units' worth of capacity")
 	timeline := fs.Bool("timeline", false, "print the active units and offered load over time")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -124,10 +133,16 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return bad("--slo and --tick must be > 0")
 	case *queue < 1 || *batch < 1 || *batch > 1<<16:
 		return bad("--queue must be >= 1 and --batch between 1 and 65536")
-	case *packets < 1 || *flows < 1 || *flows > trace.MaxFlows:
-		return bad("--packets must be >= 1 and --flows between 1 and %d", trace.MaxFlows)
-	case !(*peak > 0) || math.IsInf(*peak, 0):
-		return bad("--peak must be > 0")
+	case *scaleOuts < 1:
+		return bad("--scale-outs must be >= 1")
+	case !(*target > 0 && *target <= 1):
+		return bad("--target must be in (0,1]")
+	case *packets < 0:
+		return bad("--packets must be >= 0 (0: no limit)")
+	case !(*peak > 0) || *peak > 1e6:
+		return bad("--peak must be > 0 (at most 1e6)")
+	case *duration <= 0 || *duration > time.Hour:
+		return bad("--duration must be > 0 and at most 1h")
 	}
 	var policies []string
 	if *compare {
@@ -144,7 +159,12 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	o := simOptions{minU: minU, maxU: maxU, gap: *gap, tick: *tick, speed: speed, capacity: *capacity, cv: *cv, peak: *peak,
 		cold: *cold, transfer: *transfer, rtt: *rtt, slo: *slo, bandwidth: *bandwidth, queue: *queue, batch: *batch,
-		seed: *seed, packets: *packets, flows: *flows, in: *in, spec: spec, timeline: *timeline}
+		scaleOuts: *scaleOuts, target: *target, seed: *seed, packets: *packets, duration: *duration, in: *in, spec: spec, timeline: *timeline}
+	if spec, ok := strings.CutPrefix(o.in, "gen:"); ok {
+		if _, err := trace.ParseWorkload(spec); err != nil {
+			return bad("--in: %v", err)
+		}
+	}
 	var measured float64
 	if o.capacity == 0 {
 		if measured, err = measureCapacity(spec); err != nil {
@@ -152,18 +172,14 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		o.capacity = roundDownPow10(measured)
 	}
-	inName := "generated traffic"
-	if o.in != "" {
-		inName = o.in
-	}
 	names := make([]string, len(spec.NFs))
 	for i, n := range spec.NFs {
 		names[i] = n.Name
 	}
-	fmt.Fprintf(stdout, "input     %s\n", describeInput(o, inName))
+	fmt.Fprintf(stdout, "input     %s\n", describeInput(o))
 	fmt.Fprintf(stdout, "chain     %s\n", strings.Join(names, " → "))
-	fmt.Fprintf(stdout, "model     units %d-%d, capacity %.0f packets/s (cv %g), queue %d, cold start %s, transfer %s + bytes at %.3g B/s, store rtt %s (perpacket), tick %s, flowlet gap %s, slo %s, seed %d\n",
-		o.minU, o.maxU, o.capacity, o.cv, o.queue, o.cold, o.transfer, o.bandwidth, o.rtt, o.tick, o.gap, o.slo, o.seed)
+	fmt.Fprintf(stdout, "model     units %d-%d, capacity %.0f packets/s (cv %g), target %g, queue %d, cold start %s, transfer %s + bytes at %.3g B/s, store rtt %s (perpacket), tick %s (up to %d activations each), flowlet gap %s, slo %s, seed %d\n",
+		o.minU, o.maxU, o.capacity, o.cv, o.target, o.queue, o.cold, o.transfer, o.bandwidth, o.rtt, o.tick, o.scaleOuts, o.gap, o.slo, o.seed)
 	type row struct {
 		name string
 		s    engine.SimSummary
@@ -231,7 +247,7 @@ func simOne(ctx context.Context, o simOptions, name string) (engine.SimSummary, 
 	return engine.RunSim(ctx, engine.SimConfig{Spec: o.spec, In: r, Policy: p, MinUnits: o.minU, MaxUnits: o.maxU,
 		FlowletGap: o.gap, Speed: o.speed, Capacity: o.capacity, Tick: o.tick, Batch: o.batch, QueueLimit: o.queue,
 		CV: o.cv, ColdStart: negIfZero(o.cold), TransferBase: negIfZero(o.transfer), Bandwidth: o.bandwidth,
-		StoreRTT: o.rtt, SLO: o.slo, Seed: o.seed})
+		StoreRTT: o.rtt, SLO: o.slo, Seed: o.seed, Target: o.target, ScaleOuts: o.scaleOuts})
 }
 
 // negIfZero maps a flag's 0 ("none") to the engine's "none" (negative; its 0 is the default).
@@ -242,46 +258,75 @@ func negIfZero(d time.Duration) time.Duration {
 	return d
 }
 
-// rampShape is the generated traffic's rate over time, as a fraction of its peak.
-var rampShape = []float64{0.5, 1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 1, 0.5}
+// dayFrameBytes is the mean frame of the default day's traffic (web-search flows, 20% small
+// data packets, one ACK per two data packets), measured over its first second: what turns
+// --peak units' worth of packets/s into the link rate of the generator.
+const dayFrameBytes = 840
 
-// simInput opens the input: the capture, or the generated ramp.
-func simInput(o simOptions) (port.Reader, error) {
+// daySpec is the default input: a data-center day relative to the unit capacity.
+func daySpec(o simOptions) string {
+	link := o.peak * o.capacity * 8 * dayFrameBytes
+	return fmt.Sprintf("websearch,load=1,link=%.4g,profile=diurnal:min=0.2,max=1+bursts:x=2,len=50ms,rate=2,duration=%s,warmup=200ms,seed=%d",
+		link, o.duration, o.seed)
+}
+
+// inputSpec returns --in, or the default day as a gen: spec.
+func inputSpec(o simOptions) string {
 	if o.in != "" {
-		return pcapfile.Open(o.in)
+		return o.in
 	}
-	cfg := trace.DefaultGenConfig()
-	cfg.Packets, cfg.Flows, cfg.Seed = o.packets, o.flows, o.seed
-	cfg.Hosts = min(max(cfg.Hosts, o.flows/10), trace.MaxHosts)
-	g, err := trace.NewGenerator(cfg)
+	return "gen:" + daySpec(o)
+}
+
+// simInput opens the input: a capture, or a generated workload.
+func simInput(o simOptions) (port.Reader, error) {
+	in := inputSpec(o)
+	if spec, ok := strings.CutPrefix(in, "gen:"); ok {
+		cfg, err := trace.ParseWorkload(spec)
+		if err != nil {
+			return nil, &exitError{2, "sim: --in: " + err.Error()}
+		}
+		if o.packets > 0 {
+			cfg.Packets = o.packets
+		}
+		return trace.NewWorkload(cfg)
+	}
+	r, err := pcapfile.Open(in)
 	if err != nil {
 		return nil, err
 	}
-	rates, step := rampRates(o)
-	return engine.Reshape(g, cfg.Rate, rates, step), nil
+	if o.packets > 0 {
+		return &limitReader{r: r, left: o.packets}, nil
+	}
+	return r, nil
 }
 
-// rampRates returns the generated traffic's rates (packets/s) and the step that spreads
-// o.packets over the ramp.
-func rampRates(o simOptions) ([]float64, time.Duration) {
-	top := slices.Max(rampShape)
-	var sum float64
-	rates := make([]float64, len(rampShape))
-	for i, f := range rampShape {
-		rates[i] = f / top * o.peak * o.capacity
-		sum += rates[i]
-	}
-	step := time.Duration(float64(o.packets) / sum * 1e9)
-	return rates, max(step, time.Microsecond)
+// limitReader stops a reader after a number of packets.
+type limitReader struct {
+	r    port.Reader
+	left int
 }
 
-func describeInput(o simOptions, inName string) string {
-	if o.in != "" {
-		return fmt.Sprintf("%s at speed %g", inName, o.speed)
+func (l *limitReader) Read(p []packet.Packet) (int, error) {
+	if l.left <= 0 {
+		return 0, io.EOF
 	}
-	rates, step := rampRates(o)
-	return fmt.Sprintf("%s: %d packets, %d flows, rate ramping %.0f → %.0f → %.0f packets/s (0.5 → %g → 0.5 units' worth) in steps of %s",
-		inName, o.packets, o.flows, rates[0], slices.Max(rates), rates[len(rates)-1], o.peak, step.Round(time.Microsecond))
+	n, err := l.r.Read(p[:min(len(p), l.left)])
+	l.left -= n
+	return n, err
+}
+
+func (l *limitReader) Close() error { return l.r.Close() }
+
+func describeInput(o simOptions) string {
+	s := fmt.Sprintf("%s at speed %g", inputSpec(o), o.speed)
+	if o.in == "" {
+		s += fmt.Sprintf(" (a data-center day: diurnal peak %g units' worth of %.0f packets/s, bursts of 2× arrivals)", o.peak, o.capacity)
+	}
+	if o.packets > 0 {
+		s += fmt.Sprintf(", first %d packets", o.packets)
+	}
+	return s
 }
 
 // measureCapacity is the median of 5 calibrations.
@@ -338,10 +383,14 @@ func printSimSummary(w io.Writer, name string, s engine.SimSummary, o simOptions
 
 // printTicks prints about 20 of the controller's intervals.
 func printTicks(w io.Writer, ticks []engine.SimSample) {
-	fmt.Fprintln(w, "timeline  at, offered load (packets/s), oracle units, active units:")
+	fmt.Fprintln(w, "timeline  at, offered load (packets/s), oracle units, active units, handovers, share of packets out over the SLO:")
 	step := max(1, len(ticks)/20)
 	for i := 0; i < len(ticks); i += step {
 		t := ticks[i]
-		fmt.Fprintf(w, "  %9s  %12.0f  %4d  %4d %s\n", t.At.Round(time.Millisecond), t.Offered, t.Oracle, t.Active, strings.Repeat("█", min(t.Active, 64)))
+		over := 0.0
+		if t.Out > 0 {
+			over = 100 * float64(t.OverSLO) / float64(t.Out)
+		}
+		fmt.Fprintf(w, "  %9s  %12.0f  %4d  %4d  %6d  %6.2f%% %s\n", t.At.Round(time.Millisecond), t.Offered, t.Oracle, t.Active, t.Handovers, over, strings.Repeat("█", min(t.Active, 64)))
 	}
 }

@@ -19,7 +19,7 @@ func withoutTiming(s string) string {
 // TestSimCompareDeterministic: snf sim --compare prints the same text twice for one seed
 // (timing lines aside), a table row per policy, and other numbers for another seed.
 func TestSimCompareDeterministic(t *testing.T) {
-	args := []string{"sim", "--compare", "--packets", "40000", "--flows", "300", "--capacity", "100000", "--tick", "2ms"}
+	args := []string{"sim", "--compare", "--duration", "200ms", "--peak", "4", "--capacity", "100000", "--tick", "2ms"}
 	code, a, errs := runSnf(args...)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
@@ -52,7 +52,8 @@ func TestSimBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"--policy", "nope"}, {"--units", "0"}, {"--speed", "0"}, {"--cv", "-1"}, {"--slo", "0s"},
 		{"--cold-start", "-1ms"}, {"--queue", "0"}, {"--capacity", "-5"}, {"--chain", "a.yaml", "--nfs", "nat"},
-		{"--packets", "0"}, {"--peak", "0"}, {"extra"},
+		{"--packets", "-1"}, {"--peak", "0"}, {"--duration", "0s"}, {"--target", "1.5"}, {"--scale-outs", "0"},
+		{"--in", "gen:nosuchdist"}, {"extra"},
 	} {
 		code, out, errs := runSnf(append([]string{"sim"}, args...)...)
 		if code != 2 || out != "" || strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.HasPrefix(errs, "snf: sim: ") {

@@ -76,11 +76,21 @@ func New(cfg Config) *Controller {
 // pool, every unit of a fixed one.
 func (c *Controller) Initial(i int) bool { return i < c.cfg.MinUnits || !c.cfg.Elastic }
 
-// ScaleOut activates a unit for a policy that asked for one: an inactive unit, else a
-// draining one taken back. At most Config.ScaleOuts units start per tick, so that a burst of
-// flowlets that fit nowhere does not start the whole pool at once. It returns the unit, or -1.
+// ScaleOut activates a unit for a policy that asked for one: a draining unit taken back
+// (it is active and warm already: it costs nothing more), else an inactive unit. At most
+// Config.ScaleOuts units start per tick, so that a burst of flowlets that fit nowhere does
+// not start the whole pool at once. It returns the unit, or -1.
 func (c *Controller) ScaleOut(pool *policy.Pool) int {
-	if !c.cfg.Elastic || c.scaled >= c.cfg.ScaleOuts {
+	if !c.cfg.Elastic {
+		return -1
+	}
+	for i := range pool.Units {
+		if v := &pool.Units[i]; v.Active && v.Draining {
+			v.Draining = false
+			return i
+		}
+	}
+	if c.scaled >= c.cfg.ScaleOuts {
 		return -1
 	}
 	for i := range pool.Units {
@@ -88,13 +98,6 @@ func (c *Controller) ScaleOut(pool *policy.Pool) int {
 			v.Active, v.Draining, v.Load = true, false, 0
 			c.scaled++
 			c.idle[i] = 0
-			return i
-		}
-	}
-	for i := range pool.Units {
-		if v := &pool.Units[i]; v.Active && v.Draining {
-			v.Draining = false
-			c.scaled++
 			return i
 		}
 	}

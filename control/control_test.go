@@ -30,8 +30,8 @@ func actives(p *policy.Pool) (active, draining int) {
 	return
 }
 
-// TestScaleOutOnePerTick: at most one activation per tick; inactive units first, then a
-// draining one taken back; a fixed pool never grows.
+// TestScaleOutOnePerTick: at most one activation per tick; a draining unit is taken back
+// (free: it is active) before an inactive one is activated; a fixed pool never grows.
 func TestScaleOutOnePerTick(t *testing.T) {
 	c := New(Config{MinUnits: 1, MaxUnits: 3, Capacity: 100, Elastic: true})
 	p := newPool(3, 1, 100)
@@ -42,14 +42,19 @@ func TestScaleOutOnePerTick(t *testing.T) {
 		t.Errorf("second scale-out in the same tick: unit %d, want -1", u)
 	}
 	sent := make([]uint64, 3)
-	c.Tick(tick, tick, p, sent, func(int) int { return 1 })
-	if u := c.ScaleOut(p); u != 2 {
-		t.Errorf("after a tick: unit %d, want 2", u)
+	c.Tick(tick, tick, p, sent, func(int) int { return 1 }) // no load: unit 0 drains
+	if !p.Units[0].Draining {
+		t.Fatalf("no load, two units: unit 0 not draining")
 	}
-	c.Tick(2*tick, tick, p, sent, func(int) int { return 1 })
-	p.Units[0].Draining = true
+	// A draining unit is taken back first (it is active and warm), whatever the count.
 	if u := c.ScaleOut(p); u != 0 || p.Units[0].Draining {
-		t.Errorf("every unit active: unit %d (draining %v), want unit 0 taken back", u, p.Units[0].Draining)
+		t.Errorf("with a draining unit: unit %d (draining %v), want unit 0 taken back", u, p.Units[0].Draining)
+	}
+	if u := c.ScaleOut(p); u != 2 || !p.Units[2].Active {
+		t.Errorf("after a tick, no unit draining: unit %d, want 2 activated", u)
+	}
+	if u := c.ScaleOut(p); u != -1 {
+		t.Errorf("a second activation in one tick: unit %d, want -1", u)
 	}
 	fixed := New(Config{MinUnits: 1, MaxUnits: 3, Capacity: 100})
 	if u := fixed.ScaleOut(newPool(3, 1, 100)); u != -1 {

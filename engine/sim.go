@@ -592,7 +592,10 @@ func (s *sim) loop() error {
 			p := &batch[i]
 			if !started {
 				started, first, s.t0 = true, p.Time, p.Time
-				prevIn, lastTick, nextTick = p.Time, p.Time, p.Time+int64(s.cfg.Tick)
+				// The first tick comes after a tenth of a tick (at most 1ms), then every
+				// tick: a trace that starts busy has its pool measured and sized at once,
+				// not after a whole tick on the initial units.
+				prevIn, lastTick, nextTick = p.Time, p.Time, p.Time+min(int64(s.cfg.Tick)/10, int64(time.Millisecond))
 			}
 			v := first + int64(float64(p.Time-first)/s.cfg.Speed)
 			tIn = max(v, prevIn) // virtual time never goes back

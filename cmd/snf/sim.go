@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -50,8 +51,14 @@ median of 5) and rounded down to a power of ten packets/s, so that the same seed
 same tables on a machine despite its noise; the measurement itself is a timing line. Give
 --capacity to pin it.
 
+With --sweep PARAM=V1,V2,... (repeatable: the runs are the product) it runs one policy
+(--policy, default snf) once per combination and prints one row each: unit-seconds and their
+ratio to the oracle, p99 and p99.9, the share over the SLO, drops and handovers per second.
+PARAM is gap (the flowlet gap), target (utilisation), tick or cv.
+
 Examples:
   snf sim --compare                                 # every policy, data-center day
+  snf sim --sweep gap=100us,500us,2ms --sweep target=0.7,0.8,0.9
   snf sim --policy snf --units 1-64 --peak 40
   snf sim --nfs firewall --in in.pcap --speed 100 --capacity 50000 --compare
   snf sim --policy perflow --cv 1 --cold-start 5ms --slo 500us --seed 7
@@ -84,7 +91,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	pol := fs.String("policy", "snf", "allocation policy: snf, perflow, perpacket or static")
 	compare := fs.Bool("compare", false, "run every policy on the same traffic and print one table")
 	units := fs.String("units", "1-16", "pool size: N (1 to N), or MIN-MAX; static uses MAX")
-	gap := fs.Duration("flowlet-gap", 500*time.Microsecond, "flowlet gap δ")
+	gap := fs.Duration("flowlet-gap", 5*time.Millisecond, "flowlet gap δ (chosen by the sweep in BENCHMARKS.md)")
 	speedFlag := fs.String("speed", "1", "virtual pace of --in: a factor > 0 (2 = twice as fast as captured)")
 	capacity := fs.Float64("capacity", 0, "packets/s one unit serves (default: measured, rounded down to a power of ten)")
 	cv := fs.Float64("cv", 0.5, "coefficient of variation of the service time (lognormal; 0: constant)")
@@ -95,7 +102,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	slo := fs.Duration("slo", time.Millisecond, "latency objective: the share of packets over it is reported")
 	tick := fs.Duration("tick", 10*time.Millisecond, "controller period (virtual time)")
 	scaleOuts := fs.Int("scale-outs", 1, "most units activated between two ticks")
-	target := fs.Float64("target", 0.8, "utilisation a unit is filled to, in (0,1]")
+	target := fs.Float64("target", 0.9, "utilisation a unit is filled to, in (0,1] (chosen by the sweep in BENCHMARKS.md)")
 	queue := fs.Int("queue", 4096, "packets a unit's queue holds; more are dropped")
 	batch := fs.Int("batch", engine.DefaultBatch, "most packets a unit takes from its queue at once")
 	seed := fs.Uint64("seed", 1, "seed of the service times and of the generated traffic")
@@ -103,6 +110,8 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	duration := fs.Duration("duration", time.Second, "generated day (no --in): its length")
 	peak := fs.Float64("peak", 10, "generated day (no --in): the diurnal peak, in units' worth of capacity")
 	timeline := fs.Bool("timeline", false, "print the active units and offered load over time")
+	var sweeps sweepFlag
+	fs.Var(&sweeps, "sweep", "PARAM=V1,V2,...: run every combination (gap, target, tick, cv); repeatable")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -144,6 +153,9 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case *duration <= 0 || *duration > time.Hour:
 		return bad("--duration must be > 0 and at most 1h")
 	}
+	if len(sweeps) > 0 && *compare {
+		return bad("give --sweep or --compare, not both")
+	}
 	var policies []string
 	if *compare {
 		policies = policy.Names()
@@ -180,6 +192,9 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "chain     %s\n", strings.Join(names, " → "))
 	fmt.Fprintf(stdout, "model     units %d-%d, capacity %.0f packets/s (cv %g), target %g, queue %d, cold start %s, transfer %s + bytes at %.3g B/s, store rtt %s (perpacket), tick %s (up to %d activations each), flowlet gap %s, slo %s, seed %d\n",
 		o.minU, o.maxU, o.capacity, o.cv, o.target, o.queue, o.cold, o.transfer, o.bandwidth, o.rtt, o.tick, o.scaleOuts, o.gap, o.slo, o.seed)
+	if len(sweeps) > 0 {
+		return runSweep(ctx, stdout, o, *pol, sweeps)
+	}
 	type row struct {
 		name string
 		s    engine.SimSummary
@@ -393,4 +408,122 @@ func printTicks(w io.Writer, ticks []engine.SimSample) {
 		}
 		fmt.Fprintf(w, "  %9s  %12.0f  %4d  %4d  %6d  %6.2f%% %s\n", t.At.Round(time.Millisecond), t.Offered, t.Oracle, t.Active, t.Handovers, over, strings.Repeat("█", min(t.Active, 64)))
 	}
+}
+
+// sweepFlag is the repeatable --sweep PARAM=V1,V2,... flag.
+type sweepFlag []sweepParam
+
+type sweepParam struct {
+	name string
+	vals []string
+}
+
+func (f *sweepFlag) String() string { return "" }
+
+func (f *sweepFlag) Set(v string) error {
+	name, list, ok := strings.Cut(v, "=")
+	if !ok || list == "" {
+		return fmt.Errorf("want PARAM=V1,V2,... (gap, target, tick or cv)")
+	}
+	for _, p := range *f {
+		if p.name == name {
+			return fmt.Errorf("%s swept twice", name)
+		}
+	}
+	vals := strings.Split(list, ",")
+	var probe simOptions
+	for _, x := range vals {
+		if err := probe.set(name, x); err != nil {
+			return err
+		}
+	}
+	*f = append(*f, sweepParam{name, vals})
+	return nil
+}
+
+// set sets one swept parameter of o.
+func (o *simOptions) set(name, v string) error {
+	switch name {
+	case "gap", "tick":
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%s=%q: want a duration > 0", name, v)
+		}
+		if name == "gap" {
+			o.gap = d
+		} else {
+			o.tick = d
+		}
+	case "target", "cv":
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil || math.IsNaN(x) || x < 0 || (name == "target" && !(x > 0 && x <= 1)) || math.IsInf(x, 0) {
+			return fmt.Errorf("%s=%q: want a number (target in (0,1], cv >= 0)", name, v)
+		}
+		if name == "target" {
+			o.target = x
+		} else {
+			o.cv = x
+		}
+	default:
+		return fmt.Errorf("unknown parameter %q (gap, target, tick or cv)", name)
+	}
+	return nil
+}
+
+// runSweep runs policy name once per combination of the swept values and prints a table.
+func runSweep(ctx context.Context, stdout io.Writer, o simOptions, name string, sweeps sweepFlag) error {
+	combos := [][]string{nil}
+	for _, p := range sweeps {
+		var next [][]string
+		for _, c := range combos {
+			for _, v := range p.vals {
+				next = append(next, append(slices.Clone(c), v))
+			}
+		}
+		combos = next
+	}
+	fmt.Fprintf(stdout, "\nsweep     policy %s, %d runs\n", name, len(combos))
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	head := ""
+	for _, p := range sweeps {
+		head += p.name + "\t"
+	}
+	fmt.Fprintln(tw, head+"units mean/max\tunit-s\tratio\tp99\tp99.9\tover SLO\tdropped\thandovers/s\tbytes moved\t")
+	var walls []time.Duration
+	var pkts []uint64
+	for _, c := range combos {
+		oc := o
+		line := ""
+		for i, p := range sweeps {
+			if err := oc.set(p.name, c[i]); err != nil {
+				return err
+			}
+			line += c[i] + "\t"
+		}
+		s, err := simOne(ctx, oc, name)
+		if err != nil {
+			if errors.Is(err, context.Canceled) {
+				return &exitError{130, "interrupted"}
+			}
+			return err
+		}
+		if s.InputErr != nil {
+			return s.InputErr
+		}
+		fmt.Fprintf(tw, "%s%.2f/%d\t%.3f\t%.2f\t%s\t%s\t%.2f%%\t%d\t%.0f\t%d\t\n", line, s.UnitsMean, s.UnitsMax, s.UnitSeconds,
+			s.OracleRatio, s.Latency.P99, s.Latency.P999, 100*s.OverSLOFrac, s.Dropped, s.HandoversPerSec, s.BytesMoved)
+		walls, pkts = append(walls, s.Wall), append(pkts, s.Packets)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout)
+	var total time.Duration
+	var n uint64
+	for i := range walls {
+		total += walls[i]
+		n += pkts[i]
+	}
+	fmt.Fprintf(stdout, "timing    %d runs: %s wall, %.0f simulated packets/s\n", len(walls), total.Round(time.Millisecond), float64(n)/total.Seconds())
+	return nil
 }

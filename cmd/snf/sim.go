@@ -156,6 +156,9 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if len(sweeps) > 0 && *compare {
 		return bad("give --sweep or --compare, not both")
 	}
+	if err := sweeps.check(); err != nil {
+		return bad("%v", err)
+	}
 	var policies []string
 	if *compare {
 		policies = policy.Names()
@@ -420,24 +423,31 @@ type sweepParam struct {
 
 func (f *sweepFlag) String() string { return "" }
 
+// Set records the value; check validates it after parsing, so that a bad one is a one-line
+// error like any other flag's.
 func (f *sweepFlag) Set(v string) error {
-	name, list, ok := strings.Cut(v, "=")
-	if !ok || list == "" {
-		return fmt.Errorf("want PARAM=V1,V2,... (gap, target, tick or cv)")
-	}
-	for _, p := range *f {
-		if p.name == name {
-			return fmt.Errorf("%s swept twice", name)
+	name, list, _ := strings.Cut(v, "=")
+	*f = append(*f, sweepParam{name, strings.Split(list, ",")})
+	return nil
+}
+
+func (f sweepFlag) check() error {
+	for i, p := range f {
+		if p.name == "" || len(p.vals) == 0 || p.vals[0] == "" {
+			return fmt.Errorf("--sweep %q: want PARAM=V1,V2,... (gap, target, tick or cv)", p.name)
+		}
+		for _, q := range f[:i] {
+			if q.name == p.name {
+				return fmt.Errorf("--sweep: %s swept twice", p.name)
+			}
+		}
+		var probe simOptions
+		for _, x := range p.vals {
+			if err := probe.set(p.name, x); err != nil {
+				return fmt.Errorf("--sweep: %v", err)
+			}
 		}
 	}
-	vals := strings.Split(list, ",")
-	var probe simOptions
-	for _, x := range vals {
-		if err := probe.set(name, x); err != nil {
-			return err
-		}
-	}
-	*f = append(*f, sweepParam{name, vals})
 	return nil
 }
 

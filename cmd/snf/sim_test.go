@@ -64,3 +64,32 @@ func TestSimBadFlags(t *testing.T) {
 		t.Errorf("--help: exit %d, %q", code, errs)
 	}
 }
+
+// TestSimSweep: one row per combination of the swept values, in order, each with its own
+// numbers; a bad sweep is a one-line error.
+func TestSimSweep(t *testing.T) {
+	code, out, errs := runSnf("sim", "--duration", "100ms", "--peak", "3", "--capacity", "100000",
+		"--sweep", "gap=500us,5ms", "--sweep", "target=0.6,0.9")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var rows []string
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 2 && (f[0] == "500us" || f[0] == "5ms") {
+			rows = append(rows, f[0]+" "+f[1]+" "+f[3])
+		}
+	}
+	if len(rows) != 4 || !strings.HasPrefix(rows[0], "500us 0.6") || !strings.HasPrefix(rows[3], "5ms 0.9") {
+		t.Fatalf("rows %q:\n%s", rows, out)
+	}
+	if rows[0] == rows[1] {
+		t.Errorf("targets 0.6 and 0.9 spent the same unit-seconds: %q", rows)
+	}
+	for _, args := range [][]string{{"--sweep", "gap"}, {"--sweep", "nope=1"}, {"--sweep", "target=2"},
+		{"--sweep", "gap=1ms", "--sweep", "gap=2ms"}, {"--sweep", "gap=1ms", "--compare"}} {
+		code, out, errs := runSnf(append([]string{"sim"}, args...)...)
+		if code != 2 || out != "" || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 2 and one line", args, code, out, errs)
+		}
+	}
+}

@@ -109,7 +109,34 @@ type SimSummary struct {
 	HandoversPerSec                float64
 	// Ticks is the controller's timeline with the simulator's counters per interval.
 	Ticks []SimSample
-	Wall  time.Duration
+	// LatencyCDF is the distribution of the latencies of the packets out: for each bucket
+	// of the latency histogram that holds packets (8 per power of two), its upper bound
+	// and the share of packets up to it, increasing.
+	LatencyCDF []CDFPoint
+	Wall       time.Duration
+}
+
+// CDFPoint is a point of a cumulative distribution: the share of values up to Value.
+type CDFPoint struct {
+	Value    time.Duration
+	Fraction float64
+}
+
+// cdf returns d's distribution by bucket upper bounds.
+func (d *durations) cdf() []CDFPoint {
+	if d.n == 0 {
+		return nil
+	}
+	var out []CDFPoint
+	var acc uint64
+	for b, c := range d.bucket {
+		if c == 0 {
+			continue
+		}
+		acc += c
+		out = append(out, CDFPoint{Value: bucketValue(b+1) - 1, Fraction: float64(acc) / float64(d.n)})
+	}
+	return out
 }
 
 // SimSample is one controller interval.
@@ -1170,5 +1197,6 @@ func (s *sim) summary() SimSummary {
 		sum.OracleRatio = ls.UnitSeconds / sum.OracleUnitSeconds
 	}
 	sum.Ticks = s.ticks
+	sum.LatencyCDF = s.lat.cdf()
 	return sum
 }

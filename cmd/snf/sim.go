@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/snf-dev/snf/policy"
 	"github.com/snf-dev/snf/port"
 	"github.com/snf-dev/snf/port/pcapfile"
+	"github.com/snf-dev/snf/report"
 	"github.com/snf-dev/snf/trace"
 )
 
@@ -58,6 +60,7 @@ PARAM is gap (the flowlet gap), target (utilisation), tick or cv.
 
 Examples:
   snf sim --compare                                 # every policy, data-center day
+  snf sim --compare --report out                    # and out/index.html with plots
   snf sim --sweep gap=100us,500us,2ms --sweep target=0.7,0.8,0.9
   snf sim --policy snf --units 1-64 --peak 40
   snf sim --nfs firewall --in in.pcap --speed 100 --capacity 50000 --compare
@@ -110,6 +113,8 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	duration := fs.Duration("duration", time.Second, "generated day (no --in): its length")
 	peak := fs.Float64("peak", 10, "generated day (no --in): the diurnal peak, in units' worth of capacity")
 	timeline := fs.Bool("timeline", false, "print the active units and offered load over time")
+	reportDir := fs.String("report", "", "write an HTML report (index.html and SVG plots) into this directory")
+	reportPNG := fs.Bool("png", false, "--report: PNG plots instead of SVG")
 	var sweeps sweepFlag
 	fs.Var(&sweeps, "sweep", "PARAM=V1,V2,...: run every combination (gap, target, tick, cv); repeatable")
 	if err := parseFlags(fs, args); err != nil {
@@ -191,10 +196,15 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	for i, n := range spec.NFs {
 		names[i] = n.Name
 	}
-	fmt.Fprintf(stdout, "input     %s\n", describeInput(o))
-	fmt.Fprintf(stdout, "chain     %s\n", strings.Join(names, " → "))
-	fmt.Fprintf(stdout, "model     units %d-%d, capacity %.0f packets/s (cv %g), target %g, queue %d, cold start %s, transfer %s + bytes at %.3g B/s, store rtt %s (perpacket), tick %s (up to %d activations each), flowlet gap %s, slo %s, seed %d\n",
-		o.minU, o.maxU, o.capacity, o.cv, o.target, o.queue, o.cold, o.transfer, o.bandwidth, o.rtt, o.tick, o.scaleOuts, o.gap, o.slo, o.seed)
+	notes := []string{
+		fmt.Sprintf("input     %s", describeInput(o)),
+		fmt.Sprintf("chain     %s", strings.Join(names, " → ")),
+		fmt.Sprintf("model     units %d-%d, capacity %.0f packets/s (cv %g), target %g, queue %d, cold start %s, transfer %s + bytes at %.3g B/s, store rtt %s (perpacket), tick %s (up to %d activations each), flowlet gap %s, slo %s, seed %d",
+			o.minU, o.maxU, o.capacity, o.cv, o.target, o.queue, o.cold, o.transfer, o.bandwidth, o.rtt, o.tick, o.scaleOuts, o.gap, o.slo, o.seed),
+	}
+	for _, n := range notes {
+		fmt.Fprintln(stdout, n)
+	}
 	if len(sweeps) > 0 {
 		return runSweep(ctx, stdout, o, *pol, sweeps)
 	}
@@ -219,16 +229,23 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			printSimSummary(stdout, name, s, o)
 		}
 	}
+	header := []string{"policy", "units min/mean/max", "unit-s", "oracle", "ratio", "p50", "p99", "p99.9", "over SLO",
+		"dropped", "reorders", "handovers/s", "bytes moved", "billed"}
+	var table [][]string
+	for _, r := range rows {
+		s := r.s
+		table = append(table, []string{r.name, fmt.Sprintf("%d/%.2f/%d", s.UnitsMin, s.UnitsMean, s.UnitsMax),
+			fmt.Sprintf("%.3f", s.UnitSeconds), fmt.Sprintf("%.3f", s.OracleUnitSeconds), fmt.Sprintf("%.2f", s.OracleRatio),
+			s.Latency.P50.String(), s.Latency.P99.String(), s.Latency.P999.String(), fmt.Sprintf("%.2f%%", 100*s.OverSLOFrac),
+			fmt.Sprint(s.Dropped), fmt.Sprint(s.Reorders), fmt.Sprintf("%.0f", s.HandoversPerSec), fmt.Sprint(s.BytesMoved),
+			billed(s.Billed)})
+	}
 	if *compare {
 		fmt.Fprintln(stdout)
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "policy\tunits min/mean/max\tunit-s\toracle\tratio\tp50\tp99\tp99.9\tover SLO\tdropped\treorders\thandovers/s\tbytes moved\tbilled\t")
-		for _, r := range rows {
-			s := r.s
-			fmt.Fprintf(tw, "%s\t%d/%.2f/%d\t%.3f\t%.3f\t%.2f\t%s\t%s\t%s\t%.2f%%\t%d\t%d\t%.0f\t%d\t%s\t\n", r.name,
-				s.UnitsMin, s.UnitsMean, s.UnitsMax, s.UnitSeconds, s.OracleUnitSeconds, s.OracleRatio,
-				s.Latency.P50, s.Latency.P99, s.Latency.P999, 100*s.OverSLOFrac, s.Dropped, s.Reorders,
-				s.HandoversPerSec, s.BytesMoved, billed(s.Billed))
+		fmt.Fprintln(tw, strings.Join(header, "\t")+"\t")
+		for _, r := range table {
+			fmt.Fprintln(tw, strings.Join(r, "\t")+"\t")
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -239,6 +256,17 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 				printTicks(stdout, r.s.Ticks)
 			}
 		}
+	}
+	if *reportDir != "" {
+		rep := &report.Report{Title: "snf sim: " + strings.Join(policies, ", "), Notes: notes, Capacity: o.capacity,
+			SLO: o.slo, Header: header, Rows: table, PNG: *reportPNG, Command: "snf " + strings.Join(append([]string{"sim"}, args...), " ")}
+		for _, r := range rows {
+			rep.Runs = append(rep.Runs, reportRun(r.name, r.s))
+		}
+		if err := report.Write(*reportDir, rep); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "\nreport    %s\n", filepath.Join(*reportDir, "index.html"))
 	}
 	// Timing lines last: everything above is a function of the flags and the seed.
 	fmt.Fprintln(stdout)
@@ -536,4 +564,22 @@ func runSweep(ctx context.Context, stdout io.Writer, o simOptions, name string, 
 	}
 	fmt.Fprintf(stdout, "timing    %d runs: %s wall, %.0f simulated packets/s\n", len(walls), total.Round(time.Millisecond), float64(n)/total.Seconds())
 	return nil
+}
+
+// reportRun converts a simulated run for the report.
+func reportRun(name string, s engine.SimSummary) report.Run {
+	run := report.Run{Name: name}
+	var prev time.Duration
+	for _, t := range s.Ticks {
+		hps := 0.0
+		if dt := t.At - prev; dt > 0 {
+			hps = float64(t.Handovers) / dt.Seconds()
+		}
+		prev = t.At
+		run.Timeline = append(run.Timeline, report.Point{At: t.At, Offered: t.Offered, Oracle: t.Oracle, Active: t.Active, Handovers: hps})
+	}
+	for _, c := range s.LatencyCDF {
+		run.Latency = append(run.Latency, report.CDFPoint{Latency: c.Value, Fraction: c.Fraction})
+	}
+	return run
 }

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -91,5 +94,39 @@ func TestSimSweep(t *testing.T) {
 		if code != 2 || out != "" || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 2 and one line", args, code, out, errs)
 		}
+	}
+}
+
+// TestSimReport: --report writes index.html and its plots, which the page references; the
+// table on the page is the printed one.
+func TestSimReport(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errs := runSnf("sim", "--compare", "--duration", "100ms", "--peak", "3", "--capacity", "100000", "--report", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	page, err := os.ReadFile(filepath.Join(dir, "index.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"load.svg", "latency.svg", "handovers.svg"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(bytes.TrimSpace(b), []byte("<?xml")) || !bytes.Contains(b, []byte("<svg")) || !bytes.HasSuffix(bytes.TrimSpace(b), []byte("</svg>")) {
+			t.Errorf("%s is not an SVG document", name)
+		}
+		if !bytes.Contains(page, []byte(`src="`+name+`"`)) {
+			t.Errorf("index.html does not reference %s", name)
+		}
+	}
+	for _, p := range []string{"snf", "perflow", "perpacket", "static"} {
+		if !bytes.Contains(page, []byte("<td>"+p+"</td>")) {
+			t.Errorf("no row for %s in the page", p)
+		}
+	}
+	if !strings.Contains(out, "report    "+filepath.Join(dir, "index.html")) {
+		t.Errorf("output does not name the report:\n%s", out)
 	}
 }

@@ -130,3 +130,34 @@ func TestSimReport(t *testing.T) {
 		t.Errorf("output does not name the report:\n%s", out)
 	}
 }
+
+// TestRunReport: snf run --report writes the live engine's report (the load and latency
+// plots; the live engine records no handovers per interval), and refuses a run that is not
+// elastic.
+func TestRunReport(t *testing.T) {
+	in := filepath.Join(tracesDir(t), "pcapplusplus_example.pcap")
+	dir := t.TempDir()
+	code, out, errs := runSnf("run", "--policy", "snf", "--in", in, "--capacity", "50000", "--quiet", "--report", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, out, errs)
+	}
+	page, err := os.ReadFile(filepath.Join(dir, "index.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"load.svg", "latency.svg"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(b, []byte("<svg")) || !bytes.Contains(page, []byte(`src="`+name+`"`)) {
+			t.Errorf("%s: not an SVG, or not referenced by the page", name)
+		}
+	}
+	if !bytes.Contains(page, []byte("<td>snf</td>")) || !bytes.Contains(page, []byte("<td>4631</td>")) {
+		t.Errorf("the page lacks the run's row")
+	}
+	if code, _, errs := runSnf("run", "--in", in, "--report", dir); code != 2 || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+		t.Errorf("--report without an elastic run: exit %d, %q; want 2 and one line", code, errs)
+	}
+}

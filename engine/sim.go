@@ -37,8 +37,13 @@ type SimConfig struct {
 	// Capacity is the packets/s one unit sustains (the mean service time is 1/Capacity); 0
 	// calibrates with Calibrate (measured: a run that must be reproducible gives it).
 	Capacity float64
-	Target   float64       // utilisation a unit is filled to (default 0.8)
-	Tick     time.Duration // controller period in virtual time (default 10ms)
+	// ServiceRate is the packets/s a unit actually serves, when it differs from the Capacity
+	// the controller plans with (0: Capacity). A run that models the live engine with an
+	// artificial --capacity (units planned at 2,000 packets/s that really serve millions)
+	// sets it to the chain's calibrated speed.
+	ServiceRate float64
+	Target      float64       // utilisation a unit is filled to (default 0.8)
+	Tick        time.Duration // controller period in virtual time (default 10ms)
 	// ScaleOuts is the most units the controller activates between two ticks (default 1).
 	ScaleOuts int
 	// Batch is the most packets a unit takes from its queue at once (default DefaultBatch).
@@ -404,6 +409,9 @@ func RunSim(ctx context.Context, cfg SimConfig) (SimSummary, error) {
 		rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed5eed)), dist: cfg.Service,
 		slo: int64(cfg.SLO), window: int64(cfg.OracleWindow)}
 	s.meanNs = 1e9 / cfg.Capacity
+	if cfg.ServiceRate > 0 {
+		s.meanNs = 1e9 / cfg.ServiceRate
+	}
 	if cfg.Service == ServiceLognormal && cfg.CV > 0 {
 		s.sigma = math.Sqrt(math.Log1p(cfg.CV * cfg.CV))
 		s.mu = math.Log(s.meanNs) - s.sigma*s.sigma/2

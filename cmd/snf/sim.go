@@ -75,7 +75,7 @@ type simOptions struct {
 	gap, tick                 time.Duration
 	speed, capacity, cv, peak float64
 	cold, transfer, rtt, slo  time.Duration
-	bandwidth                 float64
+	bandwidth, serviceRate    float64
 	queue, batch, scaleOuts   int
 	target                    float64
 	seed                      uint64
@@ -97,6 +97,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	gap := fs.Duration("flowlet-gap", 5*time.Millisecond, "flowlet gap δ (chosen by the sweep in BENCHMARKS.md)")
 	speedFlag := fs.String("speed", "1", "virtual pace of --in: a factor > 0 (2 = twice as fast as captured)")
 	capacity := fs.Float64("capacity", 0, "packets/s one unit serves (default: measured, rounded down to a power of ten)")
+	serviceRate := fs.Float64("service-rate", 0, "packets/s a unit really serves, if not --capacity (e.g. to model 'snf run --capacity' with the calibrated speed: -1 measures it)")
 	cv := fs.Float64("cv", 0.5, "coefficient of variation of the service time (lognormal; 0: constant)")
 	cold := fs.Duration("cold-start", time.Millisecond, "time a newly activated unit serves nothing")
 	transfer := fs.Duration("transfer", 5*time.Microsecond, "fixed delay of a state handover (plus bytes / --bandwidth)")
@@ -137,6 +138,8 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return bad("--flowlet-gap must be > 0")
 	case !(*capacity >= 0) || math.IsInf(*capacity, 0):
 		return bad("--capacity must be a number >= 0 (0: measure)")
+	case !(*serviceRate >= 0 || *serviceRate == -1) || math.IsInf(*serviceRate, 0):
+		return bad("--service-rate must be >= 0, or -1 to measure it")
 	case !(*cv >= 0) || math.IsInf(*cv, 0):
 		return bad("--cv must be >= 0")
 	case *cold < 0 || *transfer < 0 || *rtt < 0:
@@ -179,18 +182,23 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	o := simOptions{minU: minU, maxU: maxU, gap: *gap, tick: *tick, speed: speed, capacity: *capacity, cv: *cv, peak: *peak,
 		cold: *cold, transfer: *transfer, rtt: *rtt, slo: *slo, bandwidth: *bandwidth, queue: *queue, batch: *batch,
-		scaleOuts: *scaleOuts, target: *target, seed: *seed, packets: *packets, duration: *duration, in: *in, spec: spec, timeline: *timeline}
+		serviceRate: *serviceRate, scaleOuts: *scaleOuts, target: *target, seed: *seed, packets: *packets, duration: *duration, in: *in, spec: spec, timeline: *timeline}
 	if spec, ok := strings.CutPrefix(o.in, "gen:"); ok {
 		if _, err := trace.ParseWorkload(spec); err != nil {
 			return bad("--in: %v", err)
 		}
 	}
 	var measured float64
-	if o.capacity == 0 {
+	if o.capacity == 0 || o.serviceRate < 0 {
 		if measured, err = measureCapacity(spec); err != nil {
 			return err
 		}
-		o.capacity = roundDownPow10(measured)
+		if o.capacity == 0 {
+			o.capacity = roundDownPow10(measured)
+		}
+		if o.serviceRate < 0 {
+			o.serviceRate = roundDownPow10(measured)
+		}
 	}
 	names := make([]string, len(spec.NFs))
 	for i, n := range spec.NFs {
@@ -199,8 +207,8 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	notes := []string{
 		fmt.Sprintf("input     %s", describeInput(o)),
 		fmt.Sprintf("chain     %s", strings.Join(names, " → ")),
-		fmt.Sprintf("model     units %d-%d, capacity %.0f packets/s (cv %g), target %g, queue %d, cold start %s, transfer %s + bytes at %.3g B/s, store rtt %s (perpacket), tick %s (up to %d activations each), flowlet gap %s, slo %s, seed %d",
-			o.minU, o.maxU, o.capacity, o.cv, o.target, o.queue, o.cold, o.transfer, o.bandwidth, o.rtt, o.tick, o.scaleOuts, o.gap, o.slo, o.seed),
+		fmt.Sprintf("model     units %d-%d, capacity %.0f packets/s%s (cv %g), target %g, queue %d, cold start %s, transfer %s + bytes at %.3g B/s, store rtt %s (perpacket), tick %s (up to %d activations each), flowlet gap %s, slo %s, seed %d",
+			o.minU, o.maxU, o.capacity, serviceNote(o), o.cv, o.target, o.queue, o.cold, o.transfer, o.bandwidth, o.rtt, o.tick, o.scaleOuts, o.gap, o.slo, o.seed),
 	}
 	for _, n := range notes {
 		fmt.Fprintln(stdout, n)
@@ -293,7 +301,7 @@ func simOne(ctx context.Context, o simOptions, name string) (engine.SimSummary, 
 	return engine.RunSim(ctx, engine.SimConfig{Spec: o.spec, In: r, Policy: p, MinUnits: o.minU, MaxUnits: o.maxU,
 		FlowletGap: o.gap, Speed: o.speed, Capacity: o.capacity, Tick: o.tick, Batch: o.batch, QueueLimit: o.queue,
 		CV: o.cv, ColdStart: negIfZero(o.cold), TransferBase: negIfZero(o.transfer), Bandwidth: o.bandwidth,
-		StoreRTT: o.rtt, SLO: o.slo, Seed: o.seed, Target: o.target, ScaleOuts: o.scaleOuts})
+		StoreRTT: o.rtt, SLO: o.slo, Seed: o.seed, Target: o.target, ScaleOuts: o.scaleOuts, ServiceRate: o.serviceRate})
 }
 
 // negIfZero maps a flag's 0 ("none") to the engine's "none" (negative; its 0 is the default).
@@ -582,4 +590,11 @@ func reportRun(name string, s engine.SimSummary) report.Run {
 		run.Latency = append(run.Latency, report.CDFPoint{Latency: c.Value, Fraction: c.Fraction})
 	}
 	return run
+}
+
+func serviceNote(o simOptions) string {
+	if o.serviceRate > 0 {
+		return fmt.Sprintf(" planned, serving %.0f", o.serviceRate)
+	}
+	return ""
 }

@@ -56,7 +56,7 @@ func TestSimBadFlags(t *testing.T) {
 		{"--policy", "nope"}, {"--units", "0"}, {"--speed", "0"}, {"--cv", "-1"}, {"--slo", "0s"},
 		{"--cold-start", "-1ms"}, {"--queue", "0"}, {"--capacity", "-5"}, {"--chain", "a.yaml", "--nfs", "nat"},
 		{"--packets", "-1"}, {"--peak", "0"}, {"--duration", "0s"}, {"--target", "1.5"}, {"--scale-outs", "0"},
-		{"--in", "gen:nosuchdist"}, {"extra"},
+		{"--in", "gen:nosuchdist"}, {"--service-rate", "-2"}, {"extra"},
 	} {
 		code, out, errs := runSnf(append([]string{"sim"}, args...)...)
 		if code != 2 || out != "" || strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.HasPrefix(errs, "snf: sim: ") {

@@ -33,6 +33,12 @@ type Config struct {
 	IdleTicks int
 	// ScaleOuts is the most units ScaleOut activates between two ticks (default 1).
 	ScaleOuts int
+	// ScaleOnMeasured: ScaleOut refuses while the load measured over the last interval fits
+	// in the units taking work at Target. The policy then places the flowlet on its least
+	// utilised unit. Between ticks the pool's Load is a prediction (measured at the tick plus
+	// the flows placed since, minus none of those that ended), which runs ahead of the truth;
+	// with this, growth is decided on measurements and placement on predictions.
+	ScaleOnMeasured bool
 }
 
 // Sample is the pool at one tick.
@@ -49,6 +55,7 @@ type Controller struct {
 	rate     []float64 // by unit: measured packets/s, smoothed (see Tick)
 	idle     []int
 	smoothed float64
+	offered  float64 // packets/s measured over the last interval
 	scaled   int
 	unitSec  float64
 	min, max int
@@ -83,6 +90,17 @@ func (c *Controller) Initial(i int) bool { return i < c.cfg.MinUnits || !c.cfg.E
 func (c *Controller) ScaleOut(pool *policy.Pool) int {
 	if !c.cfg.Elastic {
 		return -1
+	}
+	if c.cfg.ScaleOnMeasured && c.offered > 0 {
+		taking := 0
+		for i := range pool.Units {
+			if v := &pool.Units[i]; v.Active && !v.Draining {
+				taking++
+			}
+		}
+		if c.offered <= float64(taking)*c.cfg.Target*c.cfg.Capacity {
+			return -1
+		}
 	}
 	for i := range pool.Units {
 		if v := &pool.Units[i]; v.Active && v.Draining {
@@ -152,6 +170,7 @@ func (c *Controller) Tick(at time.Duration, dt time.Duration, pool *policy.Pool,
 	c.unitSec += float64(active) * sec
 	c.min, c.max = min(c.min, active), max(c.max, active)
 	c.smoothed = (c.smoothed + offered) / 2
+	c.offered = offered
 	if c.cfg.Elastic {
 		// Drain: while the smoothed offered load fits in fewer units than take work, the
 		// least-loaded one takes no new flowlets; it retires once it holds no flow (under a

@@ -138,3 +138,27 @@ func TestUnitSeconds(t *testing.T) {
 		t.Errorf("empty summary %+v", z)
 	}
 }
+
+// TestScaleOnMeasured: with ScaleOnMeasured, ScaleOut refuses while the load measured over
+// the last interval fits in the units taking work at Target, and activates once it does not.
+func TestScaleOnMeasured(t *testing.T) {
+	c := New(Config{MinUnits: 1, MaxUnits: 3, Capacity: 1000, Target: 0.8, Elastic: true, ScaleOnMeasured: true})
+	p := newPool(3, 1, 1000)
+	sent := []uint64{7, 0, 0} // 700 packets/s over a 10ms tick: fits one unit at 800
+	c.Tick(tick, tick, p, sent, func(int) int { return 1 })
+	if u := c.ScaleOut(p); u != -1 {
+		t.Errorf("measured 700 packets/s, one unit takes 800: activated unit %d", u)
+	}
+	sent[0] += 9 // 900 packets/s: no longer fits
+	c.Tick(2*tick, tick, p, sent, func(int) int { return 1 })
+	if u := c.ScaleOut(p); u != 1 || !p.Units[1].Active {
+		t.Errorf("measured 900 packets/s: unit %d, want 1 activated", u)
+	}
+	// Without the option the policy's word is enough.
+	c2 := New(Config{MinUnits: 1, MaxUnits: 3, Capacity: 1000, Target: 0.8, Elastic: true})
+	p2 := newPool(3, 1, 1000)
+	c2.Tick(tick, tick, p2, []uint64{7, 0, 0}, func(int) int { return 1 })
+	if u := c2.ScaleOut(p2); u != 1 {
+		t.Errorf("without ScaleOnMeasured: unit %d, want 1", u)
+	}
+}

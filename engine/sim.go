@@ -46,6 +46,12 @@ type SimConfig struct {
 	Tick        time.Duration // controller period in virtual time (default 10ms)
 	// ScaleOuts is the most units the controller activates between two ticks (default 1).
 	ScaleOuts int
+	// ScaleOnMeasured: the pool grows only when the load measured over the last tick no
+	// longer fits the units taking work at Target (control.Config.ScaleOnMeasured). It
+	// applies to policies that can give a flowlet to any unit with room — those that move
+	// flows (snf) or place every packet (perpacket) — not to sticky hashing (perflow), whose
+	// flows cannot go where the room is.
+	ScaleOnMeasured bool
 	// Batch is the most packets a unit takes from its queue at once (default DefaultBatch).
 	// Each packet still gets its own service time and departure time.
 	Batch int
@@ -429,7 +435,8 @@ func RunSim(ctx context.Context, cfg SimConfig) (SimSummary, error) {
 	s.last = make([]struct{ flow, clock uint64 }, 1<<18)
 	s.pool = &policy.Pool{Target: cfg.Target}
 	s.ctl = control.New(control.Config{MinUnits: cfg.MinUnits, MaxUnits: cfg.MaxUnits, Target: cfg.Target,
-		Capacity: cfg.Capacity, Elastic: cfg.Policy.Elastic(), Stateless: s.perPacket, ScaleOuts: cfg.ScaleOuts})
+		Capacity: cfg.Capacity, Elastic: cfg.Policy.Elastic(), Stateless: s.perPacket, ScaleOuts: cfg.ScaleOuts,
+		ScaleOnMeasured: cfg.ScaleOnMeasured && (s.perPacket || movesFlows(cfg.Policy))})
 	for i := range cfg.MaxUnits {
 		a := s.ctl.Initial(i)
 		s.units = append(s.units, &simUnit{id: i, active: a, heapPos: -1})
@@ -1207,4 +1214,9 @@ func (s *sim) summary() SimSummary {
 	sum.Ticks = s.ticks
 	sum.LatencyCDF = s.lat.cdf()
 	return sum
+}
+
+func movesFlows(p policy.Policy) bool {
+	m, ok := p.(root.Mover)
+	return ok && m.MovesFlows()
 }

@@ -56,7 +56,8 @@ same tables on a machine despite its noise; the measurement itself is a timing l
 With --sweep PARAM=V1,V2,... (repeatable: the runs are the product) it runs one policy
 (--policy, default snf) once per combination and prints one row each: unit-seconds and their
 ratio to the oracle, p99 and p99.9, the share over the SLO, drops and handovers per second.
-PARAM is gap (the flowlet gap), target (utilisation), tick or cv.
+PARAM is gap (the flowlet gap), target (utilisation), tick, cv or measured (true or false:
+--scale-on-measured).
 
 Examples:
   snf sim --compare                                 # every policy, data-center day
@@ -77,6 +78,7 @@ type simOptions struct {
 	cold, transfer, rtt, slo  time.Duration
 	bandwidth, serviceRate    float64
 	queue, batch, scaleOuts   int
+	measured                  bool
 	target                    float64
 	seed                      uint64
 	packets                   int
@@ -106,7 +108,8 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	slo := fs.Duration("slo", time.Millisecond, "latency objective: the share of packets over it is reported")
 	tick := fs.Duration("tick", 10*time.Millisecond, "controller period (virtual time)")
 	scaleOuts := fs.Int("scale-outs", 1, "most units activated between two ticks")
-	target := fs.Float64("target", 0.9, "utilisation a unit is filled to, in (0,1] (chosen by the sweep in BENCHMARKS.md)")
+	onMeasured := fs.Bool("scale-on-measured", true, "snf, perpacket: grow the pool only when the load measured over the last tick no longer fits at --target (chosen by the sweep in BENCHMARKS.md)")
+	target := fs.Float64("target", 0.85, "utilisation a unit is filled to, in (0,1] (chosen by the sweep in BENCHMARKS.md)")
 	queue := fs.Int("queue", 4096, "packets a unit's queue holds; more are dropped")
 	batch := fs.Int("batch", engine.DefaultBatch, "most packets a unit takes from its queue at once")
 	seed := fs.Uint64("seed", 1, "seed of the service times and of the generated traffic")
@@ -117,7 +120,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	reportDir := fs.String("report", "", "write an HTML report (index.html and SVG plots) into this directory")
 	reportPNG := fs.Bool("png", false, "--report: PNG plots instead of SVG")
 	var sweeps sweepFlag
-	fs.Var(&sweeps, "sweep", "PARAM=V1,V2,...: run every combination (gap, target, tick, cv); repeatable")
+	fs.Var(&sweeps, "sweep", "PARAM=V1,V2,...: run every combination (gap, target, tick, cv, measured); repeatable")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -182,7 +185,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	o := simOptions{minU: minU, maxU: maxU, gap: *gap, tick: *tick, speed: speed, capacity: *capacity, cv: *cv, peak: *peak,
 		cold: *cold, transfer: *transfer, rtt: *rtt, slo: *slo, bandwidth: *bandwidth, queue: *queue, batch: *batch,
-		serviceRate: *serviceRate, scaleOuts: *scaleOuts, target: *target, seed: *seed, packets: *packets, duration: *duration, in: *in, spec: spec, timeline: *timeline}
+		serviceRate: *serviceRate, scaleOuts: *scaleOuts, measured: *onMeasured, target: *target, seed: *seed, packets: *packets, duration: *duration, in: *in, spec: spec, timeline: *timeline}
 	if spec, ok := strings.CutPrefix(o.in, "gen:"); ok {
 		if _, err := trace.ParseWorkload(spec); err != nil {
 			return bad("--in: %v", err)
@@ -207,8 +210,8 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	notes := []string{
 		fmt.Sprintf("input     %s", describeInput(o)),
 		fmt.Sprintf("chain     %s", strings.Join(names, " → ")),
-		fmt.Sprintf("model     units %d-%d, capacity %.0f packets/s%s (cv %g), target %g, queue %d, cold start %s, transfer %s + bytes at %.3g B/s, store rtt %s (perpacket), tick %s (up to %d activations each), flowlet gap %s, slo %s, seed %d",
-			o.minU, o.maxU, o.capacity, serviceNote(o), o.cv, o.target, o.queue, o.cold, o.transfer, o.bandwidth, o.rtt, o.tick, o.scaleOuts, o.gap, o.slo, o.seed),
+		fmt.Sprintf("model     units %d-%d, capacity %.0f packets/s%s (cv %g), target %g, queue %d, cold start %s, transfer %s + bytes at %.3g B/s, store rtt %s (perpacket), tick %s (up to %d activations each%s), flowlet gap %s, slo %s, seed %d",
+			o.minU, o.maxU, o.capacity, serviceNote(o), o.cv, o.target, o.queue, o.cold, o.transfer, o.bandwidth, o.rtt, o.tick, o.scaleOuts, measuredNote(o), o.gap, o.slo, o.seed),
 	}
 	for _, n := range notes {
 		fmt.Fprintln(stdout, n)
@@ -301,7 +304,8 @@ func simOne(ctx context.Context, o simOptions, name string) (engine.SimSummary, 
 	return engine.RunSim(ctx, engine.SimConfig{Spec: o.spec, In: r, Policy: p, MinUnits: o.minU, MaxUnits: o.maxU,
 		FlowletGap: o.gap, Speed: o.speed, Capacity: o.capacity, Tick: o.tick, Batch: o.batch, QueueLimit: o.queue,
 		CV: o.cv, ColdStart: negIfZero(o.cold), TransferBase: negIfZero(o.transfer), Bandwidth: o.bandwidth,
-		StoreRTT: o.rtt, SLO: o.slo, Seed: o.seed, Target: o.target, ScaleOuts: o.scaleOuts, ServiceRate: o.serviceRate})
+		StoreRTT: o.rtt, SLO: o.slo, Seed: o.seed, Target: o.target, ScaleOuts: o.scaleOuts, ServiceRate: o.serviceRate,
+		ScaleOnMeasured: o.measured})
 }
 
 // negIfZero maps a flag's 0 ("none") to the engine's "none" (negative; its 0 is the default).
@@ -470,7 +474,7 @@ func (f *sweepFlag) Set(v string) error {
 func (f sweepFlag) check() error {
 	for i, p := range f {
 		if p.name == "" || len(p.vals) == 0 || p.vals[0] == "" {
-			return fmt.Errorf("--sweep %q: want PARAM=V1,V2,... (gap, target, tick or cv)", p.name)
+			return fmt.Errorf("--sweep %q: want PARAM=V1,V2,... (gap, target, tick, cv or measured)", p.name)
 		}
 		for _, q := range f[:i] {
 			if q.name == p.name {
@@ -500,6 +504,12 @@ func (o *simOptions) set(name, v string) error {
 		} else {
 			o.tick = d
 		}
+	case "measured":
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("measured=%q: want true or false", v)
+		}
+		o.measured = b
 	case "target", "cv":
 		x, err := strconv.ParseFloat(v, 64)
 		if err != nil || math.IsNaN(x) || x < 0 || (name == "target" && !(x > 0 && x <= 1)) || math.IsInf(x, 0) {
@@ -511,7 +521,7 @@ func (o *simOptions) set(name, v string) error {
 			o.cv = x
 		}
 	default:
-		return fmt.Errorf("unknown parameter %q (gap, target, tick or cv)", name)
+		return fmt.Errorf("unknown parameter %q (gap, target, tick, cv or measured)", name)
 	}
 	return nil
 }
@@ -595,6 +605,13 @@ func reportRun(name string, s engine.SimSummary) report.Run {
 func serviceNote(o simOptions) string {
 	if o.serviceRate > 0 {
 		return fmt.Sprintf(" planned, serving %.0f", o.serviceRate)
+	}
+	return ""
+}
+
+func measuredNote(o simOptions) string {
+	if o.measured {
+		return ", only when the measured load needs them"
 	}
 	return ""
 }

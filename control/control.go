@@ -31,6 +31,14 @@ type Config struct {
 	Stateless bool
 	// IdleTicks is how many ticks a unit must get no packet before it can retire (default 2).
 	IdleTicks int
+	// ScaleOuts is the most units ScaleOut activates between two ticks (default 1).
+	ScaleOuts int
+	// ScaleOnMeasured: ScaleOut refuses while the load measured over the last interval fits
+	// in the units taking work at Target. The policy then places the flowlet on its least
+	// utilised unit. Between ticks the pool's Load is a prediction (measured at the tick plus
+	// the flows placed since, minus none of those that ended), which runs ahead of the truth;
+	// with this, growth is decided on measurements and placement on predictions.
+	ScaleOnMeasured bool
 }
 
 // Sample is the pool at one tick.
@@ -44,8 +52,10 @@ type Sample struct {
 type Controller struct {
 	cfg      Config
 	lastSent []uint64
+	rate     []float64 // by unit: measured packets/s, smoothed (see Tick)
 	idle     []int
 	smoothed float64
+	offered  float64 // packets/s measured over the last interval
 	scaled   int
 	unitSec  float64
 	min, max int
@@ -62,18 +72,43 @@ func New(cfg Config) *Controller {
 	if cfg.IdleTicks <= 0 {
 		cfg.IdleTicks = 2
 	}
-	return &Controller{cfg: cfg, lastSent: make([]uint64, cfg.MaxUnits), idle: make([]int, cfg.MaxUnits), min: math.MaxInt}
+	if cfg.ScaleOuts <= 0 {
+		cfg.ScaleOuts = 1
+	}
+	return &Controller{cfg: cfg, lastSent: make([]uint64, cfg.MaxUnits), rate: make([]float64, cfg.MaxUnits),
+		idle: make([]int, cfg.MaxUnits), min: math.MaxInt}
 }
 
 // Initial returns whether unit i is active at the start: the first MinUnits of an elastic
 // pool, every unit of a fixed one.
 func (c *Controller) Initial(i int) bool { return i < c.cfg.MinUnits || !c.cfg.Elastic }
 
-// ScaleOut activates a unit for a policy that asked for one: an inactive unit, else a
-// draining one taken back. At most one unit starts per tick, so that a burst of flowlets
-// that fit nowhere does not start the whole pool at once. It returns the unit, or -1.
+// ScaleOut activates a unit for a policy that asked for one: a draining unit taken back
+// (it is active and warm already: it costs nothing more), else an inactive unit. At most
+// Config.ScaleOuts units start per tick, so that a burst of flowlets that fit nowhere does
+// not start the whole pool at once. It returns the unit, or -1.
 func (c *Controller) ScaleOut(pool *policy.Pool) int {
-	if !c.cfg.Elastic || c.scaled > 0 {
+	if !c.cfg.Elastic {
+		return -1
+	}
+	if c.cfg.ScaleOnMeasured && c.offered > 0 {
+		taking := 0
+		for i := range pool.Units {
+			if v := &pool.Units[i]; v.Active && !v.Draining {
+				taking++
+			}
+		}
+		if c.offered <= float64(taking)*c.cfg.Target*c.cfg.Capacity {
+			return -1
+		}
+	}
+	for i := range pool.Units {
+		if v := &pool.Units[i]; v.Active && v.Draining {
+			v.Draining = false
+			return i
+		}
+	}
+	if c.scaled >= c.cfg.ScaleOuts {
 		return -1
 	}
 	for i := range pool.Units {
@@ -84,19 +119,12 @@ func (c *Controller) ScaleOut(pool *policy.Pool) int {
 			return i
 		}
 	}
-	for i := range pool.Units {
-		if v := &pool.Units[i]; v.Active && v.Draining {
-			v.Draining = false
-			c.scaled++
-			return i
-		}
-	}
 	return -1
 }
 
 // Tick runs the controller at time at (since the start), dt after the previous tick. sent
 // holds the packets sent to each unit since the start (cumulative); held(i) returns the
-// flows whose state unit i holds. Tick fades each unit's predicted load, marks the least
+// flows whose state unit i holds. Tick sets each unit's load to its measured rate, marks the least
 // loaded unit draining while the offered load fits in fewer units, retires draining units
 // that hold no flows and went idle, and accounts the unit-seconds of the interval.
 func (c *Controller) Tick(at time.Duration, dt time.Duration, pool *policy.Pool, sent []uint64, held func(i int) int) {
@@ -105,12 +133,21 @@ func (c *Controller) Tick(at time.Duration, dt time.Duration, pool *policy.Pool,
 	}
 	sec := dt.Seconds()
 	c.scaled = 0
+	// A unit's measured rate is smoothed over a time constant of 100 packets at full
+	// capacity, so that a tick too short to see many packets (a slow unit, a fast tick)
+	// does not make the load jump between 0 and many times the truth; a tick that sees
+	// hundreds of packets per unit takes its measure as is.
+	alpha := 1.0
+	if c.cfg.Capacity > 0 {
+		alpha = -math.Expm1(-sec * c.cfg.Capacity / 100)
+	}
 	active, offered := 0, 0.0
 	for i := range pool.Units {
 		v := &pool.Units[i]
 		d := sent[i] - c.lastSent[i]
 		c.lastSent[i] = sent[i]
 		offered += float64(d) / sec
+		c.rate[i] += alpha * (float64(d)/sec - c.rate[i])
 		if d == 0 {
 			c.idle[i]++
 		} else {
@@ -119,15 +156,21 @@ func (c *Controller) Tick(at time.Duration, dt time.Duration, pool *policy.Pool,
 		if !v.Active {
 			continue
 		}
-		// Predicted load: the root adds the rate of each flowlet it places; it fades by
-		// half each tick, as flowlets end.
-		v.Load /= 2
+		// Load is measured: the packets/s the unit was sent (smoothed as above). Until
+		// the next tick the root adjusts it as it places flowlets (it moves a flow's
+		// predicted rate from the unit it leaves to the one it joins, and adds new flows'),
+		// so that Load counts the flows that are running, not the flowlets ever placed.
+		v.Load = c.rate[i]
+		if c.cfg.Stateless {
+			v.Load = 0 // the root adds each packet's share (root.Config.Tick)
+		}
 		active++
 	}
 	// The interval just ended was spent with the units active during it.
 	c.unitSec += float64(active) * sec
 	c.min, c.max = min(c.min, active), max(c.max, active)
 	c.smoothed = (c.smoothed + offered) / 2
+	c.offered = offered
 	if c.cfg.Elastic {
 		// Drain: while the smoothed offered load fits in fewer units than take work, the
 		// least-loaded one takes no new flowlets; it retires once it holds no flow (under a
@@ -137,7 +180,7 @@ func (c *Controller) Tick(at time.Duration, dt time.Duration, pool *policy.Pool,
 		for i := range pool.Units {
 			if v := &pool.Units[i]; v.Active && !v.Draining {
 				taking++
-				if least < 0 || v.Load < pool.Units[least].Load {
+				if least < 0 || c.rate[i] < c.rate[least] {
 					least = i
 				}
 			}

@@ -30,8 +30,8 @@ func actives(p *policy.Pool) (active, draining int) {
 	return
 }
 
-// TestScaleOutOnePerTick: at most one activation per tick; inactive units first, then a
-// draining one taken back; a fixed pool never grows.
+// TestScaleOutOnePerTick: at most one activation per tick; a draining unit is taken back
+// (free: it is active) before an inactive one is activated; a fixed pool never grows.
 func TestScaleOutOnePerTick(t *testing.T) {
 	c := New(Config{MinUnits: 1, MaxUnits: 3, Capacity: 100, Elastic: true})
 	p := newPool(3, 1, 100)
@@ -42,14 +42,19 @@ func TestScaleOutOnePerTick(t *testing.T) {
 		t.Errorf("second scale-out in the same tick: unit %d, want -1", u)
 	}
 	sent := make([]uint64, 3)
-	c.Tick(tick, tick, p, sent, func(int) int { return 1 })
-	if u := c.ScaleOut(p); u != 2 {
-		t.Errorf("after a tick: unit %d, want 2", u)
+	c.Tick(tick, tick, p, sent, func(int) int { return 1 }) // no load: unit 0 drains
+	if !p.Units[0].Draining {
+		t.Fatalf("no load, two units: unit 0 not draining")
 	}
-	c.Tick(2*tick, tick, p, sent, func(int) int { return 1 })
-	p.Units[0].Draining = true
+	// A draining unit is taken back first (it is active and warm), whatever the count.
 	if u := c.ScaleOut(p); u != 0 || p.Units[0].Draining {
-		t.Errorf("every unit active: unit %d (draining %v), want unit 0 taken back", u, p.Units[0].Draining)
+		t.Errorf("with a draining unit: unit %d (draining %v), want unit 0 taken back", u, p.Units[0].Draining)
+	}
+	if u := c.ScaleOut(p); u != 2 || !p.Units[2].Active {
+		t.Errorf("after a tick, no unit draining: unit %d, want 2 activated", u)
+	}
+	if u := c.ScaleOut(p); u != -1 {
+		t.Errorf("a second activation in one tick: unit %d, want -1", u)
 	}
 	fixed := New(Config{MinUnits: 1, MaxUnits: 3, Capacity: 100})
 	if u := fixed.ScaleOut(newPool(3, 1, 100)); u != -1 {
@@ -131,5 +136,29 @@ func TestUnitSeconds(t *testing.T) {
 	}
 	if z := New(Config{}).Summary(); z.UnitsMin != 0 || z.UnitSeconds != 0 {
 		t.Errorf("empty summary %+v", z)
+	}
+}
+
+// TestScaleOnMeasured: with ScaleOnMeasured, ScaleOut refuses while the load measured over
+// the last interval fits in the units taking work at Target, and activates once it does not.
+func TestScaleOnMeasured(t *testing.T) {
+	c := New(Config{MinUnits: 1, MaxUnits: 3, Capacity: 1000, Target: 0.8, Elastic: true, ScaleOnMeasured: true})
+	p := newPool(3, 1, 1000)
+	sent := []uint64{7, 0, 0} // 700 packets/s over a 10ms tick: fits one unit at 800
+	c.Tick(tick, tick, p, sent, func(int) int { return 1 })
+	if u := c.ScaleOut(p); u != -1 {
+		t.Errorf("measured 700 packets/s, one unit takes 800: activated unit %d", u)
+	}
+	sent[0] += 9 // 900 packets/s: no longer fits
+	c.Tick(2*tick, tick, p, sent, func(int) int { return 1 })
+	if u := c.ScaleOut(p); u != 1 || !p.Units[1].Active {
+		t.Errorf("measured 900 packets/s: unit %d, want 1 activated", u)
+	}
+	// Without the option the policy's word is enough.
+	c2 := New(Config{MinUnits: 1, MaxUnits: 3, Capacity: 1000, Target: 0.8, Elastic: true})
+	p2 := newPool(3, 1, 1000)
+	c2.Tick(tick, tick, p2, []uint64{7, 0, 0}, func(int) int { return 1 })
+	if u := c2.ScaleOut(p2); u != 1 {
+		t.Errorf("without ScaleOnMeasured: unit %d, want 1", u)
 	}
 }

@@ -37,8 +37,21 @@ type SimConfig struct {
 	// Capacity is the packets/s one unit sustains (the mean service time is 1/Capacity); 0
 	// calibrates with Calibrate (measured: a run that must be reproducible gives it).
 	Capacity float64
-	Target   float64       // utilisation a unit is filled to (default 0.8)
-	Tick     time.Duration // controller period in virtual time (default 10ms)
+	// ServiceRate is the packets/s a unit actually serves, when it differs from the Capacity
+	// the controller plans with (0: Capacity). A run that models the live engine with an
+	// artificial --capacity (units planned at 2,000 packets/s that really serve millions)
+	// sets it to the chain's calibrated speed.
+	ServiceRate float64
+	Target      float64       // utilisation a unit is filled to (default 0.8)
+	Tick        time.Duration // controller period in virtual time (default 10ms)
+	// ScaleOuts is the most units the controller activates between two ticks (default 1).
+	ScaleOuts int
+	// ScaleOnMeasured: the pool grows only when the load measured over the last tick no
+	// longer fits the units taking work at Target (control.Config.ScaleOnMeasured). It
+	// applies to policies that can give a flowlet to any unit with room — those that move
+	// flows (snf) or place every packet (perpacket) — not to sticky hashing (perflow), whose
+	// flows cannot go where the room is.
+	ScaleOnMeasured bool
 	// Batch is the most packets a unit takes from its queue at once (default DefaultBatch).
 	// Each packet still gets its own service time and departure time.
 	Batch int
@@ -107,7 +120,34 @@ type SimSummary struct {
 	HandoversPerSec                float64
 	// Ticks is the controller's timeline with the simulator's counters per interval.
 	Ticks []SimSample
-	Wall  time.Duration
+	// LatencyCDF is the distribution of the latencies of the packets out: for each bucket
+	// of the latency histogram that holds packets (8 per power of two), its upper bound
+	// and the share of packets up to it, increasing.
+	LatencyCDF []CDFPoint
+	Wall       time.Duration
+}
+
+// CDFPoint is a point of a cumulative distribution: the share of values up to Value.
+type CDFPoint struct {
+	Value    time.Duration
+	Fraction float64
+}
+
+// cdf returns d's distribution by bucket upper bounds.
+func (d *durations) cdf() []CDFPoint {
+	if d.n == 0 {
+		return nil
+	}
+	var out []CDFPoint
+	var acc uint64
+	for b, c := range d.bucket {
+		if c == 0 {
+			continue
+		}
+		acc += c
+		out = append(out, CDFPoint{Value: bucketValue(b+1) - 1, Fraction: float64(acc) / float64(d.n)})
+	}
+	return out
 }
 
 // SimSample is one controller interval.
@@ -118,6 +158,9 @@ type SimSample struct {
 	Oracle    int     // ceil(Offered / Capacity), at least 1
 	Handovers uint64  // in the interval
 	Dropped   uint64  // in the interval
+	// Out and OverSLO count the packets that left in the interval, and those of them whose
+	// latency exceeded the SLO.
+	Out, OverSLO uint64
 }
 
 // Event kinds.
@@ -372,6 +415,9 @@ func RunSim(ctx context.Context, cfg SimConfig) (SimSummary, error) {
 		rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed5eed)), dist: cfg.Service,
 		slo: int64(cfg.SLO), window: int64(cfg.OracleWindow)}
 	s.meanNs = 1e9 / cfg.Capacity
+	if cfg.ServiceRate > 0 {
+		s.meanNs = 1e9 / cfg.ServiceRate
+	}
 	if cfg.Service == ServiceLognormal && cfg.CV > 0 {
 		s.sigma = math.Sqrt(math.Log1p(cfg.CV * cfg.CV))
 		s.mu = math.Log(s.meanNs) - s.sigma*s.sigma/2
@@ -389,7 +435,8 @@ func RunSim(ctx context.Context, cfg SimConfig) (SimSummary, error) {
 	s.last = make([]struct{ flow, clock uint64 }, 1<<18)
 	s.pool = &policy.Pool{Target: cfg.Target}
 	s.ctl = control.New(control.Config{MinUnits: cfg.MinUnits, MaxUnits: cfg.MaxUnits, Target: cfg.Target,
-		Capacity: cfg.Capacity, Elastic: cfg.Policy.Elastic(), Stateless: s.perPacket})
+		Capacity: cfg.Capacity, Elastic: cfg.Policy.Elastic(), Stateless: s.perPacket, ScaleOuts: cfg.ScaleOuts,
+		ScaleOnMeasured: cfg.ScaleOnMeasured && (s.perPacket || movesFlows(cfg.Policy))})
 	for i := range cfg.MaxUnits {
 		a := s.ctl.Initial(i)
 		s.units = append(s.units, &simUnit{id: i, active: a, heapPos: -1})
@@ -409,7 +456,7 @@ func RunSim(ctx context.Context, cfg SimConfig) (SimSummary, error) {
 	c0 := s.units[0].chain
 	s.r = root.New(root.Config{Policy: cfg.Policy, Pool: s.pool, FlowletGap: cfg.FlowletGap,
 		MaxFlows: cfg.MaxFlows, Timeouts: c0.FlowTimeouts(), ByInitiator: len(c0.Scopes()) > 0,
-		MaxFlowRate: cfg.Target * cfg.Capacity})
+		MaxFlowRate: cfg.Target * cfg.Capacity, Tick: cfg.Tick})
 
 	runErr := s.loop()
 
@@ -533,6 +580,7 @@ func (s *sim) loop() error {
 		prevPkts        uint64
 		prevHand        uint64
 		prevDrop        uint64
+		prevOut, prevOv uint64
 	)
 	if m, ok := s.cfg.Policy.(root.Mover); ok {
 		mover = m.MovesFlows()
@@ -563,8 +611,10 @@ func (s *sim) loop() error {
 		rs = s.r.Stats()
 		s.ticks = append(s.ticks, SimSample{At: time.Duration(at - s.t0), Active: active, Offered: offered,
 			Oracle:    max(1, int(math.Ceil(offered/s.cfg.Capacity-1e-9))),
-			Handovers: rs.Handovers - prevHand, Dropped: s.dropped - prevDrop})
+			Handovers: rs.Handovers - prevHand, Dropped: s.dropped - prevDrop,
+			Out: s.written - prevOut, OverSLO: s.overSLO - prevOv})
 		prevPkts, prevHand, prevDrop = rs.Packets, rs.Handovers, s.dropped
+		prevOut, prevOv = s.written, s.overSLO
 	}
 	for {
 		for !inDone && i == n {
@@ -584,7 +634,10 @@ func (s *sim) loop() error {
 			p := &batch[i]
 			if !started {
 				started, first, s.t0 = true, p.Time, p.Time
-				prevIn, lastTick, nextTick = p.Time, p.Time, p.Time+int64(s.cfg.Tick)
+				// The first tick comes after a tenth of a tick (at most 1ms), then every
+				// tick: a trace that starts busy has its pool measured and sized at once,
+				// not after a whole tick on the initial units.
+				prevIn, lastTick, nextTick = p.Time, p.Time, p.Time+min(int64(s.cfg.Tick)/10, int64(time.Millisecond))
 			}
 			v := first + int64(float64(p.Time-first)/s.cfg.Speed)
 			tIn = max(v, prevIn) // virtual time never goes back
@@ -1159,5 +1212,11 @@ func (s *sim) summary() SimSummary {
 		sum.OracleRatio = ls.UnitSeconds / sum.OracleUnitSeconds
 	}
 	sum.Ticks = s.ticks
+	sum.LatencyCDF = s.lat.cdf()
 	return sum
+}
+
+func movesFlows(p policy.Policy) bool {
+	m, ok := p.(root.Mover)
+	return ok && m.MovesFlows()
 }

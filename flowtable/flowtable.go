@@ -4,8 +4,11 @@
 // (packet timestamps), so a replay expires the same flows at the same packets.
 //
 // Steady state allocates nothing: flows live in an arena indexed by int32, free entries are
-// reused, and each protocol class keeps an intrusive LRU list so that expiry touches only the
-// flows that expire.
+// reused, and each protocol class keeps intrusive lists ordered by each flow's latest packet
+// so that expiry touches only the flows that expire: the flows this table saw last, and
+// beside them the flows restored from another table and not touched here since (a moved
+// flow's latest packet is older than the flows busy here, so it would otherwise be linked
+// in by a walk past all of them). Range and expiry merge the two lists by time.
 package flowtable
 
 import (
@@ -120,7 +123,8 @@ type Flow struct {
 	aliasDir   Dir
 	class      Class
 	live       bool
-	prev, next int32 // LRU list within the class, most recent at head
+	list       uint8 // the LRU list holding it: listOf(class, restored)
+	prev, next int32 // LRU list, most recent at head
 	idx        int32
 }
 
@@ -149,6 +153,33 @@ type Stats struct {
 	Active            int
 }
 
+// Each class has two LRU lists, each ordered by Last (latest at the head): the flows touched
+// here (main) and the flows restored from another table and not touched here since. Range,
+// RangeIdle, Expire and eviction merge a class's two lists by Last (main first on a tie), so
+// the table behaves as if each class had one list ordered by Last.
+const numLists = 2 * numClasses
+
+func listOf(c Class, restored bool) uint8 {
+	if restored {
+		return uint8(c)*2 + 1
+	}
+	return uint8(c) * 2
+}
+
+// older returns whichever of a (a main list's flow) and b (the same class's restored list's
+// flow) has the earlier Last, a on a tie; -1 when both are -1.
+func (t *Table) older(a, b int32) int32 {
+	switch {
+	case a < 0:
+		return b
+	case b < 0:
+		return a
+	case t.flows[b].Last < t.flows[a].Last:
+		return b
+	}
+	return a
+}
+
 // Table is a bounded flow table. It is not safe for concurrent use: one unit owns it.
 type Table struct {
 	cfg   Config
@@ -156,9 +187,12 @@ type Table struct {
 	flows []Flow
 	slots []int32
 	free  []int32
-	head  [numClasses]int32
-	tail  [numClasses]int32
-	stats Stats
+	head  [numLists]int32 // by list (listOf): most recent flow
+	tail  [numLists]int32 // by list: least recent flow
+	// finger is, by list, the flow insertByLast linked last (-1: none; it may have left
+	// the list since: check before use).
+	finger [numLists]int32
+	stats  Stats
 	// nextExpiry is a lower bound of the earliest time a flow can expire: touching or
 	// removing flows only moves the true value later; creating one updates it.
 	nextExpiry int64
@@ -179,7 +213,7 @@ func New(cfg Config) *Table {
 	}
 	t := &Table{cfg: cfg, m: newKeyIndex(cfg.Seed)}
 	for c := range t.head {
-		t.head[c], t.tail[c] = -1, -1
+		t.head[c], t.tail[c], t.finger[c] = -1, -1, -1
 	}
 	return t
 }
@@ -224,7 +258,7 @@ func (t *Table) LookupRef(k *packet.Key, now int64) (f *Flow, dir Dir, created b
 		}
 		t.remove(f, now, false)
 	}
-	f = t.create(*k, now)
+	f = t.create(*k, now, false)
 	return f, Orig, true
 }
 
@@ -290,18 +324,22 @@ func (t *Table) Expire(now int64) int {
 	}
 	n := 0
 	t.nextExpiry = math.MaxInt64
-	for c := range t.tail {
+	for c := range Class(numClasses) {
 		to := int64(t.cfg.Timeouts[c])
-		for t.tail[c] >= 0 {
-			f := &t.flows[t.tail[c]]
-			if now-f.Last <= to {
+		m, r := listOf(c, false), listOf(c, true)
+		for {
+			i := t.older(t.tail[m], t.tail[r])
+			if i < 0 {
 				break
 			}
-			t.remove(f, now, false)
-			n++
-		}
-		if t.tail[c] >= 0 {
-			t.nextExpiry = min(t.nextExpiry, t.flows[t.tail[c]].Last+to)
+			f := &t.flows[i]
+			if now-f.Last > to {
+				t.remove(f, now, false)
+				n++
+				continue
+			}
+			t.nextExpiry = min(t.nextExpiry, f.Last+to)
+			break
 		}
 	}
 	return n
@@ -312,38 +350,38 @@ func (t *Table) Remove(f *Flow, now int64) { t.remove(f, now, false) }
 
 // Range calls fn for every live flow, least recently used first within each class.
 func (t *Table) Range(fn func(f *Flow) bool) {
-	for c := range t.tail {
-		for i := t.tail[c]; i >= 0; {
-			f := &t.flows[i]
-			prev := f.prev
-			if !fn(f) {
-				return
-			}
-			i = prev
-		}
-	}
+	t.RangeIdle(math.MaxInt64, fn)
 }
 
 // RangeIdle calls fn for every live flow whose latest packet came before the time before,
 // oldest first within each class, until fn returns false. It visits only those flows (the
 // lists are ordered by time), so a caller looking for idle flows does not pay for busy ones.
 func (t *Table) RangeIdle(before int64, fn func(f *Flow) bool) {
-	for c := range t.tail {
-		for i := t.tail[c]; i >= 0; {
+	for c := range Class(numClasses) {
+		a, b := t.tail[listOf(c, false)], t.tail[listOf(c, true)]
+		for {
+			i := t.older(a, b)
+			if i < 0 {
+				break
+			}
 			f := &t.flows[i]
 			if f.Last >= before {
 				break
 			}
-			prev := f.prev
+			if i == a {
+				a = f.prev
+			} else {
+				b = f.prev
+			}
 			if !fn(f) {
 				return
 			}
-			i = prev
 		}
 	}
 }
 
-func (t *Table) create(k packet.Key, now int64) *Flow {
+// create makes the flow of key k at time now, in the restored list if restored.
+func (t *Table) create(k packet.Key, now int64, restored bool) *Flow {
 	if len(t.flows)-len(t.free) >= t.cfg.MaxFlows {
 		t.evictOne(now)
 	}
@@ -359,8 +397,9 @@ func (t *Table) create(k packet.Key, now int64) *Flow {
 		}
 	}
 	f := &t.flows[idx]
+	c := ClassOf(k.Proto)
 	*f = Flow{Key: k, First: now, Last: now, Packets: 1, Flowlets: 1, FlowletStart: now, newFlowlet: true,
-		class: ClassOf(k.Proto), live: true, idx: idx, prev: -1, next: -1}
+		class: c, list: listOf(c, restored), live: true, idx: idx, prev: -1, next: -1}
 	t.stats.Flowlets++
 	f.keys[keyOrig], f.keys[keyReply], f.mapped = k, k.Reverse(), 1<<keyOrig
 	t.m.set(&k, ref{idx, Orig})
@@ -385,7 +424,8 @@ func (t *Table) create(k packet.Key, now int64) *Flow {
 // evictOne removes the flow that is closest to its idle expiry.
 func (t *Table) evictOne(now int64) {
 	best, bestLeft := int32(-1), int64(0)
-	for c, i := range t.tail {
+	for c := range Class(numClasses) {
+		i := t.older(t.tail[listOf(c, false)], t.tail[listOf(c, true)])
 		if i < 0 {
 			continue
 		}
@@ -408,8 +448,9 @@ func (t *Table) touch(f *Flow, now int64) {
 	}
 	f.Last = max(f.Last, now) // a packet with an earlier timestamp does not make the flow look older
 	f.Packets++
-	if t.head[f.class] != f.idx || (f.next >= 0 && t.flows[f.next].Last > now) {
+	if main := listOf(f.class, false); f.list != main || t.head[main] != f.idx || (f.next >= 0 && t.flows[f.next].Last > now) {
 		t.unlink(f)
+		f.list = main
 		t.insertByLast(f)
 	}
 }
@@ -431,10 +472,10 @@ func (t *Table) Restore(k packet.Key, first, last int64, packets uint64, flowlet
 	if _, ok := t.m.get(&k); ok {
 		return nil
 	}
-	f := t.create(k, last)
+	f := t.create(k, last, true)
 	f.First, f.Packets, f.Flowlets, f.newFlowlet = first, packets, flowlets, false
-	// create linked it by its time (usually at or near the head: a moved flow's last
-	// packet is recent).
+	// create linked it by its time into the restored list, whose flows are only those
+	// moved in and not touched since: a few, usually all older than it.
 	t.stats.Created--
 	t.stats.Flowlets--
 	t.stats.MovedIn++
@@ -480,17 +521,43 @@ func (t *Table) drop(f *Flow) {
 	t.free = append(t.free, f.idx)
 }
 
-// insertByLast links f into its class's LRU list after every flow with a later Last.
+// insertByLast links f into its list (f.list) after every flow with a later Last and before
+// every flow with an earlier or equal one. A flow at least as recent as the head (the usual
+// case) goes to the head; otherwise the walk starts at the list's finger, the flow inserted
+// there last, if it is still in the list: flows restored one after the other (a draining
+// unit's idle flows, oldest first) then cost a walk over the flows between them, not over
+// all the newer ones each time.
 func (t *Table) insertByLast(f *Flow) {
-	c := f.class
-	next := t.head[c] // the first flow not later than f
-	for next >= 0 && t.flows[next].Last > f.Last {
-		next = t.flows[next].next
+	c := f.list
+	h := t.head[c]
+	var next int32 // the first flow not later than f, -1: f becomes the tail
+	switch {
+	case h < 0 || t.flows[h].Last <= f.Last:
+		next = h
+	default:
+		s := h
+		if g := t.finger[c]; g >= 0 && g != f.idx && g < int32(len(t.flows)) && t.flows[g].live && t.flows[g].list == c {
+			s = g
+		}
+		if t.flows[s].Last > f.Last {
+			// Toward the tail, past the flows later than f.
+			for s >= 0 && t.flows[s].Last > f.Last {
+				s = t.flows[s].next
+			}
+		} else {
+			// Toward the head, past the flows not later than f (the head is later).
+			for p := t.flows[s].prev; t.flows[p].Last <= f.Last; p = t.flows[p].prev {
+				s = p
+			}
+		}
+		next = s
 	}
+	t.finger[c] = f.idx
 	if next < 0 { // f is the oldest: new tail
-		f.next, f.prev = -1, t.tail[c]
-		if t.tail[c] >= 0 {
-			t.flows[t.tail[c]].next = f.idx
+		tl := t.tail[c]
+		f.next, f.prev = -1, tl
+		if tl >= 0 {
+			t.flows[tl].next = f.idx
 		} else {
 			t.head[c] = f.idx
 		}
@@ -508,7 +575,7 @@ func (t *Table) insertByLast(f *Flow) {
 }
 
 func (t *Table) unlink(f *Flow) {
-	c := f.class
+	c := f.list
 	if f.prev >= 0 {
 		t.flows[f.prev].next = f.next
 	} else {

@@ -101,8 +101,11 @@ func checkInvariants(t *testing.T, tb *Table) {
 		prev := int32(-1)
 		for i := tb.head[c]; i >= 0; i = tb.flows[i].next {
 			f := &tb.flows[i]
-			if !f.live || f.class != Class(c) || f.prev != prev {
+			if !f.live || f.list != uint8(c) || f.class != Class(c/2) || f.prev != prev {
 				t.Fatalf("LRU list %d corrupt at %d", c, i)
+			}
+			if prev >= 0 && tb.flows[prev].Last < f.Last {
+				t.Fatalf("LRU list %d: flow %d (last %d) after flow %d (last %d)", c, i, f.Last, prev, tb.flows[prev].Last)
 			}
 			prev = i
 			inLists++

@@ -40,12 +40,22 @@ type Config struct {
 	// flow that comes back after that is still routed through the unit that held it (its
 	// tombstone), so its old and new packets cannot overtake each other.
 	Timeouts flowtable.Timeouts
-	// NewFlowRate is the rate (packets/s) predicted for a flow's first flowlet (default 100).
+	// NewFlowRate is the rate (packets/s) first predicted for a flow's first flowlet
+	// (default 100). The root then learns it from the packets' times: over each window of
+	// NewFlowWindow, the packets that flows born in the window sent, over the time those
+	// flows have lived in it; the prediction is the latest such measure (a window with no
+	// new flow keeps the previous one). A new flow is then counted at what new flows
+	// actually cost, not at a constant that can be orders of magnitude off.
 	NewFlowRate float64
 	// MaxFlowRate caps a flowlet's predicted rate (0: no cap). A young flow's rate measured
 	// over its first burst can exceed a whole unit; the engine caps it at what one unit
 	// takes, so that such a flowlet fills a unit rather than fitting nowhere.
 	MaxFlowRate float64
+	// Tick is the controller's period (default 10ms). Under a per-packet policy, whose
+	// units hold no flows, the controller zeroes each unit's Load at every tick and the
+	// root adds 1/Tick per packet it sends to a unit, so that Load is the rate the unit
+	// was sent since the tick and the policy balances packets.
+	Tick time.Duration
 	// ByInitiator dispatches by the address that opened each flow instead of by flow: every
 	// flow an address opens goes to one unit, which then owns that address's Scoped state
 	// (a scan detector's per-source walk, a trojan detector's per-host sequence). Such a group
@@ -89,10 +99,22 @@ type Root struct {
 	ids   []uint64 // by flow index: the flow's id (stamped on its packets)
 	hash  []uint64 // by flow index: the flow's key hash, computed once per flow
 	held  []int    // by unit: the root's live flows whose state the unit holds
-	clock uint64
-	next  uint64 // next flow id
-	seq   uint64 // tombstone sequence
-	stats Stats
+	// The flows each unit holds, as intrusive doubly linked lists (by flow index; -1 ends
+	// them), so that Evacuate visits only the draining unit's flows.
+	uhead        []int32 // by unit
+	uprev, unext []int32 // by flow index
+	clock        uint64
+	next         uint64 // next flow id
+	seq          uint64 // tombstone sequence
+	// newRate is the rate predicted for a new flow (learnt; see Config.NewFlowRate) over
+	// windows starting at winStart: youngFlows flows were born in the current one, at
+	// times summing to youngBorn, and sent youngPackets packets.
+	newRate               float64
+	pktWeight             float64 // 1/Tick: a packet's share of a per-packet unit's Load
+	winStart              int64
+	youngFlows, youngPkts uint64
+	youngBorn             float64
+	stats                 Stats
 	// tomb remembers the unit of flows the root forgot (idle past the timeouts), by
 	// canonical key: when such a flow comes back, its first flowlet is handed over from that
 	// unit, so that its new packets cannot overtake old ones still queued there. Bounded by
@@ -114,7 +136,11 @@ func New(cfg Config) *Root {
 	if cfg.NewFlowRate <= 0 {
 		cfg.NewFlowRate = 100
 	}
-	r := &Root{cfg: cfg, tomb: map[packet.Key]tombstone{}, groups: map[addrKey]*group{}}
+	if cfg.Tick <= 0 {
+		cfg.Tick = 10 * time.Millisecond
+	}
+	r := &Root{cfg: cfg, tomb: map[packet.Key]tombstone{}, groups: map[addrKey]*group{}, newRate: cfg.NewFlowRate,
+		pktWeight: 1 / cfg.Tick.Seconds()}
 	r.maxTomb = cfg.MaxFlows
 	if r.maxTomb <= 0 {
 		r.maxTomb = flowtable.DefaultMaxFlows
@@ -130,6 +156,10 @@ func New(cfg Config) *Root {
 		OnRemove: r.forget})
 	r.stats.Sent = make([]uint64, len(cfg.Pool.Units))
 	r.held = make([]int, len(cfg.Pool.Units))
+	r.uhead = make([]int32, len(cfg.Pool.Units))
+	for u := range r.uhead {
+		r.uhead[u] = -1
+	}
 	return r
 }
 
@@ -138,6 +168,9 @@ func (r *Root) Clock() uint64 { return r.clock }
 
 // Stats returns the root's counters (Sent is shared: copy it to keep it).
 func (r *Root) Stats() Stats { return r.stats }
+
+// NewFlowRate returns the rate the root now predicts for a new flow (Config.NewFlowRate).
+func (r *Root) NewFlowRate() float64 { return r.newRate }
 
 // FlowStats returns the root's flow-table counters.
 func (r *Root) FlowStats() flowtable.Stats { return r.table.Stats() }
@@ -174,6 +207,7 @@ func (r *Root) Dispatch(p *packet.Packet, t Target) {
 		}
 	}
 	p.Flow = r.ids[i]
+	r.learn(f, created, p.Time)
 	cur := int(r.unit[i])
 	if r.cfg.ByInitiator {
 		if created {
@@ -199,6 +233,31 @@ func (r *Root) Dispatch(p *packet.Packet, t Target) {
 	}
 	r.stats.Sent[cur]++
 	t.Send(cur, p)
+}
+
+// newFlowWindow is the window over which the root measures what new flows cost.
+const newFlowWindow = int64(10 * time.Millisecond)
+
+// learn accounts a packet of flow f at time now for the prediction of new flows' rate.
+func (r *Root) learn(f *flowtable.Flow, created bool, now int64) {
+	if r.stats.Packets == 1 {
+		r.winStart = now
+	}
+	if now-r.winStart >= newFlowWindow {
+		if r.youngFlows > 0 {
+			if life := float64(r.youngFlows)*float64(now) - r.youngBorn; life > 0 {
+				r.newRate = float64(r.youngPkts) / (life / 1e9)
+			}
+		}
+		r.winStart, r.youngFlows, r.youngPkts, r.youngBorn = now, 0, 0, 0
+	}
+	if created {
+		r.youngFlows++
+		r.youngBorn += float64(now)
+	}
+	if f.First >= r.winStart {
+		r.youngPkts++
+	}
 }
 
 // joinGroup places a new flow with the flows its initiator opened before (ByInitiator).
@@ -234,6 +293,8 @@ func (r *Root) forget(f *flowtable.Flow, _ int64, _ bool) {
 		return
 	}
 	r.held[u]--
+	r.unlinkUnit(f.Index(), int(u))
+	r.unit[f.Index()] = -1
 	if r.cfg.ByInitiator {
 		if g := r.groups[initiator(f)]; g != nil {
 			if g.flows--; g.flows <= 0 {
@@ -262,12 +323,27 @@ func (r *Root) evictTombs() {
 
 // place asks the policy for a unit, activating one when it asks and the engine can.
 func (r *Root) place(f *flowtable.Flow, hash uint64, cur int, first bool, t Target) int {
-	rate := r.cfg.NewFlowRate
+	rate := r.newRate
 	if d := f.Last - f.First; !first && d > 0 {
 		rate = float64(f.Packets) / (float64(d) / 1e9)
+		if r.cfg.MaxFlowRate > 0 {
+			rate = min(rate, r.cfg.MaxFlowRate)
+		}
 	}
 	if r.cfg.MaxFlowRate > 0 {
 		rate = min(rate, r.cfg.MaxFlowRate)
+	}
+	// Load model: at each tick the controller sets every unit's Load to the rate it was
+	// sent over the tick (measured); between ticks the root moves the predicted rate of
+	// each flow whose new flowlet it places from the flow's unit to the chosen one. The
+	// flow's rate is in its unit's Load already (it was sending there), so it is taken out
+	// before the policy looks (the pool's contract: Load never counts the flowlet being
+	// placed) and put back where the flowlet goes: a flowlet that stays changes nothing,
+	// one that moves shifts its rate, a new flow adds its first guess.
+	perPacket := r.cfg.Policy.PerPacket()
+	if cur >= 0 && !perPacket && !math.IsInf(rate, 0) {
+		l := &r.cfg.Pool.Units[cur].Load
+		*l = max(0, *l-rate)
 	}
 	fl := policy.Flowlet{Hash: hash, Rate: rate, Current: cur, First: first}
 	d := r.cfg.Policy.Place(fl, r.cfg.Pool)
@@ -283,9 +359,11 @@ func (r *Root) place(f *flowtable.Flow, hash uint64, cur int, first bool, t Targ
 	if u < 0 {
 		u = 0 // no active unit at all: the engine keeps unit 0 active, so this is a bug guard
 	}
-	// A flowlet adds its rate to its unit's predicted load (once per flowlet, also under a
-	// per-packet policy, which places each packet but keeps no more load than a flowlet).
-	if l := &r.cfg.Pool.Units[u].Load; !math.IsInf(rate, 0) && (f.NewFlowlet() || !r.cfg.Policy.PerPacket()) {
+	// The flowlet's rate goes to its unit; under a per-packet policy the packet's weight.
+	switch l := &r.cfg.Pool.Units[u].Load; {
+	case perPacket:
+		*l += r.pktWeight
+	case !math.IsInf(rate, 0):
 		*l += rate
 	}
 	return u
@@ -309,13 +387,38 @@ func (r *Root) LearnAlias(from, alias packet.Key, forget bool) {
 
 // setUnit records that flow i's state is on unit u (-1: none).
 func (r *Root) setUnit(i int32, u int) {
-	if old := r.unit[i]; old >= 0 {
+	old := r.unit[i]
+	if int(old) == u {
+		return
+	}
+	if old >= 0 {
 		r.held[old]--
+		r.unlinkUnit(i, int(old))
 	}
 	if u >= 0 {
 		r.held[u]++
+		h := r.uhead[u]
+		r.uprev[i], r.unext[i] = -1, h
+		if h >= 0 {
+			r.uprev[h] = i
+		}
+		r.uhead[u] = i
 	}
 	r.unit[i] = int32(u)
+}
+
+// unlinkUnit takes flow i out of unit u's list.
+func (r *Root) unlinkUnit(i int32, u int) {
+	p, n := r.uprev[i], r.unext[i]
+	if p >= 0 {
+		r.unext[p] = n
+	} else {
+		r.uhead[u] = n
+	}
+	if n >= 0 {
+		r.uprev[n] = p
+	}
+	r.uprev[i], r.unext[i] = -1, -1
 }
 
 // Held returns the number of live flows whose state unit u holds (by the root's table: a
@@ -328,29 +431,31 @@ func (r *Root) Held(u int) int { return r.held[u] }
 // handover, and returns how many moved. The engine calls it for a draining unit under a
 // policy that moves flows (Mover); a flowlet still running finishes where it is, and its
 // flow moves at a later call. Flows of an initiator group (ByInitiator) stay: their Scoped
-// state cannot move. Cost: the idle flows of the whole table are visited.
+// state cannot move. Cost: the flows unit u holds are visited (most recently placed first).
 func (r *Root) Evacuate(u int, now int64, t Target) int {
 	if r.cfg.ByInitiator || r.held[u] == 0 {
 		return 0
 	}
 	moved := 0
-	r.table.RangeIdle(now-int64(r.table.FlowletGap()), func(f *flowtable.Flow) bool {
-		i := f.Index()
-		if int(r.unit[i]) != u {
-			return true
+	idle := now - int64(r.table.FlowletGap())
+	for i := r.uhead[u]; i >= 0; {
+		next := r.unext[i]
+		f := r.table.Flow(i)
+		if f.Last >= idle {
+			i = next
+			continue
 		}
 		fl := policy.Flowlet{Hash: r.hash[i], Current: u}
 		d := r.cfg.Policy.Place(fl, r.cfg.Pool)
-		if d.Unit < 0 || d.Unit == u {
-			return true // nowhere to go now: it stays until the next call
-		}
-		r.stats.Handovers++
-		r.stats.Evacuated++
-		t.Handover(f.Key, r.ids[i], u, d.Unit)
-		r.setUnit(i, d.Unit)
-		moved++
-		return r.held[u] > 0
-	})
+		if d.Unit >= 0 && d.Unit != u {
+			r.stats.Handovers++
+			r.stats.Evacuated++
+			t.Handover(f.Key, r.ids[i], u, d.Unit)
+			r.setUnit(i, d.Unit)
+			moved++
+		} // else nowhere to go now: it stays until the next call
+		i = next
+	}
 	return moved
 }
 
@@ -359,4 +464,7 @@ func (r *Root) grow(n int) {
 	r.unit = append(r.unit, make([]int32, n-len(r.unit))...)
 	r.ids = append(r.ids, make([]uint64, n-len(r.ids))...)
 	r.hash = append(r.hash, make([]uint64, n-len(r.hash))...)
+	for len(r.uprev) < n {
+		r.uprev, r.unext = append(r.uprev, -1), append(r.unext, -1)
+	}
 }

@@ -413,7 +413,7 @@ func TestScaleOut(t *testing.T) {
 		rec := &recorder{scaleOut: func() int { p.Units[1].Active = true; return 1 }}
 		r := root.New(root.Config{Policy: pol, Pool: p, FlowletGap: gap, NewFlowRate: 50})
 		r.Dispatch(udp(1, 0, false), rec)
-		p.Units[0].Load = 80 // the unit filled up meanwhile
+		p.Units[0].Load = 1e9 // the unit filled up meanwhile (with more than this flow's own rate, which Load counts)
 		r.Dispatch(udp(1, 2*gap, false), rec)
 		want := "[send(u0 c1 f1) scaleout()=1 handover(f1 0→1) send(u1 c2 f1)]"
 		if got := fmt.Sprint(rec.events); got != want {

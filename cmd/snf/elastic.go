@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -13,6 +15,7 @@ import (
 	"github.com/snf-dev/snf/engine"
 	"github.com/snf-dev/snf/policy"
 	"github.com/snf-dev/snf/port"
+	"github.com/snf-dev/snf/report"
 )
 
 // parseUnits reads --units: "" (1-8), "N" or "MIN-MAX".
@@ -82,7 +85,7 @@ func printLiveSummary(w io.Writer, inName string, spec *snf.ChainSpec, pol strin
 
 // runCompare runs every policy on the same input and prints one table.
 func runCompare(ctx context.Context, stdout, stderr io.Writer, spec *snf.ChainSpec, open func() (port.Reader, uint32, error),
-	inName string, minU, maxU int, gap time.Duration, batch int, capacity float64, quiet bool) error {
+	inName string, minU, maxU int, gap time.Duration, batch int, capacity float64, quiet bool, reportDir string, args []string) error {
 	if capacity == 0 {
 		c, err := engine.Calibrate(spec, 20000)
 		if err != nil {
@@ -120,11 +123,67 @@ func runCompare(ctx context.Context, stdout, stderr io.Writer, spec *snf.ChainSp
 	}
 	fmt.Fprintf(stdout, "input %s, units %d-%d, flowlet gap %s, unit capacity %.0f packets/s\n\n", inName, minU, maxU, gap, capacity)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "policy\tpackets\tout\tflowlets\thandovers\treorders\tunits min/mean/max\tunit-s\tp50\tp99\tp99.9\t")
+	var header []string
+	var table [][]string
 	for _, r := range rows {
-		s := r.s
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d/%.2f/%d\t%.3f\t%s\t%s\t%s\t\n", r.name, s.Packets, s.Written, s.Flowlets, s.Handovers, s.Reorders,
-			s.UnitsMin, s.UnitsMean, s.UnitsMax, s.UnitSeconds, s.Latency.P50, s.Latency.P99, s.Latency.P999)
+		var row []string
+		header, row = liveRow(r.name, r.s)
+		table = append(table, row)
 	}
-	return tw.Flush()
+	fmt.Fprintln(tw, strings.Join(header, "\t")+"\t")
+	for _, row := range table {
+		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if reportDir == "" {
+		return nil
+	}
+	rep := &report.Report{Title: "snf run: every policy", Capacity: capacity, Header: header, Rows: table,
+		Command: "snf " + strings.Join(append([]string{"run"}, args...), " "), Notes: liveNotes(inName, minU, maxU, gap, capacity)}
+	for _, r := range rows {
+		rep.Runs = append(rep.Runs, liveReportRun(r.name, r.s))
+	}
+	if err := report.Write(reportDir, rep); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nreport    %s\n", filepath.Join(reportDir, "index.html"))
+	return nil
+}
+
+// liveRow is a live run's row of the comparison table, with its header.
+func liveRow(name string, s engine.LiveSummary) (header, row []string) {
+	header = []string{"policy", "packets", "out", "flowlets", "handovers", "reorders", "units min/mean/max", "unit-s", "p50", "p99", "p99.9"}
+	row = []string{name, fmt.Sprint(s.Packets), fmt.Sprint(s.Written), fmt.Sprint(s.Flowlets), fmt.Sprint(s.Handovers),
+		fmt.Sprint(s.Reorders), fmt.Sprintf("%d/%.2f/%d", s.UnitsMin, s.UnitsMean, s.UnitsMax), fmt.Sprintf("%.3f", s.UnitSeconds),
+		s.Latency.P50.String(), s.Latency.P99.String(), s.Latency.P999.String()}
+	return header, row
+}
+
+func liveNotes(inName string, minU, maxU int, gap time.Duration, capacity float64) []string {
+	return []string{
+		fmt.Sprintf("input     %s", inName),
+		fmt.Sprintf("engine    live (wall clock), units %d-%d, flowlet gap %s, unit capacity %.0f packets/s", minU, maxU, gap, capacity),
+		"latency   the live engine keeps percentiles, not the whole distribution: its CDF is drawn through p50, p99 and p99.9",
+		"oracle    per controller interval: the fewest units whose capacity covers the offered load; handovers per interval are not recorded live",
+	}
+}
+
+// liveReportRun converts a live run for the report: its controller timeline, with the
+// oracle per interval, and the latency CDF through its three percentiles.
+func liveReportRun(name string, s engine.LiveSummary) report.Run {
+	run := report.Run{Name: name}
+	for _, t := range s.Timeline {
+		o := 0
+		if s.Capacity > 0 {
+			o = max(1, int(math.Ceil(t.Offered/s.Capacity-1e-9)))
+		}
+		run.Timeline = append(run.Timeline, report.Point{At: t.At, Offered: t.Offered, Oracle: o, Active: t.Active})
+	}
+	if s.Latency.P50 > 0 {
+		run.Latency = []report.CDFPoint{{Latency: s.Latency.P50, Fraction: 0.5}, {Latency: s.Latency.P99, Fraction: 0.99},
+			{Latency: s.Latency.P999, Fraction: 0.999}}
+	}
+	return run
 }

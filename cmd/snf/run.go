@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	_ "github.com/snf-dev/snf/nf/all"
 	"github.com/snf-dev/snf/port"
 	"github.com/snf-dev/snf/port/pcapfile"
+	"github.com/snf-dev/snf/report"
 	"github.com/snf-dev/snf/store"
 	"github.com/snf-dev/snf/trace"
 )
@@ -104,6 +106,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	ckEvery := fs.Duration("checkpoint", 0, "elastic runs: every unit writes its state (flows, Scoped values) to the store at this interval, in the background (0: never; --recovery: 10ms)")
 	capacity := fs.Float64("capacity", 0, "packets/s one unit sustains for this chain (default: measured at start)")
 	compare := fs.Bool("compare", false, "run every policy on the same input and print one table")
+	reportDir := fs.String("report", "", "elastic runs: write an HTML report (index.html and SVG plots) into this directory")
 	storeURL := fs.String("store", "embedded", "where shared state lives: embedded (in this process) or redis://HOST:PORT[/DB]")
 	batch := fs.Int("batch", engine.DefaultBatch, "packets per batch")
 	packets := fs.Int("packets", 200000, "packets to generate when there is no --in")
@@ -158,6 +161,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *compare && *pol != "" {
 		return &exitError{2, "run: --compare runs every policy; do not give --policy"}
 	}
+	if *reportDir != "" && !elastic {
+		return &exitError{2, "run: --report needs an elastic run (--policy, --units or --compare)"}
+	}
 	if *batch < 1 || *batch > 1<<16 {
 		return &exitError{2, "run: --batch must be between 1 and 65536"}
 	}
@@ -182,7 +188,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return r, linkType, nil
 	}
 	if *compare {
-		return runCompare(ctx, stdout, stderr, spec, open, inName, minU, maxU, *gap, *batch, *capacity, *quiet)
+		return runCompare(ctx, stdout, stderr, spec, open, inName, minU, maxU, *gap, *batch, *capacity, *quiet, *reportDir, args)
 	}
 	r, linkType, err := open()
 	if err != nil {
@@ -269,6 +275,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			}
 			fmt.Fprintf(stdout, "verify    COE holds: the same %d packets as one chain (byte for byte%s), in the same order within each flow, the same final flow states and alerts\n",
 				sum.Written, map[bool]string{true: ", up to the values shared state hands out", false: ""}[sharedValues(spec)])
+		}
+		if *reportDir != "" && runErr == nil {
+			header, row := liveRow(*pol, sum)
+			rep := &report.Report{Title: "snf run: " + *pol, Capacity: sum.Capacity, Header: header, Rows: [][]string{row},
+				Runs: []report.Run{liveReportRun(*pol, sum)}, Command: "snf " + strings.Join(append([]string{"run"}, args...), " "),
+				Notes: liveNotes(inName, minU, maxU, *gap, sum.Capacity)}
+			if err := report.Write(*reportDir, rep); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "report    %s\n", filepath.Join(*reportDir, "index.html"))
 		}
 		if runErr != nil {
 			if errors.Is(runErr, context.Canceled) {

@@ -6,16 +6,20 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/engine"
+	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/policy"
 	"github.com/snf-dev/snf/port"
 	"github.com/snf-dev/snf/port/pcapfile"
+	"github.com/snf-dev/snf/report"
 	"github.com/snf-dev/snf/trace"
 )
 
@@ -37,21 +41,33 @@ p50/p99/p99.9 (departure - arrival, virtual) and the share over --slo, packets d
 full queues, reorderings inside flows, handovers per second, state bytes moved and packets
 billed.
 
-Without --in, the input is generated traffic (--packets packets of --flows concurrent flows)
-whose rate ramps from 0.5 to --peak units' worth of capacity and back down. With --in, a
-pcap or pcapng capture is replayed at --speed times its pace.
+Without --in, the input is a generated data-center workload (the realistic generator of
+'snf trace gen'): web-search flow sizes, a diurnal day compressed into --duration with
+bursts of twice the flow arrival rate on top (50ms, twice a second), on a link sized so
+that the day's peak is --peak units' worth of capacity (before bursts); the input line
+prints it as a gen: spec. With --in, a pcap or pcapng capture, or --in gen:SPEC (a
+generated workload, see 'snf trace gen --help'), is replayed at --speed times its pace.
 
 Without --capacity, a unit's capacity is measured on this machine (engine.Calibrate, the
 median of 5) and rounded down to a power of ten packets/s, so that the same seed prints the
 same tables on a machine despite its noise; the measurement itself is a timing line. Give
 --capacity to pin it.
 
+With --sweep PARAM=V1,V2,... (repeatable: the runs are the product) it runs one policy
+(--policy, default snf) once per combination and prints one row each: unit-seconds and their
+ratio to the oracle, p99 and p99.9, the share over the SLO, drops and handovers per second.
+PARAM is gap (the flowlet gap), target (utilisation), tick, cv or measured (true or false:
+--scale-on-measured).
+
 Examples:
-  snf sim --compare                                 # every policy, generated ramp
+  snf sim --compare                                 # every policy, data-center day
+  snf sim --compare --report out                    # and out/index.html with plots
+  snf sim --sweep gap=100us,500us,2ms --sweep target=0.7,0.8,0.9
   snf sim --policy snf --units 1-64 --peak 40
   snf sim --nfs firewall --in in.pcap --speed 100 --capacity 50000 --compare
   snf sim --policy perflow --cv 1 --cold-start 5ms --slo 500us --seed 7
   snf sim --policy snf --timeline                   # units and load over time
+  snf sim --compare --in gen:fb_hadoop,load=0.3,link=40Gbps,profile=diurnal,duration=2s
 `
 
 // simOptions are the flags of snf sim that shape one run.
@@ -60,10 +76,13 @@ type simOptions struct {
 	gap, tick                 time.Duration
 	speed, capacity, cv, peak float64
 	cold, transfer, rtt, slo  time.Duration
-	bandwidth                 float64
-	queue, batch              int
+	bandwidth, serviceRate    float64
+	queue, batch, scaleOuts   int
+	measured                  bool
+	target                    float64
 	seed                      uint64
-	packets, flows            int
+	packets                   int
+	duration                  time.Duration
 	in                        string
 	spec                      *snf.ChainSpec
 	timeline                  bool
@@ -73,13 +92,14 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := newFlags("sim", simHelp, stderr)
 	chainFile := fs.String("chain", "", "chain file (YAML); see 'snf nfs' for NF configs")
 	nfs := fs.String("nfs", "", "comma-separated NF types with default configs (default nat,firewall when --chain is not given)")
-	in := fs.String("in", "", "input capture, pcap or pcapng (default: generated traffic)")
+	in := fs.String("in", "", "input: a pcap or pcapng capture, or gen:SPEC (default: a generated data-center day)")
 	pol := fs.String("policy", "snf", "allocation policy: snf, perflow, perpacket or static")
 	compare := fs.Bool("compare", false, "run every policy on the same traffic and print one table")
 	units := fs.String("units", "1-16", "pool size: N (1 to N), or MIN-MAX; static uses MAX")
-	gap := fs.Duration("flowlet-gap", 500*time.Microsecond, "flowlet gap δ")
+	gap := fs.Duration("flowlet-gap", 5*time.Millisecond, "flowlet gap δ (chosen by the sweep in BENCHMARKS.md)")
 	speedFlag := fs.String("speed", "1", "virtual pace of --in: a factor > 0 (2 = twice as fast as captured)")
 	capacity := fs.Float64("capacity", 0, "packets/s one unit serves (default: measured, rounded down to a power of ten)")
+	serviceRate := fs.Float64("service-rate", 0, "packets/s a unit really serves, if not --capacity (e.g. to model 'snf run --capacity' with the calibrated speed: -1 measures it)")
 	cv := fs.Float64("cv", 0.5, "coefficient of variation of the service time (lognormal; 0: constant)")
 	cold := fs.Duration("cold-start", time.Millisecond, "time a newly activated unit serves nothing")
 	transfer := fs.Duration("transfer", 5*time.Microsecond, "fixed delay of a state handover (plus bytes / --bandwidth)")
@@ -87,13 +107,20 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	rtt := fs.Duration("store-rtt", 50*time.Microsecond, "perpacket: store round trip every packet pays")
 	slo := fs.Duration("slo", time.Millisecond, "latency objective: the share of packets over it is reported")
 	tick := fs.Duration("tick", 10*time.Millisecond, "controller period (virtual time)")
+	scaleOuts := fs.Int("scale-outs", 1, "most units activated between two ticks")
+	onMeasured := fs.Bool("scale-on-measured", true, "snf, perpacket: grow the pool only when the load measured over the last tick no longer fits at --target (chosen by the sweep in BENCHMARKS.md)")
+	target := fs.Float64("target", 0.85, "utilisation a unit is filled to, in (0,1] (chosen by the sweep in BENCHMARKS.md)")
 	queue := fs.Int("queue", 4096, "packets a unit's queue holds; more are dropped")
 	batch := fs.Int("batch", engine.DefaultBatch, "most packets a unit takes from its queue at once")
 	seed := fs.Uint64("seed", 1, "seed of the service times and of the generated traffic")
-	packets := fs.Int("packets", 1000000, "packets to generate when there is no --in")
-	flows := fs.Int("flows", 2000, "concurrent flows of the generated traffic")
-	peak := fs.Float64("peak", 6, "generated traffic: peak rate, in units' worth of capacity")
+	packets := fs.Int("packets", 0, "stop the input after this many packets (0: no limit)")
+	duration := fs.Duration("duration", time.Second, "generated day (no --in): its length")
+	peak := fs.Float64("peak", 10, "generated day (no --in): the diurnal peak, in units' worth of capacity")
 	timeline := fs.Bool("timeline", false, "print the active units and offered load over time")
+	reportDir := fs.String("report", "", "write an HTML report (index.html and SVG plots) into this directory")
+	reportPNG := fs.Bool("png", false, "--report: PNG plots instead of SVG")
+	var sweeps sweepFlag
+	fs.Var(&sweeps, "sweep", "PARAM=V1,V2,...: run every combination (gap, target, tick, cv, measured); repeatable")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -114,6 +141,8 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return bad("--flowlet-gap must be > 0")
 	case !(*capacity >= 0) || math.IsInf(*capacity, 0):
 		return bad("--capacity must be a number >= 0 (0: measure)")
+	case !(*serviceRate >= 0 || *serviceRate == -1) || math.IsInf(*serviceRate, 0):
+		return bad("--service-rate must be >= 0, or -1 to measure it")
 	case !(*cv >= 0) || math.IsInf(*cv, 0):
 		return bad("--cv must be >= 0")
 	case *cold < 0 || *transfer < 0 || *rtt < 0:
@@ -124,10 +153,22 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return bad("--slo and --tick must be > 0")
 	case *queue < 1 || *batch < 1 || *batch > 1<<16:
 		return bad("--queue must be >= 1 and --batch between 1 and 65536")
-	case *packets < 1 || *flows < 1 || *flows > trace.MaxFlows:
-		return bad("--packets must be >= 1 and --flows between 1 and %d", trace.MaxFlows)
-	case !(*peak > 0) || math.IsInf(*peak, 0):
-		return bad("--peak must be > 0")
+	case *scaleOuts < 1:
+		return bad("--scale-outs must be >= 1")
+	case !(*target > 0 && *target <= 1):
+		return bad("--target must be in (0,1]")
+	case *packets < 0:
+		return bad("--packets must be >= 0 (0: no limit)")
+	case !(*peak > 0) || *peak > 1e6:
+		return bad("--peak must be > 0 (at most 1e6)")
+	case *duration <= 0 || *duration > time.Hour:
+		return bad("--duration must be > 0 and at most 1h")
+	}
+	if len(sweeps) > 0 && *compare {
+		return bad("give --sweep or --compare, not both")
+	}
+	if err := sweeps.check(); err != nil {
+		return bad("%v", err)
 	}
 	var policies []string
 	if *compare {
@@ -144,26 +185,40 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	o := simOptions{minU: minU, maxU: maxU, gap: *gap, tick: *tick, speed: speed, capacity: *capacity, cv: *cv, peak: *peak,
 		cold: *cold, transfer: *transfer, rtt: *rtt, slo: *slo, bandwidth: *bandwidth, queue: *queue, batch: *batch,
-		seed: *seed, packets: *packets, flows: *flows, in: *in, spec: spec, timeline: *timeline}
+		serviceRate: *serviceRate, scaleOuts: *scaleOuts, measured: *onMeasured, target: *target, seed: *seed, packets: *packets, duration: *duration, in: *in, spec: spec, timeline: *timeline}
+	if spec, ok := strings.CutPrefix(o.in, "gen:"); ok {
+		if _, err := trace.ParseWorkload(spec); err != nil {
+			return bad("--in: %v", err)
+		}
+	}
 	var measured float64
-	if o.capacity == 0 {
+	if o.capacity == 0 || o.serviceRate < 0 {
 		if measured, err = measureCapacity(spec); err != nil {
 			return err
 		}
-		o.capacity = roundDownPow10(measured)
-	}
-	inName := "generated traffic"
-	if o.in != "" {
-		inName = o.in
+		if o.capacity == 0 {
+			o.capacity = roundDownPow10(measured)
+		}
+		if o.serviceRate < 0 {
+			o.serviceRate = roundDownPow10(measured)
+		}
 	}
 	names := make([]string, len(spec.NFs))
 	for i, n := range spec.NFs {
 		names[i] = n.Name
 	}
-	fmt.Fprintf(stdout, "input     %s\n", describeInput(o, inName))
-	fmt.Fprintf(stdout, "chain     %s\n", strings.Join(names, " → "))
-	fmt.Fprintf(stdout, "model     units %d-%d, capacity %.0f packets/s (cv %g), queue %d, cold start %s, transfer %s + bytes at %.3g B/s, store rtt %s (perpacket), tick %s, flowlet gap %s, slo %s, seed %d\n",
-		o.minU, o.maxU, o.capacity, o.cv, o.queue, o.cold, o.transfer, o.bandwidth, o.rtt, o.tick, o.gap, o.slo, o.seed)
+	notes := []string{
+		fmt.Sprintf("input     %s", describeInput(o)),
+		fmt.Sprintf("chain     %s", strings.Join(names, " → ")),
+		fmt.Sprintf("model     units %d-%d, capacity %.0f packets/s%s (cv %g), target %g, queue %d, cold start %s, transfer %s + bytes at %.3g B/s, store rtt %s (perpacket), tick %s (up to %d activations each%s), flowlet gap %s, slo %s, seed %d",
+			o.minU, o.maxU, o.capacity, serviceNote(o), o.cv, o.target, o.queue, o.cold, o.transfer, o.bandwidth, o.rtt, o.tick, o.scaleOuts, measuredNote(o), o.gap, o.slo, o.seed),
+	}
+	for _, n := range notes {
+		fmt.Fprintln(stdout, n)
+	}
+	if len(sweeps) > 0 {
+		return runSweep(ctx, stdout, o, *pol, sweeps)
+	}
 	type row struct {
 		name string
 		s    engine.SimSummary
@@ -185,16 +240,23 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			printSimSummary(stdout, name, s, o)
 		}
 	}
+	header := []string{"policy", "units min/mean/max", "unit-s", "oracle", "ratio", "p50", "p99", "p99.9", "over SLO",
+		"dropped", "reorders", "handovers/s", "bytes moved", "billed"}
+	var table [][]string
+	for _, r := range rows {
+		s := r.s
+		table = append(table, []string{r.name, fmt.Sprintf("%d/%.2f/%d", s.UnitsMin, s.UnitsMean, s.UnitsMax),
+			fmt.Sprintf("%.3f", s.UnitSeconds), fmt.Sprintf("%.3f", s.OracleUnitSeconds), fmt.Sprintf("%.2f", s.OracleRatio),
+			s.Latency.P50.String(), s.Latency.P99.String(), s.Latency.P999.String(), fmt.Sprintf("%.2f%%", 100*s.OverSLOFrac),
+			fmt.Sprint(s.Dropped), fmt.Sprint(s.Reorders), fmt.Sprintf("%.0f", s.HandoversPerSec), fmt.Sprint(s.BytesMoved),
+			billed(s.Billed)})
+	}
 	if *compare {
 		fmt.Fprintln(stdout)
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "policy\tunits min/mean/max\tunit-s\toracle\tratio\tp50\tp99\tp99.9\tover SLO\tdropped\treorders\thandovers/s\tbytes moved\tbilled\t")
-		for _, r := range rows {
-			s := r.s
-			fmt.Fprintf(tw, "%s\t%d/%.2f/%d\t%.3f\t%.3f\t%.2f\t%s\t%s\t%s\t%.2f%%\t%d\t%d\t%.0f\t%d\t%s\t\n", r.name,
-				s.UnitsMin, s.UnitsMean, s.UnitsMax, s.UnitSeconds, s.OracleUnitSeconds, s.OracleRatio,
-				s.Latency.P50, s.Latency.P99, s.Latency.P999, 100*s.OverSLOFrac, s.Dropped, s.Reorders,
-				s.HandoversPerSec, s.BytesMoved, billed(s.Billed))
+		fmt.Fprintln(tw, strings.Join(header, "\t")+"\t")
+		for _, r := range table {
+			fmt.Fprintln(tw, strings.Join(r, "\t")+"\t")
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -205,6 +267,17 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 				printTicks(stdout, r.s.Ticks)
 			}
 		}
+	}
+	if *reportDir != "" {
+		rep := &report.Report{Title: "snf sim: " + strings.Join(policies, ", "), Notes: notes, Capacity: o.capacity,
+			SLO: o.slo, Header: header, Rows: table, PNG: *reportPNG, Command: "snf " + strings.Join(append([]string{"sim"}, args...), " ")}
+		for _, r := range rows {
+			rep.Runs = append(rep.Runs, reportRun(r.name, r.s))
+		}
+		if err := report.Write(*reportDir, rep); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "\nreport    %s\n", filepath.Join(*reportDir, "index.html"))
 	}
 	// Timing lines last: everything above is a function of the flags and the seed.
 	fmt.Fprintln(stdout)
@@ -231,7 +304,8 @@ func simOne(ctx context.Context, o simOptions, name string) (engine.SimSummary, 
 	return engine.RunSim(ctx, engine.SimConfig{Spec: o.spec, In: r, Policy: p, MinUnits: o.minU, MaxUnits: o.maxU,
 		FlowletGap: o.gap, Speed: o.speed, Capacity: o.capacity, Tick: o.tick, Batch: o.batch, QueueLimit: o.queue,
 		CV: o.cv, ColdStart: negIfZero(o.cold), TransferBase: negIfZero(o.transfer), Bandwidth: o.bandwidth,
-		StoreRTT: o.rtt, SLO: o.slo, Seed: o.seed})
+		StoreRTT: o.rtt, SLO: o.slo, Seed: o.seed, Target: o.target, ScaleOuts: o.scaleOuts, ServiceRate: o.serviceRate,
+		ScaleOnMeasured: o.measured})
 }
 
 // negIfZero maps a flag's 0 ("none") to the engine's "none" (negative; its 0 is the default).
@@ -242,46 +316,75 @@ func negIfZero(d time.Duration) time.Duration {
 	return d
 }
 
-// rampShape is the generated traffic's rate over time, as a fraction of its peak.
-var rampShape = []float64{0.5, 1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 1, 0.5}
+// dayFrameBytes is the mean frame of the default day's traffic (web-search flows, 20% small
+// data packets, one ACK per two data packets), measured over its first second: what turns
+// --peak units' worth of packets/s into the link rate of the generator.
+const dayFrameBytes = 840
 
-// simInput opens the input: the capture, or the generated ramp.
-func simInput(o simOptions) (port.Reader, error) {
+// daySpec is the default input: a data-center day relative to the unit capacity.
+func daySpec(o simOptions) string {
+	link := o.peak * o.capacity * 8 * dayFrameBytes
+	return fmt.Sprintf("websearch,load=1,link=%.4g,profile=diurnal:min=0.2,max=1+bursts:x=2,len=50ms,rate=2,duration=%s,warmup=200ms,seed=%d",
+		link, o.duration, o.seed)
+}
+
+// inputSpec returns --in, or the default day as a gen: spec.
+func inputSpec(o simOptions) string {
 	if o.in != "" {
-		return pcapfile.Open(o.in)
+		return o.in
 	}
-	cfg := trace.DefaultGenConfig()
-	cfg.Packets, cfg.Flows, cfg.Seed = o.packets, o.flows, o.seed
-	cfg.Hosts = min(max(cfg.Hosts, o.flows/10), trace.MaxHosts)
-	g, err := trace.NewGenerator(cfg)
+	return "gen:" + daySpec(o)
+}
+
+// simInput opens the input: a capture, or a generated workload.
+func simInput(o simOptions) (port.Reader, error) {
+	in := inputSpec(o)
+	if spec, ok := strings.CutPrefix(in, "gen:"); ok {
+		cfg, err := trace.ParseWorkload(spec)
+		if err != nil {
+			return nil, &exitError{2, "sim: --in: " + err.Error()}
+		}
+		if o.packets > 0 {
+			cfg.Packets = o.packets
+		}
+		return trace.NewWorkload(cfg)
+	}
+	r, err := pcapfile.Open(in)
 	if err != nil {
 		return nil, err
 	}
-	rates, step := rampRates(o)
-	return engine.Reshape(g, cfg.Rate, rates, step), nil
+	if o.packets > 0 {
+		return &limitReader{r: r, left: o.packets}, nil
+	}
+	return r, nil
 }
 
-// rampRates returns the generated traffic's rates (packets/s) and the step that spreads
-// o.packets over the ramp.
-func rampRates(o simOptions) ([]float64, time.Duration) {
-	top := slices.Max(rampShape)
-	var sum float64
-	rates := make([]float64, len(rampShape))
-	for i, f := range rampShape {
-		rates[i] = f / top * o.peak * o.capacity
-		sum += rates[i]
-	}
-	step := time.Duration(float64(o.packets) / sum * 1e9)
-	return rates, max(step, time.Microsecond)
+// limitReader stops a reader after a number of packets.
+type limitReader struct {
+	r    port.Reader
+	left int
 }
 
-func describeInput(o simOptions, inName string) string {
-	if o.in != "" {
-		return fmt.Sprintf("%s at speed %g", inName, o.speed)
+func (l *limitReader) Read(p []packet.Packet) (int, error) {
+	if l.left <= 0 {
+		return 0, io.EOF
 	}
-	rates, step := rampRates(o)
-	return fmt.Sprintf("%s: %d packets, %d flows, rate ramping %.0f → %.0f → %.0f packets/s (0.5 → %g → 0.5 units' worth) in steps of %s",
-		inName, o.packets, o.flows, rates[0], slices.Max(rates), rates[len(rates)-1], o.peak, step.Round(time.Microsecond))
+	n, err := l.r.Read(p[:min(len(p), l.left)])
+	l.left -= n
+	return n, err
+}
+
+func (l *limitReader) Close() error { return l.r.Close() }
+
+func describeInput(o simOptions) string {
+	s := fmt.Sprintf("%s at speed %g", inputSpec(o), o.speed)
+	if o.in == "" {
+		s += fmt.Sprintf(" (a data-center day: diurnal peak %g units' worth of %.0f packets/s, bursts of 2× arrivals)", o.peak, o.capacity)
+	}
+	if o.packets > 0 {
+		s += fmt.Sprintf(", first %d packets", o.packets)
+	}
+	return s
 }
 
 // measureCapacity is the median of 5 calibrations.
@@ -338,10 +441,177 @@ func printSimSummary(w io.Writer, name string, s engine.SimSummary, o simOptions
 
 // printTicks prints about 20 of the controller's intervals.
 func printTicks(w io.Writer, ticks []engine.SimSample) {
-	fmt.Fprintln(w, "timeline  at, offered load (packets/s), oracle units, active units:")
+	fmt.Fprintln(w, "timeline  at, offered load (packets/s), oracle units, active units, handovers, share of packets out over the SLO:")
 	step := max(1, len(ticks)/20)
 	for i := 0; i < len(ticks); i += step {
 		t := ticks[i]
-		fmt.Fprintf(w, "  %9s  %12.0f  %4d  %4d %s\n", t.At.Round(time.Millisecond), t.Offered, t.Oracle, t.Active, strings.Repeat("█", min(t.Active, 64)))
+		over := 0.0
+		if t.Out > 0 {
+			over = 100 * float64(t.OverSLO) / float64(t.Out)
+		}
+		fmt.Fprintf(w, "  %9s  %12.0f  %4d  %4d  %6d  %6.2f%% %s\n", t.At.Round(time.Millisecond), t.Offered, t.Oracle, t.Active, t.Handovers, over, strings.Repeat("█", min(t.Active, 64)))
 	}
+}
+
+// sweepFlag is the repeatable --sweep PARAM=V1,V2,... flag.
+type sweepFlag []sweepParam
+
+type sweepParam struct {
+	name string
+	vals []string
+}
+
+func (f *sweepFlag) String() string { return "" }
+
+// Set records the value; check validates it after parsing, so that a bad one is a one-line
+// error like any other flag's.
+func (f *sweepFlag) Set(v string) error {
+	name, list, _ := strings.Cut(v, "=")
+	*f = append(*f, sweepParam{name, strings.Split(list, ",")})
+	return nil
+}
+
+func (f sweepFlag) check() error {
+	for i, p := range f {
+		if p.name == "" || len(p.vals) == 0 || p.vals[0] == "" {
+			return fmt.Errorf("--sweep %q: want PARAM=V1,V2,... (gap, target, tick, cv or measured)", p.name)
+		}
+		for _, q := range f[:i] {
+			if q.name == p.name {
+				return fmt.Errorf("--sweep: %s swept twice", p.name)
+			}
+		}
+		var probe simOptions
+		for _, x := range p.vals {
+			if err := probe.set(p.name, x); err != nil {
+				return fmt.Errorf("--sweep: %v", err)
+			}
+		}
+	}
+	return nil
+}
+
+// set sets one swept parameter of o.
+func (o *simOptions) set(name, v string) error {
+	switch name {
+	case "gap", "tick":
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%s=%q: want a duration > 0", name, v)
+		}
+		if name == "gap" {
+			o.gap = d
+		} else {
+			o.tick = d
+		}
+	case "measured":
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("measured=%q: want true or false", v)
+		}
+		o.measured = b
+	case "target", "cv":
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil || math.IsNaN(x) || x < 0 || (name == "target" && !(x > 0 && x <= 1)) || math.IsInf(x, 0) {
+			return fmt.Errorf("%s=%q: want a number (target in (0,1], cv >= 0)", name, v)
+		}
+		if name == "target" {
+			o.target = x
+		} else {
+			o.cv = x
+		}
+	default:
+		return fmt.Errorf("unknown parameter %q (gap, target, tick, cv or measured)", name)
+	}
+	return nil
+}
+
+// runSweep runs policy name once per combination of the swept values and prints a table.
+func runSweep(ctx context.Context, stdout io.Writer, o simOptions, name string, sweeps sweepFlag) error {
+	combos := [][]string{nil}
+	for _, p := range sweeps {
+		var next [][]string
+		for _, c := range combos {
+			for _, v := range p.vals {
+				next = append(next, append(slices.Clone(c), v))
+			}
+		}
+		combos = next
+	}
+	fmt.Fprintf(stdout, "\nsweep     policy %s, %d runs\n", name, len(combos))
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	head := ""
+	for _, p := range sweeps {
+		head += p.name + "\t"
+	}
+	fmt.Fprintln(tw, head+"units mean/max\tunit-s\tratio\tp99\tp99.9\tover SLO\tdropped\thandovers/s\tbytes moved\t")
+	var walls []time.Duration
+	var pkts []uint64
+	for _, c := range combos {
+		oc := o
+		line := ""
+		for i, p := range sweeps {
+			if err := oc.set(p.name, c[i]); err != nil {
+				return err
+			}
+			line += c[i] + "\t"
+		}
+		s, err := simOne(ctx, oc, name)
+		if err != nil {
+			if errors.Is(err, context.Canceled) {
+				return &exitError{130, "interrupted"}
+			}
+			return err
+		}
+		if s.InputErr != nil {
+			return s.InputErr
+		}
+		fmt.Fprintf(tw, "%s%.2f/%d\t%.3f\t%.2f\t%s\t%s\t%.2f%%\t%d\t%.0f\t%d\t\n", line, s.UnitsMean, s.UnitsMax, s.UnitSeconds,
+			s.OracleRatio, s.Latency.P99, s.Latency.P999, 100*s.OverSLOFrac, s.Dropped, s.HandoversPerSec, s.BytesMoved)
+		walls, pkts = append(walls, s.Wall), append(pkts, s.Packets)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout)
+	var total time.Duration
+	var n uint64
+	for i := range walls {
+		total += walls[i]
+		n += pkts[i]
+	}
+	fmt.Fprintf(stdout, "timing    %d runs: %s wall, %.0f simulated packets/s\n", len(walls), total.Round(time.Millisecond), float64(n)/total.Seconds())
+	return nil
+}
+
+// reportRun converts a simulated run for the report.
+func reportRun(name string, s engine.SimSummary) report.Run {
+	run := report.Run{Name: name}
+	var prev time.Duration
+	for _, t := range s.Ticks {
+		hps := 0.0
+		if dt := t.At - prev; dt > 0 {
+			hps = float64(t.Handovers) / dt.Seconds()
+		}
+		prev = t.At
+		run.Timeline = append(run.Timeline, report.Point{At: t.At, Offered: t.Offered, Oracle: t.Oracle, Active: t.Active, Handovers: hps})
+	}
+	for _, c := range s.LatencyCDF {
+		run.Latency = append(run.Latency, report.CDFPoint{Latency: c.Value, Fraction: c.Fraction})
+	}
+	return run
+}
+
+func serviceNote(o simOptions) string {
+	if o.serviceRate > 0 {
+		return fmt.Sprintf(" planned, serving %.0f", o.serviceRate)
+	}
+	return ""
+}
+
+func measuredNote(o simOptions) string {
+	if o.measured {
+		return ", only when the measured load needs them"
+	}
+	return ""
 }

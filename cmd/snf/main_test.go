@@ -400,6 +400,7 @@ func TestRunFailVerify(t *testing.T) {
 		{"run", "--fail", "unit=7@10", "--units", "4"},
 		{"run", "--fail", "unit=1"},
 		{"run", "--fail", "reboot=1@10"},
+		{"run", "--compare", "--verify"},
 	} {
 		code, _, stderr := runSnf(bad...)
 		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {

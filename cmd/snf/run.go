@@ -187,6 +187,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		return r, linkType, nil
 	}
+	if *compare && (len(faults) > 0 || *verify || *recovery) {
+		return &exitError{2, "run: --compare runs every policy once: --fail, --recovery and --verify apply to one policy (--policy)"}
+	}
 	if *compare {
 		return runCompare(ctx, stdout, stderr, spec, open, inName, minU, maxU, *gap, *batch, *capacity, *quiet, *reportDir, args)
 	}

@@ -466,7 +466,9 @@ func (s *Scoped[K, T, PT]) appendChanges(b []byte, full bool) ([]byte, error) {
 		return true
 	}
 	if full {
-		for i := s.head; i >= 0 && err == nil; i = s.items.at(i).next {
+		// Oldest first: a restore inserts each value before those of an equal time, so the
+		// least recently used order comes back, ties included.
+		for i := s.tail; i >= 0 && err == nil; i = s.items.at(i).prev {
 			put(i)
 		}
 	} else {
@@ -568,8 +570,8 @@ func (s *Scoped[K, T, PT]) applyChanges(b []byte) error {
 // expiry (from the tail) stays in time order.
 func (s *Scoped[K, T, PT]) linkByLast(i int32) {
 	it := s.items.at(i)
-	if s.tail < 0 || s.items.at(s.tail).last >= it.last {
-		// The oldest (values come oldest last from a full record): new tail.
+	if s.tail < 0 || s.items.at(s.tail).last > it.last {
+		// Older than every value: new tail.
 		it.next, it.prev = -1, s.tail
 		if s.tail >= 0 {
 			s.items.at(s.tail).next = i

@@ -84,8 +84,9 @@ type LiveSummary struct {
 	// their replacements; Duplicates the outputs the egress dropped as already written;
 	// StateDuplicates the handover states dropped as delivered before.
 	Failures, Replayed, Duplicates, StateDuplicates uint64
-	// AlertDuplicates counts alerts raised again by replayed packets (not passed on).
-	AlertDuplicates uint64
+	// AlertDuplicates counts alerts raised again by replayed packets (not passed on);
+	// ZombieStates the states sent by units after they were replaced (dropped).
+	AlertDuplicates, ZombieStates uint64
 	// RecoveryTime is the time from a unit's failure to its replacement's first replayed
 	// batch processed (written at the egress).
 	RecoveryTime Percentiles
@@ -122,10 +123,11 @@ func (s LiveSummary) PPS() float64 {
 const batchesPerUnit = 16
 
 type liveUnit struct {
-	u     *unit.Unit
-	free  chan *unit.Batch
-	cur   *unit.Batch
-	chain *snf.Chain
+	u      *unit.Unit
+	free   chan *unit.Batch
+	cur    *unit.Batch
+	chain  *snf.Chain
+	closed bool // In is closed (the run's end, or the unit was replaced)
 }
 
 // live is one elastic run's engine state, driven by the root's goroutine.
@@ -134,21 +136,25 @@ type live struct {
 	now int64 // the latest packet time dispatched
 	ctl *control.Controller
 
-	aliasMu    sync.Mutex
-	aliases    []snf.AliasNote // reported by units, not yet applied
-	learning   []snf.AliasNote // the root goroutine's copy
-	hasAliases atomic.Bool
-	units      []*liveUnit
-	pool       *policy.Pool
-	egress     chan *unit.Batch
-	start      time.Time
-	st         store.Store
-	wg         sync.WaitGroup
-	mail       []*mailbox      // by slot, for the whole run
-	quit       []chan struct{} // by slot: stops the current forwarder
-	fwdDone    []chan struct{}
-	hid        uint64 // handover ids
-	fatal      error  // a recovery that failed: the run stops
+	aliasMu      sync.Mutex
+	aliases      []snf.AliasNote // reported by units, not yet applied
+	learning     []snf.AliasNote // the root goroutine's copy
+	hasAliases   atomic.Bool
+	units        []*liveUnit
+	pool         *policy.Pool
+	egress       chan *unit.Batch
+	start        time.Time
+	st           store.Store
+	wg           sync.WaitGroup
+	mail         []*mailbox      // by slot, for the whole run
+	quit         []chan struct{} // by slot: stops the current forwarder
+	fwdDone      []chan struct{}
+	hid          uint64 // handover ids
+	genMu        sync.RWMutex
+	gen          []uint64 // by slot: the generation of the unit in it (recovery)
+	zombieStates atomic.Uint64
+	closing      bool  // the run is ending: units' inputs are being closed
+	fatal        error // a recovery that failed: the run stops
 
 	// Recovery (nil log: off).
 	log        *replay.Log
@@ -170,7 +176,21 @@ type live struct {
 
 // SendState implements unit.Transport. It never blocks: two units that ship many flows to
 // each other at once would otherwise wait on each other's full queues.
-func (l *live) SendState(to int, s unit.State) { l.mail[to].put(s) }
+func (l *live) SendState(to int, s unit.State) {
+	if l.log == nil {
+		l.mail[to].put(s)
+		return
+	}
+	// A unit replaced while it finished a batch must not send on: its replacement replays
+	// that batch, and a state arriving after its handover was settled would wait for ever.
+	l.genMu.RLock()
+	if s.Gen == l.gen[s.From] {
+		l.mail[to].put(s)
+	} else {
+		l.zombieStates.Add(1)
+	}
+	l.genMu.RUnlock()
+}
 
 // SendAliases implements unit.AliasSink: the notes wait for the root's goroutine, which
 // applies them before it dispatches its next input batch.
@@ -270,6 +290,12 @@ func (l *live) flush(u int) {
 	if lu.cur == nil {
 		return
 	}
+	if lu.closed || l.fatal != nil {
+		// A run that failed for good (a recovery that could not restore): the batch is not
+		// sent; the run stops and reports why.
+		lu.cur = nil
+		return
+	}
 	full := false
 	if l.log != nil {
 		full = l.logBatch(u, lu.cur)
@@ -278,7 +304,7 @@ func (l *live) flush(u int) {
 	lu.cur.Stamp = time.Now().UnixNano()
 	lu.u.In <- lu.cur
 	lu.cur = nil
-	if full {
+	if full && !l.closing {
 		if err := l.waitRoom(); err != nil && l.fatal == nil {
 			l.fatal = err
 		}
@@ -355,6 +381,11 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	if len(cfg.Faults) > 0 && !cfg.Recovery {
 		return LiveSummary{}, errNoRecovery
 	}
+	if cfg.Recovery && cfg.Policy.PerPacket() {
+		// Its flow state lives in the store, written back per packet untagged: a replay
+		// would apply packets twice.
+		return LiveSummary{}, errors.New("recovery does not support the perpacket policy (its flow state is written per packet without tags)")
+	}
 	if cfg.Recovery {
 		if cfg.Checkpoint <= 0 {
 			cfg.Checkpoint = 10 * time.Millisecond
@@ -371,7 +402,8 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	}
 	var alerts *alertDedup
 	if cfg.Recovery {
-		alerts = &alertDedup{next: cfg.Alerts, cur: map[alertKey]struct{}{}}
+		alerts = &alertDedup{next: cfg.Alerts, cur: map[alertKey]struct{}{},
+			gen: max(1<<16, 2*(cfg.LogPackets+cfg.MaxUnits*batchesPerUnit*cfg.Batch))}
 		cfg.Alerts = alerts
 	}
 	n := cfg.MaxUnits
@@ -388,7 +420,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	if cfg.Recovery {
 		l.log = replay.NewLog(cfg.LogBytes, cfg.LogPackets, n)
 		l.log.OnTrim = l.onTrim
-		l.seqs, l.sentB, l.lastProg = make([]uint64, n), make([]uint64, n), make([]uint64, n)
+		l.seqs, l.sentB, l.lastProg, l.gen = make([]uint64, n), make([]uint64, n), make([]uint64, n), make([]uint64, n)
 		l.stuckSince, l.ckAsked, l.failAt = make([]time.Time, n), make([]time.Time, n), make([]atomic.Int64, n)
 	}
 	l.ctl = control.New(control.Config{MinUnits: cfg.MinUnits, MaxUnits: cfg.MaxUnits, Target: cfg.Target,
@@ -481,6 +513,9 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			if len(l.faults) > 0 && l.fatal == nil {
 				l.fatal = l.applyFaults(idx, time.Duration(batch[i].Time-first))
 			}
+			if l.fatal != nil {
+				break
+			}
 			r.Dispatch(&batch[i], l)
 		}
 		if l.fatal != nil {
@@ -505,17 +540,29 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			break
 		}
 	}
+	// Flush every unit before closing any: a flush may wait for room in the log, which
+	// needs the other units' checkpoints.
 	for u := range l.units {
 		l.flush(u)
-		close(l.units[u].u.In)
+	}
+	l.closing = true
+	for _, lu := range l.units {
+		if l.fatal != nil {
+			// A unit could not be recovered: states it owed the others never come; stop
+			// them all (the error says why the output is short).
+			lu.u.Kill()
+		}
+		if !lu.closed {
+			close(lu.u.In)
+			lu.closed = true
+		}
 	}
 	l.wg.Wait()
 	if l.fatal != nil && runErr == nil {
 		runErr = l.fatal
 	}
 	for u := range l.units {
-		close(l.quit[u])
-		<-l.fwdDone[u]
+		l.stopForwarder(u)
 	}
 	for _, w := range l.writers {
 		_ = w.Close() // a failed write is counted in CheckpointErrors; the run's output is whole
@@ -590,6 +637,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	if alerts != nil {
 		s.AlertDuplicates = alerts.dups
 	}
+	s.ZombieStates = l.zombieStates.Load()
 	for _, m := range l.mail {
 		s.StateDuplicates += m.dups
 	}

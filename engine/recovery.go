@@ -213,6 +213,9 @@ func (l *live) updateCovered() {
 // batches is free: otherwise it has work queued, and the next try asks again).
 func (l *live) requestCheckpoint(v int) {
 	lv := l.units[v]
+	if lv.closed {
+		return
+	}
 	select {
 	case b := <-lv.free:
 		b.Reset()
@@ -241,6 +244,9 @@ func (l *live) onTrim(e *replay.Entry) {
 // checkFailures declares failed the units that have work waiting and processed nothing for
 // FailTimeout, and recovers them.
 func (l *live) checkFailures(now time.Time) error {
+	if l.closing {
+		return nil
+	}
 	for u, lu := range l.units {
 		p := lu.u.Processed()
 		if l.sentB[u] <= p || p != l.lastProg[u] {
@@ -265,12 +271,17 @@ func (l *live) checkFailures(now time.Time) error {
 func (l *live) recover(u int, why string) error {
 	start := time.Now()
 	old := l.units[u]
+	l.genMu.Lock() // from here on, states the old unit sends are dropped
+	l.gen[u]++
 	old.u.Kill()
-	close(l.quit[u])
-	<-l.fwdDone[u]
+	l.genMu.Unlock()
+	l.stopForwarder(u)
 	close(old.u.In) // the old goroutine hands its queued batches back and ends
+	old.closed = true
 	_ = l.writers[u].Close()
-	durable := l.writers[u].Stats().Durable // what the store acknowledged
+	// What the store acknowledged: the last writer's records, or what an earlier writer of
+	// the slot got covered (a replacement that fails before its first record).
+	durable := max(l.writers[u].Stats().Durable, l.log.CoveredAt(u))
 
 	// Load the records; while the store is out of reach a read may serve an older head: load
 	// again until the records reach the position the store acknowledged.
@@ -301,6 +312,7 @@ func (l *live) recover(u int, why string) error {
 		return err
 	}
 	nu.u.SetPosition(pos)
+	nu.u.Gen = l.gen[u]
 	// Fresh batches: the old unit may hold its own for a while (a straggler wakes up later to
 	// hand them back), and the replay must not wait for them. The batch being filled goes
 	// to the new unit.
@@ -366,6 +378,17 @@ func (l *live) restore(u int) (*snf.Chain, uint64, error) {
 	return chain, pos, nil
 }
 
+// stopForwarder stops slot u's mailbox forwarder, if it runs, and waits for it.
+func (l *live) stopForwarder(u int) {
+	select {
+	case <-l.quit[u]:
+		return // stopped before
+	default:
+	}
+	close(l.quit[u])
+	<-l.fwdDone[u]
+}
+
 // newChain builds unit slot u's chain.
 func (l *live) newChain(u int) (*snf.Chain, error) {
 	return snf.NewChain(l.cfg.Spec, snf.ChainOptions{Store: l.st, Unit: uint32(u), Alerts: l.cfg.Alerts,
@@ -377,11 +400,14 @@ var errNoRecovery = errors.New("faults need LiveConfig.Recovery (snf run --fail 
 
 // alertDedup passes each alert on once: a replayed packet raises its alerts again. An alert
 // is known by its packet's clock, NF, rule and flow. Memory is bounded: two generations of
-// at most alertGen alerts, older than anything a replay can repeat.
+// at most gen alerts; a generation holds the alerts of at least as many packets as a replay
+// can repeat (the log's bound and the batches in flight), so that nothing a replay repeats
+// has left both.
 type alertDedup struct {
 	next      snf.AlertSink
 	mu        sync.Mutex
 	cur, prev map[alertKey]struct{}
+	gen       int
 	dups      uint64
 }
 
@@ -390,8 +416,6 @@ type alertKey struct {
 	nf, rule string
 	flow     packet.Key
 }
-
-const alertGen = 1 << 16
 
 func (d *alertDedup) Alert(a *snf.Alert) {
 	k := alertKey{a.Clock, a.NF, a.Rule, a.Flow}
@@ -405,7 +429,7 @@ func (d *alertDedup) Alert(a *snf.Alert) {
 		d.mu.Unlock()
 		return
 	}
-	if len(d.cur) >= alertGen {
+	if len(d.cur) >= d.gen {
 		d.prev, d.cur = d.cur, make(map[alertKey]struct{})
 	}
 	d.cur[k] = struct{}{}

@@ -136,11 +136,16 @@ func (w *Writer) run() {
 	}
 }
 
-// write stores a record, then moves head (and base) to it, so that a reader never sees a
-// head whose record is missing.
+// write stores a record, then moves head to it, then (a full one) base, so that a reader
+// never sees a head whose record is missing nor a base beyond head: with head moved and base
+// not yet, base..head still rebuilds the state (the full record last).
 func (w *Writer) write(j *job) {
 	seq := w.seq + 1
 	if err := w.t.Set(w.key(strconv.FormatUint(seq, 10)), j.rec); err != nil {
+		w.fail(err)
+		return
+	}
+	if err := w.t.Set(w.key("head"), []byte(strconv.FormatUint(seq, 10))); err != nil {
 		w.fail(err)
 		return
 	}
@@ -149,10 +154,6 @@ func (w *Writer) write(j *job) {
 			w.fail(err)
 			return
 		}
-	}
-	if err := w.t.Set(w.key("head"), []byte(strconv.FormatUint(seq, 10))); err != nil {
-		w.fail(err)
-		return
 	}
 	if j.full {
 		for s := w.base; s > 0 && s < seq; s++ {

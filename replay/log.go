@@ -166,6 +166,9 @@ func (l *Log) Over() bool {
 	return l.n > 1 && (l.bytes > l.maxBytes || l.packets > l.maxPackets)
 }
 
+// CoveredAt returns the position unit's checkpoints are known to cover (Covered).
+func (l *Log) CoveredAt(unit int) uint64 { return l.covered[unit] }
+
 // Blocking returns the unit whose uncovered batch is at the log's head (the one to ask for
 // a checkpoint when the log is full), or -1 when the log is empty.
 func (l *Log) Blocking() int {

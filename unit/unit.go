@@ -99,6 +99,9 @@ type State struct {
 	Data []byte
 	Sent int64  // wall time (Unix ns) it was sent
 	Hid  uint64 // the handover's id (the Marker's)
+	// Gen is the sending unit's Gen (local to the process: not on the wire): an engine
+	// drops states of a unit it replaced, which may still finish the batch it was in.
+	Gen uint64
 }
 
 // Transport carries a unit's messages.
@@ -176,6 +179,7 @@ type outgoing struct {
 // Unit is one compute unit.
 type Unit struct {
 	ID    int
+	Gen   uint64 // the engine's generation of the unit in slot ID (copied into its States)
 	Chain *snf.Chain
 	In    chan *Batch
 	State chan State
@@ -543,7 +547,7 @@ func (u *Unit) ship(k packet.Key, flow uint64, to int, hid uint64) {
 	}
 	u.stats.HandoversOut++
 	u.stats.BytesMoved += uint64(len(data))
-	u.outbox = append(u.outbox, outgoing{to, State{Key: k, Flow: flow, From: u.ID, Data: data, Hid: hid}})
+	u.outbox = append(u.outbox, outgoing{to, State{Key: k, Flow: flow, From: u.ID, Data: data, Hid: hid, Gen: u.Gen}})
 }
 
 // flushOutbox sends the states shipped so far. Never while a batch is half processed: a

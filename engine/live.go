@@ -100,6 +100,34 @@ type LiveSummary struct {
 	InputErr                error
 }
 
+// addChain adds a unit's chain's counters and billing to the summary.
+func (s *LiveSummary) addChain(c *snf.Chain) {
+	cs := c.Stats()
+	s.Chain.In += cs.In
+	s.Chain.Out += cs.Out
+	s.Chain.Dropped += cs.Dropped
+	s.Chain.Emitted += cs.Emitted
+	s.Chain.Alerts += cs.Alerts
+	s.Chain.NonIP += cs.NonIP
+	s.Chain.Malformed += cs.Malformed
+	s.bill(c)
+}
+
+// bill adds the packets c's NFs handled to the summary's billing.
+func (s *LiveSummary) bill(c *snf.Chain) {
+	for j, rep := range c.Report() {
+		if j >= len(s.Billed) {
+			s.Billed = append(s.Billed, NFBill{Name: rep.Name})
+		}
+		s.Billed[j].Packets += rep.Stats.In
+	}
+}
+
+// setControl copies what the controller recorded.
+func (s *LiveSummary) setControl(cs control.Summary) {
+	s.UnitSeconds, s.UnitsMin, s.UnitsMax, s.UnitsMean, s.Timeline = cs.UnitSeconds, cs.UnitsMin, cs.UnitsMax, cs.UnitsMean, cs.Timeline
+}
+
 // NFBill is the packets billed to one NF instance (summed over units).
 type NFBill struct {
 	Name    string
@@ -591,12 +619,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	s.Capacity = cfg.Capacity
 	var waits, held durations
 	for _, c := range l.oldChains { // failed units: what they processed is billed too
-		for j, rep := range c.Report() {
-			if j >= len(s.Billed) {
-				s.Billed = append(s.Billed, NFBill{Name: rep.Name})
-			}
-			s.Billed[j].Packets += rep.Stats.In
-		}
+		s.bill(c)
 	}
 	for _, lu := range l.units {
 		us := lu.u.Stats()
@@ -610,24 +633,10 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			held.add(w)
 		}
 		s.Held += us.Held
-		cs := lu.chain.Stats()
-		s.Chain.In += cs.In
-		s.Chain.Out += cs.Out
-		s.Chain.Dropped += cs.Dropped
-		s.Chain.Emitted += cs.Emitted
-		s.Chain.Alerts += cs.Alerts
-		s.Chain.NonIP += cs.NonIP
-		s.Chain.Malformed += cs.Malformed
-		for j, rep := range lu.chain.Report() {
-			if j >= len(s.Billed) {
-				s.Billed = append(s.Billed, NFBill{Name: rep.Name})
-			}
-			s.Billed[j].Packets += rep.Stats.In
-		}
+		s.addChain(lu.chain)
 	}
 	s.HandoverWait, s.HeldWait = waits.percentiles(), held.percentiles()
-	cs := l.ctl.Summary()
-	s.UnitSeconds, s.UnitsMin, s.UnitsMax, s.UnitsMean, s.Timeline = cs.UnitSeconds, cs.UnitsMin, cs.UnitsMax, cs.UnitsMean, cs.Timeline
+	s.setControl(l.ctl.Summary())
 	s.Evacuated = rs.Evacuated
 	if l.log != nil {
 		ls := l.log.Stats()

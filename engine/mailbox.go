@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 
@@ -76,15 +77,7 @@ func (m *mailbox) restart() {
 	for _, s := range m.retained {
 		m.q = append(m.q, s)
 	}
-	slices.SortFunc(m.q, func(a, b unit.State) int {
-		switch {
-		case a.Hid < b.Hid:
-			return -1
-		case a.Hid > b.Hid:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(m.q, func(a, b unit.State) int { return cmp.Compare(a.Hid, b.Hid) })
 	m.mu.Unlock()
 	select {
 	case m.wake <- struct{}{}:

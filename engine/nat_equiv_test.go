@@ -24,25 +24,8 @@ func runStore(t *testing.T, st store.Store) store.Store {
 	if st == nil {
 		return nil
 	}
-	return prefixed{st, t.Name()}
+	return testtrace.Namespaced(st, t.Name())
 }
-
-// prefixed puts every object of a run under its own namespace.
-type prefixed struct {
-	store.Store
-	pre string
-}
-
-func (p prefixed) Pool(ns, name string, lo, hi uint32) (store.Pool, error) {
-	return p.Store.Pool(p.pre+"/"+ns, name, lo, hi)
-}
-func (p prefixed) Counters(ns, name string) (store.Counters, error) {
-	return p.Store.Counters(p.pre+"/"+ns, name)
-}
-func (p prefixed) Table(ns, name string) (store.Table, error) {
-	return p.Store.Table(p.pre+"/"+ns, name)
-}
-func (p prefixed) Close() error { return nil }
 
 // mapping is one NAT translation of the one-unit run: the inside flow and the port it got.
 type mapping struct {

@@ -224,33 +224,42 @@ func (h *events) pop() event {
 	return e
 }
 
-// ring is a growable FIFO of queue entries: a packet slot (>= 0) or a control (^index).
-type ring struct {
-	buf        []int32
+// fifo is a growable ring-buffer queue.
+type fifo[T any] struct {
+	buf        []T
 	head, size int
 }
 
-func (r *ring) push(v int32) {
-	if r.size == len(r.buf) {
-		nb := make([]int32, max(16, 2*len(r.buf)))
-		for i := range r.size {
-			nb[i] = r.buf[(r.head+i)%len(r.buf)]
+func (q *fifo[T]) push(v T) {
+	if q.size == len(q.buf) {
+		nb := make([]T, max(16, 2*len(q.buf)))
+		for i := range q.size {
+			nb[i] = q.buf[(q.head+i)%len(q.buf)]
 		}
-		r.buf, r.head = nb, 0
+		q.buf, q.head = nb, 0
 	}
-	r.buf[(r.head+r.size)%len(r.buf)] = v
-	r.size++
+	q.buf[(q.head+q.size)%len(q.buf)] = v
+	q.size++
 }
 
-func (r *ring) pop() int32 {
-	v := r.buf[r.head]
-	r.head++
-	if r.head == len(r.buf) {
-		r.head = 0
-	}
-	r.size--
+func (q *fifo[T]) front() *T { return &q.buf[q.head] }
+
+func (q *fifo[T]) pop() T {
+	v := q.buf[q.head]
+	q.drop()
 	return v
 }
+
+func (q *fifo[T]) drop() {
+	q.head++
+	if q.head == len(q.buf) {
+		q.head = 0
+	}
+	q.size--
+}
+
+// ring is a unit's queue of entries: a packet slot (>= 0) or a control (^index).
+type ring = fifo[int32]
 
 // output is a packet that left a unit's chain, waiting for its departure.
 type output struct {
@@ -259,32 +268,7 @@ type output struct {
 }
 
 // outq is a unit's outputs in order of departure (a unit serves in order).
-type outq struct {
-	buf        []output
-	head, size int
-}
-
-func (q *outq) push(o output) {
-	if q.size == len(q.buf) {
-		nb := make([]output, max(16, 2*len(q.buf)))
-		for i := range q.size {
-			nb[i] = q.buf[(q.head+i)%len(q.buf)]
-		}
-		q.buf, q.head = nb, 0
-	}
-	q.buf[(q.head+q.size)%len(q.buf)] = o
-	q.size++
-}
-
-func (q *outq) front() *output { return &q.buf[q.head] }
-
-func (q *outq) drop() {
-	q.head++
-	if q.head == len(q.buf) {
-		q.head = 0
-	}
-	q.size--
-}
+type outq = fifo[output]
 
 // Control kinds in a unit's queue.
 const (
@@ -1168,23 +1152,9 @@ func (s *sim) summary() SimSummary {
 		if u.chain == nil {
 			continue
 		}
-		cs := u.chain.Stats()
-		ls.Chain.In += cs.In
-		ls.Chain.Out += cs.Out
-		ls.Chain.Dropped += cs.Dropped
-		ls.Chain.Emitted += cs.Emitted
-		ls.Chain.Alerts += cs.Alerts
-		ls.Chain.NonIP += cs.NonIP
-		ls.Chain.Malformed += cs.Malformed
-		for j, rep := range u.chain.Report() {
-			if j >= len(ls.Billed) {
-				ls.Billed = append(ls.Billed, NFBill{Name: rep.Name})
-			}
-			ls.Billed[j].Packets += rep.Stats.In
-		}
+		ls.addChain(u.chain)
 	}
-	cs := s.ctl.Summary()
-	ls.UnitSeconds, ls.UnitsMin, ls.UnitsMax, ls.UnitsMean, ls.Timeline = cs.UnitSeconds, cs.UnitsMin, cs.UnitsMax, cs.UnitsMean, cs.Timeline
+	ls.setControl(s.ctl.Summary())
 	span := s.end - s.t0
 	ls.Elapsed = time.Duration(span)
 

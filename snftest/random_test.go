@@ -110,7 +110,7 @@ func TestRandomFaults(t *testing.T) {
 					sc := Scenario{Name: fmt.Sprint(faults), NFs: chains[ci].nfs, Policy: pol, Units: units, Mode: chains[ci].mode, Faults: faults}
 					var opt Options
 					if st != nil {
-						opt.Store = namespaced(st, fmt.Sprintf("%s/%d", t.Name(), runs))
+						opt.Store = testtrace.Namespaced(st, fmt.Sprintf("%s/%d", t.Name(), runs))
 					}
 					runs++
 					rep := Run(context.Background(), sc, frames, refs[ci], opt)
@@ -135,26 +135,3 @@ func TestRandomFaults(t *testing.T) {
 	}
 	t.Logf("%d runs in all", total)
 }
-
-// namespaced puts every object of a run under its own namespace of st (runs must not share
-// a pool, nor checkpoints).
-func namespaced(st store.Store, pre string) store.Store { return prefixed{st, pre} }
-
-type prefixed struct {
-	store.Store
-	pre string
-}
-
-func (p prefixed) Pool(ns, name string, lo, hi uint32) (store.Pool, error) {
-	return p.Store.Pool(p.pre+"/"+ns, name, lo, hi)
-}
-func (p prefixed) Counters(ns, name string) (store.Counters, error) {
-	return p.Store.Counters(p.pre+"/"+ns, name)
-}
-func (p prefixed) Table(ns, name string) (store.Table, error) {
-	return p.Store.Table(p.pre+"/"+ns, name)
-}
-func (p prefixed) Registers(ns, name string) (store.Registers, error) {
-	return p.Store.(store.RegistersStore).Registers(p.pre+"/"+ns, name)
-}
-func (p prefixed) Close() error { return nil }

@@ -55,13 +55,9 @@ func (s *Embedded) Counters(ns, name string) (Counters, error) {
 	if s.closed {
 		return nil, ErrClosed
 	}
-	k := objKey(ns, name)
-	c, ok := s.counts[k]
-	if !ok {
-		c = &memCounters{m: map[uint64]int64{}, seen: newTagWindow(DedupWindowOps)}
-		s.counts[k] = c
-	}
-	return c, nil
+	return opened(s.counts, objKey(ns, name), func() *memCounters {
+		return &memCounters{m: map[uint64]int64{}, seen: newTagWindow(DedupWindowOps)}
+	}), nil
 }
 
 // Table implements Store.
@@ -71,14 +67,22 @@ func (s *Embedded) Table(ns, name string) (Table, error) {
 	if s.closed {
 		return nil, ErrClosed
 	}
-	k := objKey(ns, name)
-	t, ok := s.tables[k]
-	if !ok {
-		t = &memTable{m: map[string][]byte{}}
+	return opened(s.tables, objKey(ns, name), func() *memTable {
+		t := &memTable{m: map[string][]byte{}}
 		t.ver.Store(1) // never 0: a holder starting from 0 sees a change at its first look
-		s.tables[k] = t
+		return t
+	}), nil
+}
+
+// opened returns the object m holds under k, made by mk the first time it is asked for (the
+// caller holds the lock that guards m): opening an object twice gives the same object.
+func opened[T any](m map[string]T, k string, mk func() T) T {
+	v, ok := m[k]
+	if !ok {
+		v = mk()
+		m[k] = v
 	}
-	return t, nil
+	return v
 }
 
 // Close implements Store.

@@ -383,17 +383,13 @@ func (s *Redis) Counters(ns, name string) (Counters, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	k := objKey(ns, name)
+	k, pre := objKey(ns, name), objTag(ns, name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.counts[k]
-	if !ok {
-		pre := objTag(ns, name)
-		c = &redisCounters{s: s, name: k, keys: []string{pre + "c", pre + "cseen"},
+	return opened(s.counts, k, func() *redisCounters {
+		return &redisCounters{s: s, name: k, keys: []string{pre + "c", pre + "cseen"},
 			window: strconv.FormatInt(s.o.DedupWindow.Milliseconds(), 10)}
-		s.counts[k] = c
-	}
-	return c, nil
+	}), nil
 }
 
 // Table implements Store.
@@ -401,23 +397,20 @@ func (s *Redis) Table(ns, name string) (Table, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	k := objKey(ns, name)
+	k, pre := objKey(ns, name), objTag(ns, name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t, ok := s.tables[k]
-	if !ok {
-		pre := objTag(ns, name)
-		t = &redisTable{s: s, name: k, prefix: pre + "t:", verKey: pre + "tver",
+	return opened(s.tables, k, func() *redisTable {
+		t := &redisTable{s: s, name: k, prefix: pre + "t:", verKey: pre + "tver",
 			m: map[string]tEntry{}, lw: map[string]lastWrite{}, tverSeen: -1}
 		t.ver.Store(1) // never 0: a holder starting from 0 sees a change at its first look
 		t.needArm.Store(true)
-		s.tables[k] = t
 		s.tmu.Lock()
 		s.byPrefix[t.prefix] = t
 		s.tmu.Unlock()
 		s.kickArm()
-	}
-	return t, nil
+		return t
+	}), nil
 }
 
 // onInvalidations runs on the client library's reader: keys that another client (or this

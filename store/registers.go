@@ -52,12 +52,9 @@ func (s *Embedded) Registers(ns, name string) (Registers, error) {
 		s.regs = map[string]*memRegisters{}
 	}
 	k := objKey(ns, name)
-	r, ok := s.regs[k]
-	if !ok {
-		r = &memRegisters{name: k, m: map[string][]byte{}, done: map[Tag]regResult{}}
-		s.regs[k] = r
-	}
-	return r, nil
+	return opened(s.regs, k, func() *memRegisters {
+		return &memRegisters{name: k, m: map[string][]byte{}, done: map[Tag]regResult{}}
+	}), nil
 }
 
 // regResult is the result of a tagged register operation, kept to answer a repeat.

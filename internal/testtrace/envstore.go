@@ -34,8 +34,12 @@ func envStore(tb testing.TB) store.Store {
 	if envErr != nil {
 		tb.Fatalf("%s=%s: %v", StoreEnv, url, envErr)
 	}
-	return &prefixed{Store: envSt, pre: fmt.Sprintf("t%d-%d", os.Getpid(), envSeq.Add(1))}
+	return Namespaced(envSt, fmt.Sprintf("t%d-%d", os.Getpid(), envSeq.Add(1)))
 }
+
+// Namespaced returns st with every object under the namespace pre (runs or chains that must
+// not share a pool, counters or checkpoints); its Close flushes, and does not close st.
+func Namespaced(st store.Store, pre string) store.Store { return &prefixed{Store: st, pre: pre} }
 
 // prefixed puts a chain's objects under a namespace of their own; Close does not close the
 // shared store.
@@ -54,6 +58,14 @@ func (p *prefixed) Counters(ns, name string) (store.Counters, error) {
 
 func (p *prefixed) Table(ns, name string) (store.Table, error) {
 	return p.Store.Table(p.pre+"/"+ns, name)
+}
+
+func (p *prefixed) Registers(ns, name string) (store.Registers, error) {
+	rs, ok := p.Store.(store.RegistersStore)
+	if !ok {
+		return nil, fmt.Errorf("store %T has no registers", p.Store)
+	}
+	return rs.Registers(p.pre+"/"+ns, name)
 }
 
 func (p *prefixed) Close() error { return store.Flush(p.Store) }

@@ -39,6 +39,10 @@ type Config struct {
 	// the flows placed since, minus none of those that ended), which runs ahead of the truth;
 	// with this, growth is decided on measurements and placement on predictions.
 	ScaleOnMeasured bool
+	// BusyAfter: a unit that has drained for this many ticks and still holds flows has its
+	// running flowlets moved too (root.Evacuate with busy), so that a pool whose flows never
+	// pause for the flowlet gap still shrinks. 0: only idle flows move.
+	BusyAfter int
 }
 
 // Sample is the pool at one tick.
@@ -54,6 +58,7 @@ type Controller struct {
 	lastSent []uint64
 	rate     []float64 // by unit: measured packets/s, smoothed (see Tick)
 	idle     []int
+	drained  []int // by unit: ticks spent draining
 	smoothed float64
 	offered  float64 // packets/s measured over the last interval
 	scaled   int
@@ -76,7 +81,7 @@ func New(cfg Config) *Controller {
 		cfg.ScaleOuts = 1
 	}
 	return &Controller{cfg: cfg, lastSent: make([]uint64, cfg.MaxUnits), rate: make([]float64, cfg.MaxUnits),
-		idle: make([]int, cfg.MaxUnits), min: math.MaxInt}
+		idle: make([]int, cfg.MaxUnits), drained: make([]int, cfg.MaxUnits), min: math.MaxInt}
 }
 
 // Initial returns whether unit i is active at the start: the first MinUnits of an elastic
@@ -211,14 +216,22 @@ func (c *Controller) Tick(at time.Duration, dt time.Duration, pool *policy.Pool,
 			}
 		}
 	}
+	for i := range pool.Units {
+		if v := &pool.Units[i]; v.Active && v.Draining {
+			c.drained[i]++
+		} else {
+			c.drained[i] = 0
+		}
+	}
 	c.timeline = append(c.timeline, Sample{At: at, Active: active, Offered: offered})
 }
 
-// Draining calls fn for each active unit that is draining.
-func (c *Controller) Draining(pool *policy.Pool, fn func(i int)) {
+// Draining calls fn for each active unit that is draining, with busy set once it has
+// drained for Config.BusyAfter ticks (its running flowlets should move too).
+func (c *Controller) Draining(pool *policy.Pool, fn func(i int, busy bool)) {
 	for i := range pool.Units {
 		if v := &pool.Units[i]; v.Active && v.Draining {
-			fn(i)
+			fn(i, c.cfg.BusyAfter > 0 && c.drained[i] >= c.cfg.BusyAfter)
 		}
 	}
 }

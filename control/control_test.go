@@ -162,3 +162,33 @@ func TestScaleOnMeasured(t *testing.T) {
 		t.Errorf("without ScaleOnMeasured: unit %d, want 1", u)
 	}
 }
+
+// TestBusyAfter: a draining unit that still holds flows is reported busy (its running
+// flowlets should move) once it has drained for BusyAfter ticks, not before; without
+// BusyAfter, never.
+func TestBusyAfter(t *testing.T) {
+	for _, after := range []int{0, 3} {
+		c := New(Config{MinUnits: 1, MaxUnits: 2, Capacity: 100, Elastic: true, BusyAfter: after})
+		p := newPool(2, 2, 100)
+		sent := make([]uint64, 2)
+		held := func(int) int { return 1 } // never empties: it cannot retire
+		for k := 1; k <= 5; k++ {
+			sent[0] += 1 // a trickle on unit 0: unit 1 is the least loaded, it drains
+			c.Tick(time.Duration(k)*tick, tick, p, sent, held)
+			busy, calls := false, 0
+			c.Draining(p, func(i int, b bool) {
+				calls++
+				if i != 1 {
+					t.Errorf("unit %d reported draining, want unit 1", i)
+				}
+				busy = b
+			})
+			if calls != 1 {
+				t.Fatalf("BusyAfter %d, tick %d: %d draining units, want 1", after, k, calls)
+			}
+			if want := after > 0 && k >= after; busy != want {
+				t.Errorf("BusyAfter %d, tick %d: busy %v, want %v", after, k, busy, want)
+			}
+		}
+	}
+}

@@ -512,7 +512,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		lastTick = now
 		l.ctl.Tick(now.Sub(l.start), dt, l.pool, r.Stats().Sent, r.Held)
 		if mover {
-			l.ctl.Draining(l.pool, func(u int) { r.Evacuate(u, l.now, l) })
+			l.ctl.Draining(l.pool, func(u int, busy bool) { r.Evacuate(u, l.now, l, busy) })
 		}
 		if l.log != nil && l.fatal == nil {
 			l.updateCovered()

@@ -52,6 +52,9 @@ type SimConfig struct {
 	// flows (snf) or place every packet (perpacket) — not to sticky hashing (perflow), whose
 	// flows cannot go where the room is.
 	ScaleOnMeasured bool
+	// BusyAfter: a unit draining for this many ticks has its running flowlets moved too
+	// (control.Config.BusyAfter; 0: only idle flows move).
+	BusyAfter int
 	// Batch is the most packets a unit takes from its queue at once (default DefaultBatch).
 	// Each packet still gets its own service time and departure time.
 	Batch int
@@ -420,7 +423,7 @@ func RunSim(ctx context.Context, cfg SimConfig) (SimSummary, error) {
 	s.pool = &policy.Pool{Target: cfg.Target}
 	s.ctl = control.New(control.Config{MinUnits: cfg.MinUnits, MaxUnits: cfg.MaxUnits, Target: cfg.Target,
 		Capacity: cfg.Capacity, Elastic: cfg.Policy.Elastic(), Stateless: s.perPacket, ScaleOuts: cfg.ScaleOuts,
-		ScaleOnMeasured: cfg.ScaleOnMeasured && (s.perPacket || movesFlows(cfg.Policy))})
+		ScaleOnMeasured: cfg.ScaleOnMeasured && (s.perPacket || movesFlows(cfg.Policy)), BusyAfter: cfg.BusyAfter})
 	for i := range cfg.MaxUnits {
 		a := s.ctl.Initial(i)
 		s.units = append(s.units, &simUnit{id: i, active: a, heapPos: -1})
@@ -590,7 +593,7 @@ func (s *sim) loop() error {
 			}
 		}
 		if mover && !final { // the last tick moves nothing: the run is over
-			s.ctl.Draining(s.pool, func(u int) { s.r.Evacuate(u, at, s) })
+			s.ctl.Draining(s.pool, func(u int, busy bool) { s.r.Evacuate(u, at, s, busy) })
 		}
 		rs = s.r.Stats()
 		s.ticks = append(s.ticks, SimSample{At: time.Duration(at - s.t0), Active: active, Offered: offered,

@@ -430,14 +430,20 @@ func (r *Root) Held(u int) int { return r.held[u] }
 // for more than the flowlet gap before now) — to the units the policy chooses, each with a
 // handover, and returns how many moved. The engine calls it for a draining unit under a
 // policy that moves flows (Mover); a flowlet still running finishes where it is, and its
-// flow moves at a later call. Flows of an initiator group (ByInitiator) stay: their Scoped
-// state cannot move. Cost: the flows unit u holds are visited (most recently placed first).
-func (r *Root) Evacuate(u int, now int64, t Target) int {
+// flow moves at a later call. With busy, running flowlets move too: their packets after the
+// handover wait at the new unit for the state, which the old unit sends once it has served
+// the packets it was sent before (the flow's order holds; the move costs those packets the
+// wait). Flows of an initiator group (ByInitiator) stay: their Scoped state cannot move.
+// Cost: the flows unit u holds are visited (most recently placed first).
+func (r *Root) Evacuate(u int, now int64, t Target, busy bool) int {
 	if r.cfg.ByInitiator || r.held[u] == 0 {
 		return 0
 	}
 	moved := 0
 	idle := now - int64(r.table.FlowletGap())
+	if busy {
+		idle = math.MaxInt64
+	}
 	for i := r.uhead[u]; i >= 0; {
 		next := r.unext[i]
 		f := r.table.Flow(i)

@@ -570,7 +570,7 @@ func TestEvacuate(t *testing.T) {
 	}
 	p.Units[0].Draining = true
 	now := 2*time.Millisecond + gap/2 // flow 2's flowlet still runs
-	if n := r.Evacuate(0, int64(now), rec); n != 2 {
+	if n := r.Evacuate(0, int64(now), rec, false); n != 2 {
 		t.Fatalf("evacuated %d flows, want the 2 idle ones", n)
 	}
 	if r.Held(0) != 1 || r.Held(1) != 2 || rec.count("handover") != 2 {
@@ -583,16 +583,36 @@ func TestEvacuate(t *testing.T) {
 	if e := rec.last(); e.unit != 0 {
 		t.Errorf("a running flowlet left its unit: sent to %d", e.unit)
 	}
-	if n := r.Evacuate(0, int64(10*time.Millisecond), rec); n != 1 || r.Held(0) != 0 {
+	if n := r.Evacuate(0, int64(10*time.Millisecond), rec, false); n != 1 || r.Held(0) != 0 {
 		t.Errorf("once idle: evacuated %d, unit 0 holds %d; want 1, 0", n, r.Held(0))
 	}
-	if n := r.Evacuate(0, int64(20*time.Millisecond), rec); n != 0 {
+	if n := r.Evacuate(0, int64(20*time.Millisecond), rec, false); n != 0 {
 		t.Errorf("an empty unit evacuated %d", n)
 	}
 	for _, e := range rec.events {
 		if e.kind == "handover" && (e.from != 0 || e.to != 1) {
 			t.Errorf("handover %v, want 0→1", e)
 		}
+	}
+}
+
+// TestEvacuateBusy: with busy, running flowlets move too, and the flow's next packet goes
+// to its new unit.
+func TestEvacuateBusy(t *testing.T) {
+	rec := &recorder{}
+	p := pool(2, 0, 1000)
+	r := newRoot(&policy.SNF{}, p)
+	for i := range 3 {
+		r.Dispatch(udp(i, time.Duration(i)*time.Millisecond, false), rec)
+	}
+	p.Units[0].Draining = true
+	now := 2*time.Millisecond + gap/2 // flow 2's flowlet still runs
+	if n := r.Evacuate(0, int64(now), rec, true); n != 3 || r.Held(0) != 0 || r.Held(1) != 3 {
+		t.Fatalf("evacuated %d, held %d/%d; want 3, 0/3", n, r.Held(0), r.Held(1))
+	}
+	r.Dispatch(udp(2, now, false), rec)
+	if e := rec.last(); e.unit != 1 {
+		t.Errorf("a moved running flow's next packet went to unit %d, want 1", e.unit)
 	}
 }
 

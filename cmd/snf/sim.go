@@ -56,8 +56,8 @@ same tables on a machine despite its noise; the measurement itself is a timing l
 With --sweep PARAM=V1,V2,... (repeatable: the runs are the product) it runs one policy
 (--policy, default snf) once per combination and prints one row each: unit-seconds and their
 ratio to the oracle, p99 and p99.9, the share over the SLO, drops and handovers per second.
-PARAM is gap (the flowlet gap), target (utilisation), tick, cv or measured (true or false:
---scale-on-measured).
+PARAM is gap (the flowlet gap), target (utilisation), tick, cv, measured (true or false:
+--scale-on-measured) or busy (--busy-after, in ticks).
 
 Examples:
   snf sim --compare                                 # every policy, data-center day
@@ -78,6 +78,7 @@ type simOptions struct {
 	cold, transfer, rtt, slo  time.Duration
 	bandwidth, serviceRate    float64
 	queue, batch, scaleOuts   int
+	busyAfter                 int
 	measured                  bool
 	target                    float64
 	seed                      uint64
@@ -109,6 +110,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	tick := fs.Duration("tick", 10*time.Millisecond, "controller period (virtual time)")
 	scaleOuts := fs.Int("scale-outs", 1, "most units activated between two ticks")
 	onMeasured := fs.Bool("scale-on-measured", true, "snf, perpacket: grow the pool only when the load measured over the last tick no longer fits at --target (chosen by the sweep in BENCHMARKS.md)")
+	busyAfter := fs.Int("busy-after", 0, "snf: a unit that has drained for this many ticks has its running flowlets moved too (0: only idle flows move)")
 	target := fs.Float64("target", 0.85, "utilisation a unit is filled to, in (0,1] (chosen by the sweep in BENCHMARKS.md)")
 	queue := fs.Int("queue", 4096, "packets a unit's queue holds; more are dropped")
 	batch := fs.Int("batch", engine.DefaultBatch, "most packets a unit takes from its queue at once")
@@ -120,7 +122,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	reportDir := fs.String("report", "", "write an HTML report (index.html and SVG plots) into this directory")
 	reportPNG := fs.Bool("png", false, "--report: PNG plots instead of SVG")
 	var sweeps sweepFlag
-	fs.Var(&sweeps, "sweep", "PARAM=V1,V2,...: run every combination (gap, target, tick, cv, measured); repeatable")
+	fs.Var(&sweeps, "sweep", "PARAM=V1,V2,...: run every combination (gap, target, tick, cv, measured, busy); repeatable")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -185,7 +187,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	o := simOptions{minU: minU, maxU: maxU, gap: *gap, tick: *tick, speed: speed, capacity: *capacity, cv: *cv, peak: *peak,
 		cold: *cold, transfer: *transfer, rtt: *rtt, slo: *slo, bandwidth: *bandwidth, queue: *queue, batch: *batch,
-		serviceRate: *serviceRate, scaleOuts: *scaleOuts, measured: *onMeasured, target: *target, seed: *seed, packets: *packets, duration: *duration, in: *in, spec: spec, timeline: *timeline}
+		serviceRate: *serviceRate, scaleOuts: *scaleOuts, busyAfter: *busyAfter, measured: *onMeasured, target: *target, seed: *seed, packets: *packets, duration: *duration, in: *in, spec: spec, timeline: *timeline}
 	if spec, ok := strings.CutPrefix(o.in, "gen:"); ok {
 		if _, err := trace.ParseWorkload(spec); err != nil {
 			return bad("--in: %v", err)
@@ -305,7 +307,7 @@ func simOne(ctx context.Context, o simOptions, name string) (engine.SimSummary, 
 		FlowletGap: o.gap, Speed: o.speed, Capacity: o.capacity, Tick: o.tick, Batch: o.batch, QueueLimit: o.queue,
 		CV: o.cv, ColdStart: negIfZero(o.cold), TransferBase: negIfZero(o.transfer), Bandwidth: o.bandwidth,
 		StoreRTT: o.rtt, SLO: o.slo, Seed: o.seed, Target: o.target, ScaleOuts: o.scaleOuts, ServiceRate: o.serviceRate,
-		ScaleOnMeasured: o.measured})
+		ScaleOnMeasured: o.measured, BusyAfter: o.busyAfter})
 }
 
 // negIfZero maps a flag's 0 ("none") to the engine's "none" (negative; its 0 is the default).
@@ -474,7 +476,7 @@ func (f *sweepFlag) Set(v string) error {
 func (f sweepFlag) check() error {
 	for i, p := range f {
 		if p.name == "" || len(p.vals) == 0 || p.vals[0] == "" {
-			return fmt.Errorf("--sweep %q: want PARAM=V1,V2,... (gap, target, tick, cv or measured)", p.name)
+			return fmt.Errorf("--sweep %q: want PARAM=V1,V2,... (gap, target, tick, cv, measured or busy)", p.name)
 		}
 		for _, q := range f[:i] {
 			if q.name == p.name {
@@ -504,6 +506,12 @@ func (o *simOptions) set(name, v string) error {
 		} else {
 			o.tick = d
 		}
+	case "busy":
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("busy=%q: want ticks >= 0", v)
+		}
+		o.busyAfter = n
 	case "measured":
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -521,7 +529,7 @@ func (o *simOptions) set(name, v string) error {
 			o.cv = x
 		}
 	default:
-		return fmt.Errorf("unknown parameter %q (gap, target, tick, cv or measured)", name)
+		return fmt.Errorf("unknown parameter %q (gap, target, tick, cv, measured or busy)", name)
 	}
 	return nil
 }

@@ -103,7 +103,7 @@ func (c *Controller) ScaleOut(pool *policy.Pool) int {
 				taking++
 			}
 		}
-		if c.offered <= float64(taking)*c.cfg.Target*c.cfg.Capacity {
+		if c.offered <= float64(taking)*c.cfg.Target*c.cfg.Capacity && !allBacklogged(pool) {
 			return -1
 		}
 	}
@@ -257,4 +257,18 @@ func (c *Controller) Summary() Summary {
 	}
 	s.UnitsMean = float64(sum) / float64(len(c.timeline))
 	return s
+}
+
+// allBacklogged reports whether every unit taking work is past the pool's MaxBacklog (the
+// measured load may fit, but the units cannot take more now).
+func allBacklogged(pool *policy.Pool) bool {
+	if pool.MaxBacklog <= 0 {
+		return false
+	}
+	for i := range pool.Units {
+		if v := &pool.Units[i]; v.Active && !v.Draining && v.Backlog <= pool.MaxBacklog {
+			return false
+		}
+	}
+	return true
 }

@@ -192,3 +192,20 @@ func TestBusyAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestScaleOnBacklog: with ScaleOnMeasured, a scale-out the measured load does not justify
+// is still granted when every unit taking work is past the pool's MaxBacklog.
+func TestScaleOnBacklog(t *testing.T) {
+	c := New(Config{MinUnits: 1, MaxUnits: 3, Capacity: 1000, Target: 0.8, Elastic: true, ScaleOnMeasured: true})
+	p := newPool(3, 1, 1000)
+	p.MaxBacklog = 100
+	c.Tick(tick, tick, p, []uint64{7, 0, 0}, func(int) int { return 1 }) // 700/s: fits
+	p.Units[0].Backlog = 100
+	if u := c.ScaleOut(p); u != -1 {
+		t.Errorf("backlog at the bound: activated unit %d", u)
+	}
+	p.Units[0].Backlog = 101
+	if u := c.ScaleOut(p); u != 1 {
+		t.Errorf("the only taking unit past MaxBacklog: unit %d, want 1", u)
+	}
+}

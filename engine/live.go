@@ -36,9 +36,16 @@ type LiveConfig struct {
 	Capacity           float64 // packets/s one unit sustains for this chain; 0 calibrates
 	Target             float64 // utilisation a unit is filled to (default 0.8)
 	Tick               time.Duration
-	Store              store.Store
-	Alerts             snf.AlertSink
-	MaxFlows           int
+	// MaxBacklog: a unit with more than this much work queued (batches waiting in its
+	// channel, in time at Capacity) takes no new flowlet, and the pool may grow when every
+	// unit is so (policy.Pool.MaxBacklog). 0: off.
+	MaxBacklog time.Duration
+	// BusyAfter: a unit draining for this many ticks has its running flowlets moved too
+	// (control.Config.BusyAfter; 0: only idle flows move).
+	BusyAfter int
+	Store     store.Store
+	Alerts    snf.AlertSink
+	MaxFlows  int
 	// Checkpoint, if positive, makes every unit write its state (flows and Scoped values) to
 	// the store in the background at this interval (wall time), and once more at the end
 	// (replay.Writer; table "runtime"/CheckpointTable).
@@ -332,6 +339,8 @@ func (l *live) flush(u int) {
 	lu.cur.Stamp = time.Now().UnixNano()
 	lu.u.In <- lu.cur
 	lu.cur = nil
+	// What the unit has not taken yet (len of a channel: no lock), for Pool.MaxBacklog.
+	l.pool.Units[u].Backlog = float64(len(lu.u.In) * l.cfg.Batch)
 	if full && !l.closing {
 		if err := l.waitRoom(); err != nil && l.fatal == nil {
 			l.fatal = err
@@ -435,7 +444,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		cfg.Alerts = alerts
 	}
 	n := cfg.MaxUnits
-	l := &live{cfg: cfg, st: st, pool: &policy.Pool{Target: cfg.Target}, egress: make(chan *unit.Batch, n*batchesPerUnit),
+	l := &live{cfg: cfg, st: st, pool: &policy.Pool{Target: cfg.Target, MaxBacklog: cfg.MaxBacklog.Seconds() * cfg.Capacity}, egress: make(chan *unit.Batch, n*batchesPerUnit),
 		mail: make([]*mailbox, n), quit: make([]chan struct{}, n), fwdDone: make([]chan struct{}, n),
 		faults: append([]Fault(nil), cfg.Faults...)}
 	if cfg.Checkpoint > 0 {
@@ -452,7 +461,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		l.stuckSince, l.ckAsked, l.failAt = make([]time.Time, n), make([]time.Time, n), make([]atomic.Int64, n)
 	}
 	l.ctl = control.New(control.Config{MinUnits: cfg.MinUnits, MaxUnits: cfg.MaxUnits, Target: cfg.Target,
-		Capacity: cfg.Capacity, Elastic: cfg.Policy.Elastic(), Stateless: cfg.Policy.PerPacket()})
+		Capacity: cfg.Capacity, Elastic: cfg.Policy.Elastic(), Stateless: cfg.Policy.PerPacket(), BusyAfter: cfg.BusyAfter})
 	for i := range n {
 		chain, err := l.newChain(i)
 		if err != nil {

@@ -55,6 +55,10 @@ type SimConfig struct {
 	// BusyAfter: a unit draining for this many ticks has its running flowlets moved too
 	// (control.Config.BusyAfter; 0: only idle flows move).
 	BusyAfter int
+	// MaxBacklog: a unit with more than this much work queued (in time at Capacity) takes
+	// no new flowlet, and the pool may grow when every unit is so (policy.Pool.MaxBacklog).
+	// 0: off.
+	MaxBacklog time.Duration
 	// Batch is the most packets a unit takes from its queue at once (default DefaultBatch).
 	// Each packet still gets its own service time and departure time.
 	Batch int
@@ -420,7 +424,7 @@ func RunSim(ctx context.Context, cfg SimConfig) (SimSummary, error) {
 		s.flowStore = map[packet.Key][]byte{}
 	}
 	s.last = make([]struct{ flow, clock uint64 }, 1<<18)
-	s.pool = &policy.Pool{Target: cfg.Target}
+	s.pool = &policy.Pool{Target: cfg.Target, MaxBacklog: cfg.MaxBacklog.Seconds() * cfg.Capacity}
 	s.ctl = control.New(control.Config{MinUnits: cfg.MinUnits, MaxUnits: cfg.MaxUnits, Target: cfg.Target,
 		Capacity: cfg.Capacity, Elastic: cfg.Policy.Elastic(), Stateless: s.perPacket, ScaleOuts: cfg.ScaleOuts,
 		ScaleOnMeasured: cfg.ScaleOnMeasured && (s.perPacket || movesFlows(cfg.Policy)), BusyAfter: cfg.BusyAfter})
@@ -695,6 +699,7 @@ func (s *sim) Send(ui int, p *packet.Packet) {
 	s.arr[idx] = s.now
 	u.q.push(idx)
 	u.queued++
+	s.pool.Units[ui].Backlog = float64(u.queued)
 	s.kick(u)
 }
 
@@ -800,6 +805,7 @@ func (s *sim) serve(u *simUnit) {
 		servedN++
 	}
 	u.busyUntil = cursor
+	s.pool.Units[u.id].Backlog = float64(u.queued)
 }
 
 // draw returns a service time (ns, at least 1).

@@ -39,6 +39,9 @@ type UnitView struct {
 	Draining bool    // being retired: takes no new flowlets (see each policy for live flows)
 	Capacity float64 // packets/s the unit sustains for this chain (calibrated)
 	Load     float64 // predicted load: sum of the rates of the flowlets it holds (packets/s)
+	// Backlog is the packets sent to the unit that it has not served yet, as the engine
+	// last saw them (see Pool.MaxBacklog).
+	Backlog float64
 }
 
 // Pool is the view of all units; the engine owns it and updates Load as flowlets start and
@@ -51,6 +54,10 @@ type Pool struct {
 	// Target*Capacity. A value outside (0,1] (including the zero value) is taken as 1;
 	// Validate reports it.
 	Target float64
+	// MaxBacklog: a unit whose Backlog exceeds it takes no new flowlet, whatever its Load
+	// (its queue already holds more than the latency objective allows: the load prediction
+	// was wrong). 0: Backlog is not looked at.
+	MaxBacklog float64
 }
 
 // Flowlet describes a new flowlet to place.
@@ -185,6 +192,11 @@ func (u *UnitView) usable() bool { return u.Active && !u.Draining }
 // fits reports whether rate more packets/s keep u within target*Capacity.
 func (u *UnitView) fits(rate, target float64) bool {
 	return u.Load+rate <= target*u.Capacity
+}
+
+// backlogged reports whether u's backlog is past the pool's MaxBacklog.
+func (p *Pool) backlogged(u *UnitView) bool {
+	return p.MaxBacklog > 0 && u.Backlog > p.MaxBacklog
 }
 
 // measured reports whether u's utilisation Load/Capacity is meaningful: Capacity positive

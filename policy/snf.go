@@ -40,14 +40,14 @@ func (*SNF) Place(f Flowlet, pool *Pool) Decision {
 	units, target := pool.view()
 	rate := f.rate()
 	if c := f.current(units); c >= 0 {
-		if u := &units[c]; u.usable() && u.fits(rate, target) {
+		if u := &units[c]; u.usable() && u.fits(rate, target) && !pool.backlogged(u) {
 			return Decision{Unit: c}
 		}
 	}
 	best, bestRoom := -1, 0.0
 	for i := range units {
 		u := &units[i]
-		if !u.usable() || !u.fits(rate, target) {
+		if !u.usable() || !u.fits(rate, target) || pool.backlogged(u) {
 			continue
 		}
 		if room := target*u.Capacity - u.Load; best < 0 || room < bestRoom {

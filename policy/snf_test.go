@@ -89,3 +89,32 @@ func TestSNFPlace(t *testing.T) {
 		})
 	}
 }
+
+// TestSNFMaxBacklog: a unit whose backlog is past the pool's MaxBacklog takes no new
+// flowlet and keeps no returning one, whatever its predicted load; with MaxBacklog 0 the
+// backlog is not looked at.
+func TestSNFMaxBacklog(t *testing.T) {
+	mk := func(max float64) *Pool {
+		p := mkPool(0.8, act(60, 100), act(10, 100))
+		p.Units[0].Backlog = 50
+		p.MaxBacklog = max
+		return p
+	}
+	if d := (&SNF{}).Place(newFlow(1, 10), mk(20)); d.Unit != 1 {
+		t.Errorf("new flowlet with unit 0 backlogged: unit %d, want 1", d.Unit)
+	}
+	if d := (&SNF{}).Place(Flowlet{Rate: 10, Current: 0}, mk(20)); d.Unit != 1 {
+		t.Errorf("returning flowlet on a backlogged unit: unit %d, want 1", d.Unit)
+	}
+	if d := (&SNF{}).Place(newFlow(1, 10), mk(0)); d.Unit != 0 {
+		t.Errorf("MaxBacklog 0: unit %d, want best fit 0", d.Unit)
+	}
+	if d := (&SNF{}).Place(newFlow(1, 10), mk(50)); d.Unit != 0 {
+		t.Errorf("backlog at (not past) MaxBacklog: unit %d, want best fit 0", d.Unit)
+	}
+	p := mk(20)
+	p.Units[1].Backlog = 21
+	if d := (&SNF{}).Place(newFlow(1, 10), p); !d.ScaleOut {
+		t.Errorf("every unit backlogged: %+v, want a scale-out", d)
+	}
+}

@@ -79,6 +79,7 @@ type simOptions struct {
 	bandwidth, serviceRate    float64
 	queue, batch, scaleOuts   int
 	busyAfter                 int
+	maxBacklog                time.Duration
 	measured                  bool
 	target                    float64
 	seed                      uint64
@@ -111,6 +112,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	scaleOuts := fs.Int("scale-outs", 1, "most units activated between two ticks")
 	onMeasured := fs.Bool("scale-on-measured", true, "snf, perpacket: grow the pool only when the load measured over the last tick no longer fits at --target (chosen by the sweep in BENCHMARKS.md)")
 	busyAfter := fs.Int("busy-after", 0, "snf: a unit that has drained for this many ticks has its running flowlets moved too (0: only idle flows move)")
+	maxBacklog := fs.Duration("max-backlog", 0, "snf: a unit with more work queued than this takes no new flowlet, and the pool may grow when all are so (0: off)")
 	target := fs.Float64("target", 0.85, "utilisation a unit is filled to, in (0,1] (chosen by the sweep in BENCHMARKS.md)")
 	queue := fs.Int("queue", 4096, "packets a unit's queue holds; more are dropped")
 	batch := fs.Int("batch", engine.DefaultBatch, "most packets a unit takes from its queue at once")
@@ -187,7 +189,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	o := simOptions{minU: minU, maxU: maxU, gap: *gap, tick: *tick, speed: speed, capacity: *capacity, cv: *cv, peak: *peak,
 		cold: *cold, transfer: *transfer, rtt: *rtt, slo: *slo, bandwidth: *bandwidth, queue: *queue, batch: *batch,
-		serviceRate: *serviceRate, scaleOuts: *scaleOuts, busyAfter: *busyAfter, measured: *onMeasured, target: *target, seed: *seed, packets: *packets, duration: *duration, in: *in, spec: spec, timeline: *timeline}
+		serviceRate: *serviceRate, scaleOuts: *scaleOuts, busyAfter: *busyAfter, maxBacklog: *maxBacklog, measured: *onMeasured, target: *target, seed: *seed, packets: *packets, duration: *duration, in: *in, spec: spec, timeline: *timeline}
 	if spec, ok := strings.CutPrefix(o.in, "gen:"); ok {
 		if _, err := trace.ParseWorkload(spec); err != nil {
 			return bad("--in: %v", err)
@@ -307,7 +309,7 @@ func simOne(ctx context.Context, o simOptions, name string) (engine.SimSummary, 
 		FlowletGap: o.gap, Speed: o.speed, Capacity: o.capacity, Tick: o.tick, Batch: o.batch, QueueLimit: o.queue,
 		CV: o.cv, ColdStart: negIfZero(o.cold), TransferBase: negIfZero(o.transfer), Bandwidth: o.bandwidth,
 		StoreRTT: o.rtt, SLO: o.slo, Seed: o.seed, Target: o.target, ScaleOuts: o.scaleOuts, ServiceRate: o.serviceRate,
-		ScaleOnMeasured: o.measured, BusyAfter: o.busyAfter})
+		ScaleOnMeasured: o.measured, BusyAfter: o.busyAfter, MaxBacklog: o.maxBacklog})
 }
 
 // negIfZero maps a flag's 0 ("none") to the engine's "none" (negative; its 0 is the default).
@@ -506,6 +508,12 @@ func (o *simOptions) set(name, v string) error {
 		} else {
 			o.tick = d
 		}
+	case "backlog":
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return fmt.Errorf("backlog=%q: want a duration >= 0", v)
+		}
+		o.maxBacklog = d
 	case "busy":
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {

@@ -49,7 +49,7 @@ func BenchmarkSim(b *testing.B) {
 // BenchmarkSimDay measures the simulator on the default input of 'snf sim': a generated
 // data-center day (web-search flows, diurnal load with bursts, 4.75 million packets whose
 // peak needs about ten units of 1,000,000 packets/s) through nat,firewall, per policy, with
-// the defaults of 'snf sim' (flowlet gap 5ms, target 0.85, growth on measured load).
+// the defaults of 'snf sim' (flowlet gap 5ms, target 0.9, growth on measured load, backlog bound 500µs, busy moves after 4 ticks).
 //
 //	go test -run x -bench SimDay -benchtime 1x ./engine/
 func BenchmarkSimDay(b *testing.B) {
@@ -68,7 +68,7 @@ func BenchmarkSimDay(b *testing.B) {
 					b.Fatal(err)
 				}
 				s = runSim(b, engine.SimConfig{Spec: spec, In: w, Policy: mustPolicy(b, pol, 16), MaxUnits: 16,
-					Capacity: 1e6, CV: 0.5, Seed: 1, FlowletGap: 5 * time.Millisecond, Target: 0.85, ScaleOnMeasured: true, StoreRTT: 50 * time.Microsecond})
+					Capacity: 1e6, CV: 0.5, Seed: 1, FlowletGap: 5 * time.Millisecond, Target: 0.9, ScaleOnMeasured: true, MaxBacklog: 500 * time.Microsecond, BusyAfter: 4, StoreRTT: 50 * time.Microsecond})
 			}
 			b.ReportMetric(float64(uint64(b.N)*s.Packets)/b.Elapsed().Seconds(), "packets/s")
 			b.ReportMetric(s.OracleRatio, "oracle-ratio")

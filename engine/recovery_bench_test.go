@@ -208,6 +208,6 @@ func BenchmarkRecoveryPath(b *testing.B) {
 	}
 	b.ReportMetric(float64(q(took[0], 0.5).Nanoseconds())/1e3, "off-p50-µs/batch")
 	b.ReportMetric(float64(q(took[1], 0.5).Nanoseconds())/1e3, "on-p50-µs/batch")
-	b.ReportMetric(float64((q(took[1], 0.5) - q(took[0], 0.5)).Nanoseconds())/1e3, "added-p50-µs")
-	b.ReportMetric(float64((q(took[1], 0.99) - q(took[0], 0.99)).Nanoseconds())/1e3, "added-p99-µs")
+	b.ReportMetric(float64((q(took[1], 0.5)-q(took[0], 0.5)).Nanoseconds())/1e3, "added-p50-µs")
+	b.ReportMetric(float64((q(took[1], 0.99)-q(took[0], 0.99)).Nanoseconds())/1e3, "added-p99-µs")
 }

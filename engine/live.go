@@ -464,19 +464,30 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		Capacity: cfg.Capacity, Elastic: cfg.Policy.Elastic(), Stateless: cfg.Policy.PerPacket(), BusyAfter: cfg.BusyAfter})
 	for i := range n {
 		chain, err := l.newChain(i)
+		if err == nil {
+			var lu *liveUnit
+			if lu, err = l.newUnit(i, chain); err != nil {
+				chain.Close()
+			} else {
+				l.units = append(l.units, lu)
+			}
+		}
 		if err != nil {
+			// Nothing runs yet: close what the units made so far (chains, checkpoint
+			// writers and their goroutines).
+			for _, w := range l.writers {
+				_ = w.Close()
+			}
+			for _, lu := range l.units {
+				lu.chain.Close()
+			}
 			return LiveSummary{}, err
 		}
-		lu, err := l.newUnit(i, chain)
-		if err != nil {
-			chain.Close()
-			return LiveSummary{}, err
-		}
+		lu := l.units[i]
 		lu.free = make(chan *unit.Batch, batchesPerUnit)
 		for range batchesPerUnit {
 			lu.free <- unit.NewBatch(cfg.Batch, lu.free)
 		}
-		l.units = append(l.units, lu)
 		l.mail[i] = newMailbox(cfg.Recovery)
 		l.pool.Units = append(l.pool.Units, policy.UnitView{ID: i, Active: l.ctl.Initial(i), Capacity: cfg.Capacity})
 	}

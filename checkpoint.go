@@ -26,7 +26,7 @@ import (
 // checkpointMagic starts every record (and versions the format).
 var checkpointMagic = [4]byte{'S', 'N', 'F', 'K'}
 
-const checkpointVersion = 1
+const checkpointVersion = 2 // 2: the chain's counters
 
 // ckTrack is a chain's change tracking.
 type ckTrack struct {
@@ -129,6 +129,7 @@ func (c *Chain) Checkpoint(b []byte, full bool) ([]byte, uint64, error) {
 		}
 		binary.BigEndian.PutUint32(b[lenAt:], uint32(len(b)-lenAt-4))
 	}
+	b = c.appendCounters(b)
 	t.dirty, t.gone = t.dirty[:0], t.gone[:0]
 	t.epoch++
 	if t.epoch == 0 { // wrapped: old marks could collide with new epochs
@@ -232,6 +233,10 @@ func (c *Chain) Restore(rec []byte) error {
 		secs = append(secs, section{s, b[4 : 4+n]})
 		b = b[4+n:]
 	}
+	counters, b, err := c.readCounters(b)
+	if err != nil {
+		return err
+	}
 	if len(b) != 0 {
 		return fmt.Errorf("snf: restore: %d trailing bytes", len(b))
 	}
@@ -256,12 +261,88 @@ func (c *Chain) Restore(rec []byte) error {
 			return fmt.Errorf("snf: restore: %s (the flows were restored): %w", sec.s.ckName(), err)
 		}
 	}
+	c.setCounters(counters)
 	c.lastClock = max(c.lastClock, clock)
 	c.expireOps = max(c.expireOps, expireOps)
 	// What was restored is durable already: the next record starts from here.
 	c.ck.dirty, c.ck.gone = c.ck.dirty[:0], c.ck.gone[:0]
 	c.ck.epoch++
 	return nil
+}
+
+// The chain's counters (ChainStats, each NF's NFStats and metrics) end every record, as of
+// its last packet: a restored chain counts on from there, so that the packets a recovery
+// replays after the record are counted (and billed) once, as one chain counts them.
+// They are totals, not changes: the last record restored sets them.
+
+// appendCounters appends the chain's counters to b.
+func (c *Chain) appendCounters(b []byte) []byte {
+	s := &c.stats
+	for _, v := range [...]uint64{s.In, s.Out, s.Dropped, s.Emitted, s.Alerts, s.EmitLost, s.NonIP, s.Malformed} {
+		b = binary.BigEndian.AppendUint64(b, v)
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(c.nfs)))
+	for _, n := range c.nfs {
+		for _, v := range [...]uint64{n.stats.In, n.stats.Dropped, n.stats.Emitted, n.stats.Alerts} {
+			b = binary.BigEndian.AppendUint64(b, v)
+		}
+		b = binary.BigEndian.AppendUint16(b, uint16(len(n.metrics)))
+		for _, m := range n.metrics {
+			b = binary.BigEndian.AppendUint64(b, m.v)
+		}
+	}
+	return b
+}
+
+// readCounters reads what appendCounters wrote (for this chain's spec) into a flat list, in
+// the order setCounters takes it, and returns the rest of b.
+func (c *Chain) readCounters(b []byte) ([]uint64, []byte, error) {
+	trunc := errors.New("snf: restore: record truncated (counters)")
+	var vs []uint64
+	take := func(n int) bool {
+		if len(b) < 8*n {
+			return false
+		}
+		for range n {
+			vs = append(vs, binary.BigEndian.Uint64(b))
+			b = b[8:]
+		}
+		return true
+	}
+	if !take(8) || len(b) < 2 {
+		return nil, b, trunc
+	}
+	if n := int(binary.BigEndian.Uint16(b)); n != len(c.nfs) {
+		return nil, b, fmt.Errorf("snf: restore: the record counts %d NFs, the chain has %d (another spec?)", n, len(c.nfs))
+	}
+	b = b[2:]
+	for _, n := range c.nfs {
+		if !take(4) || len(b) < 2 {
+			return nil, b, trunc
+		}
+		if k := int(binary.BigEndian.Uint16(b)); k != len(n.metrics) {
+			return nil, b, fmt.Errorf("snf: restore: the record has %d metrics for %s, the chain %d (another spec?)", k, n.name, len(n.metrics))
+		}
+		b = b[2:]
+		if !take(len(n.metrics)) {
+			return nil, b, trunc
+		}
+	}
+	return vs, b, nil
+}
+
+// setCounters sets the chain's counters from what readCounters read.
+func (c *Chain) setCounters(vs []uint64) {
+	s := &c.stats
+	s.In, s.Out, s.Dropped, s.Emitted, s.Alerts, s.EmitLost, s.NonIP, s.Malformed = vs[0], vs[1], vs[2], vs[3], vs[4], vs[5], vs[6], vs[7]
+	vs = vs[8:]
+	for _, n := range c.nfs {
+		n.stats = NFStats{In: vs[0], Dropped: vs[1], Emitted: vs[2], Alerts: vs[3]}
+		vs = vs[4:]
+		for _, m := range n.metrics {
+			m.v, vs = vs[0], vs[1:]
+		}
+	}
 }
 
 // dropFlow removes the flow with key k, if any, without FlowEnd hooks.

@@ -272,3 +272,57 @@ func allBacklogged(pool *policy.Pool) bool {
 	}
 	return true
 }
+
+// ForceScaleOut makes k more units take work at once, for a forced scale event (a test's
+// scale storm, `snf run --fail scale=+K@N`): draining units are taken back first (they are
+// active and warm), then inactive units are activated, lowest id first, up to the pool's
+// size. It bypasses ScaleOut's limits (Config.ScaleOuts per tick, ScaleOnMeasured) and a
+// fixed pool's: a fixed pool has no inactive unit, but takes back the units ForceScaleIn
+// drained. It returns the units that now take work (fewer than k when the pool is full).
+func (c *Controller) ForceScaleOut(pool *policy.Pool, k int) []int {
+	var got []int
+	for i := range pool.Units {
+		if v := &pool.Units[i]; len(got) < k && v.Active && v.Draining {
+			v.Draining = false
+			c.drained[i] = 0
+			got = append(got, i)
+		}
+	}
+	for i := range pool.Units {
+		if v := &pool.Units[i]; len(got) < k && !v.Active {
+			v.Active, v.Draining, v.Load = true, false, 0
+			c.idle[i] = 0
+			got = append(got, i)
+		}
+	}
+	return got
+}
+
+// ForceScaleIn marks up to k of the units taking work draining at once, the least loaded
+// first (by measured rate, ties to the lowest id), for a forced scale event
+// (`snf run --fail scale=-K@N`); one unit always keeps taking work. It returns the units it
+// marked. What happens to their flows is the engine's and the policy's business, as for the
+// units Tick drains: under a policy that moves flows the engine moves them away (the
+// caller may move the running flowlets too, root.Evacuate with busy), under the others
+// they stay and end where they are; a draining unit retires once it holds no flow and
+// went idle (Tick), and a fixed pool's never retires (it takes no new flow until
+// ForceScaleOut or a policy's ScaleOut takes it back).
+func (c *Controller) ForceScaleIn(pool *policy.Pool, k int) []int {
+	var taking []int
+	for i := range pool.Units {
+		if v := &pool.Units[i]; v.Active && !v.Draining {
+			taking = append(taking, i)
+		}
+	}
+	// Stable: equal rates keep id order.
+	for a := 1; a < len(taking); a++ {
+		for b := a; b > 0 && c.rate[taking[b]] < c.rate[taking[b-1]]; b-- {
+			taking[b], taking[b-1] = taking[b-1], taking[b]
+		}
+	}
+	taking = taking[:min(k, max(len(taking)-1, 0))]
+	for _, i := range taking {
+		pool.Units[i].Draining = true
+	}
+	return taking
+}

@@ -209,3 +209,54 @@ func TestScaleOnBacklog(t *testing.T) {
 		t.Errorf("the only taking unit past MaxBacklog: unit %d, want 1", u)
 	}
 }
+
+// TestForceScale: a forced scale-out takes draining units back, then activates inactive ones,
+// k at once whatever the per-tick limit, up to the pool's size; a forced scale-in drains the
+// least loaded units taking work, k at once, and never the last one; a fixed pool only takes
+// back what was drained.
+func TestForceScale(t *testing.T) {
+	c := New(Config{MinUnits: 1, MaxUnits: 6, Capacity: 100, Elastic: true, ScaleOnMeasured: true})
+	p := newPool(6, 2, 100)
+	p.Units[1].Draining = true
+	if got := c.ForceScaleOut(p, 3); len(got) != 3 || got[0] != 1 || got[1] != 2 || got[2] != 3 {
+		t.Fatalf("forced scale-out of 3: units %v, want [1 2 3] (the draining one first)", got)
+	}
+	if a, d := actives(p); a != 4 || d != 0 {
+		t.Fatalf("%d active, %d draining, want 4 and 0", a, d)
+	}
+	if got := c.ForceScaleOut(p, 10); len(got) != 2 {
+		t.Fatalf("forced scale-out of 10 with 2 inactive: units %v", got)
+	}
+	// Units 0-2 got packets, 3-5 none: the idle ones drain first.
+	sent := []uint64{300, 200, 100, 0, 0, 0}
+	c.Tick(tick, tick, p, sent, func(int) int { return 0 })
+	for i := range p.Units {
+		p.Units[i].Draining = false
+	}
+	got := c.ForceScaleIn(p, 4)
+	if len(got) != 4 || got[0] != 3 || got[1] != 4 || got[2] != 5 || got[3] != 2 {
+		t.Fatalf("forced scale-in of 4: units %v, want [3 4 5 2] (least loaded first)", got)
+	}
+	if got := c.ForceScaleIn(p, 5); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("forced scale-in of 5 with 2 taking work: units %v, want [1]", got)
+	}
+	if got := c.ForceScaleIn(p, 1); len(got) != 0 {
+		t.Fatalf("forced scale-in with one unit taking work: units %v, want none", got)
+	}
+	if a, d := actives(p); a != 6 || d != 5 {
+		t.Fatalf("%d active, %d draining, want 6 and 5", a, d)
+	}
+
+	fixed := New(Config{MinUnits: 3, MaxUnits: 3, Capacity: 100})
+	fp := newPool(3, 3, 100)
+	if got := fixed.ForceScaleIn(fp, 2); len(got) != 2 {
+		t.Fatalf("fixed pool: forced scale-in of 2: units %v", got)
+	}
+	fixed.Tick(tick, tick, fp, make([]uint64, 3), func(int) int { return 0 })
+	if a, d := actives(fp); a != 3 || d != 2 {
+		t.Fatalf("fixed pool after a tick: %d active, %d draining, want 3 and 2 (it never retires)", a, d)
+	}
+	if got := fixed.ForceScaleOut(fp, 5); len(got) != 2 {
+		t.Fatalf("fixed pool: forced scale-out: units %v, want the 2 drained ones back", got)
+	}
+}

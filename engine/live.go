@@ -70,9 +70,12 @@ type LiveConfig struct {
 type LiveSummary struct {
 	Packets, Written, Flows, Flowlets, Handovers, Reorders uint64
 	// Evacuated counts the handovers (among Handovers) that moved idle flows off draining
-	// units.
-	Evacuated          uint64
-	Chain              snf.ChainStats // summed over units
+	// units (and flows moved by forced scale events and moves: FaultScale, FaultMove).
+	Evacuated uint64
+	Chain     snf.ChainStats // summed over units
+	// Billed counts each packet once per NF it reached, as one chain does: a replacement
+	// unit restores the failed one's counters with its state, and the packets replayed to
+	// it are counted there, not twice.
 	Billed             []NFBill
 	UnitsMin, UnitsMax int
 	UnitsMean          float64
@@ -190,6 +193,7 @@ type live struct {
 	zombieStates atomic.Uint64
 	closing      bool  // the run is ending: units' inputs are being closed
 	fatal        error // a recovery that failed: the run stops
+	mover        bool  // the policy moves flows between units (root.Mover)
 
 	// Recovery (nil log: off).
 	log        *replay.Log
@@ -518,10 +522,9 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		batch    = make([]packet.Packet, cfg.Batch)
 		runErr   error
 		lastTick = time.Now()
-		mover    = false
 	)
 	if m, ok := cfg.Policy.(root.Mover); ok {
-		mover = m.MovesFlows()
+		l.mover = m.MovesFlows()
 	}
 	l.start = time.Now()
 	tick := func(now time.Time) {
@@ -531,7 +534,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		}
 		lastTick = now
 		l.ctl.Tick(now.Sub(l.start), dt, l.pool, r.Stats().Sent, r.Held)
-		if mover {
+		if l.mover {
 			l.ctl.Draining(l.pool, func(u int, busy bool) { r.Evacuate(u, l.now, l, busy) })
 		}
 		if l.log != nil && l.fatal == nil {
@@ -559,7 +562,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 				first = batch[i].Time
 			}
 			if len(l.faults) > 0 && l.fatal == nil {
-				l.fatal = l.applyFaults(idx, time.Duration(batch[i].Time-first))
+				l.fatal = l.applyFaults(idx, time.Duration(batch[i].Time-first), r)
 			}
 			if l.fatal != nil {
 				break
@@ -638,9 +641,8 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	s.Written, s.Reorders, s.Latency = eg.written, eg.reorders, eg.lat.percentiles()
 	s.Capacity = cfg.Capacity
 	var waits, held durations
-	for _, c := range l.oldChains { // failed units: what they processed is billed too
-		s.bill(c)
-	}
+	// Failed units' chains are not counted: a replacement restored their counters as of its
+	// checkpoint and counted the replayed packets again itself (billed once, as one chain).
 	for _, lu := range l.units {
 		us := lu.u.Stats()
 		s.BytesMoved += us.BytesMoved

@@ -11,6 +11,7 @@ import (
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/replay"
+	"github.com/snf-dev/snf/root"
 	"github.com/snf-dev/snf/unit"
 )
 
@@ -36,6 +37,18 @@ const (
 	// FaultCall calls Fault.Do (on the root's goroutine: it must not block long): a test's
 	// own failure, such as restarting the store.
 	FaultCall
+	// FaultScale is a forced scale event: Fault.Scale > 0 makes that many more units take
+	// work at once (control.Controller.ForceScaleOut: draining units taken back, then
+	// inactive ones activated, up to the pool's size; no per-tick limit, no load gate);
+	// Fault.Scale < 0 marks that many units taking work draining at once (ForceScaleIn;
+	// one always keeps taking work) and, under a policy that moves flows, moves all their
+	// flows away now, running flowlets too (root.Evacuate with busy). Under the other
+	// policies the drained units keep their flows and only stop taking new ones.
+	FaultScale
+	// FaultMove moves every flow of Fault.Unit to the other units taking work now, running
+	// flowlets too (a forced flowlet move; the unit keeps taking work). Only under a policy
+	// that moves flows (snf); flows of an initiator group (Scoped state) stay.
+	FaultMove
 )
 
 // Fault is a failure injected into a run (tests, `snf run --fail`).
@@ -48,6 +61,7 @@ type Fault struct {
 	AtTime   time.Duration
 	For      time.Duration // FaultStall: how long
 	Do       func()        // FaultCall
+	Scale    int           // FaultScale: units to activate (> 0) or drain (< 0)
 }
 
 func (f Fault) String() string {
@@ -60,16 +74,22 @@ func (f Fault) String() string {
 		return fmt.Sprintf("stall=%d@%s/%s", f.Unit, at, f.For)
 	case FaultCall:
 		return "call@" + at
+	case FaultScale:
+		return fmt.Sprintf("scale=%+d@%s", f.Scale, at)
+	case FaultMove:
+		return fmt.Sprintf("move=%d@%s", f.Unit, at)
 	}
 	return fmt.Sprintf("unit=%d@%s", f.Unit, at)
 }
 
 // ParseFault parses a fault: "unit=K@N" kills unit K just before packet N (1-based) or, with
 // a unit of time ("unit=K@1.5s"), at that capture time after the first packet;
-// "stall=K@N/D" stalls unit K for D there.
+// "stall=K@N/D" stalls unit K for D there; "scale=+K@N" makes K more units take work at
+// once, "scale=-K@N" drains K units at once (FaultScale); "move=K@N" moves every flow of
+// unit K (FaultMove). Errors are one line.
 func ParseFault(s string) (Fault, error) {
 	bad := func(why string) (Fault, error) {
-		return Fault{}, fmt.Errorf("fault %q: %s (want unit=K@N, unit=K@1.5s or stall=K@N/50ms)", s, why)
+		return Fault{}, fmt.Errorf("fault %q: %s (want unit=K@N, unit=K@1.5s, stall=K@N/50ms, scale=+K@N, scale=-K@N or move=K@N)", s, why)
 	}
 	var f Fault
 	kind, rest, ok := strings.Cut(s, "=")
@@ -78,6 +98,10 @@ func ParseFault(s string) (Fault, error) {
 		return bad("no '='")
 	case kind == "unit":
 		f.Kind = FaultKill
+	case kind == "move":
+		f.Kind = FaultMove
+	case kind == "scale":
+		f.Kind = FaultScale
 	case kind == "stall":
 		f.Kind = FaultStall
 		var d string
@@ -96,11 +120,24 @@ func ParseFault(s string) (Fault, error) {
 	if !ok {
 		return bad("no '@'")
 	}
-	k, err := strconv.Atoi(u)
-	if err != nil || k < 0 {
-		return bad("bad unit " + strconv.Quote(u))
+	if f.Kind == FaultScale {
+		if len(u) < 2 || (u[0] != '+' && u[0] != '-') || u[1] < '0' || u[1] > '9' {
+			return bad("a scale event is +K or -K units, got " + strconv.Quote(u))
+		}
+		k, err := strconv.Atoi(u[1:])
+		if err != nil || k < 1 || k > 1<<16 {
+			return bad("bad scale " + strconv.Quote(u) + ": want +K or -K, K from 1 to 65536")
+		}
+		if f.Scale = k; u[0] == '-' {
+			f.Scale = -k
+		}
+	} else {
+		k, err := strconv.Atoi(u)
+		if err != nil || k < 0 || u[0] < '0' || u[0] > '9' {
+			return bad("bad unit " + strconv.Quote(u))
+		}
+		f.Unit = k
 	}
-	f.Unit = k
 	if n, err := strconv.ParseUint(at, 10, 64); err == nil {
 		if n == 0 {
 			return bad("packets count from 1")
@@ -125,8 +162,9 @@ func (f *Fault) due(idx uint64, t time.Duration) bool {
 	return t >= f.AtTime
 }
 
-// applyFaults applies the faults due before packet idx at capture time t.
-func (l *live) applyFaults(idx uint64, t time.Duration) error {
+// applyFaults applies the faults due before packet idx at capture time t; r is the root
+// (scale events and moves hand flows over).
+func (l *live) applyFaults(idx uint64, t time.Duration, r *root.Root) error {
 	for i := 0; i < len(l.faults); i++ {
 		f := l.faults[i] // a copy: the slice shifts below
 		if !f.due(idx, t) {
@@ -134,9 +172,21 @@ func (l *live) applyFaults(idx uint64, t time.Duration) error {
 		}
 		l.faults = append(l.faults[:i], l.faults[i+1:]...)
 		i--
-		if f.Kind == FaultCall {
+		switch f.Kind {
+		case FaultCall:
 			if f.Do != nil {
 				f.Do()
+			}
+			continue
+		case FaultScale:
+			if f.Scale > 0 {
+				l.ctl.ForceScaleOut(l.pool, f.Scale)
+				continue
+			}
+			for _, u := range l.ctl.ForceScaleIn(l.pool, -f.Scale) {
+				if l.mover {
+					r.Evacuate(u, l.now, l, true)
+				}
 			}
 			continue
 		}
@@ -150,6 +200,13 @@ func (l *live) applyFaults(idx uint64, t time.Duration) error {
 			}
 		case FaultStall:
 			l.units[f.Unit].u.Stall(f.For)
+		case FaultMove:
+			// The policy places each flow as for a draining unit: elsewhere, where it fits.
+			if v := &l.pool.Units[f.Unit]; l.mover && v.Active && !v.Draining {
+				v.Draining = true
+				r.Evacuate(f.Unit, l.now, l, true)
+				v.Draining = false
+			}
 		}
 	}
 	return nil

@@ -38,6 +38,15 @@ type Result struct {
 	Alerts []string
 	// Packets is the number of frames written.
 	Packets int
+	// Billed holds the packets billed to each NF, in chain order (snf.NFReport's In; the
+	// elastic run's engine.LiveSummary.Billed): each packet once per NF it reached.
+	Billed []NFBill
+}
+
+// NFBill is the packets billed to one NF.
+type NFBill struct {
+	NF      string
+	Packets uint64
 }
 
 // recorder is a port.Writer and an snf.AlertSink filling a Result.
@@ -132,7 +141,11 @@ func Reference(spec *snf.ChainSpec, frames []mem.Frame) (Result, error) {
 			return Result{}, err
 		}
 	}
-	return rec.result(), nil
+	r := rec.result()
+	for _, rep := range chain.Report() {
+		r.Billed = append(r.Billed, NFBill{rep.Name, rep.Stats.In})
+	}
+	return r, nil
 }
 
 // Live runs frames through the elastic runtime configured by cfg (its In, Out, Alerts and
@@ -150,7 +163,11 @@ func Live(ctx context.Context, cfg engine.LiveConfig, frames []mem.Frame) (Resul
 	if err == nil {
 		err = stErr
 	}
-	return rec.result(), s, err
+	r := rec.result()
+	for _, b := range s.Billed {
+		r.Billed = append(r.Billed, NFBill{b.Name, b.Packets})
+	}
+	return r, s, err
 }
 
 // Mode says how strictly Compare compares.
@@ -288,6 +305,10 @@ func Compare(want, got Result, mode Mode, in []mem.Frame) error {
 				return violation("%d alerts, the reference %d; first difference: want %q, got %q", len(got.Alerts), len(want.Alerts), w, g)
 			}
 		}
+	}
+	// Billing: each packet once per NF it reached, whatever was replayed.
+	if !slices.Equal(got.Billed, want.Billed) {
+		return violation("billed %v, the reference %v", got.Billed, want.Billed)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,9 +56,13 @@ func inputs(t *testing.T) map[string][]mem.Frame {
 }
 
 // TestRandomFaults draws fault schedules — kills and stalls of random units at random
-// packets, one to four per run, on pools of 2 to 6 units under the snf, perflow and static
-// policies — and checks COE for each: 100 schedules per input (rapid's default; more with
-// -rapid.checks=N), on the embedded store and, when redis-server is installed, on Redis.
+// packets, one to four per run, and in about half the runs a scale storm (3 to 8 forced
+// scale events and flowlet moves within a few hundred packets: units started and drained
+// several at a time, every flow of a unit moved), on pools of 2 to 6 units under the snf,
+// perflow and static policies — and checks COE (billing included) for each: 100 schedules
+// per input (rapid's default; more with -rapid.checks=N), on the embedded store and, when
+// redis-server is installed, on Redis, where about one schedule in five also restarts the
+// server (killed, back 50 to 150 ms later; the units wait through the outage: retry=).
 // It is heavy (about 3,000 runs): it skips under -race; scripts/test runs it without.
 func TestRandomFaults(t *testing.T) {
 	if raceEnabled {
@@ -75,8 +80,11 @@ func TestRandomFaults(t *testing.T) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	total := 0
+	var total, storms, restarts, scales, moves int
 	for _, stName := range stores {
+		// Redis: one server for the schedules without a restart, and, per input, one that
+		// persists what it acknowledges (append-only file) for those with one: a restart
+		// must lose nothing (and a fresh one has little to load when it restarts).
 		var st store.Store
 		if stName == "redis" {
 			var err error
@@ -92,28 +100,77 @@ func TestRandomFaults(t *testing.T) {
 				refs[i] = reference(t, c.nfs, frames)
 			}
 			t.Run(stName+"/"+name, func(t *testing.T) {
-				runs := 0
+				var rst store.Store
+				var rsrv *testtrace.Redis
+				if st != nil {
+					rsrv = testtrace.StartRedis(t, true)
+					var err error
+					if rst, err = store.Open(rsrv.URL + "?timeout=500ms&retry=10s"); err != nil {
+						t.Fatal(err)
+					}
+					defer rst.Close()
+				}
+				runs, restartRuns := 0, 0
+				var restartTime time.Duration
 				check := func(rt *rapid.T) {
 					ci := rapid.IntRange(0, len(chains)-1).Draw(rt, "chain")
 					units := rapid.IntRange(2, 6).Draw(rt, "units")
 					pol := rapid.SampledFrom([]string{"snf", "perflow", "static"}).Draw(rt, "policy")
 					nf := rapid.IntRange(1, 4).Draw(rt, "faults")
+					n := len(frames)
 					var faults []engine.Fault
 					for range nf {
 						f := engine.Fault{Kind: engine.FaultKill, Unit: rapid.IntRange(0, units-1).Draw(rt, "unit"),
-							AtPacket: uint64(rapid.IntRange(1, len(frames)).Draw(rt, "at"))}
+							AtPacket: uint64(rapid.IntRange(1, n).Draw(rt, "at"))}
 						if rapid.IntRange(0, 3).Draw(rt, "kind") == 0 {
 							f.Kind, f.For = engine.FaultStall, time.Duration(rapid.IntRange(40, 120).Draw(rt, "ms"))*time.Millisecond
 						}
 						faults = append(faults, f)
 					}
-					sc := Scenario{Name: fmt.Sprint(faults), NFs: chains[ci].nfs, Policy: pol, Units: units, Mode: chains[ci].mode, Faults: faults}
+					if rapid.Bool().Draw(rt, "storm") {
+						faults = append(faults, storm(rt, n, units)...)
+						storms++
+					}
 					var opt Options
 					if st != nil {
 						opt.Store = testtrace.Namespaced(st, fmt.Sprintf("%s/%d", t.Name(), runs))
 					}
+					var wg sync.WaitGroup
+					restarted := false
+					if rst != nil && rapid.IntRange(0, 4).Draw(rt, "restart") == 0 {
+						outage := time.Duration(rapid.IntRange(50, 150).Draw(rt, "outage ms")) * time.Millisecond
+						faults = append(faults, engine.Fault{Kind: engine.FaultCall, AtPacket: uint64(rapid.IntRange(1, n).Draw(rt, "restart at")),
+							Do: func() {
+								rsrv.Stop()
+								wg.Add(1)
+								go func() {
+									defer wg.Done()
+									time.Sleep(outage)
+									rsrv.Start()
+								}()
+							}})
+						opt.Store = testtrace.Namespaced(rst, fmt.Sprintf("%s/%d", t.Name(), runs))
+						restarted = true
+						restarts++
+					}
+					for _, f := range faults {
+						switch f.Kind {
+						case engine.FaultScale:
+							scales++
+						case engine.FaultMove:
+							moves++
+						}
+					}
+					sc := Scenario{Name: fmt.Sprint(faults), NFs: chains[ci].nfs, Policy: pol, Units: units, Mode: chains[ci].mode, Faults: faults}
 					runs++
+					start := time.Now()
 					rep := Run(context.Background(), sc, frames, refs[ci], opt)
+					wg.Wait()
+					if restarted {
+						waitStore(t, rst) // the next run builds its chains at once
+						restartRuns++
+						restartTime += time.Since(start)
+					}
 					if rep.Err != nil {
 						rt.Fatalf("%s on %s, policy %s, %d units, faults %v: %v", chains[ci].nfs, name, pol, units, faults, rep.Err)
 					}
@@ -129,9 +186,49 @@ func TestRandomFaults(t *testing.T) {
 				}
 				rapid.Check(t, check)
 				total += runs
-				t.Logf("%d schedules, COE held in every one", runs)
+				t.Logf("%d schedules, COE held in every one (%d with a store restart, %v of wall time)", runs, restartRuns, restartTime.Round(time.Millisecond))
 			})
 		}
 	}
-	t.Logf("%d runs in all", total)
+	t.Logf("%d runs in all: %d with a scale storm (%d scale events, %d forced moves), %d with a store restart", total, storms, scales, moves, restarts)
+}
+
+// storm draws a scale storm: 3 to 8 forced scale events and flowlet moves within a few
+// hundred packets of a run of n packets on units units, ups and downs mixed (the first
+// starts units, the second drains some).
+func storm(rt *rapid.T, n, units int) []engine.Fault {
+	start := rapid.IntRange(1, n).Draw(rt, "storm at")
+	events := rapid.IntRange(3, 8).Draw(rt, "storm events")
+	var fs []engine.Fault
+	for i := range events {
+		at := uint64(min(n, start+rapid.IntRange(0, 300).Draw(rt, "storm offset")))
+		kind := i // 0: up, 1: down, then drawn
+		if i >= 2 {
+			kind = rapid.IntRange(0, 2).Draw(rt, "storm kind")
+		}
+		switch kind {
+		case 0:
+			fs = append(fs, engine.Fault{Kind: engine.FaultScale, Scale: rapid.IntRange(1, units).Draw(rt, "up"), AtPacket: at})
+		case 1:
+			fs = append(fs, engine.Fault{Kind: engine.FaultScale, Scale: -rapid.IntRange(1, units).Draw(rt, "down"), AtPacket: at})
+		default:
+			fs = append(fs, engine.Fault{Kind: engine.FaultMove, Unit: rapid.IntRange(0, units-1).Draw(rt, "move"), AtPacket: at})
+		}
+	}
+	return fs
+}
+
+// waitStore waits until st answers again after a restart (its client fails operations at
+// once for a while after it lost the server).
+func waitStore(t *testing.T, st store.Store) {
+	tb, err := st.Table("test", "probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); tb.Set("k", []byte("v")) != nil; {
+		if time.Now().After(deadline) {
+			t.Fatal("the store did not come back after its restart")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

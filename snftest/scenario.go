@@ -33,6 +33,9 @@ import (
 //	fail   unit=1@1200                 # kill unit 1 before packet 1200
 //	fail   stall=0@2500/200ms          # unit 0 stops for 200 ms: declared failed, replaced
 //	fail   unit=2@3s                   # kill unit 2 at 3 s of capture time
+//	fail   scale=+3@4000               # 3 more units take work at once (a scale storm's step)
+//	fail   scale=-2@4100               # 2 units drain at once; under snf their flows move away now
+//	fail   move=1@4200                 # every flow of unit 1 moves, running flowlets too (snf)
 type Scenario struct {
 	Name   string
 	Input  string

@@ -68,8 +68,8 @@ func TestScenarios(t *testing.T) {
 			if s.Failures < uint64(kills) || s.Failures > uint64(len(sc.Faults)) {
 				t.Errorf("%d failures recovered; the schedule has %d kills and %d faults", s.Failures, kills, len(sc.Faults))
 			}
-			t.Logf("%d packets; %d failures recovered, %d replayed, %d duplicate outputs, %d duplicate alerts dropped; recovery p50 %v",
-				s.Packets, s.Failures, s.Replayed, s.Duplicates, s.AlertDuplicates, s.RecoveryTime.P50)
+			t.Logf("%d packets; %d failures recovered, %d replayed, %d duplicate outputs, %d duplicate alerts dropped; recovery p50 %v; %d handovers (%d evacuated), units %d-%d",
+				s.Packets, s.Failures, s.Replayed, s.Duplicates, s.AlertDuplicates, s.RecoveryTime.P50, s.Handovers, s.Evacuated, s.UnitsMin, s.UnitsMax)
 		})
 	}
 }
@@ -133,6 +133,7 @@ func TestCompareCatches(t *testing.T) {
 			}
 		},
 		"an alert": func(r *Result) { r.Alerts = append(r.Alerts, "clock 1 extra") },
+		"a bill":   func(r *Result) { r.Billed[len(r.Billed)-1].Packets++ },
 	}
 	for name, mutate := range mutations {
 		got := deepCopy(want)
@@ -147,7 +148,7 @@ func TestCompareCatches(t *testing.T) {
 
 func deepCopy(r Result) Result {
 	c := Result{Out: map[uint64][][]byte{}, Order: map[packet.Key][]uint64{}, States: map[packet.Key]string{},
-		Alerts: slices.Clone(r.Alerts), Packets: r.Packets}
+		Alerts: slices.Clone(r.Alerts), Packets: r.Packets, Billed: slices.Clone(r.Billed)}
 	for k, v := range r.Out {
 		c.Out[k] = slices.Clone(v)
 	}

@@ -241,10 +241,24 @@ func (s *Redis) retry(op func() error) error {
 	return err
 }
 
-// isReply reports whether err is an error reply of the server (trying again gives the same).
+// isReply reports whether err is an error reply of the server that trying again gives
+// again (not a transient one).
 func isReply(err error) bool {
 	var re *rueidis.RedisError
-	return errors.As(err, &re)
+	return errors.As(err, &re) && !transient(err)
+}
+
+// transient reports whether err is the error reply of a server that cannot serve yet but
+// will: one loading its data after a restart (LOADING), busy with a script, or a cluster
+// whose slots are moving or whose master is down. For a caller it is an outage like a lost
+// connection: Retry tries again, a Counters handle keeps its adds.
+func transient(err error) bool {
+	var re *rueidis.RedisError
+	if !errors.As(err, &re) {
+		return false
+	}
+	msg := re.Error()
+	return re.IsLoading() || re.IsTryAgain() || re.IsClusterDown() || strings.HasPrefix(msg, "MASTERDOWN") || strings.HasPrefix(msg, "BUSY ")
 }
 
 // Retries returns how many times blocking operations were tried again (Options.Retry).
@@ -681,7 +695,7 @@ func (c *redisCounters) send(round []addOp, w *int, ops []addOp) (lost bool, fir
 		}
 		switch _, reply := rueidis.IsRedisErr(err); {
 		case err == nil:
-		case reply: // the server refused the batch (not a connection problem): sending it again would not help
+		case reply && !transient(err): // the server refused the batch (not an outage): sending it again would not help
 			c.dropped.Add(uint64(len(chunk)))
 			if first == nil {
 				first = &OpError{"counters flush", c.name, err}

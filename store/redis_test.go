@@ -393,6 +393,46 @@ func TestRedisPersistence(t *testing.T) {
 	}
 }
 
+// TestRedisRetryWhileLoading: a server that restarts with data to load answers LOADING for
+// a while; that is an outage, not a refusal: with retry= a pool take waits through it, and
+// counter adds flushed meanwhile are kept and sent, not dropped.
+func TestRedisRetryWhileLoading(t *testing.T) {
+	// Loading 5000 keys takes 0.5 s, answering clients meanwhile.
+	srv := startRedis(t, "--key-load-delay", "100", "--loading-process-events-interval-bytes", "1024")
+	s := openRedis(t, srv, "timeout=500ms&retry=10s&flush=5ms")
+	p := mustPool(t, s, "t", "ports", 1, 100)
+	c := mustCounters(t, s, "t", "c").(*redisCounters)
+	first, _, err := p.Take(Tag{Unit: 1, Clock: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.command("EVAL", "for i=1,5000 do redis.call('SET','k'..i,'v') end return 1", "0")
+	if r := srv.command("SAVE"); !strings.HasPrefix(r, "+OK") {
+		t.Fatalf("SAVE: %q", r)
+	}
+	srv.kill()
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		srv.restart()
+	}()
+	for i := range 100 {
+		c.Add(Tag{Unit: 1, Clock: uint64(i + 1), Seq: 1}, 7, 1)
+	}
+	start := time.Now()
+	v, ok, err := p.Take(Tag{Unit: 1, Clock: 2})
+	if err != nil || !ok || v == first {
+		t.Fatalf("take through a restart and its loading: %d %v %v (first take %d)", v, ok, err, first)
+	}
+	t.Logf("take waited %v, %d retries", time.Since(start), s.Retries())
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Get(7) != 100 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := c.Get(7); got != 100 || c.Dropped() != 0 {
+		t.Fatalf("counter after the restart: %d (%d adds dropped), want 100", got, c.Dropped())
+	}
+}
+
 // TestRedisCountersNonBlocking: Add never waits for the server, even when it is gone, and
 // the adds buffered past MaxPending are dropped and counted.
 func TestRedisCountersNonBlocking(t *testing.T) {

@@ -58,7 +58,7 @@ func (s *Redis) compileOps(l []*regOp) (ok bool, err error) {
 		if err == nil {
 			continue
 		}
-		if _, reply := rueidis.IsRedisErr(err); reply {
+		if isReply(err) {
 			return true, fmt.Errorf("store: op %q: the Lua body does not compile: %s", l[i].name, oneLine(err.Error()))
 		}
 		s.opErr("registers open", "", err)

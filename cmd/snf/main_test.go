@@ -380,11 +380,13 @@ func TestTraceCommands(t *testing.T) {
 	}
 }
 
-// TestRunFailVerify: --fail kills units during an elastic run, --verify checks chain output
-// equivalence against one chain and says so; a fault outside the pool is refused.
+// TestRunFailVerify: --fail kills units and forces scale events and moves during an elastic
+// run, --verify checks chain output equivalence against one chain and says so; a fault
+// outside the pool is refused.
 func TestRunFailVerify(t *testing.T) {
 	code, stdout, stderr := runSnf("run", "--nfs", "nat,firewall,portscan", "--packets", "20000", "--units", "1-4", "--quiet",
-		"--fail", "unit=0@3000", "--fail", "unit=1@9000", "--fail", "stall=0@15000/100ms", "--verify")
+		"--fail", "unit=0@3000", "--fail", "unit=1@9000", "--fail", "stall=0@15000/100ms",
+		"--fail", "scale=+3@5000", "--fail", "move=0@5100", "--fail", "scale=-2@5200", "--verify")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -400,6 +402,8 @@ func TestRunFailVerify(t *testing.T) {
 		{"run", "--fail", "unit=7@10", "--units", "4"},
 		{"run", "--fail", "unit=1"},
 		{"run", "--fail", "reboot=1@10"},
+		{"run", "--fail", "scale=2@10"},
+		{"run", "--fail", "move=7@10", "--units", "4"},
 		{"run", "--compare", "--verify"},
 	} {
 		code, _, stderr := runSnf(bad...)

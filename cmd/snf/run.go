@@ -115,7 +115,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	alerts := fs.String("alerts", "", "write the NFs' alerts as JSON lines to this file (- for stderr)")
 	recovery := fs.Bool("recovery", false, "elastic runs: log packets at the root and checkpoint units, so that a failed unit is replaced and its packets replayed")
 	var faults []engine.Fault
-	fs.Func("fail", "kill a unit: unit=K@N (before packet N), unit=K@1.5s (at capture time), or stall=K@N/50ms; repeatable; turns on --recovery", func(v string) error {
+	fs.Func("fail", "inject a fault before packet N (or at a capture time such as 1.5s instead of N): unit=K@N kills unit K, stall=K@N/50ms stalls it, scale=+K@N starts K more units at once, scale=-K@N drains K units at once (their flows move away under --policy snf), move=K@N moves every flow of unit K (snf); repeatable; turns on --recovery", func(v string) error {
 		f, err := engine.ParseFault(v)
 		if err != nil {
 			return err
@@ -276,7 +276,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 				fmt.Fprintf(stdout, "verify    %v\n", coe)
 				return &exitError{1, "chain output equivalence does not hold (see verify above)"}
 			}
-			fmt.Fprintf(stdout, "verify    COE holds: the same %d packets as one chain (byte for byte%s), in the same order within each flow, the same final flow states and alerts\n",
+			fmt.Fprintf(stdout, "verify    COE holds: the same %d packets as one chain (byte for byte%s), in the same order within each flow, the same final flow states and alerts, the same packets billed per NF\n",
 				sum.Written, map[bool]string{true: ", up to the values shared state hands out", false: ""}[sharedValues(spec)])
 		}
 		if *reportDir != "" && runErr == nil {

@@ -162,7 +162,7 @@ func FuzzRestore(f *testing.F) {
 	c.Close()
 	f.Add(full)
 	f.Add(inc)
-	f.Add([]byte("SNFK\x01"))
+	f.Add([]byte("SNFK\x02"))
 	// One chain for all inputs (building one per input is slow): what earlier inputs
 	// restored stays, which only widens what a later one meets.
 	r, err := snf.NewChain(mustSpec(f, "firewall,portscan,trojan,ratelimit,nat"), snf.ChainOptions{Checkpoints: true})
@@ -196,7 +196,7 @@ func TestRestoreRefusesBadRecords(t *testing.T) {
 	}
 	b := testtrace.ChainOf(t, "trojan", snf.ChainOptions{Checkpoints: true})
 	v2 := bytes.Clone(rec)
-	v2[4] = 2
+	v2[4] = rec[4] + 1 // a version this build does not read
 	for name, r := range map[string][]byte{
 		"foreign": []byte("GIF89a...................."), "version": v2, "truncated": rec[:len(rec)/2],
 	} {
@@ -210,5 +210,41 @@ func TestRestoreRefusesBadRecords(t *testing.T) {
 	plain := testtrace.ChainOf(t, "firewall", snf.ChainOptions{})
 	if _, _, err := plain.Checkpoint(nil, false); err == nil {
 		t.Error("a chain without Checkpoints wrote a record")
+	}
+}
+
+// TestRestoreCounters: a restored chain counts on from the record's counters (the chain's,
+// each NF's and the NFs' metrics), so that a recovery that replays the packets after the
+// record counts — and bills — each packet once.
+func TestRestoreCounters(t *testing.T) {
+	const nfs = "firewall,portscan,nat,monitor"
+	a := testtrace.ChainOf(t, nfs, snf.ChainOptions{Checkpoints: true})
+	pkts := generatedPackets(t, 3000)
+	a.Process(clonePackets(pkts[:1000]), nil)
+	full, _, err := a.Checkpoint(nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Process(clonePackets(pkts[1000:2000]), nil)
+	inc, _, err := a.Checkpoint(nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := testtrace.ChainOf(t, nfs, snf.ChainOptions{Checkpoints: true})
+	b.Process(clonePackets(pkts[:100]), nil) // counters of its own, which the records replace
+	for _, r := range [][]byte{full, inc} {
+		if err := b.Restore(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.Stats() != b.Stats() || fmt.Sprint(a.Report()) != fmt.Sprint(b.Report()) {
+		t.Fatalf("restored counters differ:\n%+v %+v\n%+v %+v", a.Stats(), a.Report(), b.Stats(), b.Report())
+	}
+	if a.Stats().In != 2000 || a.Report()[0].Stats.In != 2000 {
+		t.Fatalf("the chain counted %d packets, its first NF %d, want 2000", a.Stats().In, a.Report()[0].Stats.In)
+	}
+	other := testtrace.ChainOf(t, "firewall,portscan,nat", snf.ChainOptions{Checkpoints: true})
+	if err := other.Restore(full); err == nil || bytes.ContainsRune([]byte(err.Error()), '\n') {
+		t.Errorf("a record of 4 NFs restored into a chain of 3: %v", err)
 	}
 }

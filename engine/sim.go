@@ -82,6 +82,9 @@ type SimConfig struct {
 	// state lives in the store: read before the packet, written after (pipelined, so it
 	// delays the packet, not the unit). 0: none.
 	StoreRTT time.Duration
+	// Pipeline models the live engine's goroutine pipeline (batches, hand-offs; see
+	// Pipeline). The zero value leaves it out.
+	Pipeline Pipeline
 	// SLO is the latency objective packets are counted against (default 1ms).
 	SLO time.Duration
 	// OracleWindow is the window over which the oracle's offered load is measured (default
@@ -117,6 +120,10 @@ type SimSummary struct {
 	OverSLO     uint64
 	OverSLOFrac float64
 	SLO         time.Duration
+	// LatencyFromRoot is the latency from the root's release of a packet (its unit's batch
+	// flushed) to its departure: the span RunLive's Latency measures. It differs from
+	// Latency only with a Pipeline (without one a packet leaves the root as it arrives).
+	LatencyFromRoot Percentiles
 	// LatencyMean is the mean latency (departure - arrival) of the packets out;
 	// ServiceMean the mean service time drawn per packet served.
 	LatencyMean, ServiceMean time.Duration
@@ -326,7 +333,8 @@ type simUnit struct {
 	queued    int   // packets in q
 	pending   map[uint64]*pendingFlow
 	outs      outq
-	heapPos   int // position in the egress heap, -1 when not in it
+	heapPos   int       // position in the egress heap, -1 when not in it
+	pu        *pipeUnit // with a Pipeline
 }
 
 type sim struct {
@@ -394,6 +402,8 @@ type sim struct {
 	ticks    []SimSample
 	end      int64
 	inputErr error
+
+	pl *simPipe // nil without a Pipeline
 }
 
 // RunSim runs cfg.In through the chain on a simulated elastic pool, in virtual time.
@@ -412,6 +422,9 @@ func RunSim(ctx context.Context, cfg SimConfig) (SimSummary, error) {
 	if cfg.Service == ServiceLognormal && cfg.CV > 0 {
 		s.sigma = math.Sqrt(math.Log1p(cfg.CV * cfg.CV))
 		s.mu = math.Log(s.meanNs) - s.sigma*s.sigma/2
+	}
+	if cfg.Pipeline.On() {
+		s.pl = newSimPipe(cfg.Pipeline, cfg.Seed)
 	}
 	s.transferNs = float64(cfg.TransferBase)
 	s.bwBytes = cfg.Bandwidth / 1e9 // bytes per ns
@@ -497,6 +510,9 @@ func simDefaults(cfg *SimConfig) error {
 	}
 	if cfg.CV < 0 || math.IsNaN(cfg.CV) {
 		return fmt.Errorf("engine: service CV %v < 0", cfg.CV)
+	}
+	if pl := cfg.Pipeline; pl.RootCost < 0 || pl.ReadWake < 0 || pl.Handoff < 0 || pl.BatchCost < 0 || !(pl.HandoffCV >= 0) || math.IsInf(pl.HandoffCV, 0) {
+		return fmt.Errorf("engine: pipeline %+v: want durations >= 0 and a finite CV >= 0", pl)
 	}
 	switch {
 	case cfg.ColdStart == 0:
@@ -633,6 +649,9 @@ func (s *sim) loop() error {
 			v := first + int64(float64(p.Time-first)/s.cfg.Speed)
 			tIn = max(v, prevIn) // virtual time never goes back
 		}
+		if inDone && s.pl != nil && s.pl.root == rootIdle && len(s.pl.dirty) > 0 {
+			s.pipeEndRead() // the input ended (as the live root does): send what the ticks added
+		}
 		var tEv int64 = math.MaxInt64
 		if len(s.ev) > 0 {
 			tEv = s.ev[0].t
@@ -652,6 +671,8 @@ func (s *sim) loop() error {
 				s.kick(u)
 			case evState:
 				s.arrive(s.units[e.unit], e.arg)
+			default:
+				s.pipeEvent(e)
 			}
 		case nextTick <= tIn:
 			// Ticks run while something remains to happen (the break above).
@@ -673,7 +694,11 @@ func (s *sim) loop() error {
 				}
 				s.windows = append(s.windows, 1)
 			}
-			s.r.Dispatch(p, s)
+			if s.pl != nil {
+				s.pipeArrive(p)
+			} else {
+				s.r.Dispatch(p, s)
+			}
 		}
 	}
 	if inErr != nil && !errors.Is(inErr, io.EOF) {
@@ -689,6 +714,10 @@ func (s *sim) loop() error {
 
 // Send implements root.Target: p joins unit u's queue (or is dropped if it is full).
 func (s *sim) Send(ui int, p *packet.Packet) {
+	if s.pl != nil {
+		s.pipeSend(ui)
+		return
+	}
 	u := s.unit(ui)
 	if u.queued >= s.cfg.QueueLimit {
 		s.dropped++
@@ -707,6 +736,11 @@ func (s *sim) Send(ui int, p *packet.Packet) {
 // expect at to.
 func (s *sim) Handover(k packet.Key, flow uint64, from, to int) {
 	uf, ut := s.unit(from), s.unit(to)
+	if s.pl != nil { // in the units' open batches
+		s.pipeEntry(uf, ^s.newCtl(ctlMarker, k, flow, to))
+		s.pipeEntry(ut, ^s.newCtl(ctlExpect, k, flow, from))
+		return
+	}
 	uf.q.push(^s.newCtl(ctlMarker, k, flow, to))
 	ut.q.push(^s.newCtl(ctlExpect, k, flow, from))
 	s.kick(uf)
@@ -734,6 +768,9 @@ func (s *sim) alloc() int32 {
 	}
 	s.pkts = append(s.pkts, packet.Packet{})
 	s.arr = append(s.arr, 0)
+	if s.pl != nil {
+		s.pl.rel = append(s.pl.rel, 0)
+	}
 	return int32(len(s.pkts) - 1)
 }
 
@@ -768,6 +805,10 @@ func (s *sim) kick(u *simUnit) {
 // served gets a service time and leaves when it ends; packets of flows waiting for their
 // state are set aside. u is busy until the last one ends.
 func (s *sim) serve(u *simUnit) {
+	if s.pl != nil {
+		s.pipeServe(u)
+		return
+	}
 	cursor := s.now
 	servedN := 0
 	for servedN < s.cfg.Batch {
@@ -788,16 +829,8 @@ func (s *sim) serve(u *simUnit) {
 		}
 		if !fromPrio {
 			u.queued--
-			if len(u.pending) > 0 {
-				if pe, ok := u.pending[s.pkts[e].Flow]; ok && len(pe.segs) > 0 {
-					sg := pe.segs[len(pe.segs)-1]
-					if len(sg.held) == 0 {
-						sg.heldAt = s.now
-					}
-					sg.held = append(sg.held, e)
-					s.held++
-					continue
-				}
+			if s.hold(u, e) {
+				continue
 			}
 		}
 		cursor += s.draw()
@@ -806,6 +839,27 @@ func (s *sim) serve(u *simUnit) {
 	}
 	u.busyUntil = cursor
 	s.pool.Units[u.id].Backlog = float64(u.queued)
+}
+
+// hold sets packet slot e aside if its flow waits for its state at u.
+func (s *sim) hold(u *simUnit, e int32) bool {
+	if len(u.pending) == 0 {
+		return false
+	}
+	pe, ok := u.pending[s.pkts[e].Flow]
+	if !ok || len(pe.segs) == 0 {
+		return false
+	}
+	sg := pe.segs[len(pe.segs)-1]
+	if len(sg.held) == 0 {
+		sg.heldAt = s.now
+		if s.pl != nil {
+			sg.heldAt = s.pl.rel[e] // from the root's release, as RunLive measures it
+		}
+	}
+	sg.held = append(sg.held, e)
+	s.held++
+	return true
 }
 
 // draw returns a service time (ns, at least 1).
@@ -855,7 +909,8 @@ func (s *sim) process(u *simUnit, e int32, dep int64) {
 	s.keep(u, e, dep)
 }
 
-// keep queues the outputs of slot e's packet (in s.outBuf) at u's egress, leaving at dep.
+// keep queues the outputs of slot e's packet (in s.outBuf) at u's egress, leaving at dep
+// (with a Pipeline: staged with their batch, dep the extra delay).
 func (s *sim) keep(u *simUnit, e int32, dep int64) {
 	kept := false
 	for _, o := range s.outBuf {
@@ -866,13 +921,20 @@ func (s *sim) keep(u *simUnit, e int32, dep int64) {
 			slot = s.alloc() // an emitted packet: copy it out of the chain's buffer
 			s.pkts[slot].CopyFrom(o)
 			s.arr[slot] = s.arr[e]
+			if s.pl != nil {
+				s.pl.rel[slot] = s.pl.rel[e]
+			}
 		}
-		u.outs.push(output{slot: slot, dep: dep})
+		if s.pl != nil {
+			u.pu.stage.push(output{slot: slot, dep: dep})
+		} else {
+			u.outs.push(output{slot: slot, dep: dep})
+		}
 	}
 	if !kept {
 		s.free = append(s.free, e)
 	}
-	if u.outs.size > 0 && u.heapPos < 0 {
+	if s.pl == nil && u.outs.size > 0 && u.heapPos < 0 {
 		s.eheapPush(u)
 	}
 }
@@ -931,6 +993,10 @@ func (s *sim) ship(u *simUnit, k packet.Key, flow uint64, to int, at int64) {
 		st.data = st.data[:0]
 	}
 	delay := s.transferNs + float64(len(st.data))/s.bwBytes
+	if s.pl != nil { // it leaves after the batch (pipeServe)
+		s.pl.outbox = append(s.pl.outbox, shipment{st: i, to: int32(to), delay: int64(delay + 0.5)})
+		return
+	}
 	s.schedule(at+int64(delay+0.5), evState, int32(to), i)
 }
 
@@ -1116,6 +1182,9 @@ func (s *sim) egress(o output) {
 	}
 	l := o.dep - s.arr[o.slot]
 	s.lat.add(time.Duration(l))
+	if s.pl != nil {
+		s.pl.latRel.add(time.Duration(o.dep - s.pl.rel[o.slot]))
+	}
 	s.latSum += float64(l)
 	if l > s.slo {
 		s.overSLO++
@@ -1152,6 +1221,10 @@ func (s *sim) summary() SimSummary {
 	rs := s.r.Stats()
 	ls.Packets, ls.Flows, ls.Flowlets, ls.Handovers, ls.Evacuated = rs.Packets, rs.Flows, rs.Flowlets, rs.Handovers, rs.Evacuated
 	ls.Written, ls.Reorders, ls.Latency = s.written, s.reorder, s.lat.percentiles()
+	sum.LatencyFromRoot = ls.Latency
+	if s.pl != nil {
+		sum.LatencyFromRoot = s.pl.latRel.percentiles()
+	}
 	ls.Capacity = s.cfg.Capacity
 	ls.BytesMoved, ls.Held = s.bytesMoved, s.held
 	ls.HandoverWait, ls.HeldWait = s.waits.percentiles(), s.heldWaits.percentiles()

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -48,6 +49,20 @@ that the day's peak is --peak units' worth of capacity (before bursts); the inpu
 prints it as a gen: spec. With --in, a pcap or pcapng capture, or --in gen:SPEC (a
 generated workload, see 'snf trace gen --help'), is replayed at --speed times its pace.
 
+With --handoff (or --batch-cost, --root-cost, --read-wake) it also models the live engine's
+goroutine pipeline, as 'snf run' runs it: the root reads the packets that arrived while it
+dispatched the last read (--root-cost each), or, waiting for input, those that arrived by
+its next wake-up (every --read-wake: a paced replay's sleep), and flushes one batch per
+unit at the end of each read; a batch reaches its unit one hand-off later (a goroutine's
+wake-up: lognormal, mean --handoff, coefficient of variation --handoff-cv), the unit serves
+it whole (--batch-cost, then each packet's service time), and its outputs reach the egress
+one hand-off after it ends; a state takes two on top of --transfer. --handoff -1 measures
+the model on this machine (engine.CalibratePipeline: the live engine with the chain on one
+unit at 3,000 packets/s for 1s; the flags given keep their values) and prints the
+measurement as a timing line. The latency from the root's release of a packet, the span
+'snf run' measures, is then printed too (the single-policy summary; --compare's columns
+"p50 root" and "p99 root"). Off by default.
+
 Without --capacity, a unit's capacity is measured on this machine (engine.Calibrate, the
 median of 5) and rounded down to a power of ten packets/s, so that the same seed prints the
 same tables on a machine despite its noise; the measurement itself is a timing line. Give
@@ -66,6 +81,7 @@ Examples:
   snf sim --policy snf --units 1-64 --peak 40
   snf sim --nfs firewall --in in.pcap --speed 100 --capacity 50000 --compare
   snf sim --policy perflow --cv 1 --cold-start 5ms --slo 500us --seed 7
+  snf sim --nfs nat,firewall --in in.pcap --speed 4 --capacity 2000 --service-rate -1 --handoff -1
   snf sim --policy snf --timeline                   # units and load over time
   snf sim --compare --in gen:fb_hadoop,load=0.3,link=40Gbps,profile=diurnal,duration=2s
 `
@@ -88,6 +104,7 @@ type simOptions struct {
 	in                        string
 	spec                      *snf.ChainSpec
 	timeline                  bool
+	pipe                      engine.Pipeline // the pipeline model (off: zero)
 }
 
 func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -111,6 +128,11 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	tick := fs.Duration("tick", 10*time.Millisecond, "controller period (virtual time)")
 	scaleOuts := fs.Int("scale-outs", 1, "most units activated between two ticks")
 	onMeasured := fs.Bool("scale-on-measured", true, "snf, perpacket: grow the pool only when the load measured over the last tick no longer fits at --target (chosen by the sweep in BENCHMARKS.md)")
+	handoff := fs.String("handoff", "0", "pipeline model: mean time a batch or state takes from one goroutine to the next (0: no pipeline model; -1: measure the model on this machine)")
+	handoffCV := fs.Float64("handoff-cv", 1, "pipeline model: coefficient of variation of a hand-off (lognormal)")
+	batchCost := fs.Duration("batch-cost", 0, "pipeline model: a unit's cost per batch, on top of its packets' service")
+	rootCost := fs.Duration("root-cost", 0, "pipeline model: the root's time to dispatch a packet")
+	readWake := fs.Duration("read-wake", 0, "pipeline model: granularity of the root's wake-ups when it waits for input (a paced replay's sleep)")
 	busyAfter := fs.Int("busy-after", 4, "snf: a unit that has drained for this many ticks has its running flowlets moved too (0: only idle flows move; chosen by the sweep in BENCHMARKS.md)")
 	maxBacklog := fs.Duration("max-backlog", 500*time.Microsecond, "snf: a unit with more work queued than this (in time at --capacity) takes no new flowlet, and the pool may grow when all are so (0: off; chosen by the sweep in BENCHMARKS.md)")
 	target := fs.Float64("target", 0.9, "utilisation a unit is filled to, in (0,1] (chosen by the sweep in BENCHMARKS.md)")
@@ -149,6 +171,10 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return bad("--service-rate must be >= 0, or -1 to measure it")
 	case !(*cv >= 0) || math.IsInf(*cv, 0):
 		return bad("--cv must be >= 0")
+	case !(*handoffCV >= 0) || math.IsInf(*handoffCV, 0):
+		return bad("--handoff-cv must be >= 0")
+	case *batchCost < 0 || *rootCost < 0 || *readWake < 0:
+		return bad("--batch-cost, --root-cost and --read-wake must be >= 0")
 	case *cold < 0 || *transfer < 0 || *rtt < 0:
 		return bad("--cold-start, --transfer and --store-rtt must be >= 0")
 	case !(*bandwidth > 0):
@@ -167,6 +193,13 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return bad("--peak must be > 0 (at most 1e6)")
 	case *duration <= 0 || *duration > time.Hour:
 		return bad("--duration must be > 0 and at most 1h")
+	}
+	measurePipe := *handoff == "-1"
+	var handoffD time.Duration
+	if !measurePipe {
+		if handoffD, err = time.ParseDuration(*handoff); err != nil || handoffD < 0 {
+			return bad("--handoff must be a duration >= 0, or -1 to measure the pipeline model")
+		}
 	}
 	if len(sweeps) > 0 && *compare {
 		return bad("give --sweep or --compare, not both")
@@ -189,7 +222,8 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	o := simOptions{minU: minU, maxU: maxU, gap: *gap, tick: *tick, speed: speed, capacity: *capacity, cv: *cv, peak: *peak,
 		cold: *cold, transfer: *transfer, rtt: *rtt, slo: *slo, bandwidth: *bandwidth, queue: *queue, batch: *batch,
-		serviceRate: *serviceRate, scaleOuts: *scaleOuts, busyAfter: *busyAfter, maxBacklog: *maxBacklog, measured: *onMeasured, target: *target, seed: *seed, packets: *packets, duration: *duration, in: *in, spec: spec, timeline: *timeline}
+		serviceRate: *serviceRate, scaleOuts: *scaleOuts, busyAfter: *busyAfter, maxBacklog: *maxBacklog, measured: *onMeasured, target: *target, seed: *seed, packets: *packets, duration: *duration, in: *in, spec: spec, timeline: *timeline,
+		pipe: engine.Pipeline{Handoff: handoffD, HandoffCV: *handoffCV, BatchCost: *batchCost, RootCost: *rootCost, ReadWake: *readWake}}
 	if spec, ok := strings.CutPrefix(o.in, "gen:"); ok {
 		if _, err := trace.ParseWorkload(spec); err != nil {
 			return bad("--in: %v", err)
@@ -207,6 +241,28 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			o.serviceRate = roundDownPow10(measured)
 		}
 	}
+	var pipeMeasured engine.Percentiles
+	if measurePipe {
+		m, lat, err := engine.CalibratePipeline(spec, 3000, time.Second)
+		if err != nil {
+			return err
+		}
+		pipeMeasured, o.pipe.Handoff = lat, m.Handoff
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		if !given["handoff-cv"] {
+			o.pipe.HandoffCV = m.HandoffCV
+		}
+		if !given["batch-cost"] {
+			o.pipe.BatchCost = m.BatchCost
+		}
+		if !given["root-cost"] {
+			o.pipe.RootCost = m.RootCost
+		}
+		if !given["read-wake"] {
+			o.pipe.ReadWake = m.ReadWake
+		}
+	}
 	names := make([]string, len(spec.NFs))
 	for i, n := range spec.NFs {
 		names[i] = n.Name
@@ -215,7 +271,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Sprintf("input     %s", describeInput(o)),
 		fmt.Sprintf("chain     %s", strings.Join(names, " → ")),
 		fmt.Sprintf("model     units %d-%d, capacity %.0f packets/s%s (cv %g), target %g, queue %d, cold start %s, transfer %s + bytes at %.3g B/s, store rtt %s (perpacket), tick %s (up to %d activations each%s), flowlet gap %s, slo %s, seed %d",
-			o.minU, o.maxU, o.capacity, serviceNote(o), o.cv, o.target, o.queue, o.cold, o.transfer, o.bandwidth, o.rtt, o.tick, o.scaleOuts, measuredNote(o), o.gap, o.slo, o.seed),
+			o.minU, o.maxU, o.capacity, serviceNote(o), o.cv, o.target, o.queue, o.cold, o.transfer, o.bandwidth, o.rtt, o.tick, o.scaleOuts, measuredNote(o), o.gap, o.slo, o.seed) + pipeNote(o.pipe),
 	}
 	for _, n := range notes {
 		fmt.Fprintln(stdout, n)
@@ -246,14 +302,21 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	header := []string{"policy", "units min/mean/max", "unit-s", "oracle", "ratio", "p50", "p99", "p99.9", "over SLO",
 		"dropped", "reorders", "handovers/s", "bytes moved", "billed"}
+	if o.pipe.On() { // the latency 'snf run' measures, from the root's release
+		header = slices.Insert(header, 8, "p50 root", "p99 root")
+	}
 	var table [][]string
 	for _, r := range rows {
 		s := r.s
-		table = append(table, []string{r.name, fmt.Sprintf("%d/%.2f/%d", s.UnitsMin, s.UnitsMean, s.UnitsMax),
+		row := []string{r.name, fmt.Sprintf("%d/%.2f/%d", s.UnitsMin, s.UnitsMean, s.UnitsMax),
 			fmt.Sprintf("%.3f", s.UnitSeconds), fmt.Sprintf("%.3f", s.OracleUnitSeconds), fmt.Sprintf("%.2f", s.OracleRatio),
 			s.Latency.P50.String(), s.Latency.P99.String(), s.Latency.P999.String(), fmt.Sprintf("%.2f%%", 100*s.OverSLOFrac),
 			fmt.Sprint(s.Dropped), fmt.Sprint(s.Reorders), fmt.Sprintf("%.0f", s.HandoversPerSec), fmt.Sprint(s.BytesMoved),
-			billed(s.Billed)})
+			billed(s.Billed)}
+		if o.pipe.On() {
+			row = slices.Insert(row, 8, s.LatencyFromRoot.P50.String(), s.LatencyFromRoot.P99.String())
+		}
+		table = append(table, row)
 	}
 	if *compare {
 		fmt.Fprintln(stdout)
@@ -288,6 +351,10 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if measured > 0 {
 		fmt.Fprintf(stdout, "timing    calibration measured %.0f packets/s per unit on this machine\n", measured)
 	}
+	if measurePipe {
+		fmt.Fprintf(stdout, "timing    pipeline measured on this machine: %s (fitted to the live engine's latency with the chain on one unit: p50 %s, p99 %s)\n",
+			strings.TrimPrefix(pipeNote(o.pipe), ", pipeline: "), pipeMeasured.P50, pipeMeasured.P99)
+	}
 	for _, r := range rows {
 		fmt.Fprintf(stdout, "timing    %s: %s wall, %.0f simulated packets/s\n", r.name, r.s.Wall.Round(time.Millisecond), float64(r.s.Packets)/r.s.Wall.Seconds())
 	}
@@ -309,7 +376,16 @@ func simOne(ctx context.Context, o simOptions, name string) (engine.SimSummary, 
 		FlowletGap: o.gap, Speed: o.speed, Capacity: o.capacity, Tick: o.tick, Batch: o.batch, QueueLimit: o.queue,
 		CV: o.cv, ColdStart: negIfZero(o.cold), TransferBase: negIfZero(o.transfer), Bandwidth: o.bandwidth,
 		StoreRTT: o.rtt, SLO: o.slo, Seed: o.seed, Target: o.target, ScaleOuts: o.scaleOuts, ServiceRate: o.serviceRate,
-		ScaleOnMeasured: o.measured, BusyAfter: o.busyAfter, MaxBacklog: o.maxBacklog})
+		ScaleOnMeasured: o.measured, BusyAfter: o.busyAfter, MaxBacklog: o.maxBacklog, Pipeline: o.pipe})
+}
+
+// pipeNote describes the pipeline model, if on.
+func pipeNote(p engine.Pipeline) string {
+	if !p.On() {
+		return ""
+	}
+	return fmt.Sprintf(", pipeline: hand-off %s (cv %.2f), batch cost %s, root cost %s per packet, read wake-up %s",
+		p.Handoff, p.HandoffCV, p.BatchCost, p.RootCost, p.ReadWake)
 }
 
 // negIfZero maps a flag's 0 ("none") to the engine's "none" (negative; its 0 is the default).
@@ -436,6 +512,10 @@ func printSimSummary(w io.Writer, name string, s engine.SimSummary, o simOptions
 		s.UnitsMin, s.UnitsMean, s.UnitsMax, s.UnitSeconds, s.OracleUnitSeconds, s.OracleRatio)
 	fmt.Fprintf(w, "latency   mean %s, p50 %s, p99 %s, p99.9 %s; %.2f%% over the %s SLO (mean service %s)\n",
 		s.LatencyMean, s.Latency.P50, s.Latency.P99, s.Latency.P999, 100*s.OverSLOFrac, s.SLO, s.ServiceMean)
+	if o.pipe.On() {
+		fmt.Fprintf(w, "          from the root's release (the span 'snf run' measures): p50 %s, p99 %s, p99.9 %s\n",
+			s.LatencyFromRoot.P50, s.LatencyFromRoot.P99, s.LatencyFromRoot.P999)
+	}
 	fmt.Fprintf(w, "time      %s simulated\n", s.Elapsed.Round(time.Microsecond))
 	fmt.Fprintf(w, "billed    packets per NF: %s\n", billed(s.Billed))
 	if o.timeline {

@@ -50,6 +50,34 @@ func TestSimSinglePolicy(t *testing.T) {
 	}
 }
 
+// TestSimPipeline: the pipeline model's flags turn it on (the model line says so, the
+// summary adds the latency from the root's release); the same seed prints the same text;
+// without them nothing of it shows. --handoff -1 measures it (a timing line).
+func TestSimPipeline(t *testing.T) {
+	base := []string{"sim", "--policy", "snf", "--packets", "20000", "--capacity", "50000"}
+	args := append(base, "--handoff", "10us", "--handoff-cv", "0.5", "--batch-cost", "1us", "--root-cost", "300ns", "--read-wake", "100us")
+	code, a, errs := runSnf(args...)
+	if code != 0 || !strings.Contains(a, "pipeline: hand-off 10µs (cv 0.50), batch cost 1µs, root cost 300ns per packet, read wake-up 100µs") ||
+		!strings.Contains(a, "from the root's release") {
+		t.Fatalf("exit %d: %s\n%s", code, a, errs)
+	}
+	if _, b, _ := runSnf(args...); withoutTiming(a) != withoutTiming(b) {
+		t.Errorf("two runs with one seed differ:\n%s\n---\n%s", a, b)
+	}
+	if _, c, _ := runSnf(base...); strings.Contains(c, "pipeline") || strings.Contains(c, "root's release") {
+		t.Errorf("no pipeline flags, yet:\n%s", c)
+	}
+	if code, e, errs := runSnf("sim", "--compare", "--packets", "5000", "--capacity", "50000", "--handoff", "10us"); code != 0 ||
+		!strings.Contains(e, "p50 root") || !strings.Contains(e, "p99 root") {
+		t.Errorf("--compare with the pipeline model: exit %d, no root latency columns:\n%s\n%s", code, e, errs)
+	}
+	code, d, errs := runSnf(append(base, "--handoff", "-1")...)
+	if code != 0 || !strings.Contains(d, "timing    pipeline measured on this machine: hand-off ") {
+		t.Fatalf("--handoff -1: exit %d: %s\n%s", code, d, errs)
+	}
+	t.Log("\n" + a + "\n" + d)
+}
+
 // TestSimBadFlags: a bad flag is a one-line error and exit status 2.
 func TestSimBadFlags(t *testing.T) {
 	for _, args := range [][]string{
@@ -57,6 +85,7 @@ func TestSimBadFlags(t *testing.T) {
 		{"--cold-start", "-1ms"}, {"--queue", "0"}, {"--capacity", "-5"}, {"--chain", "a.yaml", "--nfs", "nat"},
 		{"--packets", "-1"}, {"--peak", "0"}, {"--duration", "0s"}, {"--target", "1.5"}, {"--scale-outs", "0"},
 		{"--in", "gen:nosuchdist"}, {"--service-rate", "-2"}, {"extra"},
+		{"--handoff", "-2"}, {"--handoff", "x"}, {"--handoff-cv", "-1"}, {"--batch-cost", "-1us"}, {"--read-wake", "-1ms"},
 	} {
 		code, out, errs := runSnf(append([]string{"sim"}, args...)...)
 		if code != 2 || out != "" || strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.HasPrefix(errs, "snf: sim: ") {

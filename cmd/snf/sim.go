@@ -36,6 +36,13 @@ every packet waits --store-rtt for its flow state. The chains still process ever
 so outputs, state and handovers are real. Thousands of units fit; the same seed gives the
 same results.
 
+The controller is the live engine's: every --tick it measures each unit's load, drains the
+least loaded unit while the load fits in fewer at --target, and retires a drained unit once
+it holds no flow. For snf, a unit whose queue holds more than --max-backlog of work takes no
+new flowlet (and the pool may grow when every unit is so), and a unit still draining after
+--busy-after ticks has its running flowlets moved too. The defaults (target 0.9, 500us,
+4 ticks, flowlet gap 5ms) come from the sweeps in BENCHMARKS.md.
+
 It prints, per policy: unit-seconds and their ratio to an oracle (in each 1ms window, the
 fewest units whose full capacity covers the packets that arrived, at least one), latency
 p50/p99/p99.9 (departure - arrival, virtual) and the share over --slo, packets dropped at
@@ -270,8 +277,8 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	notes := []string{
 		fmt.Sprintf("input     %s", describeInput(o)),
 		fmt.Sprintf("chain     %s", strings.Join(names, " → ")),
-		fmt.Sprintf("model     units %d-%d, capacity %.0f packets/s%s (cv %g), target %g, queue %d, cold start %s, transfer %s + bytes at %.3g B/s, store rtt %s (perpacket), tick %s (up to %d activations each%s), flowlet gap %s, slo %s, seed %d",
-			o.minU, o.maxU, o.capacity, serviceNote(o), o.cv, o.target, o.queue, o.cold, o.transfer, o.bandwidth, o.rtt, o.tick, o.scaleOuts, measuredNote(o), o.gap, o.slo, o.seed) + pipeNote(o.pipe),
+		fmt.Sprintf("model     units %d-%d, capacity %.0f packets/s%s (cv %g), target %g, queue %d, cold start %s, transfer %s + bytes at %.3g B/s, store rtt %s (perpacket), tick %s (up to %d activations each%s), backlog bound %s, busy moves after %d ticks, flowlet gap %s, slo %s, seed %d",
+			o.minU, o.maxU, o.capacity, serviceNote(o), o.cv, o.target, o.queue, o.cold, o.transfer, o.bandwidth, o.rtt, o.tick, o.scaleOuts, measuredNote(o), o.maxBacklog, o.busyAfter, o.gap, o.slo, o.seed) + pipeNote(o.pipe),
 	}
 	for _, n := range notes {
 		fmt.Fprintln(stdout, n)

@@ -82,9 +82,10 @@ func BenchmarkRecovery(b *testing.B) {
 		for at := uint64(20000); at < 200000; at += 20000 {
 			faults = append(faults, engine.Fault{Kind: engine.FaultKill, Unit: int(at/20000) % 2, AtPacket: at})
 		}
+		short := generated(t, 200000)
 		var s engine.LiveSummary
 		for b.Loop() {
-			s = run(b, func() port.Reader { return mem.NewReader(frames[:200000]) }, true, faults)
+			s = run(b, func() port.Reader { return mem.NewReader(short) }, true, faults)
 		}
 		b.ReportMetric(float64(s.Failures), "failures")
 		b.ReportMetric(float64(s.RecoveryTime.P50.Nanoseconds())/1e6, "recovery-p50-ms")

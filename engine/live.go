@@ -533,6 +533,11 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			return
 		}
 		lastTick = now
+		if l.pool.MaxBacklog > 0 { // a unit nothing was flushed to since: refresh its backlog
+			for u, lu := range l.units {
+				l.pool.Units[u].Backlog = float64(len(lu.u.In) * l.cfg.Batch)
+			}
+		}
 		l.ctl.Tick(now.Sub(l.start), dt, l.pool, r.Stats().Sent, r.Held)
 		if l.mover {
 			l.ctl.Draining(l.pool, func(u int, busy bool) { r.Evacuate(u, l.now, l, busy) })

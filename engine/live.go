@@ -507,7 +507,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		MaxFlows: cfg.MaxFlows, Timeouts: l.units[0].chain.FlowTimeouts(),
 		ByInitiator: len(l.units[0].chain.Scopes()) > 0, MaxFlowRate: cfg.Target * cfg.Capacity})
 
-	eg := &egress{out: cfg.Out, failAt: l.failAt}
+	eg := &egress{out: cfg.Out, failAt: l.failAt, order: newFlowOrder(1 << 16)}
 	if cfg.Recovery {
 		eg.dedupOn(cfg.LogPackets + n*batchesPerUnit*cfg.Batch)
 	}
@@ -643,7 +643,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 
 	rs := r.Stats()
 	s.Packets, s.Flows, s.Flowlets, s.Handovers = rs.Packets, rs.Flows, rs.Flowlets, rs.Handovers
-	s.Written, s.Reorders, s.Latency = eg.written, eg.reorders, eg.lat.percentiles()
+	s.Written, s.Reorders, s.Latency = eg.written, eg.order.reorders, eg.lat.percentiles()
 	s.Capacity = cfg.Capacity
 	var waits, held durations
 	// Failed units' chains are not counted: a replacement restored their counters as of its
@@ -682,16 +682,42 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	return s, runErr
 }
 
+// flowOrder counts packets that leave before an earlier packet of their flow (by clock). It
+// keeps, per flow id (direct-mapped, so memory stays fixed under a flood of flows), the
+// clock of the flow's last packet out; a flow whose slot another flow took loses its
+// history, so a reordering can go uncounted but is never invented.
+type flowOrder struct {
+	last     []struct{ flow, clock uint64 }
+	reorders uint64
+}
+
+// newFlowOrder returns a flowOrder of slots slots (a power of two).
+func newFlowOrder(slots int) flowOrder {
+	return flowOrder{last: make([]struct{ flow, clock uint64 }, slots)}
+}
+
+// see accounts p leaving (a packet without a flow id is not checked).
+func (o *flowOrder) see(p *packet.Packet) {
+	if p.Flow == 0 {
+		return
+	}
+	sl := &o.last[p.Flow&(uint64(len(o.last))-1)]
+	switch {
+	case sl.flow != p.Flow:
+		sl.flow, sl.clock = p.Flow, p.Clock
+	case p.Clock < sl.clock:
+		o.reorders++
+	default:
+		sl.clock = p.Clock
+	}
+}
+
 // egress writes the units' outputs, measures latency and checks each flow's order.
 type egress struct {
-	out      port.Writer
-	written  uint64
-	reorders uint64
-	// last holds, per flow id (direct-mapped, so memory stays fixed under a flood of
-	// flows), the clock of the flow's last packet written; a flow whose slot another flow
-	// took loses its history, so a reordering can go uncounted but is never invented.
-	last [1 << 16]struct{ flow, clock uint64 }
-	lat  durations
+	out     port.Writer
+	written uint64
+	order   flowOrder
+	lat     durations
 
 	// Recovery: seen has a bit per clock of the packets whose outputs were written, over a
 	// window wider than the packets that can be replayed (a ring: bits of clocks that left
@@ -776,17 +802,7 @@ func (e *egress) run(in chan *unit.Batch) error {
 		}
 		for i, p := range b.Out {
 			e.written++
-			if p.Flow != 0 {
-				sl := &e.last[p.Flow&(uint64(len(e.last))-1)]
-				switch {
-				case sl.flow != p.Flow:
-					sl.flow, sl.clock = p.Flow, p.Clock
-				case p.Clock < sl.clock:
-					e.reorders++
-				default:
-					sl.clock = p.Clock
-				}
-			}
+			e.order.see(p)
 			e.lat.add(time.Duration(now - b.OutStamp[i]))
 		}
 		select {

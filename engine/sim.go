@@ -375,13 +375,12 @@ type sim struct {
 	wslots  []int32
 	out     port.Writer
 	outErr  error
-	last    []struct{ flow, clock uint64 }
+	order   flowOrder
 	lat     durations
 	latSum  float64
 	svcSum  float64
 	served  uint64
 	written uint64
-	reorder uint64
 	overSLO uint64
 	slo     int64
 	lastDep int64
@@ -436,7 +435,7 @@ func RunSim(ctx context.Context, cfg SimConfig) (SimSummary, error) {
 	if s.perPacket {
 		s.flowStore = map[packet.Key][]byte{}
 	}
-	s.last = make([]struct{ flow, clock uint64 }, 1<<18)
+	s.order = newFlowOrder(1 << 18)
 	s.pool = &policy.Pool{Target: cfg.Target, MaxBacklog: cfg.MaxBacklog.Seconds() * cfg.Capacity}
 	s.ctl = control.New(control.Config{MinUnits: cfg.MinUnits, MaxUnits: cfg.MaxUnits, Target: cfg.Target,
 		Capacity: cfg.Capacity, Elastic: cfg.Policy.Elastic(), Stateless: s.perPacket, ScaleOuts: cfg.ScaleOuts,
@@ -1169,17 +1168,7 @@ func (s *sim) release(t int64) {
 func (s *sim) egress(o output) {
 	p := &s.pkts[o.slot]
 	s.written++
-	if p.Flow != 0 {
-		sl := &s.last[p.Flow&(uint64(len(s.last))-1)]
-		switch {
-		case sl.flow != p.Flow:
-			sl.flow, sl.clock = p.Flow, p.Clock
-		case p.Clock < sl.clock:
-			s.reorder++
-		default:
-			sl.clock = p.Clock
-		}
-	}
+	s.order.see(p)
 	l := o.dep - s.arr[o.slot]
 	s.lat.add(time.Duration(l))
 	if s.pl != nil {
@@ -1220,7 +1209,7 @@ func (s *sim) summary() SimSummary {
 	ls := &sum.LiveSummary
 	rs := s.r.Stats()
 	ls.Packets, ls.Flows, ls.Flowlets, ls.Handovers, ls.Evacuated = rs.Packets, rs.Flows, rs.Flowlets, rs.Handovers, rs.Evacuated
-	ls.Written, ls.Reorders, ls.Latency = s.written, s.reorder, s.lat.percentiles()
+	ls.Written, ls.Reorders, ls.Latency = s.written, s.order.reorders, s.lat.percentiles()
 	sum.LatencyFromRoot = ls.Latency
 	if s.pl != nil {
 		sum.LatencyFromRoot = s.pl.latRel.percentiles()

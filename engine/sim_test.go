@@ -59,41 +59,56 @@ func runSim(t testing.TB, cfg engine.SimConfig) engine.SimSummary {
 }
 
 // TestSimDeterministic: two runs with one seed give the same summary and the same output
-// bytes; another seed gives other service times, hence other latencies.
+// bytes; another seed gives other service times (and, with the pipeline model, other
+// hand-offs), hence other latencies.
 func TestSimDeterministic(t *testing.T) {
 	spec := mustSpec(t, "nat,firewall")
 	frames := generated(t, 30000)
-	run := func(pol string, seed uint64) (engine.SimSummary, []mem.Frame) {
-		w := &mem.Writer{}
-		s := runSim(t, engine.SimConfig{Spec: spec, In: mem.NewReader(frames), Out: w, Policy: mustPolicy(t, pol, 4),
-			MaxUnits: 8, Capacity: 6000, CV: 0.7, Seed: seed, Tick: time.Millisecond})
-		s.Wall = 0
-		return s, w.Frames()
-	}
-	for _, pol := range policy.Names() {
-		t.Run(pol, func(t *testing.T) {
-			a, fa := run(pol, 1)
-			b, fb := run(pol, 1)
-			if !reflect.DeepEqual(a, b) {
-				t.Errorf("same seed, different summaries:\n%+v\n%+v", a, b)
-			}
-			if len(fa) != len(fb) {
-				t.Fatalf("same seed: %d and %d packets out", len(fa), len(fb))
-			}
-			for i := range fa {
-				if !bytes.Equal(fa[i].Data, fb[i].Data) || fa[i].Time != fb[i].Time {
-					t.Fatalf("same seed: output packet %d differs", i)
+	for _, model := range []struct {
+		name string
+		pipe engine.Pipeline
+	}{{"units", engine.Pipeline{}}, {"pipeline", testPipe}} {
+		run := func(pol string, seed uint64) (engine.SimSummary, []mem.Frame) {
+			w := &mem.Writer{}
+			s := runSim(t, engine.SimConfig{Spec: spec, In: mem.NewReader(frames), Out: w, Policy: mustPolicy(t, pol, 4),
+				MaxUnits: 8, Capacity: 6000, CV: 0.7, Seed: seed, Tick: time.Millisecond, Pipeline: model.pipe})
+			s.Wall = 0
+			return s, w.Frames()
+		}
+		for _, pol := range policy.Names() {
+			t.Run(model.name+"/"+pol, func(t *testing.T) {
+				a, fa := run(pol, 1)
+				b, fb := run(pol, 1)
+				if !reflect.DeepEqual(a, b) {
+					t.Errorf("same seed, different summaries:\n%+v\n%+v", a, b)
 				}
-			}
-			c, _ := run(pol, 2)
-			if c.LatencyMean == a.LatencyMean && c.ServiceMean == a.ServiceMean {
-				t.Errorf("seeds 1 and 2 gave the same latency and service means (%v, %v)", a.LatencyMean, a.ServiceMean)
-			}
-			if a.Packets != uint64(len(frames)) || a.UnitsMax < 2 {
-				t.Errorf("%d packets of %d, up to %d units; want all, on more than one unit", a.Packets, len(frames), a.UnitsMax)
-			}
-			t.Logf("%d out, units %d-%d, %d handovers, p99 %v, %d dropped", a.Written, a.UnitsMin, a.UnitsMax, a.Handovers, a.Latency.P99, a.Dropped)
-		})
+				if len(fa) != len(fb) {
+					t.Fatalf("same seed: %d and %d packets out", len(fa), len(fb))
+				}
+				for i := range fa {
+					if !bytes.Equal(fa[i].Data, fb[i].Data) || fa[i].Time != fb[i].Time {
+						t.Fatalf("same seed: output packet %d differs", i)
+					}
+				}
+				c, _ := run(pol, 2)
+				if a.Packets != uint64(len(frames)) {
+					t.Errorf("%d packets of %d", a.Packets, len(frames))
+				}
+				if model.pipe != (engine.Pipeline{}) {
+					if c.LatencyFromRoot == a.LatencyFromRoot && c.LatencyMean == a.LatencyMean {
+						t.Errorf("seeds 1 and 2 gave the same latencies (%+v, mean %v)", a.LatencyFromRoot, a.LatencyMean)
+					}
+					return
+				}
+				if c.LatencyMean == a.LatencyMean && c.ServiceMean == a.ServiceMean {
+					t.Errorf("seeds 1 and 2 gave the same latency and service means (%v, %v)", a.LatencyMean, a.ServiceMean)
+				}
+				if a.UnitsMax < 2 {
+					t.Errorf("up to %d units; want more than one", a.UnitsMax)
+				}
+				t.Logf("%d out, units %d-%d, %d handovers, p99 %v, %d dropped", a.Written, a.UnitsMin, a.UnitsMax, a.Handovers, a.Latency.P99, a.Dropped)
+			})
+		}
 	}
 }
 

@@ -143,6 +143,18 @@ func newPlot(title, x, y string) *plot.Plot {
 
 // steps returns the points of a step function through (x[i], y[i]): each value holds over
 // the interval that ends at its x.
+// addRun adds run i's line through pts to p, styled and named in the legend.
+func addRun(p *plot.Plot, pts plotter.XYs, i int, name string) error {
+	l, err := plotter.NewLine(pts)
+	if err != nil {
+		return err
+	}
+	style(l, i)
+	p.Add(l)
+	p.Legend.Add(name, l)
+	return nil
+}
+
 func steps(xs, ys []float64) plotter.XYs {
 	var pts plotter.XYs
 	prev := 0.0
@@ -199,13 +211,9 @@ func loadPlot(r *Report) (*plot.Plot, error) {
 		if len(x) == 0 {
 			continue
 		}
-		l, err := plotter.NewLine(steps(x, y))
-		if err != nil {
+		if err := addRun(p, steps(x, y), i, run.Name+" active units"); err != nil {
 			return nil, err
 		}
-		style(l, i)
-		p.Add(l)
-		p.Legend.Add(run.Name+" active units", l)
 	}
 	p.Y.Min = 0
 	return p, nil
@@ -231,13 +239,9 @@ func latencyPlot(r *Report) (*plot.Plot, error) {
 			continue
 		}
 		some = true
-		l, err := plotter.NewLine(pts)
-		if err != nil {
+		if err := addRun(p, pts, i, run.Name); err != nil {
 			return nil, err
 		}
-		style(l, i)
-		p.Add(l)
-		p.Legend.Add(run.Name, l)
 	}
 	if !some {
 		return nil, nil
@@ -274,13 +278,9 @@ func handoversPlot(r *Report) (*plot.Plot, error) {
 		if len(x) == 0 {
 			continue
 		}
-		l, err := plotter.NewLine(steps(x, y))
-		if err != nil {
+		if err := addRun(p, steps(x, y), i, run.Name); err != nil {
 			return nil, err
 		}
-		style(l, i)
-		p.Add(l)
-		p.Legend.Add(run.Name, l)
 	}
 	if !some {
 		return nil, nil

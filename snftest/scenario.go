@@ -13,7 +13,6 @@ import (
 
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/engine"
-	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/policy"
 	"github.com/snf-dev/snf/port/mem"
 	"github.com/snf-dev/snf/port/pcapfile"
@@ -125,7 +124,7 @@ func LoadInput(input, tracesDir string) ([]mem.Frame, error) {
 		if err != nil {
 			return nil, err
 		}
-		return readAll(g)
+		return mem.ReadAll(g)
 	}
 	path := input
 	if !filepath.IsAbs(path) && !strings.Contains(path, string(filepath.Separator)) {
@@ -138,28 +137,7 @@ func LoadInput(input, tracesDir string) ([]mem.Frame, error) {
 		return nil, err
 	}
 	defer r.Close()
-	return readAll(r)
-}
-
-type reader interface {
-	Read([]packet.Packet) (int, error)
-}
-
-func readAll(r reader) ([]mem.Frame, error) {
-	var fr []mem.Frame
-	batch := make([]packet.Packet, 64)
-	for {
-		n, err := r.Read(batch)
-		for _, p := range batch[:n] {
-			fr = append(fr, mem.Frame{Data: append([]byte(nil), p.Data...), Time: p.Time, WireLen: p.WireLen})
-		}
-		if err == io.EOF {
-			return fr, nil
-		}
-		if err != nil {
-			return fr, err
-		}
-	}
+	return mem.ReadAll(r)
 }
 
 // Options tune a scenario run.

@@ -16,7 +16,7 @@ import (
 // runVerified reads the whole input, runs the one-chain reference and the elastic run, and
 // compares them (snftest). coe is nil when chain output equivalence holds.
 func runVerified(ctx context.Context, lc engine.LiveConfig, stderr io.Writer, quiet bool) (s engine.LiveSummary, coe, err error) {
-	frames, err := readFrames(lc.In)
+	frames, err := mem.ReadAll(lc.In)
 	if err != nil {
 		return s, nil, err
 	}
@@ -42,24 +42,6 @@ func runVerified(ctx context.Context, lc engine.LiveConfig, stderr io.Writer, qu
 		mode = snftest.UpToShared
 	}
 	return s, snftest.Compare(want, got, mode, frames), nil
-}
-
-// readFrames reads r to its end into memory.
-func readFrames(r port.Reader) ([]mem.Frame, error) {
-	var fr []mem.Frame
-	batch := make([]packet.Packet, 64)
-	for {
-		n, err := r.Read(batch)
-		for _, p := range batch[:n] {
-			fr = append(fr, mem.Frame{Data: append([]byte(nil), p.Data...), Time: p.Time, WireLen: p.WireLen})
-		}
-		if err == io.EOF {
-			return fr, nil
-		}
-		if err != nil {
-			return fr, err
-		}
-	}
 }
 
 // writeResult writes a verified run's output in input order (its packets were kept by the

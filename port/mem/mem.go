@@ -26,6 +26,28 @@ type Frame struct {
 	WireLen int
 }
 
+// ReadAll reads r to its end (io.EOF) into memory, copying each frame. On another error it
+// returns the frames read before it with the error. r is any batched reader: a port.Reader,
+// or a generator without Close.
+func ReadAll(r interface {
+	Read([]packet.Packet) (int, error)
+}) ([]Frame, error) {
+	var fr []Frame
+	batch := make([]packet.Packet, 64)
+	for {
+		n, err := r.Read(batch)
+		for _, p := range batch[:n] {
+			fr = append(fr, Frame{Data: append([]byte(nil), p.Data...), Time: p.Time, WireLen: p.WireLen})
+		}
+		if err == io.EOF {
+			return fr, nil
+		}
+		if err != nil {
+			return fr, err
+		}
+	}
+}
+
 // ErrClosed is returned by a Read or Write after Close.
 var ErrClosed = errors.New("mem: port is closed")
 

@@ -86,3 +86,27 @@ func TestWriterCopies(t *testing.T) {
 		t.Fatalf("Write after Close = %v", err)
 	}
 }
+
+// TestReadAll: every frame comes back copied (the reader's buffers are reused), with its
+// time and wire length, in more than one batch; a reader's error comes back after the frames
+// before it.
+func TestReadAll(t *testing.T) {
+	var in []Frame
+	for i := range 150 {
+		in = append(in, Frame{Data: []byte{byte(i), byte(i >> 8), 1, 2}, Time: int64(i), WireLen: 60 + i})
+	}
+	got, err := ReadAll(NewReader(in))
+	if err != nil || len(got) != len(in) {
+		t.Fatalf("ReadAll: %d frames, %v; want %d, nil", len(got), err, len(in))
+	}
+	for i := range in {
+		if !bytes.Equal(got[i].Data, in[i].Data) || got[i].Time != in[i].Time || got[i].WireLen != in[i].WireLen {
+			t.Fatalf("frame %d: %+v, want %+v", i, got[i], in[i])
+		}
+	}
+	bad := errors.New("truncated")
+	got, err = ReadAll(NewReaderError(in[:10], bad))
+	if !errors.Is(err, bad) || len(got) != 10 {
+		t.Errorf("with an error: %d frames, %v; want 10, %v", len(got), err, bad)
+	}
+}

@@ -52,9 +52,11 @@ type LiveConfig struct {
 	Checkpoint time.Duration
 	// Recovery turns on the packet log, checkpoints (every Checkpoint, default 10 ms) and the
 	// recovery of failed units (see recovery.go). LogBytes and LogPackets bound the log
-	// (defaults 64 MiB and 262,144 packets): at the bound the root waits for checkpoints to
-	// free room (back-pressure, never loss); the log may exceed a bound by one batch per
-	// unit (batches sent on while the root waits: they may carry a Marker a unit awaits).
+	// (defaults 64 MiB of frames and 262,144 packets): at the bound the root waits for
+	// checkpoints to free room (back-pressure, never loss); the log may exceed a bound by one
+	// batch per unit (batches sent on while the root waits: they may carry a Marker a unit
+	// awaits). The root reads packets into the log's arena (no copy into the log), which
+	// takes memory as the log grows, up to 2×LogBytes + 1 MiB.
 	Recovery             bool
 	LogBytes, LogPackets int
 	// FailTimeout is how long a unit with work waiting may make no progress before it is
@@ -104,6 +106,10 @@ type LiveSummary struct {
 	// the times the root waited for room in it.
 	LogMaxBytes, LogMaxPackets int
 	LogWaits                   uint64
+	// LogArenaBytes is the memory of the log's arena (the root reads packets into it);
+	// LogOverflows counts frames read while it was full (given memory of their own).
+	LogArenaBytes int
+	LogOverflows  uint64
 	// StoreReads and StoreWrites count per-packet flow-state accesses (perpacket policy).
 	StoreReads, StoreWrites uint64
 	Timeline                []Sample
@@ -166,6 +172,7 @@ type liveUnit struct {
 	cur    *unit.Batch
 	chain  *snf.Chain
 	closed bool // In is closed (the run's end, or the unit was replaced)
+	ended  atomic.Bool
 }
 
 // live is one elastic run's engine state, driven by the root's goroutine.
@@ -306,6 +313,11 @@ func (l *live) Send(u int, p *packet.Packet) {
 	// but the reader then fills buffers last touched on another core: measured 40% slower
 	// end to end with BenchmarkEndToEnd.)
 	b.Pkts[b.N].CopyFrom(p)
+	if l.log != nil {
+		// The log keeps p's frame where the root read it (its arena): the root copies each
+		// frame once, as without recovery.
+		l.log.Keep(u, p)
+	}
 	b.N++
 	if b.N == len(b.Pkts) {
 		l.flush(u)
@@ -333,6 +345,9 @@ func (l *live) flush(u int) {
 		// A run that failed for good (a recovery that could not restore): the batch is not
 		// sent; the run stops and reports why.
 		lu.cur = nil
+		if l.log != nil {
+			l.log.Drop(u)
+		}
 		return
 	}
 	full := false
@@ -348,6 +363,52 @@ func (l *live) flush(u int) {
 	if full && !l.closing {
 		if err := l.waitRoom(); err != nil && l.fatal == nil {
 			l.fatal = err
+		}
+	}
+}
+
+// unitsStuckAfter is how long the units may make no progress, once their inputs are closed,
+// before the ones still running are declared stuck.
+const unitsStuckAfter = 10 * time.Second
+
+// waitUnits waits for the units to end, once their inputs are closed. A unit waits for the
+// states of the handovers it expects; if none of them makes progress for unitsStuckAfter,
+// the ones still running are stopped and the run fails with an error that names them: a
+// state that never comes is a bug, and a run must end rather than hang.
+func (l *live) waitUnits() error {
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	var last uint64
+	since := time.Now()
+	for {
+		select {
+		case <-done:
+			return nil
+		case now := <-t.C:
+			var p uint64
+			for _, lu := range l.units {
+				p += lu.u.Processed()
+			}
+			if p != last {
+				last, since = p, now
+				continue
+			}
+			if now.Sub(since) < unitsStuckAfter {
+				continue
+			}
+			var stuck []int
+			for u, lu := range l.units {
+				if !lu.ended.Load() {
+					stuck = append(stuck, u)
+				}
+			}
+			for _, lu := range l.units {
+				lu.u.Kill()
+			}
+			<-done
+			return fmt.Errorf("units %v did not end %s after the input did: they wait for handover states that never came (a bug; the output is short)", stuck, unitsStuckAfter)
 		}
 	}
 }
@@ -382,7 +443,7 @@ func (l *live) startUnit(u int) {
 	lu := l.units[u]
 	l.quit[u], l.fwdDone[u] = make(chan struct{}), make(chan struct{})
 	l.wg.Add(1)
-	go func() { defer l.wg.Done(); lu.u.Run() }()
+	go func() { defer l.wg.Done(); defer lu.ended.Store(true); lu.u.Run() }()
 	go func(quit, done chan struct{}) { defer close(done); l.mail[u].forward(lu.u.State, quit) }(l.quit[u], l.fwdDone[u])
 }
 
@@ -523,6 +584,12 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		runErr   error
 		lastTick = time.Now()
 	)
+	if l.log != nil {
+		// The root reads into the log's arena: the log keeps each frame where it was read.
+		for i := range batch {
+			batch[i].UseArena(l.log.Arena())
+		}
+	}
 	if m, ok := cfg.Policy.(root.Mover); ok {
 		l.mover = m.MovesFlows()
 	}
@@ -543,6 +610,12 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			l.ctl.Draining(l.pool, func(u int, busy bool) { r.Evacuate(u, l.now, l, busy) })
 		}
 		if l.log != nil && l.fatal == nil {
+			// A batch left open since the last tick (a unit that gets few packets while the
+			// reader runs at full speed) goes now: it would hold the log's arena memory
+			// from its first packet on.
+			for u := range l.units {
+				l.flush(u)
+			}
 			l.updateCovered()
 			l.fatal = l.checkFailures(now)
 		}
@@ -613,7 +686,9 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			lu.closed = true
 		}
 	}
-	l.wg.Wait()
+	if err := l.waitUnits(); err != nil && l.fatal == nil {
+		l.fatal = err
+	}
 	if l.fatal != nil && runErr == nil {
 		runErr = l.fatal
 	}
@@ -668,6 +743,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	if l.log != nil {
 		ls := l.log.Stats()
 		s.LogMaxBytes, s.LogMaxPackets, s.LogWaits = ls.MaxBytes, ls.MaxPackets, l.logWaits
+		s.LogArenaBytes, s.LogOverflows = ls.Arena.Bytes, ls.Arena.Overflows
 	}
 	s.Failures, s.Replayed, s.Duplicates = l.failures, l.replayed, eg.dups
 	if alerts != nil {

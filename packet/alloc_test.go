@@ -77,3 +77,32 @@ func TestCopyFrom(t *testing.T) {
 		t.Errorf("CopyFrom allocates %v", n)
 	}
 }
+
+// TestSwapBuf: the frame's buffer changes hands without a copy, the packet refills the new
+// one, and a packet whose Data is not its own is left alone.
+func TestSwapBuf(t *testing.T) {
+	var a packet.Packet
+	f1 := tcpFrame(t, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), 1, 2, []byte("one"))
+	f2 := tcpFrame(t, netip.MustParseAddr("10.0.0.3"), netip.MustParseAddr("10.0.0.4"), 3, 4, []byte("two"))
+	a.SetData(f1, 1, 0)
+	fresh := make([]byte, 5, 2048)
+	got := a.SwapBuf(fresh)
+	if string(got) != string(f1) || &got[0] != &a.Data[0] {
+		t.Fatalf("swapped out %q (shares Data: %v), want the frame itself", got, len(got) > 0 && &got[0] == &a.Data[0])
+	}
+	a.SetData(f2, 2, 0)
+	if string(got) != string(f1) {
+		t.Fatal("the next SetData wrote into the buffer given away")
+	}
+	if &a.Data[0] != &fresh[:1][0] || string(a.Data) != string(f2) {
+		t.Fatal("the packet did not refill the buffer it was given")
+	}
+	if n := testing.AllocsPerRun(100, func() { a.SetData(f2, 2, 0); fresh = a.SwapBuf(fresh) }); n != 0 {
+		t.Errorf("SwapBuf allocates %v", n)
+	}
+	var b packet.Packet
+	b.Data = f1
+	if b.SwapBuf(make([]byte, 0, 2048)) != nil || &b.Data[0] != &f1[0] {
+		t.Error("a packet whose Data is not its own buffer gave one away")
+	}
+}

@@ -79,14 +79,18 @@ type Packet struct {
 	PayloadOff uint16 // offset of the L4 payload (valid with HasL4)
 	Key        Key    // the directional 5-tuple (valid unless NonIP or Malformed)
 
-	buf []byte // owned storage behind Data
+	buf   []byte // owned storage behind Data
+	arena *Arena // if set, SetData puts frames there (UseArena)
+	apos  uint64 // the frame's position in arena, plus 1 (0: not there)
 }
 
 // SetData copies frame into the Packet's own buffer (growing it only when a frame is larger
 // than any seen before) and parses it. ts is the timestamp in Unix nanoseconds and wireLen
 // the original length (0 means len(frame)).
 func (p *Packet) SetData(frame []byte, ts int64, wireLen int) {
-	if cap(p.buf) < len(frame) {
+	if p.arena != nil {
+		p.setArena(len(frame))
+	} else if cap(p.buf) < len(frame) {
 		n := len(frame)
 		if n < 2048 {
 			n = 2048
@@ -104,6 +108,23 @@ func (p *Packet) SetData(frame []byte, ts int64, wireLen int) {
 	p.Parse()
 }
 
+// setArena gives p memory in its arena for an n-byte frame; when the arena has no room, new
+// memory of its own (the last frame's may be kept by the arena's owner).
+func (p *Packet) setArena(n int) {
+	if n == 0 {
+		p.buf, p.apos = nil, 0
+		return
+	}
+	b, pos := p.arena.alloc(n)
+	if b == nil {
+		p.arena.stats.Overflows++
+		b, pos = make([]byte, 0, max(n, 2048)), 0
+	} else {
+		pos++
+	}
+	p.buf, p.apos = b, pos
+}
+
 // Reserve makes sure p's own buffer holds at least n bytes (so that later SetData calls of
 // frames up to n bytes allocate nothing).
 func (p *Packet) Reserve(n int) {
@@ -115,14 +136,31 @@ func (p *Packet) Reserve(n int) {
 // CopyFrom makes p a copy of src: its frame in p's own buffer, and all metadata and parse
 // results (no re-parse).
 func (p *Packet) CopyFrom(src *Packet) {
-	buf := p.buf
-	if cap(buf) < len(src.Data) {
+	buf, a := p.buf, p.arena
+	if a != nil {
+		p.setArena(len(src.Data))
+		buf = p.buf
+	} else if cap(buf) < len(src.Data) {
 		buf = make([]byte, max(len(src.Data), 2048))
 	}
+	apos := p.apos
 	*p = *src
-	p.buf = buf
+	p.buf, p.arena, p.apos = buf, a, apos
 	p.Data = buf[:len(src.Data)]
 	copy(p.Data, src.Data)
+}
+
+// SwapBuf gives p the buffer buf (for its next SetData or CopyFrom; what it holds does not
+// matter) and returns the buffer holding p's frame, of length len(p.Data): the caller takes
+// it over, and p.Data keeps pointing into it (for reading). Nothing is copied. If p.Data is
+// not in p's own buffer (Data set directly), SwapBuf changes nothing and returns nil.
+func (p *Packet) SwapBuf(buf []byte) []byte {
+	if len(p.Data) == 0 || cap(p.buf) < len(p.Data) || &p.buf[:1][0] != &p.Data[0] {
+		return nil
+	}
+	old := p.buf[:len(p.Data)]
+	p.buf = buf[:0]
+	return old
 }
 
 // Is reports whether all of f are set.

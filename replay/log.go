@@ -1,21 +1,25 @@
 package replay
 
 import (
-	"slices"
-
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/unit"
 )
 
-// Log is the root's packet log: a copy of every batch the root sent a unit — its packets,
-// with their clocks, its handover controls and its time — kept until a checkpoint of that
-// unit covers it. When a unit fails, its batches after its latest checkpoint are replayed,
-// in order, to its replacement.
+// Log is the root's packet log: every batch the root sent a unit — its packets, with their
+// clocks, its handover controls and its time — kept until a checkpoint of that unit covers
+// it. When a unit fails, its batches after its latest checkpoint are replayed, in order, to
+// its replacement.
 //
-// The log is bounded (bytes of packet data, and packets): Append refuses a batch that does
-// not fit, and the engine then waits (back-pressure) and asks the units whose batches hold
-// the log's head for a checkpoint; it never drops a batch. Memory is reused: in steady state
-// Append allocates nothing.
+// Frames are not copied into the log: the root reads its packets into the log's arena
+// (Arena: packet.Packet.UseArena), one after another, and hands each packet over as it
+// dispatches it (Keep); Append then logs the batch those packets went into. The arena's
+// memory is freed as checkpoints cover its frames, and reused while it is still in cache.
+// (A batch whose packets were not kept is copied.)
+//
+// The log is bounded (bytes of frames, and packets): Append refuses a batch that does not
+// fit, and the engine then waits (back-pressure) and asks the units whose batches hold the
+// log's head for a checkpoint; it never drops a batch. Memory is reused: in steady state the
+// log allocates nothing.
 //
 // A Log is used by one goroutine (the root's).
 type Log struct {
@@ -26,6 +30,11 @@ type Log struct {
 	head int
 	n    int
 	free []*Entry
+	bufs [][]byte // free buffers for copied frames (length 0)
+	pend []*Entry // by unit: the frames kept for the batch being filled
+
+	arena   *packet.Arena
+	keptEnd uint64 // the arena position after the last frame kept: the root is done below it
 
 	covered []uint64 // by unit: the position its latest durable checkpoint reflects
 
@@ -38,7 +47,9 @@ type Log struct {
 // LogStats counts a log's work.
 type LogStats struct {
 	Appended, Trimmed, Refused uint64 // batches
+	Copied                     uint64 // batches whose frames were copied (not kept)
 	MaxBytes, MaxPackets       int    // high-water marks
+	Arena                      packet.ArenaStats
 }
 
 // Entry is one logged batch.
@@ -48,37 +59,152 @@ type Entry struct {
 	Now  int64
 	Ctl  []unit.Control
 	Pkts []Meta
-	Data []byte // the frames, one after another
+	mem  int    // bytes of its frames
+	low  uint64 // the lowest arena position of its frames (noPos: none there)
+	own  int    // frames not in the arena
 }
 
-// Meta is a logged packet's metadata; its frame is Data[Off:Off+Len].
+// Meta is a logged packet: its frame and metadata.
 type Meta struct {
-	Time     int64
-	WireLen  int
-	Clock    uint64
-	Flow     uint64
-	Off, Len int32
+	Time    int64
+	WireLen int
+	Clock   uint64
+	Flow    uint64
+	Data    []byte // the frame (in the log's arena, or a buffer of the log's)
+	pos     uint64 // its arena position, or noPos
 }
 
-// NewLog returns a log bounded by maxBytes of packet data and maxPackets packets, for units
-// numbered below units.
+const (
+	noPos = ^uint64(0)
+	// bufSize is the size of the buffers of copied frames (a larger frame gets a larger one).
+	bufSize = 2048
+	// arenaBlock is the size of the arena's blocks: a few hundred frames.
+	arenaBlock = 256 << 10
+)
+
+// NewLog returns a log bounded by maxBytes of frames and maxPackets packets, for units
+// numbered below units. Its arena holds maxBytes, and as much again for what the bounds let
+// past them (a batch per unit) and for frames the root read but dropped.
 func NewLog(maxBytes, maxPackets, units int) *Log {
-	return &Log{maxBytes: maxBytes, maxPackets: maxPackets, covered: make([]uint64, units), q: make([]*Entry, 64)}
+	l := &Log{maxBytes: maxBytes, maxPackets: maxPackets, covered: make([]uint64, units),
+		pend: make([]*Entry, units), q: make([]*Entry, 64)}
+	l.arena = packet.NewArena(2*maxBytes+4*arenaBlock, arenaBlock)
+	l.arena.OnNeed = l.release
+	return l
+}
+
+// Arena returns the arena the root reads packets into (packet.Packet.UseArena), so that
+// Keep takes their frames without a copy.
+func (l *Log) Arena() *packet.Arena { return l.arena }
+
+// Keep takes p's frame into the log as the next packet of the batch being filled for unit
+// u (the batch Append logs next for u), after the root copied p into that batch and set its
+// clock and flow. The root keeps its packets in the order it read them. p's frame, read into
+// the log's arena, stays where it is (p's next SetData puts its next frame elsewhere); a
+// frame read elsewhere changes hands (p.Data stays readable) or, when it is not p's own
+// buffer, is copied. Drop forgets what was kept for a batch that is not sent.
+func (l *Log) Keep(u int, p *packet.Packet) {
+	e := l.pend[u]
+	if e == nil {
+		e = l.alloc()
+		l.pend[u] = e
+	}
+	if pos, ok := p.ArenaPos(); ok {
+		e.add(p, p.Data, pos, (len(p.Data)+63)&^63)
+		l.keptEnd = max(l.keptEnd, pos+uint64(len(p.Data)))
+		return
+	}
+	d := p.SwapBuf(nil)
+	if d == nil { // p.Data is not p's own buffer
+		d = append(l.buf(), p.Data...)
+	}
+	e.add(p, d, noPos, cap(d))
+}
+
+// add appends p's metadata with its frame d, at arena position pos, taking mem bytes (field
+// by field: a struct literal appended goes through a temporary on the stack, measured 2×
+// slower).
+func (e *Entry) add(p *packet.Packet, d []byte, pos uint64, mem int) {
+	n := len(e.Pkts)
+	if n < cap(e.Pkts) {
+		e.Pkts = e.Pkts[:n+1]
+	} else {
+		e.Pkts = append(e.Pkts, Meta{})
+	}
+	m := &e.Pkts[n]
+	m.Time, m.WireLen, m.Clock, m.Flow, m.Data, m.pos = p.Time, p.WireLen, p.Clock, p.Flow, d, pos
+	e.mem += mem
+	e.low = min(e.low, pos)
+	if pos == noPos {
+		e.own++
+	}
+}
+
+// Drop forgets the frames kept for unit u's batch being filled (it will not be sent).
+func (l *Log) Drop(u int) {
+	if e := l.pend[u]; e != nil {
+		l.pend[u] = nil
+		l.recycle(e)
+	}
+}
+
+// release frees the arena below the frames the log still holds (the arena's OnNeed).
+func (l *Log) release() {
+	low := l.keptEnd
+	for i := range l.n {
+		low = min(low, l.q[(l.head+i)%len(l.q)].low)
+	}
+	for _, e := range l.pend {
+		if e != nil {
+			low = min(low, e.low)
+		}
+	}
+	l.arena.Free(low)
+}
+
+// buf returns a free buffer for a copied frame.
+func (l *Log) buf() []byte {
+	if k := len(l.bufs); k > 0 {
+		b := l.bufs[k-1]
+		l.bufs = l.bufs[:k-1]
+		return b
+	}
+	return make([]byte, 0, bufSize)
+}
+
+// entry returns the entry for batch b: the frames kept for it, or (when they are not b's
+// packets) a copy of b's. It stays pending until it is pushed.
+func (l *Log) entry(b *unit.Batch) *Entry {
+	e := l.pend[b.Unit]
+	if e != nil && len(e.Pkts) == b.N && (b.N == 0 || e.Pkts[0].Clock == b.Pkts[0].Clock && e.Pkts[b.N-1].Clock == b.Pkts[b.N-1].Clock) {
+		return e
+	}
+	if e != nil {
+		l.recycle(e)
+	}
+	e = l.alloc()
+	for i := range b.N {
+		p := &b.Pkts[i]
+		d := append(l.buf(), p.Data...)
+		e.add(p, d, noPos, cap(d))
+	}
+	if b.N > 0 {
+		l.stats.Copied++
+	}
+	l.pend[b.Unit] = e
+	return e
 }
 
 // Append logs batch b (b.Seq must be set). It returns false, logging nothing, when b does not
 // fit in the bounds until older entries are trimmed; a batch larger than the bounds on its own
 // is logged when the log is empty (so that it cannot block forever).
 func (l *Log) Append(b *unit.Batch) bool {
-	size := 0
-	for i := range b.N {
-		size += len(b.Pkts[i].Data)
-	}
-	if l.n > 0 && (l.bytes+size > l.maxBytes || l.packets+b.N > l.maxPackets) {
+	e := l.entry(b)
+	if l.n > 0 && (l.bytes+e.mem > l.maxBytes || l.packets+b.N > l.maxPackets) {
 		l.stats.Refused++
 		return false
 	}
-	l.force(b, size)
+	l.push(e, b)
 	return true
 }
 
@@ -86,25 +212,12 @@ func (l *Log) Append(b *unit.Batch) bool {
 // batch so, sends it on — it may carry the handover Marker a unit waits for, and a unit
 // waiting for a state cannot checkpoint — and then waits until the log is back within its
 // bounds before it dispatches more: the log exceeds them by at most one batch per unit.
-func (l *Log) Force(b *unit.Batch) {
-	size := 0
-	for i := range b.N {
-		size += len(b.Pkts[i].Data)
-	}
-	l.force(b, size)
-}
+func (l *Log) Force(b *unit.Batch) { l.push(l.entry(b), b) }
 
-func (l *Log) force(b *unit.Batch, size int) {
-	e := l.alloc(size, b.N)
+func (l *Log) push(e *Entry, b *unit.Batch) {
+	l.pend[b.Unit] = nil
 	e.Unit, e.Seq, e.Now = b.Unit, b.Seq, b.Now
 	e.Ctl = append(e.Ctl[:0], b.Ctl...)
-	e.Pkts, e.Data = slices.Grow(e.Pkts[:0], b.N)[:b.N], slices.Grow(e.Data[:0], size)[:size]
-	off := 0
-	for i := range b.N {
-		p := &b.Pkts[i]
-		e.Pkts[i] = Meta{Time: p.Time, WireLen: p.WireLen, Clock: p.Clock, Flow: p.Flow, Off: int32(off), Len: int32(len(p.Data))}
-		off += copy(e.Data[off:], p.Data)
-	}
 	if l.n == len(l.q) {
 		q := make([]*Entry, 2*len(l.q))
 		for i := range l.n {
@@ -114,22 +227,35 @@ func (l *Log) force(b *unit.Batch, size int) {
 	}
 	l.q[(l.head+l.n)%len(l.q)] = e
 	l.n++
-	l.bytes += size
-	l.packets += b.N
+	l.bytes += e.mem
+	l.packets += len(e.Pkts)
 	l.stats.Appended++
 	l.stats.MaxBytes = max(l.stats.MaxBytes, l.bytes)
 	l.stats.MaxPackets = max(l.stats.MaxPackets, l.packets)
 }
 
-// alloc returns an entry for size bytes of n packets: a free one, else a new one sized for
-// a full batch of that size (entries are reused, so sizes even out).
-func (l *Log) alloc(size, n int) *Entry {
+// alloc returns an empty entry.
+func (l *Log) alloc() *Entry {
 	if k := len(l.free); k > 0 {
 		e := l.free[k-1]
 		l.free = l.free[:k-1]
 		return e
 	}
-	return &Entry{Data: make([]byte, 0, 2*size), Pkts: make([]Meta, 0, 2*n)}
+	return &Entry{Pkts: make([]Meta, 0, 64), low: noPos}
+}
+
+// recycle returns e (and the buffers of its copied frames) to the free lists; its arena
+// frames are freed by the next release.
+func (l *Log) recycle(e *Entry) {
+	if e.own > 0 {
+		for i := range e.Pkts { // (arena frames need nothing: the arena's memory stays)
+			if m := &e.Pkts[i]; m.pos == noPos && cap(m.Data) >= bufSize {
+				l.bufs = append(l.bufs, m.Data[:0])
+			}
+		}
+	}
+	e.Pkts, e.Ctl, e.mem, e.low, e.own = e.Pkts[:0], e.Ctl[:0], 0, noPos, 0
+	l.free = append(l.free, e)
 }
 
 // Covered records that unit's state up to position pos (the Seq of the last batch a durable
@@ -154,10 +280,10 @@ func (l *Log) trim() {
 		l.q[l.head] = nil
 		l.head = (l.head + 1) % len(l.q)
 		l.n--
-		l.bytes -= len(e.Data)
+		l.bytes -= e.mem
 		l.packets -= len(e.Pkts)
 		l.stats.Trimmed++
-		l.free = append(l.free, e)
+		l.recycle(e)
 	}
 }
 
@@ -208,13 +334,13 @@ func (e *Entry) Fill(b *unit.Batch) {
 	for i := range e.Pkts {
 		m := &e.Pkts[i]
 		p := &b.Pkts[i]
-		p.SetData(e.Data[m.Off:m.Off+m.Len], m.Time, m.WireLen)
+		p.SetData(m.Data, m.Time, m.WireLen)
 		p.Clock, p.Flow = m.Clock, m.Flow
 	}
 	b.N = len(e.Pkts)
 }
 
-// Bytes and Packets return what the log holds.
+// Bytes and Packets return what the log holds (Bytes: its frames' buffers).
 func (l *Log) Bytes() int   { return l.bytes }
 func (l *Log) Packets() int { return l.packets }
 
@@ -222,4 +348,8 @@ func (l *Log) Packets() int { return l.packets }
 func (l *Log) Len() int { return l.n }
 
 // Stats returns the log's counters.
-func (l *Log) Stats() LogStats { return l.stats }
+func (l *Log) Stats() LogStats {
+	s := l.stats
+	s.Arena = l.arena.Stats()
+	return s
+}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/snf-dev/snf/internal/pkttest"
+	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/unit"
 )
 
@@ -30,7 +31,7 @@ func batch(u int, seq uint64, n int) *unit.Batch {
 // TestLogBoundAndTrim: the log refuses what does not fit, trims from the head as checkpoints
 // cover entries, never past an uncovered one, and says which unit holds it up.
 func TestLogBoundAndTrim(t *testing.T) {
-	one := len(batch(0, 1, 1).Pkts[0].Data)
+	const one = bufSize // the memory a small frame takes in the log
 	l := NewLog(10*one, 1000, 2)
 	var trimmed []string
 	l.OnTrim = func(e *Entry) { trimmed = append(trimmed, fmt.Sprintf("%d/%d", e.Unit, e.Seq)) }
@@ -105,7 +106,119 @@ func TestLogFillCopies(t *testing.T) {
 	}
 }
 
-// TestLogSteadyStateAllocs: appending and trimming in steady state allocates nothing.
+// TestLogKeep: frames the root reads into the log's arena and keeps are logged where they
+// were read, without a copy, with their batch; the unit rewriting its batch, and the root
+// reading its next packets, leave the log as it was; after a checkpoint covers them their
+// memory is reused. A frame read elsewhere changes hands; a batch whose packets were not
+// kept (or were dropped) is copied.
+func TestLogKeep(t *testing.T) {
+	l := NewLog(1<<20, 1000, 2)
+	src := batch(0, 0, 4).Pkts[:4]
+	in := make([]packet.Packet, len(src)) // the root's read packets
+	for i := range in {
+		in[i].UseArena(l.Arena())
+	}
+	read := func() {
+		for i := range in {
+			in[i].SetData(src[i].Data, src[i].Time, 0)
+			in[i].Clock = src[i].Clock
+		}
+	}
+	read()
+	b := unit.NewBatch(4, nil) // unit 1's batch
+	b.Unit, b.Seq = 1, 1
+	frames := make([]*byte, len(in))
+	for i := range in {
+		frames[i] = &in[i].Data[0]
+		b.Pkts[i].CopyFrom(&in[i])
+		l.Keep(1, &in[i])
+		b.N++
+	}
+	if !l.Append(b) {
+		t.Fatal("refused")
+	}
+	read() // the root reads its next packets; the unit rewrites its batch
+	for i := range b.N {
+		b.Pkts[i].Data[20] ^= 0xff
+	}
+	var e *Entry
+	l.Since(1, 0, func(x *Entry) { e = x })
+	if e == nil || len(e.Pkts) != 4 || l.Stats().Copied != 0 {
+		t.Fatalf("entry %v, stats %+v: want 4 kept packets, none copied", e, l.Stats())
+	}
+	for i, m := range e.Pkts {
+		if &m.Data[0] != frames[i] || !bytes.Equal(m.Data, src[i].Data) || m.Clock != b.Pkts[i].Clock {
+			t.Errorf("packet %d: same memory %v, same bytes %v, clock %d", i, &m.Data[0] == frames[i], bytes.Equal(m.Data, src[i].Data), m.Clock)
+		}
+	}
+	if want := 4 * ((len(src[0].Data) + 63) &^ 63); l.Bytes() != want {
+		t.Errorf("%d bytes held, want %d", l.Bytes(), want)
+	}
+
+	// Covered: a long run reuses the arena's memory (a few blocks at most) and allocates
+	// nothing once warm.
+	seq := uint64(1)
+	step := func() {
+		read()
+		b.Reset()
+		seq++
+		b.Unit, b.Seq = 1, seq
+		for i := range in {
+			b.Pkts[i].CopyFrom(&in[i])
+			l.Keep(1, &in[i])
+			b.N++
+		}
+		l.Append(b)
+		l.Covered(1, seq)
+	}
+	for range 100000 {
+		step()
+	}
+	if a := testing.AllocsPerRun(1000, step); a != 0 {
+		t.Errorf("%.1f allocations per kept batch", a)
+	}
+	if s := l.Stats().Arena; s.Blocks > 3 || s.Overflows != 0 {
+		t.Errorf("arena %+v after 400,000 frames: want its memory reused", s)
+	}
+
+	// A frame that is p's own buffer changes hands; one that is not is copied.
+	var own, foreign packet.Packet
+	own.SetData(src[0].Data, 0, 0)
+	foreign.Data = bytes.Clone(src[1].Data)
+	ownData := &own.Data[0]
+	l.Keep(0, &own)
+	l.Keep(0, &foreign)
+	c := unit.NewBatch(2, nil)
+	c.Unit, c.Seq, c.N = 0, 1, 2
+	c.Pkts[0].CopyFrom(&own)
+	c.Pkts[1].CopyFrom(&foreign)
+	l.Append(c)
+	l.Since(0, 0, func(x *Entry) { e = x })
+	if copied := l.Stats().Copied; copied != 0 || &e.Pkts[0].Data[0] != ownData || &e.Pkts[1].Data[0] == &foreign.Data[0] || !bytes.Equal(e.Pkts[1].Data, src[1].Data) {
+		t.Errorf("own frame taken over: %v; foreign frame copied: %v (batches copied %d)", &e.Pkts[0].Data[0] == ownData, &e.Pkts[1].Data[0] != &foreign.Data[0], copied)
+	}
+
+	// Kept, then dropped: the unit's next batch is copied.
+	read()
+	l.Keep(0, &in[0])
+	l.Drop(0)
+	d := batch(0, 2, 2)
+	if !l.Append(d) || l.Stats().Copied != 1 {
+		t.Fatalf("stats %+v: want the unkept batch copied", l.Stats())
+	}
+	// Kept packets that are not the batch's: the batch is copied.
+	l.Keep(0, &in[1])
+	l.Keep(0, &in[2])
+	x := batch(0, 3, 2)
+	l.Append(x)
+	l.Since(0, 2, func(y *Entry) { e = y })
+	if l.Stats().Copied != 2 || e.Pkts[0].Clock != x.Pkts[0].Clock || !bytes.Equal(e.Pkts[1].Data, x.Pkts[1].Data) {
+		t.Errorf("stats %+v, logged clock %d want %d", l.Stats(), e.Pkts[0].Clock, x.Pkts[0].Clock)
+	}
+}
+
+// TestLogSteadyStateAllocs: logging copied batches and trimming them in steady state
+// allocates nothing (kept ones: TestLogKeep).
 func TestLogSteadyStateAllocs(t *testing.T) {
 	l := NewLog(1<<20, 1<<20, 1)
 	bs := []*unit.Batch{batch(0, 1, 32), batch(0, 2, 32)}
@@ -126,7 +239,36 @@ func TestLogSteadyStateAllocs(t *testing.T) {
 	}
 }
 
-// BenchmarkLogAppend: the cost of logging, per packet (copying it), batches of 32.
+// BenchmarkLogKeep: the cost of logging, per packet, when the root keeps its packets (no
+// copy; the time includes the reader's SetData into the buffer the log gave), batches of 32.
+func BenchmarkLogKeep(b *testing.B) {
+	l := NewLog(1<<26, 1<<20, 1)
+	in := batch(0, 0, 32).Pkts[:32]
+	frames := make([][]byte, len(in))
+	for j := range in {
+		frames[j] = bytes.Clone(in[j].Data)
+		in[j].UseArena(l.Arena())
+	}
+	bt := unit.NewBatch(32, nil)
+	b.SetBytes(int64(len(in[0].Data)))
+	b.ResetTimer()
+	seq := uint64(0)
+	for i := 0; i < b.N; i += 32 {
+		seq++
+		bt.Reset()
+		bt.Seq = seq
+		for j := range in {
+			in[j].SetData(frames[j], 0, 0) // as the root's reader does
+			bt.Pkts[j].Clock = in[j].Clock
+			l.Keep(0, &in[j])
+			bt.N++
+		}
+		l.Append(bt)
+		l.Covered(0, seq)
+	}
+}
+
+// BenchmarkLogAppend: the cost of logging, per packet, when the batch is copied, batches of 32.
 func BenchmarkLogAppend(b *testing.B) {
 	l := NewLog(1<<26, 1<<20, 1)
 	bt := batch(0, 1, 32)

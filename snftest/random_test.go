@@ -3,8 +3,10 @@ package snftest
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"sync"
 	"testing"
@@ -164,7 +166,15 @@ func TestRandomFaults(t *testing.T) {
 					sc := Scenario{Name: fmt.Sprint(faults), NFs: chains[ci].nfs, Policy: pol, Units: units, Mode: chains[ci].mode, Faults: faults}
 					runs++
 					start := time.Now()
+					// A run that hangs says which one it is, with every goroutine's stack, rather
+					// than leaving the test to its timeout.
+					hung := time.AfterFunc(90*time.Second, func() {
+						fmt.Fprintf(os.Stderr, "snftest: a run has not ended after 90 s: %s on %s, policy %s, %d units, faults %v\n", chains[ci].nfs, name, pol, units, faults)
+						_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
+						panic("snftest: a run hangs (its schedule and the goroutines are above)")
+					})
 					rep := Run(context.Background(), sc, frames, refs[ci], opt)
+					hung.Stop()
 					wg.Wait()
 					if restarted {
 						waitStore(t, rst) // the next run builds its chains at once

@@ -10,6 +10,7 @@ package unit
 
 import (
 	"encoding/binary"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -203,6 +204,8 @@ type Unit struct {
 	done     atomic.Uint64 // batches processed
 	stall    atomic.Int64  // ns to sleep before the next batch (a fault)
 	heldHome chan *Batch
+	wake     chan struct{} // closed by Kill: wakes a unit that waits for states
+	wakeOnce sync.Once
 	stats    Stats
 }
 
@@ -213,7 +216,7 @@ func New(id int, chain *snf.Chain, in chan *Batch, tr Transport, now func() int6
 		now = func() int64 { return time.Now().UnixNano() }
 	}
 	return &Unit{ID: id, Chain: chain, In: in, State: make(chan State, 4096), tr: tr, now: now,
-		pending: map[uint64]*pending{}, heldHome: make(chan *Batch, 64)}
+		pending: map[uint64]*pending{}, heldHome: make(chan *Batch, 64), wake: make(chan struct{})}
 }
 
 // KeepFlowsIn makes the unit keep no flow state of its own: before each packet it reads the
@@ -301,6 +304,13 @@ func (u *Unit) checkpoint() {
 		u.stats.CheckpointErrors++
 		return
 	}
+	// A unit killed (replaced) while it finished its batch sends no record: the states it
+	// shipped in that batch were dropped as a replaced unit's, and a record covering the
+	// batch would keep its replacement from shipping them again. (Not killed now: the
+	// states went before any Kill, so they were delivered.)
+	if u.killed.Load() {
+		return
+	}
 	u.ckw.Offer(rec, u.pos, full)
 	u.ckWant = false
 }
@@ -326,7 +336,10 @@ func (u *Unit) Position() uint64 { return u.pos }
 // Kill makes the unit stop at its next batch, as if its machine died: it processes nothing
 // more, sends nothing more, and its state is gone. Run returns once In is closed (the
 // engine drains it).
-func (u *Unit) Kill() { u.killed.Store(true) }
+func (u *Unit) Kill() {
+	u.killed.Store(true)
+	u.wakeOnce.Do(func() { close(u.wake) })
+}
 
 // Processed returns the number of batches the unit processed (safe from any goroutine: the
 // engine watches it to detect a unit that stopped).
@@ -362,6 +375,7 @@ func (u *Unit) Run() {
 				continue
 			}
 			u.process(b)
+		case <-u.wake: // killed (handled at the loop's top)
 		case s := <-u.State:
 			if !u.killed.Load() {
 				u.arrive(s)

@@ -1177,3 +1177,51 @@ func holdersOf(chains []*snf.Chain, k packet.Key) (units []int, n []uint64) {
 	}
 	return units, n
 }
+
+// killingTransport kills its unit when the unit hands a batch to the egress (the engine
+// replacing the unit while it finishes a batch).
+type killingTransport struct {
+	u      *unit.Unit
+	states int
+}
+
+func (k *killingTransport) SendState(to int, s unit.State) { k.states++ }
+func (k *killingTransport) SendOut(b *unit.Batch)          { k.u.Kill() }
+
+type offers struct{ n int }
+
+func (o *offers) Ready() bool                                    { return true }
+func (o *offers) NextFull() bool                                 { return true }
+func (o *offers) Offer(rec []byte, clock uint64, full bool) bool { o.n++; return true }
+
+// TestNoCheckpointAfterKill: a unit killed while it finishes a batch (its states then dropped
+// as a replaced unit's) offers no checkpoint record covering that batch — it would keep its
+// replacement from shipping the states again, and their receiver would wait for ever. The
+// same batch in a unit not killed is checkpointed.
+func TestNoCheckpointAfterKill(t *testing.T) {
+	for _, kill := range []bool{false, true} {
+		chain, err := snf.NewChain(seqSpec(t, 1), snf.ChainOptions{Checkpoints: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := make(chan *unit.Batch, 1)
+		var tr unit.Transport = &directTransport{out: make(chan stampedBatch, 4)}
+		kt := &killingTransport{}
+		if kill {
+			tr = kt
+		}
+		u := unit.New(0, chain, in, tr, nil)
+		kt.u = u
+		ck := &offers{}
+		u.CheckpointTo(ck, time.Hour)
+		b := unit.NewBatch(4, nil)
+		b.Seq, b.Checkpoint = 1, true // a record is asked for after this batch
+		in <- b
+		close(in)
+		u.Run()
+		chain.Close()
+		if want := map[bool]int{false: 1, true: 0}[kill]; ck.n < want || kill && ck.n != 0 {
+			t.Errorf("killed %v: %d records offered, want %d", kill, ck.n, want)
+		}
+	}
+}

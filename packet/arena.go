@@ -1,0 +1,124 @@
+package packet
+
+// Arena gives SetData the memory of each frame, one after another, from blocks of memory:
+// frames read in order lie in order, packed, so that a packet log can keep them where they
+// were read (replay.Log) instead of copying them, and its memory stays compact. Memory is
+// freed in the order it was given: its owner says below which position it needs nothing
+// (Free), and freed blocks are reused, the most recently freed first (still in cache).
+//
+// A frame that does not fit (the arena is at its size, or the frame is larger than a block)
+// gets memory of its own (Stats().Overflows counts them). An Arena is used by one goroutine.
+type Arena struct {
+	block      uint64   // block size
+	table      [][]byte // by virtual block number mod len(table): its memory
+	free       [][]byte // free blocks, the most recently freed last
+	blocks     int      // blocks allocated
+	head, tail uint64   // positions: the next frame's, and the lowest still needed
+
+	// OnNeed, if set, is called when the arena needs a block and has no free one, before it
+	// allocates one (its owner may Free what it no longer needs).
+	OnNeed func()
+
+	stats ArenaStats
+}
+
+// ArenaStats counts an arena's work.
+type ArenaStats struct {
+	Frames, Overflows uint64
+	Blocks, Bytes     int // blocks allocated, and their memory
+}
+
+// NewArena returns an arena of at most size bytes, in blocks of block bytes (rounded up to
+// 64; at least 4 KiB).
+func NewArena(size, block int) *Arena {
+	block = max(block, 4096)
+	block = (block + 63) &^ 63
+	n := max((size+block-1)/block, 2)
+	return &Arena{block: uint64(block), table: make([][]byte, n)}
+}
+
+// UseArena makes SetData put p's frames in a (nil: in p's own buffer). Every frame then
+// gets new memory: p never writes a frame twice into the same place.
+func (p *Packet) UseArena(a *Arena) { p.arena, p.apos = a, 0 }
+
+// ArenaPos returns the position of p's frame in its arena, if SetData put it in one.
+func (p *Packet) ArenaPos() (uint64, bool) { return p.apos - 1, p.apos != 0 }
+
+// alloc returns memory for an n-byte frame (length 0, capacity n) and its position, or nil
+// when the arena has no room.
+func (a *Arena) alloc(n int) ([]byte, uint64) {
+	need := (uint64(n) + 63) &^ 63
+	if need > a.block || need == 0 {
+		return nil, 0
+	}
+	off := a.head % a.block
+	if off+need > a.block { // the rest of this block is too short: go to the next one
+		a.head += a.block - off
+		off = 0
+	}
+	k := a.head / a.block
+	if off == 0 && !a.enter(k) {
+		return nil, 0
+	}
+	pos := a.head
+	a.head += need
+	a.stats.Frames++
+	b := a.table[k%uint64(len(a.table))]
+	return b[off : off : off+uint64(n)], pos
+}
+
+// enter gives virtual block k memory: a free block, else a new one, unless the arena is at
+// its size.
+func (a *Arena) enter(k uint64) bool {
+	if k-a.tail/a.block >= uint64(len(a.table)) {
+		if a.OnNeed != nil {
+			a.OnNeed()
+		}
+		if k-a.tail/a.block >= uint64(len(a.table)) {
+			return false
+		}
+	}
+	if len(a.free) == 0 && a.OnNeed != nil {
+		a.OnNeed()
+	}
+	var b []byte
+	switch f := len(a.free); {
+	case f > 0:
+		b = a.free[f-1]
+		a.free = a.free[:f-1]
+	case a.blocks < len(a.table):
+		b = make([]byte, a.block)
+		a.blocks++
+	default:
+		return false
+	}
+	a.table[k%uint64(len(a.table))] = b
+	return true
+}
+
+// Free says that nothing below position pos is needed any more: the blocks wholly below it
+// are reused.
+func (a *Arena) Free(pos uint64) {
+	pos = min(pos, a.head)
+	if pos <= a.tail {
+		return
+	}
+	for k := a.tail / a.block; k < pos/a.block; k++ {
+		i := k % uint64(len(a.table))
+		if a.table[i] != nil {
+			a.free = append(a.free, a.table[i])
+			a.table[i] = nil
+		}
+	}
+	a.tail = pos
+}
+
+// Head returns the position the next frame gets (everything given out is below it).
+func (a *Arena) Head() uint64 { return a.head }
+
+// Stats returns the arena's counters.
+func (a *Arena) Stats() ArenaStats {
+	s := a.stats
+	s.Blocks, s.Bytes = a.blocks, a.blocks*int(a.block)
+	return s
+}

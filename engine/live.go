@@ -218,6 +218,11 @@ type live struct {
 	replayed   uint64
 	logWaits   uint64
 	recTimes   durations // recoveries with nothing to replay
+	head       struct {  // the log's head: its unit and that unit's covered position, since when
+		unit  int
+		cov   uint64
+		since time.Time
+	}
 }
 
 // SendState implements unit.Transport. It never blocks: two units that ship many flows to
@@ -368,8 +373,8 @@ func (l *live) flush(u int) {
 }
 
 // unitsStuckAfter is how long the units may make no progress, once their inputs are closed,
-// before the ones still running are declared stuck.
-const unitsStuckAfter = 10 * time.Second
+// before the ones still running are declared stuck (plus the longest stall injected).
+var unitsStuckAfter = 10 * time.Second
 
 // waitUnits waits for the units to end, once their inputs are closed. A unit waits for the
 // states of the handovers it expects; if none of them makes progress for unitsStuckAfter,
@@ -380,6 +385,12 @@ func (l *live) waitUnits() error {
 	go func() { l.wg.Wait(); close(done) }()
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
+	limit := unitsStuckAfter
+	for _, f := range l.cfg.Faults {
+		if f.Kind == FaultStall {
+			limit = max(limit, unitsStuckAfter+f.For)
+		}
+	}
 	var last uint64
 	since := time.Now()
 	for {
@@ -395,7 +406,7 @@ func (l *live) waitUnits() error {
 				last, since = p, now
 				continue
 			}
-			if now.Sub(since) < unitsStuckAfter {
+			if now.Sub(since) < limit {
 				continue
 			}
 			var stuck []int
@@ -408,7 +419,7 @@ func (l *live) waitUnits() error {
 				lu.u.Kill()
 			}
 			<-done
-			return fmt.Errorf("units %v did not end %s after the input did: they wait for handover states that never came (a bug; the output is short)", stuck, unitsStuckAfter)
+			return fmt.Errorf("units %v did not end %s after the input did: they wait for handover states that never came (a bug; the output is short)", stuck, limit)
 		}
 	}
 }
@@ -617,6 +628,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 				l.flush(u)
 			}
 			l.updateCovered()
+			l.nudgeHead(now)
 			l.fatal = l.checkFailures(now)
 		}
 	}

@@ -266,6 +266,25 @@ func (l *live) updateCovered() {
 	}
 }
 
+// nudgeHead asks the unit whose batch holds the log's head for a checkpoint when its
+// checkpoints have not moved for two intervals: a unit takes them as it processes batches,
+// so one that went idle (drained, or its flows ended) would hold the log — and its arena —
+// growing behind its last batch until the bound.
+func (l *live) nudgeHead(now time.Time) {
+	v := l.log.Blocking()
+	if v < 0 {
+		return
+	}
+	h := &l.head
+	if c := l.log.CoveredAt(v); v != h.unit || c != h.cov || h.since.IsZero() {
+		h.unit, h.cov, h.since = v, c, now
+		return
+	}
+	if now.Sub(h.since) >= 2*l.cfg.Checkpoint && now.Sub(l.ckAsked[v]) >= l.cfg.Checkpoint {
+		l.requestCheckpoint(v)
+	}
+}
+
 // requestCheckpoint sends unit v an empty batch asking for a checkpoint (if one of its
 // batches is free: otherwise it has work queued, and the next try asks again).
 func (l *live) requestCheckpoint(v int) {

@@ -2,12 +2,14 @@ package engine_test
 
 import (
 	"context"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/engine"
+	"github.com/snf-dev/snf/internal/pkttest"
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/policy"
 	"github.com/snf-dev/snf/port"
@@ -130,6 +132,39 @@ func TestLogBound(t *testing.T) {
 		t.Errorf("the root never waited for room: the bound (%d packets) was not reached in %d packets", bound, len(frames))
 	}
 	t.Logf("log peak %d packets (bound %d), arena %d bytes, %d waits for room, %d checkpoints, %d failures", s.LogMaxPackets, bound, s.LogArenaBytes, s.LogWaits, s.Checkpoints, s.Failures)
+}
+
+// TestLogIdleUnit: a unit that goes idle takes no checkpoint by itself, and its last batch
+// would hold the log's head — the log growing behind it for the rest of the run. The root
+// asks it for one (two checkpoint intervals after its checkpoints stopped covering the
+// head), so the log stays a few intervals deep. Here two static units share 2,000 packets of
+// many flows (a unit checkpoints at its first batch, then every 10 ms: its later batches are
+// uncovered), then one flow sends 200,000 more: one unit idles for all of them. The log's
+// bounds are above 200,000 packets: without the nudge it would hold them all.
+func TestLogIdleUnit(t *testing.T) {
+	spec, err := snf.ChainFromNames("firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := generated(t, 2000)
+	last := frames[len(frames)-1].Time
+	one := pkttest.UDP(netip.MustParseAddr("10.1.1.1"), netip.MustParseAddr("10.2.2.2"), 4000, 53, make([]byte, 600))
+	for i := range 200000 {
+		frames = append(frames, mem.Frame{Data: one, Time: last + int64(i+1)*1000})
+	}
+	pol, _ := policy.New("static", policy.Options{StaticUnits: 2})
+	s, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: mem.NewReader(frames),
+		Policy: pol, MinUnits: 2, MaxUnits: 2, Capacity: 1e9, Tick: time.Millisecond, Recovery: true, Checkpoint: 10 * time.Millisecond, LogBytes: 256 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Written != uint64(len(frames)) {
+		t.Fatalf("%d of %d packets out", s.Written, len(frames))
+	}
+	if s.LogMaxPackets > 150000 {
+		t.Errorf("the log held %d packets behind the idle unit: want it trimmed as the busy one checkpoints", s.LogMaxPackets)
+	}
+	t.Logf("log peak %d packets, %d checkpoints, %s", s.LogMaxPackets, s.Checkpoints, s.Elapsed)
 }
 
 // BenchmarkRecoveryPath measures what failure-proofing adds to a packet's path when nothing

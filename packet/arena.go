@@ -113,6 +113,13 @@ func (a *Arena) Free(pos uint64) {
 	a.tail = pos
 }
 
+// Frame returns the n bytes at position pos (a frame given out and not freed).
+func (a *Arena) Frame(pos uint64, n int) []byte {
+	b := a.table[(pos/a.block)%uint64(len(a.table))]
+	off := pos % a.block
+	return b[off : off+uint64(n) : off+uint64(n)]
+}
+
 // Head returns the position the next frame gets (everything given out is below it).
 func (a *Arena) Head() uint64 { return a.head }
 

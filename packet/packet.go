@@ -85,7 +85,7 @@ type Packet struct {
 }
 
 // SetData copies frame into the Packet's own buffer (growing it only when a frame is larger
-// than any seen before) and parses it. ts is the timestamp in Unix nanoseconds and wireLen
+// than any seen before; with UseArena, into new memory of the arena) and parses it. ts is the timestamp in Unix nanoseconds and wireLen
 // the original length (0 means len(frame)).
 func (p *Packet) SetData(frame []byte, ts int64, wireLen int) {
 	if p.arena != nil {

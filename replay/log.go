@@ -54,24 +54,36 @@ type LogStats struct {
 
 // Entry is one logged batch.
 type Entry struct {
-	Unit int
-	Seq  uint64
-	Now  int64
-	Ctl  []unit.Control
-	Pkts []Meta
-	mem  int    // bytes of its frames
-	low  uint64 // the lowest arena position of its frames (noPos: none there)
-	own  int    // frames not in the arena
+	Unit  int
+	Seq   uint64
+	Now   int64
+	Ctl   []unit.Control
+	Pkts  []Meta
+	mem   int      // bytes of its frames
+	low   uint64   // the lowest arena position of its frames (noPos: none there)
+	own   [][]byte // frames not in the arena (Meta.own indexes them)
+	arena *packet.Arena
 }
 
-// Meta is a logged packet: its frame and metadata.
+// Meta is a logged packet's metadata; Entry.Frame returns its frame. (No pointer: the
+// log's thousands of entries cost the garbage collector nothing to scan.)
 type Meta struct {
 	Time    int64
-	WireLen int
 	Clock   uint64
 	Flow    uint64
-	Data    []byte // the frame (in the log's arena, or a buffer of the log's)
-	pos     uint64 // its arena position, or noPos
+	pos     uint64 // the frame's arena position, or its index in Entry.own
+	WireLen int32
+	len     int32
+	inArena bool
+}
+
+// Frame returns the i-th packet's frame.
+func (e *Entry) Frame(i int) []byte {
+	m := &e.Pkts[i]
+	if m.inArena {
+		return e.arena.Frame(m.pos, int(m.len))
+	}
+	return e.own[m.pos]
 }
 
 const (
@@ -110,7 +122,10 @@ func (l *Log) Keep(u int, p *packet.Packet) {
 		l.pend[u] = e
 	}
 	if pos, ok := p.ArenaPos(); ok {
-		e.add(p, p.Data, pos, (len(p.Data)+63)&^63)
+		m := e.add(p)
+		m.pos, m.inArena = pos, true
+		e.mem += (len(p.Data) + 63) &^ 63
+		e.low = min(e.low, pos)
 		l.keptEnd = max(l.keptEnd, pos+uint64(len(p.Data)))
 		return
 	}
@@ -118,13 +133,12 @@ func (l *Log) Keep(u int, p *packet.Packet) {
 	if d == nil { // p.Data is not p's own buffer
 		d = append(l.buf(), p.Data...)
 	}
-	e.add(p, d, noPos, cap(d))
+	e.addOwn(p, d)
 }
 
-// add appends p's metadata with its frame d, at arena position pos, taking mem bytes (field
-// by field: a struct literal appended goes through a temporary on the stack, measured 2×
-// slower).
-func (e *Entry) add(p *packet.Packet, d []byte, pos uint64, mem int) {
+// add appends p's metadata (field by field: a struct literal appended goes through a
+// temporary on the stack, measured 2× slower); the caller says where its frame is.
+func (e *Entry) add(p *packet.Packet) *Meta {
 	n := len(e.Pkts)
 	if n < cap(e.Pkts) {
 		e.Pkts = e.Pkts[:n+1]
@@ -132,12 +146,16 @@ func (e *Entry) add(p *packet.Packet, d []byte, pos uint64, mem int) {
 		e.Pkts = append(e.Pkts, Meta{})
 	}
 	m := &e.Pkts[n]
-	m.Time, m.WireLen, m.Clock, m.Flow, m.Data, m.pos = p.Time, p.WireLen, p.Clock, p.Flow, d, pos
-	e.mem += mem
-	e.low = min(e.low, pos)
-	if pos == noPos {
-		e.own++
-	}
+	m.Time, m.WireLen, m.Clock, m.Flow, m.len = p.Time, int32(p.WireLen), p.Clock, p.Flow, int32(len(p.Data))
+	return m
+}
+
+// addOwn appends p with its frame d, a buffer of the log's own.
+func (e *Entry) addOwn(p *packet.Packet, d []byte) {
+	m := e.add(p)
+	m.pos, m.inArena = uint64(len(e.own)), false
+	e.own = append(e.own, d)
+	e.mem += cap(d)
 }
 
 // Drop forgets the frames kept for unit u's batch being filled (it will not be sent).
@@ -185,8 +203,7 @@ func (l *Log) entry(b *unit.Batch) *Entry {
 	e = l.alloc()
 	for i := range b.N {
 		p := &b.Pkts[i]
-		d := append(l.buf(), p.Data...)
-		e.add(p, d, noPos, cap(d))
+		e.addOwn(p, append(l.buf(), p.Data...))
 	}
 	if b.N > 0 {
 		l.stats.Copied++
@@ -241,20 +258,19 @@ func (l *Log) alloc() *Entry {
 		l.free = l.free[:k-1]
 		return e
 	}
-	return &Entry{Pkts: make([]Meta, 0, 64), low: noPos}
+	return &Entry{Pkts: make([]Meta, 0, 64), low: noPos, arena: l.arena}
 }
 
 // recycle returns e (and the buffers of its copied frames) to the free lists; its arena
 // frames are freed by the next release.
 func (l *Log) recycle(e *Entry) {
-	if e.own > 0 {
-		for i := range e.Pkts { // (arena frames need nothing: the arena's memory stays)
-			if m := &e.Pkts[i]; m.pos == noPos && cap(m.Data) >= bufSize {
-				l.bufs = append(l.bufs, m.Data[:0])
-			}
+	for i, d := range e.own { // (arena frames need nothing: the arena frees its memory)
+		if cap(d) >= bufSize {
+			l.bufs = append(l.bufs, d[:0])
 		}
+		e.own[i] = nil
 	}
-	e.Pkts, e.Ctl, e.mem, e.low, e.own = e.Pkts[:0], e.Ctl[:0], 0, noPos, 0
+	e.Pkts, e.Ctl, e.mem, e.low, e.own = e.Pkts[:0], e.Ctl[:0], 0, noPos, e.own[:0]
 	l.free = append(l.free, e)
 }
 
@@ -334,7 +350,7 @@ func (e *Entry) Fill(b *unit.Batch) {
 	for i := range e.Pkts {
 		m := &e.Pkts[i]
 		p := &b.Pkts[i]
-		p.SetData(m.Data, m.Time, m.WireLen)
+		p.SetData(e.Frame(i), m.Time, int(m.WireLen))
 		p.Clock, p.Flow = m.Clock, m.Flow
 	}
 	b.N = len(e.Pkts)

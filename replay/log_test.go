@@ -147,8 +147,8 @@ func TestLogKeep(t *testing.T) {
 		t.Fatalf("entry %v, stats %+v: want 4 kept packets, none copied", e, l.Stats())
 	}
 	for i, m := range e.Pkts {
-		if &m.Data[0] != frames[i] || !bytes.Equal(m.Data, src[i].Data) || m.Clock != b.Pkts[i].Clock {
-			t.Errorf("packet %d: same memory %v, same bytes %v, clock %d", i, &m.Data[0] == frames[i], bytes.Equal(m.Data, src[i].Data), m.Clock)
+		if f := e.Frame(i); &f[0] != frames[i] || !bytes.Equal(f, src[i].Data) || m.Clock != b.Pkts[i].Clock {
+			t.Errorf("packet %d: same memory %v, same bytes %v, clock %d", i, &f[0] == frames[i], bytes.Equal(f, src[i].Data), m.Clock)
 		}
 	}
 	if want := 4 * ((len(src[0].Data) + 63) &^ 63); l.Bytes() != want {
@@ -194,8 +194,8 @@ func TestLogKeep(t *testing.T) {
 	c.Pkts[1].CopyFrom(&foreign)
 	l.Append(c)
 	l.Since(0, 0, func(x *Entry) { e = x })
-	if copied := l.Stats().Copied; copied != 0 || &e.Pkts[0].Data[0] != ownData || &e.Pkts[1].Data[0] == &foreign.Data[0] || !bytes.Equal(e.Pkts[1].Data, src[1].Data) {
-		t.Errorf("own frame taken over: %v; foreign frame copied: %v (batches copied %d)", &e.Pkts[0].Data[0] == ownData, &e.Pkts[1].Data[0] != &foreign.Data[0], copied)
+	if copied := l.Stats().Copied; copied != 0 || &e.Frame(0)[0] != ownData || &e.Frame(1)[0] == &foreign.Data[0] || !bytes.Equal(e.Frame(1), src[1].Data) {
+		t.Errorf("own frame taken over: %v; foreign frame copied: %v (batches copied %d)", &e.Frame(0)[0] == ownData, &e.Frame(1)[0] != &foreign.Data[0], copied)
 	}
 
 	// Kept, then dropped: the unit's next batch is copied.
@@ -212,7 +212,7 @@ func TestLogKeep(t *testing.T) {
 	x := batch(0, 3, 2)
 	l.Append(x)
 	l.Since(0, 2, func(y *Entry) { e = y })
-	if l.Stats().Copied != 2 || e.Pkts[0].Clock != x.Pkts[0].Clock || !bytes.Equal(e.Pkts[1].Data, x.Pkts[1].Data) {
+	if l.Stats().Copied != 2 || e.Pkts[0].Clock != x.Pkts[0].Clock || !bytes.Equal(e.Frame(1), x.Pkts[1].Data) {
 		t.Errorf("stats %+v, logged clock %d want %d", l.Stats(), e.Pkts[0].Clock, x.Pkts[0].Clock)
 	}
 }

@@ -1,0 +1,55 @@
+package engine
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/snf-dev/snf"
+	"github.com/snf-dev/snf/unit"
+)
+
+type discard struct{}
+
+func (discard) SendState(int, unit.State) {}
+func (discard) SendOut(*unit.Batch)       {}
+
+// TestWaitUnitsStuck: a unit that waits, after its input ended, for a handover state that
+// never comes is stopped, and the run ends with an error naming it instead of hanging.
+func TestWaitUnitsStuck(t *testing.T) {
+	defer func(d time.Duration) { unitsStuckAfter = d }(unitsStuckAfter)
+	unitsStuckAfter = 300 * time.Millisecond
+	spec, err := snf.ChainFromNames("firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &live{}
+	for i, stuck := range []bool{false, true} {
+		chain, err := snf.NewChain(spec, snf.ChainOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer chain.Close()
+		in := make(chan *unit.Batch, 1)
+		lu := &liveUnit{u: unit.New(i, chain, in, discard{}, nil), chain: chain}
+		b := unit.NewBatch(1, nil)
+		if stuck { // a state from unit 0 that will never be sent
+			b.Ctl = append(b.Ctl, unit.Control{Kind: unit.Expect, Flow: 7, Peer: 0, Hid: 1})
+		}
+		in <- b
+		close(in)
+		l.units = append(l.units, lu)
+		l.wg.Add(1)
+		go func() { defer l.wg.Done(); defer lu.ended.Store(true); lu.u.Run() }()
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.waitUnits() }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "units [1] did not end") {
+			t.Errorf("got %v, want an error naming unit 1", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("waitUnits hangs")
+	}
+}

@@ -333,9 +333,9 @@ func (u *Unit) SetPosition(pos uint64) { u.pos = pos }
 // Position returns the Seq of the last batch processed.
 func (u *Unit) Position() uint64 { return u.pos }
 
-// Kill makes the unit stop at its next batch, as if its machine died: it processes nothing
-// more, sends nothing more, and its state is gone. Run returns once In is closed (the
-// engine drains it).
+// Kill makes the unit stop at its next batch (at once if it waits for states), as if its
+// machine died: it processes nothing more, sends nothing more, and its state is gone. Run
+// returns once In is closed (the engine drains it).
 func (u *Unit) Kill() {
 	u.killed.Store(true)
 	u.wakeOnce.Do(func() { close(u.wake) })

@@ -967,22 +967,44 @@ func Calibrate(spec *snf.ChainSpec, packets int) (float64, error) {
 		return 0, err
 	}
 	defer chain.Close()
-	frames := calibrationFrames(packets)
-	batch := make([]packet.Packet, DefaultBatch)
-	out := make([]*packet.Packet, 0, 2*DefaultBatch)
-	start := time.Now()
-	for i := 0; i < len(frames); i += len(batch) {
-		n := min(len(batch), len(frames)-i)
-		for j := range n {
-			batch[j].SetData(frames[i+j], int64(i+j)*1000, 0)
-		}
-		out = chain.Process(batch[:n], out[:0])
-	}
-	el := time.Since(start)
+	c := newCalibration(chain, packets)
+	el := c.pass(DefaultBatch, false)
 	if el <= 0 {
 		el = time.Microsecond
 	}
-	return float64(len(frames)) / el.Seconds(), nil
+	return float64(len(c.frames)) / el.Seconds(), nil
+}
+
+// calibration runs generated frames through a chain and times it (Calibrate, batchCost).
+type calibration struct {
+	chain  *snf.Chain
+	frames [][]byte
+	batch  []packet.Packet
+	out    []*packet.Packet
+	clock  int64 // the packets' time: 1 µs apart, on from pass to pass
+}
+
+func newCalibration(chain *snf.Chain, packets int) *calibration {
+	return &calibration{chain: chain, frames: calibrationFrames(packets),
+		batch: make([]packet.Packet, DefaultBatch), out: make([]*packet.Packet, 0, 2*DefaultBatch)}
+}
+
+// pass runs every frame through the chain in batches of size (at most DefaultBatch), with
+// the chain expiring idle flows before each batch if expire, and returns the time it took.
+func (c *calibration) pass(size int, expire bool) time.Duration {
+	start := time.Now()
+	for i := 0; i < len(c.frames); i += size {
+		n := min(size, len(c.frames)-i)
+		for j := range n {
+			c.clock += 1000
+			c.batch[j].SetData(c.frames[i+j], c.clock, 0)
+		}
+		if expire {
+			c.chain.Expire(c.clock)
+		}
+		c.out = c.chain.Process(c.batch[:n], c.out[:0])
+	}
+	return time.Since(start)
 }
 
 // calibrationFrames returns generated frames for Calibrate.

@@ -26,8 +26,16 @@ func mustSpec(t testing.TB, names string) *snf.ChainSpec {
 	return spec
 }
 
+// mustPolicy returns the policy name (units for static); "mover" and "evacuator" are the
+// tests' own policies that move flows.
 func mustPolicy(t testing.TB, name string, units int) policy.Policy {
 	t.Helper()
+	switch name {
+	case "mover":
+		return &mover{}
+	case "evacuator":
+		return &evacuator{}
+	}
 	p, err := policy.New(name, policy.Options{StaticUnits: units, Seed: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -123,15 +131,7 @@ func TestSimEqualsOneUnit(t *testing.T) {
 	end := frames[len(frames)-1].Time
 	for _, pn := range []string{"snf", "perflow", "static", "mover", "evacuator"} {
 		t.Run(pn, func(t *testing.T) {
-			var pol policy.Policy
-			switch pn {
-			case "mover":
-				pol = &mover{}
-			case "evacuator":
-				pol = &evacuator{}
-			default:
-				pol = mustPolicy(t, pn, 4)
-			}
+			pol := mustPolicy(t, pn, 4)
 			w := &mem.Writer{}
 			var got outcome
 			// 5,000 packets/s per unit: the load needs 4 to 5 units.

@@ -545,25 +545,9 @@ func batchCost(spec *snf.ChainSpec, packets int) (time.Duration, error) {
 		return 0, err
 	}
 	defer chain.Close()
-	frames := calibrationFrames(packets)
-	batch := make([]packet.Packet, DefaultBatch)
-	out := make([]*packet.Packet, 0, 2*DefaultBatch)
-	var clock int64
-	pass := func(size int) time.Duration {
-		start := time.Now()
-		for i := 0; i < len(frames); i += size {
-			n := min(size, len(frames)-i)
-			for j := range n {
-				clock += 1000
-				batch[j].SetData(frames[i+j], clock, 0)
-			}
-			chain.Expire(clock)
-			out = chain.Process(batch[:n], out[:0])
-		}
-		return time.Since(start)
-	}
-	pass(DefaultBatch) // warm: the flows exist
-	one, full := pass(1), pass(DefaultBatch)
-	extra := float64(one-full) / float64(len(frames)) * DefaultBatch / (DefaultBatch - 1)
+	c := newCalibration(chain, packets)
+	c.pass(DefaultBatch, true) // warm: the flows exist
+	one, full := c.pass(1, true), c.pass(DefaultBatch, true)
+	extra := float64(one-full) / float64(len(c.frames)) * DefaultBatch / (DefaultBatch - 1)
 	return time.Duration(max(0, extra) + 0.5), nil
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/engine"
-	"github.com/snf-dev/snf/policy"
 	"github.com/snf-dev/snf/port/mem"
 )
 
@@ -92,15 +91,7 @@ func TestSimPipelineEqualsOneUnit(t *testing.T) {
 		{"snf", heavy}, {"mover", heavy}, {"evacuator", heavy}} {
 		pn := c.pn
 		t.Run(fmt.Sprintf("%s,cv%g", pn, c.pipe.HandoffCV), func(t *testing.T) {
-			var pol policy.Policy
-			switch pn {
-			case "mover":
-				pol = &mover{}
-			case "evacuator":
-				pol = &evacuator{}
-			default:
-				pol = mustPolicy(t, pn, 4)
-			}
+			pol := mustPolicy(t, pn, 4)
 			w := &mem.Writer{}
 			var got outcome
 			s := runSim(t, engine.SimConfig{Spec: spec, In: mem.NewReader(frames), Out: w, Policy: pol, MaxUnits: 8,

@@ -5,8 +5,10 @@
 //
 //	Process(ctx *snf.Context, p *packet.Packet) snf.Verdict
 //
-// The handler reads and rewrites the packet in place (package packet), returns Forward or
-// Drop, and may Emit extra packets. Everything it may ask that is not in the packet comes
+// The handler reads and rewrites the packet in place — through the packet's rewrite methods
+// (SetSrcAddr, SetDstPort, …), never by writing p.Data: with recovery on, the frame is the
+// packet log's, which keeps a copy of only the headers those methods change — returns Forward
+// or Drop, and may Emit extra packets. Everything it may ask that is not in the packet comes
 // through the Context and is a function of the packet, so a replay of the same packets in the
 // same order makes the same decisions:
 //
@@ -99,8 +101,9 @@ import (
 // NF is a network-function instance. One instance serves one unit: Process is never called
 // concurrently on the same instance.
 type NF interface {
-	// Process handles one packet: it may rewrite p in place, emit packets through ctx, and
-	// returns whether p goes on. p and ctx are valid only during the call.
+	// Process handles one packet: it may rewrite p in place through p's rewrite methods
+	// (never by writing p.Data: the frame may be the packet log's, lent), emit packets
+	// through ctx, and returns whether p goes on. p and ctx are valid only during the call.
 	Process(ctx *Context, p *packet.Packet) Verdict
 }
 

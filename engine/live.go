@@ -211,7 +211,9 @@ type live struct {
 	lastProg   []uint64
 	stuckSince []time.Time
 	ckAsked    []time.Time
-	failAt     []atomic.Int64 // by slot: Unix ns of a failure whose replay has not reached the egress yet
+	failAt     []atomic.Int64  // by slot: Unix ns of a failure whose replay has not reached the egress yet
+	egressed   []atomic.Uint64 // by slot: the highest Seq the egress is done with (its frames read)
+	zombies    []zombie        // failed units that may still rewrite frames lent to them
 	faults     []Fault
 	oldChains  []*snf.Chain
 	failures   uint64
@@ -314,19 +316,30 @@ func (l *live) freeBatch(u int) *unit.Batch {
 // Send implements root.Target.
 func (l *live) Send(u int, p *packet.Packet) {
 	b := l.batch(u)
-	// Copy into the unit's batch. (Swapping the packets' buffers instead moves no bytes here,
-	// but the reader then fills buffers last touched on another core: measured 40% slower
-	// end to end with BenchmarkEndToEnd.)
-	b.Pkts[b.N].CopyFrom(p)
-	if l.log != nil {
-		// The log keeps p's frame where the root read it (its arena): the root copies each
-		// frame once, as without recovery.
-		l.log.Keep(u, p)
+	if f := l.keepFrame(u, p); f != nil {
+		// The log keeps p's frame where the root read it (its arena) and lends it to the
+		// batch: the unit rewrites it in place, the egress writes it out. The root writes
+		// each frame once, into the log, and nothing copies it again.
+		b.Pkts[b.N].Borrow(p, f)
+	} else {
+		// Copy into the unit's batch. (Swapping the packets' buffers instead moves no bytes
+		// here, but the reader then fills buffers last touched on another core: measured
+		// 40% slower end to end with BenchmarkEndToEnd.)
+		b.Pkts[b.N].CopyFrom(p)
 	}
 	b.N++
 	if b.N == len(b.Pkts) {
 		l.flush(u)
 	}
+}
+
+// keepFrame hands p to the log (recovery on) and returns its frame if the batch may borrow it
+// (replay.Log.Keep); nil without recovery, or when it may not.
+func (l *live) keepFrame(u int, p *packet.Packet) []byte {
+	if l.log == nil {
+		return nil
+	}
+	return l.log.Keep(u, p)
 }
 
 // Handover implements root.Target.
@@ -535,6 +548,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		l.log.OnTrim = l.onTrim
 		l.seqs, l.sentB, l.lastProg, l.gen = make([]uint64, n), make([]uint64, n), make([]uint64, n), make([]uint64, n)
 		l.stuckSince, l.ckAsked, l.failAt = make([]time.Time, n), make([]time.Time, n), make([]atomic.Int64, n)
+		l.egressed = make([]atomic.Uint64, n)
 	}
 	l.ctl = control.New(control.Config{MinUnits: cfg.MinUnits, MaxUnits: cfg.MaxUnits, Target: cfg.Target,
 		Capacity: cfg.Capacity, Elastic: cfg.Policy.Elastic(), Stateless: cfg.Policy.PerPacket(), BusyAfter: cfg.BusyAfter})
@@ -579,7 +593,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		MaxFlows: cfg.MaxFlows, Timeouts: l.units[0].chain.FlowTimeouts(),
 		ByInitiator: len(l.units[0].chain.Scopes()) > 0, MaxFlowRate: cfg.Target * cfg.Capacity})
 
-	eg := &egress{out: cfg.Out, failAt: l.failAt, order: newFlowOrder(1 << 16)}
+	eg := &egress{out: cfg.Out, failAt: l.failAt, done: l.egressed, order: newFlowOrder(1 << 16)}
 	if cfg.Recovery {
 		eg.dedupOn(cfg.LogPackets + n*batchesPerUnit*cfg.Batch)
 	}
@@ -814,6 +828,7 @@ type egress struct {
 	hi       uint64 // highest clock marked
 	dups     uint64
 	failAt   []atomic.Int64
+	done     []atomic.Uint64 // by slot: the highest Seq of a batch written (live.egressed)
 	recTimes durations
 	fresh    []bool // scratch: per output of a batch, not seen before
 }
@@ -892,6 +907,11 @@ func (e *egress) run(in chan *unit.Batch) error {
 			e.written++
 			e.order.see(p)
 			e.lat.add(time.Duration(now - b.OutStamp[i]))
+		}
+		if e.done != nil && b.Seq > e.done[b.Unit].Load() {
+			// Done with b's frames (the outputs of packets written before, dropped above,
+			// were not read): the log may reuse memory it lent b.
+			e.done[b.Unit].Store(b.Seq)
 		}
 		select {
 		case b.Home <- b:

@@ -260,10 +260,40 @@ func (l *live) waitRoom() error {
 }
 
 // updateCovered trims the log to what the units' durable checkpoints cover.
+//
+// A batch leaves the log once its unit's durable checkpoints cover it and the egress is done
+// with it: the frames the log lent it are read until then (the unit rewrites them, the
+// egress writes them out). Frames lent to a failed unit are held until it ended and the
+// egress is done with every batch it had (zombie).
 func (l *live) updateCovered() {
 	for u, w := range l.writers {
-		l.log.Covered(u, w.Stats().Durable)
+		l.log.Covered(u, min(w.Stats().Durable, l.egressed[u].Load()))
 	}
+	if len(l.zombies) > 0 {
+		hold := ^uint64(0)
+		k := 0
+		for _, z := range l.zombies {
+			if z.lu.ended.Load() && l.egressed[z.slot].Load() >= z.sent {
+				continue
+			}
+			l.zombies[k] = z
+			k++
+			hold = min(hold, z.low)
+		}
+		l.zombies = l.zombies[:k]
+		l.log.Hold(hold)
+	}
+}
+
+// zombie is a failed unit that may still rewrite frames the log lent it: one stalled in the
+// middle of a batch goes on with it when it wakes (its outputs are then dropped at the
+// egress as duplicates of its replacement's). Its frames — from low on in the log's arena —
+// are held until it ended and the egress is done with every batch sent to it (Seq ≤ sent).
+type zombie struct {
+	lu   *liveUnit
+	slot int
+	sent uint64
+	low  uint64
 }
 
 // nudgeHead asks the unit whose batch holds the log's head for a checkpoint when its
@@ -397,7 +427,12 @@ func (l *live) recover(u int, why string) error {
 		nu.free <- unit.NewBatch(l.cfg.Batch, nu.free)
 	}
 	l.units[u] = nu
-	l.log.Covered(u, pos)
+	// The frames lent to the old unit after its checkpoint: it may be rewriting them still.
+	if low := l.log.LowSince(u, pos); low != ^uint64(0) {
+		l.zombies = append(l.zombies, zombie{lu: old, slot: u, sent: l.seqs[u], low: low})
+	}
+	l.log.Covered(u, min(pos, l.egressed[u].Load()))
+	l.updateCovered()
 	// The states the restored checkpoint already took in are not needed again.
 	l.log.Until(u, pos, func(e *replay.Entry) {
 		for i := range e.Ctl {

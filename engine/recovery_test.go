@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -98,12 +99,48 @@ func (sleeper) Process(_ *snf.Context, p *packet.Packet) snf.Verdict {
 	return snf.Forward
 }
 
+// rewriter is a test NF that rewrites every packet's ports and source address as a function of
+// the packet alone (its frame then differs from the one read, the same in every run).
+type rewriter struct{}
+
+func init() {
+	snf.Register("test-rewriter", "a test NF that rewrites each packet's ports and source",
+		func() *sleeperConfig { return &sleeperConfig{} },
+		func(*snf.Env, *sleeperConfig) (snf.NF, error) { return rewriter{}, nil })
+}
+
+func (rewriter) Process(_ *snf.Context, p *packet.Packet) snf.Verdict {
+	if p.Flags&packet.HasL4 != 0 {
+		p.SetSrcPort(p.Key.SrcPort ^ 0x5a5a)
+		p.SetDstPort(p.Key.DstPort + 1)
+	}
+	if p.Flags&packet.IPv4 != 0 {
+		p.SetSrcAddr(netip.AddrFrom4([4]byte{198, 51, 100, byte(p.Key.Src[3])}))
+	}
+	return snf.Forward
+}
+
 // TestStragglerMidBatch: a unit stalls in the middle of a batch, far past the fail timeout,
 // while flows move at every flowlet and the log is small; it is replaced, then wakes up and
 // finishes its batch — the states it ships then must not reach anyone (they would wait for
-// ever, and so would the run). The run ends, and its output equals one chain's.
+// ever, and so would the run). The run ends, and its output equals one chain's. With a
+// rewriting NF after the stall, the woken unit rewrites the frames the log lent it: the log
+// must not have given their memory to other frames meanwhile (the root holds it until the
+// old unit ended), nor replay them rewritten.
+//
+// Under the mover policy the root may not see the stall (flows leave the unit at their next
+// flowlet; the input may end first). Under a static one it does: the stalled unit's queue
+// fills, the root waits on it and replaces it — the woken unit is then a zombie for sure.
 func TestStragglerMidBatch(t *testing.T) {
-	spec, err := snf.ChainFromNames("firewall,test-sleeper")
+	for _, names := range []string{"firewall,test-sleeper", "firewall,test-sleeper,test-rewriter"} {
+		for _, pn := range []string{"mover", "static"} {
+			t.Run(names+"/"+pn, func(t *testing.T) { stragglerMidBatch(t, names, pn) })
+		}
+	}
+}
+
+func stragglerMidBatch(t *testing.T, names, pn string) {
+	spec, err := snf.ChainFromNames(names)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,8 +156,12 @@ func TestStragglerMidBatch(t *testing.T) {
 	go func() {
 		defer close(done)
 		w := &mem.Writer{}
+		var pol policy.Policy = &mover{}
+		if pn == "static" {
+			pol, _ = policy.New("static", policy.Options{StaticUnits: 2})
+		}
 		s, err = engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: mem.NewReader(frames), Out: w,
-			Policy: &mover{}, MinUnits: 1, MaxUnits: 4, Batch: 16, Capacity: 2000, Tick: time.Millisecond,
+			Policy: pol, MinUnits: 1, MaxUnits: 4, Batch: 16, Capacity: 2000, Tick: time.Millisecond,
 			Recovery: true, LogPackets: 400, Checkpoint: time.Millisecond, FailTimeout: 20 * time.Millisecond,
 			OnDone: func(chains []*snf.Chain) { got = collect(t, w, chains, frames[len(frames)-1].Time) }})
 	}()
@@ -135,6 +176,9 @@ func TestStragglerMidBatch(t *testing.T) {
 	compare(t, want, got)
 	if !slept.Load() {
 		t.Error("the unit never stalled")
+	}
+	if pn == "static" && s.Failures == 0 {
+		t.Error("the stalled unit was not replaced")
 	}
 	// Whether the root saw the stall in time to replace the unit depends on the scheduler
 	// (it looks while it waits); the run must end with the right output either way.

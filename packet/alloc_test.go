@@ -1,6 +1,7 @@
 package packet_test
 
 import (
+	"bytes"
 	"net/netip"
 	"testing"
 
@@ -104,5 +105,51 @@ func TestSwapBuf(t *testing.T) {
 	b.Data = f1
 	if b.SwapBuf(make([]byte, 0, 2048)) != nil || &b.Data[0] != &f1[0] {
 		t.Error("a packet whose Data is not its own buffer gave one away")
+	}
+}
+
+// TestBorrowOwn: Borrow gives a packet src's metadata and parse results and reads the lent
+// frame in place (no copy); Own copies it into the packet's own buffer (the one it had, or a
+// larger one) and does nothing for a frame already there; neither allocates in steady state.
+func TestBorrowOwn(t *testing.T) {
+	var src, p packet.Packet
+	src.SetData(tcpFrame(t, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), 1, 2, []byte("payload")), 7, 0)
+	src.Clock, src.Flow = 42, 9
+	p.Reserve(2048)
+	p.SetData(src.Data, 0, 0) // p's own buffer
+	own := p.Data[:1]
+	lent := bytes.Clone(src.Data)
+	p.Borrow(&src, lent)
+	if &p.Data[0] != &lent[0] || p.Clock != 42 || p.Flow != 9 || p.Time != 7 || p.Key != src.Key || p.L4Off != src.L4Off {
+		t.Fatalf("borrowed: in the lent frame %v, clock %d flow %d time %d", &p.Data[0] == &lent[0], p.Clock, p.Flow, p.Time)
+	}
+	p.Own()
+	if &p.Data[0] == &lent[0] || &p.Data[0] != &own[0] || !bytes.Equal(p.Data, lent) {
+		t.Fatalf("owned: still lent %v, in its own buffer %v, same bytes %v", &p.Data[0] == &lent[0], &p.Data[0] == &own[0], bytes.Equal(p.Data, lent))
+	}
+	p.Data[20] ^= 0xff
+	if lent[20] == p.Data[20] {
+		t.Error("a write after Own reached the lender's frame")
+	}
+	before := &p.Data[0]
+	p.Own()
+	if &p.Data[0] != before {
+		t.Error("Own of an owned frame moved it")
+	}
+	if n := testing.AllocsPerRun(100, func() { p.Borrow(&src, lent); p.Own() }); n != 0 {
+		t.Errorf("Borrow and Own allocate %v", n)
+	}
+	// A frame larger than the buffer gets a larger one; an empty one stays empty.
+	big := make([]byte, 4000)
+	big[3999] = 1
+	p.Borrow(&src, big)
+	p.Own()
+	if &p.Data[0] == &big[0] || len(p.Data) != 4000 || p.Data[3999] != 1 {
+		t.Error("a large lent frame was not copied")
+	}
+	p.Borrow(&src, nil)
+	p.Own()
+	if len(p.Data) != 0 {
+		t.Error("an empty lent frame grew")
 	}
 }

@@ -9,8 +9,10 @@ package packet
 // A frame that does not fit (the arena is at its size, or the frame is larger than a block)
 // gets memory of its own (Stats().Overflows counts them). An Arena is used by one goroutine.
 type Arena struct {
-	block      uint64   // block size
-	table      [][]byte // by virtual block number mod len(table): its memory
+	block      uint64   // block size, a power of two
+	shift      uint     // log2(block)
+	limit      uint64   // the most blocks the arena holds
+	table      [][]byte // by virtual block number & (len(table)-1) (a power of two ≥ limit): its memory
 	free       [][]byte // free blocks, the most recently freed last
 	blocks     int      // blocks allocated
 	head, tail uint64   // positions: the next frame's, and the lowest still needed
@@ -29,12 +31,20 @@ type ArenaStats struct {
 }
 
 // NewArena returns an arena of at most size bytes, in blocks of block bytes (rounded up to
-// 64; at least 4 KiB).
+// a power of two; at least 4 KiB). (Powers of two: a frame's block and offset are a shift
+// and a mask, not divisions, on the per-packet path.)
 func NewArena(size, block int) *Arena {
-	block = max(block, 4096)
-	block = (block + 63) &^ 63
+	shift := uint(12)
+	for 1<<shift < block {
+		shift++
+	}
+	block = 1 << shift
 	n := max((size+block-1)/block, 2)
-	return &Arena{block: uint64(block), table: make([][]byte, n)}
+	t := 2
+	for t < n {
+		t *= 2
+	}
+	return &Arena{block: uint64(block), shift: shift, limit: uint64(n), table: make([][]byte, t)}
 }
 
 // UseArena makes SetData put p's frames in a (nil: in p's own buffer). Every frame then
@@ -51,30 +61,30 @@ func (a *Arena) alloc(n int) ([]byte, uint64) {
 	if need > a.block || need == 0 {
 		return nil, 0
 	}
-	off := a.head % a.block
+	off := a.head & (a.block - 1)
 	if off+need > a.block { // the rest of this block is too short: go to the next one
 		a.head += a.block - off
 		off = 0
 	}
-	k := a.head / a.block
+	k := a.head >> a.shift
 	if off == 0 && !a.enter(k) {
 		return nil, 0
 	}
 	pos := a.head
 	a.head += need
 	a.stats.Frames++
-	b := a.table[k%uint64(len(a.table))]
+	b := a.table[k&uint64(len(a.table)-1)]
 	return b[off : off : off+uint64(n)], pos
 }
 
 // enter gives virtual block k memory: a free block, else a new one, unless the arena is at
 // its size.
 func (a *Arena) enter(k uint64) bool {
-	if k-a.tail/a.block >= uint64(len(a.table)) {
+	if k-a.tail>>a.shift >= a.limit {
 		if a.OnNeed != nil {
 			a.OnNeed()
 		}
-		if k-a.tail/a.block >= uint64(len(a.table)) {
+		if k-a.tail>>a.shift >= a.limit {
 			return false
 		}
 	}
@@ -86,13 +96,13 @@ func (a *Arena) enter(k uint64) bool {
 	case f > 0:
 		b = a.free[f-1]
 		a.free = a.free[:f-1]
-	case a.blocks < len(a.table):
+	case uint64(a.blocks) < a.limit:
 		b = make([]byte, a.block)
 		a.blocks++
 	default:
 		return false
 	}
-	a.table[k%uint64(len(a.table))] = b
+	a.table[k&uint64(len(a.table)-1)] = b
 	return true
 }
 
@@ -103,8 +113,8 @@ func (a *Arena) Free(pos uint64) {
 	if pos <= a.tail {
 		return
 	}
-	for k := a.tail / a.block; k < pos/a.block; k++ {
-		i := k % uint64(len(a.table))
+	for k := a.tail >> a.shift; k < pos>>a.shift; k++ {
+		i := k & uint64(len(a.table)-1)
 		if a.table[i] != nil {
 			a.free = append(a.free, a.table[i])
 			a.table[i] = nil
@@ -115,8 +125,8 @@ func (a *Arena) Free(pos uint64) {
 
 // Frame returns the n bytes at position pos (a frame given out and not freed).
 func (a *Arena) Frame(pos uint64, n int) []byte {
-	b := a.table[(pos/a.block)%uint64(len(a.table))]
-	off := pos % a.block
+	b := a.table[(pos>>a.shift)&uint64(len(a.table)-1)]
+	off := pos & (a.block - 1)
 	return b[off : off+uint64(n) : off+uint64(n)]
 }
 

@@ -73,6 +73,22 @@ func rewriteWords(b []byte, at int, new []byte, ipCsum, l4 int) {
 	}
 }
 
+// Rewritable returns the length of the frame's prefix that the rewrites (SetSrcAddr,
+// SetDstAddr, SetSrcPort, SetDstPort, SetEchoID) may change: the IP header's addresses and
+// checksum (an IPv6 header's first 40 bytes) and, with an L4 header, up to its payload — at
+// most len(Data). Bytes past it are never written by the rewrites: a packet log that lends
+// its frames to be rewritten in place keeps a copy of this prefix only (replay.Log.Keep).
+func (p *Packet) Rewritable() int {
+	if p.Flags&(IPv4|IPv6) == 0 {
+		return 0 // not IP: nothing to rewrite
+	}
+	n := int(p.L3Off) + 40
+	if p.Flags&HasL4 != 0 {
+		n = max(n, int(p.PayloadOff))
+	}
+	return min(n, len(p.Data))
+}
+
 // SetSrcAddr rewrites the source address. It returns false (and changes nothing) when the
 // packet is not IP or a is of the other family.
 func (p *Packet) SetSrcAddr(a netip.Addr) bool { return p.setAddr(a, true) }

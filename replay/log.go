@@ -35,6 +35,7 @@ type Log struct {
 
 	arena   *packet.Arena
 	keptEnd uint64 // the arena position after the last frame kept: the root is done below it
+	hold    uint64 // Hold's position (noPos: none)
 
 	covered []uint64 // by unit: the position its latest durable checkpoint reflects
 
@@ -59,9 +60,10 @@ type Entry struct {
 	Now   int64
 	Ctl   []unit.Control
 	Pkts  []Meta
-	mem   int      // bytes of its frames
+	mem   int      // bytes of its frames (and saved headers)
 	low   uint64   // the lowest arena position of its frames (noPos: none there)
 	own   [][]byte // frames not in the arena (Meta.own indexes them)
+	hdrs  []byte   // the saved headers of the frames lent (Meta.hoff, Meta.hlen)
 	arena *packet.Arena
 }
 
@@ -74,10 +76,13 @@ type Meta struct {
 	pos     uint64 // the frame's arena position, or its index in Entry.own
 	WireLen int32
 	len     int32
+	hoff    uint32 // the frame's saved headers: Entry.hdrs[hoff:hoff+hlen] (lent frames)
+	hlen    uint8
 	inArena bool
 }
 
-// Frame returns the i-th packet's frame.
+// Frame returns the i-th packet's frame as the log holds it: a frame Keep lent may have had
+// its headers rewritten in place since (Original returns it as it was read).
 func (e *Entry) Frame(i int) []byte {
 	m := &e.Pkts[i]
 	if m.inArena {
@@ -86,7 +91,21 @@ func (e *Entry) Frame(i int) []byte {
 	return e.own[m.pos]
 }
 
+// Original appends the i-th packet's frame as the root read it to dst: the headers Keep
+// saved, then the rest of the frame (which no rewrite touches). It does not read the saved
+// part of the frame itself, which the unit it was lent to may be rewriting still.
+func (e *Entry) Original(dst []byte, i int) []byte {
+	m := &e.Pkts[i]
+	f := e.Frame(i)
+	dst = append(dst, e.hdrs[m.hoff:m.hoff+uint32(m.hlen)]...)
+	return append(dst, f[m.hlen:]...)
+}
+
 const (
+	// MaxHeader is the longest header (packet.Packet.Rewritable) Keep saves: a frame whose
+	// rewritable headers are longer is not lent (IPv6 with long extension headers).
+	MaxHeader = 255
+
 	noPos = ^uint64(0)
 	// bufSize is the size of the buffers of copied frames (a larger frame gets a larger one).
 	bufSize = 2048
@@ -99,7 +118,7 @@ const (
 // past them (a batch per unit) and for frames the root read but dropped.
 func NewLog(maxBytes, maxPackets, units int) *Log {
 	l := &Log{maxBytes: maxBytes, maxPackets: maxPackets, covered: make([]uint64, units),
-		pend: make([]*Entry, units), q: make([]*Entry, 64)}
+		pend: make([]*Entry, units), q: make([]*Entry, 64), hold: noPos}
 	l.arena = packet.NewArena(2*maxBytes+4*arenaBlock, arenaBlock)
 	l.arena.OnNeed = l.release
 	return l
@@ -115,7 +134,14 @@ func (l *Log) Arena() *packet.Arena { return l.arena }
 // the log's arena, stays where it is (p's next SetData puts its next frame elsewhere); a
 // frame read elsewhere changes hands (p.Data stays readable) or, when it is not p's own
 // buffer, is copied. Drop forgets what was kept for a batch that is not sent.
-func (l *Log) Keep(u int, p *packet.Packet) {
+//
+// Keep returns the frame, in the arena, for the batch's packet to borrow
+// (packet.Packet.Borrow) instead of copying it — nil when it cannot be lent (not in the
+// arena, or headers longer than MaxHeader): the unit then rewrites the frame in place, and
+// the log saves a copy of the headers the rewrites may change (packet.Packet.Rewritable),
+// from which a replay restores the frame as read (Entry.Original). The frame's memory stays
+// the frame's until its entry leaves the log, and past that as long as Hold says.
+func (l *Log) Keep(u int, p *packet.Packet) []byte {
 	e := l.pend[u]
 	if e == nil {
 		e = l.alloc()
@@ -127,13 +153,21 @@ func (l *Log) Keep(u int, p *packet.Packet) {
 		e.mem += (len(p.Data) + 63) &^ 63
 		e.low = min(e.low, pos)
 		l.keptEnd = max(l.keptEnd, pos+uint64(len(p.Data)))
-		return
+		w := p.Rewritable()
+		if w > MaxHeader {
+			return nil
+		}
+		m.hoff, m.hlen = uint32(len(e.hdrs)), uint8(w)
+		e.hdrs = append(e.hdrs, p.Data[:w]...)
+		e.mem += w
+		return p.Data
 	}
 	d := p.SwapBuf(nil)
 	if d == nil { // p.Data is not p's own buffer
 		d = append(l.buf(), p.Data...)
 	}
 	e.addOwn(p, d)
+	return nil // its buffer is reused once trimmed: not lent
 }
 
 // add appends p's metadata (field by field: a struct literal appended goes through a
@@ -147,6 +181,7 @@ func (e *Entry) add(p *packet.Packet) *Meta {
 	}
 	m := &e.Pkts[n]
 	m.Time, m.WireLen, m.Clock, m.Flow, m.len = p.Time, int32(p.WireLen), p.Clock, p.Flow, int32(len(p.Data))
+	m.hoff, m.hlen = 0, 0
 	return m
 }
 
@@ -166,9 +201,22 @@ func (l *Log) Drop(u int) {
 	}
 }
 
+// Hold keeps the arena's memory from position pos on (noPos, or Hold(^uint64(0)): none held)
+// even once the entries holding it leave the log: the engine holds the frames lent to a unit
+// that failed while it may still be rewriting them.
+func (l *Log) Hold(pos uint64) { l.hold = pos }
+
+// LowSince returns the lowest arena position of unit's logged batches above pos (^uint64(0):
+// none), what a failed unit may still be rewriting.
+func (l *Log) LowSince(unit int, pos uint64) uint64 {
+	low := noPos
+	l.Since(unit, pos, func(e *Entry) { low = min(low, e.low) })
+	return low
+}
+
 // release frees the arena below the frames the log still holds (the arena's OnNeed).
 func (l *Log) release() {
-	low := l.keptEnd
+	low := min(l.keptEnd, l.hold)
 	for i := range l.n {
 		low = min(low, l.q[(l.head+i)%len(l.q)].low)
 	}
@@ -198,6 +246,10 @@ func (l *Log) entry(b *unit.Batch) *Entry {
 		return e
 	}
 	if e != nil {
+		// b's packets may borrow frames e kept, which go with e: they take copies first.
+		for i := range b.N {
+			b.Pkts[i].Own()
+		}
 		l.recycle(e)
 	}
 	e = l.alloc()
@@ -270,7 +322,7 @@ func (l *Log) recycle(e *Entry) {
 		}
 		e.own[i] = nil
 	}
-	e.Pkts, e.Ctl, e.mem, e.low, e.own = e.Pkts[:0], e.Ctl[:0], 0, noPos, e.own[:0]
+	e.Pkts, e.Ctl, e.mem, e.low, e.own, e.hdrs = e.Pkts[:0], e.Ctl[:0], 0, noPos, e.own[:0], e.hdrs[:0]
 	l.free = append(l.free, e)
 }
 
@@ -347,10 +399,16 @@ func (e *Entry) Fill(b *unit.Batch) {
 	if len(b.Pkts) < len(e.Pkts) {
 		b.Pkts = append(b.Pkts, make([]packet.Packet, len(e.Pkts)-len(b.Pkts))...)
 	}
+	var tmp []byte
 	for i := range e.Pkts {
 		m := &e.Pkts[i]
 		p := &b.Pkts[i]
-		p.SetData(e.Frame(i), m.Time, int(m.WireLen))
+		if m.hlen == 0 {
+			p.SetData(e.Frame(i), m.Time, int(m.WireLen))
+		} else { // lent: the frame as read
+			tmp = e.Original(tmp[:0], i)
+			p.SetData(tmp, m.Time, int(m.WireLen))
+		}
 		p.Clock, p.Flow = m.Clock, m.Flow
 	}
 	b.N = len(e.Pkts)

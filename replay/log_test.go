@@ -130,28 +130,43 @@ func TestLogKeep(t *testing.T) {
 	frames := make([]*byte, len(in))
 	for i := range in {
 		frames[i] = &in[i].Data[0]
-		b.Pkts[i].CopyFrom(&in[i])
-		l.Keep(1, &in[i])
+		// The batch borrows the frame as the log keeps it: the one the root read.
+		f := l.Keep(1, &in[i])
+		if &f[0] != frames[i] {
+			t.Fatalf("packet %d: Keep returned other memory than the frame it kept", i)
+		}
+		b.Pkts[i].Borrow(&in[i], f)
 		b.N++
 	}
 	if !l.Append(b) {
 		t.Fatal("refused")
 	}
-	read() // the root reads its next packets; the unit rewrites its batch
+	read() // the root reads its next packets; the unit rewrites its batch in place
 	for i := range b.N {
-		b.Pkts[i].Data[20] ^= 0xff
+		b.Pkts[i].SetSrcPort(4242)
+		b.Pkts[i].SetDstAddr(netip.MustParseAddr("192.0.2.7"))
 	}
 	var e *Entry
 	l.Since(1, 0, func(x *Entry) { e = x })
 	if e == nil || len(e.Pkts) != 4 || l.Stats().Copied != 0 {
 		t.Fatalf("entry %v, stats %+v: want 4 kept packets, none copied", e, l.Stats())
 	}
+	// The log holds the frames lent, rewritten; Original and a replay (Fill) give them as read.
+	r := unit.NewBatch(1, nil)
+	e.Fill(r)
 	for i, m := range e.Pkts {
-		if f := e.Frame(i); &f[0] != frames[i] || !bytes.Equal(f, src[i].Data) || m.Clock != b.Pkts[i].Clock {
-			t.Errorf("packet %d: same memory %v, same bytes %v, clock %d", i, &f[0] == frames[i], bytes.Equal(f, src[i].Data), m.Clock)
+		f := e.Frame(i)
+		if &f[0] != frames[i] || &b.Pkts[i].Data[0] != frames[i] || bytes.Equal(f, src[i].Data) || m.Clock != b.Pkts[i].Clock {
+			t.Errorf("packet %d: lent (same memory) %v, rewritten in place %v, clock %d", i, &f[0] == frames[i], !bytes.Equal(f, src[i].Data), m.Clock)
+		}
+		if o := e.Original(nil, i); !bytes.Equal(o, src[i].Data) {
+			t.Errorf("packet %d: Original differs from the frame read", i)
+		}
+		if !bytes.Equal(r.Pkts[i].Data, src[i].Data) || r.Pkts[i].Clock != m.Clock || r.Pkts[i].Key.SrcPort == 4242 {
+			t.Errorf("packet %d: replayed frame differs from the frame read", i)
 		}
 	}
-	if want := 4 * ((len(src[0].Data) + 63) &^ 63); l.Bytes() != want {
+	if want := 4 * ((len(src[0].Data)+63)&^63 + src[0].Rewritable()); l.Bytes() != want {
 		t.Errorf("%d bytes held, want %d", l.Bytes(), want)
 	}
 
@@ -214,6 +229,20 @@ func TestLogKeep(t *testing.T) {
 	l.Since(0, 2, func(y *Entry) { e = y })
 	if l.Stats().Copied != 2 || e.Pkts[0].Clock != x.Pkts[0].Clock || !bytes.Equal(e.Frame(1), x.Pkts[1].Data) {
 		t.Errorf("stats %+v, logged clock %d want %d", l.Stats(), e.Pkts[0].Clock, x.Pkts[0].Clock)
+	}
+	// The same with a batch that borrows the frames kept: the frames go with what was kept,
+	// so the batch takes copies of its own first (no longer lent).
+	y := batch(0, 4, 2)
+	for i := range 2 {
+		read()
+		f := l.Keep(0, &in[i])
+		y.Pkts[i].Borrow(&y.Pkts[i], f) // y's clocks, in's frames: not what was kept
+	}
+	l.Append(y)
+	for i := range 2 {
+		if &y.Pkts[i].Data[0] == &in[i].Data[0] || !bytes.Equal(y.Pkts[i].Data, in[i].Data) {
+			t.Errorf("packet %d of a mismatched lent batch: still in the arena %v", i, &y.Pkts[i].Data[0] == &in[i].Data[0])
+		}
 	}
 }
 

@@ -848,6 +848,21 @@ func (e *egress) bit(c uint64) (word *uint64, mask uint64) {
 	return &e.seen[i/64], 1 << (i % 64)
 }
 
+// clear clears the bits of clocks lo to hi (a word at a time).
+func (e *egress) clear(lo, hi uint64) {
+	n := uint64(len(e.seen) * 64)
+	if hi-lo >= n {
+		clear(e.seen)
+		return
+	}
+	for lo <= hi {
+		i := lo & (n - 1)
+		span := min(64-i%64, hi-lo+1)
+		e.seen[i/64] &^= (^uint64(0) >> (64 - span)) << (i % 64)
+		lo += span
+	}
+}
+
 // dedup drops from b the outputs of packets written before, and marks the others. All of a
 // packet's outputs (the packet, the frames NFs emitted with it) are in one batch: they are
 // judged together, against the marks of earlier batches.
@@ -872,12 +887,7 @@ func (e *egress) dedup(b *unit.Batch) {
 		c := p.Clock
 		if c > e.hi {
 			// Clear the bits of the clocks the window leaves (they map to the new ones).
-			for x := e.hi + 1; x < c && x-e.hi < window; x++ {
-				w, m := e.bit(x)
-				*w &^= m
-			}
-			w, m := e.bit(c)
-			*w &^= m
+			e.clear(e.hi+1, c)
 			e.hi = c
 		}
 		w, m := e.bit(c)

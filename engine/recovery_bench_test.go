@@ -201,8 +201,16 @@ func TestLogIdleUnit(t *testing.T) {
 }
 
 // BenchmarkRecoveryPath measures what failure-proofing adds to a packet's path when nothing
-// else competes for the core. Each iteration takes the next 64 generated packets (about 700
-// bytes each) through the path twice, in turn, with the code the live engine runs:
+// else competes for the core, at full speed and at a moderate rate:
+//
+//   - full: batches of 64, the log trimmed every 156 batches (10,000 packets: 10 ms of
+//     checkpoint interval at 1 M packets/s);
+//   - moderate: batches of 16 (what the root sends at a time at 200,000 packets/s, paced as
+//     in BenchmarkRecovery/latency: 15 packets per batch on average, measured), the log
+//     trimmed every 125 batches (2,000 packets: 10 ms at that rate).
+//
+// Each iteration takes the next batch of generated packets (about 700 bytes each) through the
+// path twice, in turn, with the code the live engine runs:
 //
 //   - off: the root reads them into its packets (SetData, as a port does), copies them into a
 //     unit's batch (CopyFrom, as live.Send does; the unit's 16 batches in rotation); the unit
@@ -211,9 +219,9 @@ func TestLogIdleUnit(t *testing.T) {
 //     saves its headers) and lends the batch its frame (Borrow: no copy), and logs the batch
 //     as it leaves (Append); the unit runs the chain on the frames in place, tracking what
 //     its packets change; and
-//     every 156 batches (10 ms at 1 M packets/s) the unit writes an incremental checkpoint
-//     record between two batches and the log is trimmed to it — so the log holds up to
-//     10,000 packets, as in a run, and the root reads into memory the log freed.
+//     at each checkpoint interval the unit writes an incremental checkpoint record between
+//     two batches and the log is trimmed to it — so the log holds as much as in a run, and
+//     the root reads into memory the log freed.
 //
 // It reports the root's stage per packet (read, copy or lend, log: the serial stage of the
 // pipeline, which bounds its throughput) and the whole path per batch, median and p99, off
@@ -223,7 +231,13 @@ func TestLogIdleUnit(t *testing.T) {
 //	go test -run x -bench RecoveryPath -benchtime 30000x ./engine/
 func BenchmarkRecoveryPath(b *testing.B) {
 	frames := generated(&testing.T{}, 200000)
-	const batch = 64
+	b.Run("full", func(b *testing.B) { recoveryPath(b, frames, 64, 156) })
+	b.Run("moderate", func(b *testing.B) { recoveryPath(b, frames, 16, 125) })
+}
+
+// recoveryPath runs BenchmarkRecoveryPath with batches of batch packets, a checkpoint every
+// every batches.
+func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 	spec, err := snf.ChainFromNames("nat,firewall")
 	if err != nil {
 		b.Fatal(err)
@@ -309,7 +323,7 @@ func BenchmarkRecoveryPath(b *testing.B) {
 			took[m] = append(took[m], time.Since(t0))
 			rootTook[m] += t1.Sub(t0)
 		}
-		if seq%156 == 0 {
+		if seq%uint64(every) == 0 {
 			if rec, _, err = chains[1].Checkpoint(rec[:0], false); err != nil {
 				b.Fatal(err)
 			}
@@ -330,6 +344,7 @@ func BenchmarkRecoveryPath(b *testing.B) {
 	b.ReportMetric(float64(q(took[1], 0.5).Nanoseconds())/1e3, "on-p50-µs/batch")
 	b.ReportMetric(float64((q(took[1], 0.5)-q(took[0], 0.5)).Nanoseconds())/1e3, "added-p50-µs")
 	b.ReportMetric(float64((q(took[1], 0.99)-q(took[0], 0.99)).Nanoseconds())/1e3, "added-p99-µs")
+	b.ReportMetric(float64((q(took[1], 0.5)-q(took[0], 0.5)).Nanoseconds())/float64(batch), "added-p50-ns/pkt")
 	b.ReportMetric(float64(log.Stats().MaxPackets), "log-peak-packets")
 	_ = sink
 }

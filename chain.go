@@ -314,6 +314,17 @@ func (c *Chain) Scopes() []ScopeBy {
 	return s
 }
 
+// WritesFrames reports whether one of the chain's NFs writes its packets' bytes itself
+// (FrameWriter): then it must not be lent the packet log's frames.
+func (c *Chain) WritesFrames() bool {
+	for _, n := range c.nfs {
+		if w, ok := n.nf.(FrameWriter); ok && w.WritesFrames() {
+			return true
+		}
+	}
+	return false
+}
+
 // FlowTimeouts returns the idle timeouts of the chain's flow table (the defaults raised to
 // what its NFs asked for).
 func (c *Chain) FlowTimeouts() flowtable.Timeouts { return c.table.Timeouts() }

@@ -6,9 +6,9 @@
 //	Process(ctx *snf.Context, p *packet.Packet) snf.Verdict
 //
 // The handler reads and rewrites the packet in place — through the packet's rewrite methods
-// (SetSrcAddr, SetDstPort, …), never by writing p.Data: with recovery on, the frame is the
-// packet log's, which keeps a copy of only the headers those methods change — returns Forward
-// or Drop, and may Emit extra packets. Everything it may ask that is not in the packet comes
+// (SetSrcAddr, SetDstPort, …), not by writing p.Data, unless it implements FrameWriter: with
+// recovery on, the frame is the packet log's, which keeps a copy of only the headers those
+// methods change — returns Forward or Drop, and may Emit extra packets. Everything it may ask that is not in the packet comes
 // through the Context and is a function of the packet, so a replay of the same packets in the
 // same order makes the same decisions:
 //
@@ -102,8 +102,9 @@ import (
 // concurrently on the same instance.
 type NF interface {
 	// Process handles one packet: it may rewrite p in place through p's rewrite methods
-	// (never by writing p.Data: the frame may be the packet log's, lent), emit packets
-	// through ctx, and returns whether p goes on. p and ctx are valid only during the call.
+	// (writing p.Data itself only if the NF is a FrameWriter: the frame may be the packet
+	// log's, lent), emit packets through ctx, and returns whether p goes on. p and ctx are
+	// valid only during the call.
 	Process(ctx *Context, p *packet.Packet) Verdict
 }
 
@@ -120,6 +121,14 @@ type FlowEnder interface {
 // (per protocol class); the chain's flow table uses the maximum over its NFs.
 type FlowTimeouter interface {
 	FlowTimeouts() flowtable.Timeouts
+}
+
+// FrameWriter is implemented by NFs that write a packet's bytes themselves (p.Data) rather
+// than only through its rewrite methods, WritesFrames returning true: a chain with one gets
+// copies of the frames instead of the packet log's, lent (the log keeps a copy of only the
+// headers the rewrite methods change).
+type FrameWriter interface {
+	WritesFrames() bool
 }
 
 // Verdict is what an NF decides for a packet.

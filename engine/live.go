@@ -213,6 +213,7 @@ type live struct {
 	ckAsked    []time.Time
 	failAt     []atomic.Int64  // by slot: Unix ns of a failure whose replay has not reached the egress yet
 	egressed   []atomic.Uint64 // by slot: the highest Seq the egress is done with (its frames read)
+	lend       bool            // the log lends its frames to the units (no NF writes frames itself)
 	zombies    []zombie        // failed units that may still rewrite frames lent to them
 	faults     []Fault
 	oldChains  []*snf.Chain
@@ -339,7 +340,10 @@ func (l *live) keepFrame(u int, p *packet.Packet) []byte {
 	if l.log == nil {
 		return nil
 	}
-	return l.log.Keep(u, p)
+	if f := l.log.Keep(u, p); l.lend {
+		return f
+	}
+	return nil
 }
 
 // Handover implements root.Target.
@@ -618,6 +622,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	if m, ok := cfg.Policy.(root.Mover); ok {
 		l.mover = m.MovesFlows()
 	}
+	l.lend = !l.units[0].chain.WritesFrames()
 	l.start = time.Now()
 	tick := func(now time.Time) {
 		dt := now.Sub(lastTick)

@@ -120,19 +120,39 @@ func (rewriter) Process(_ *snf.Context, p *packet.Packet) snf.Verdict {
 	return snf.Forward
 }
 
+// scribbler is a test NF that writes a byte of each packet's payload itself (a function of
+// the packet) and says so (snf.FrameWriter): its units get copies of the frames, not the
+// log's.
+type scribbler struct{}
+
+func init() {
+	snf.Register("test-scribbler", "a test NF that writes each packet's first payload byte itself",
+		func() *sleeperConfig { return &sleeperConfig{} },
+		func(*snf.Env, *sleeperConfig) (snf.NF, error) { return scribbler{}, nil })
+}
+
+func (scribbler) Process(_ *snf.Context, p *packet.Packet) snf.Verdict {
+	if pl := p.Payload(); len(pl) > 0 {
+		pl[0] ^= byte(p.Key.SrcPort)
+	}
+	return snf.Forward
+}
+
+func (scribbler) WritesFrames() bool { return true }
+
 // TestStragglerMidBatch: a unit stalls in the middle of a batch, far past the fail timeout,
 // while flows move at every flowlet and the log is small; it is replaced, then wakes up and
 // finishes its batch — the states it ships then must not reach anyone (they would wait for
 // ever, and so would the run). The run ends, and its output equals one chain's. With a
 // rewriting NF after the stall, the woken unit rewrites the frames the log lent it: the log
 // must not have given their memory to other frames meanwhile (the root holds it until the
-// old unit ended), nor replay them rewritten.
+// old unit ended), nor replay them rewritten. An NF that writes payloads itself gets copies.
 //
 // Under the mover policy the root may not see the stall (flows leave the unit at their next
 // flowlet; the input may end first). Under a static one it does: the stalled unit's queue
 // fills, the root waits on it and replaces it — the woken unit is then a zombie for sure.
 func TestStragglerMidBatch(t *testing.T) {
-	for _, names := range []string{"firewall,test-sleeper", "firewall,test-sleeper,test-rewriter"} {
+	for _, names := range []string{"firewall,test-sleeper", "firewall,test-sleeper,test-rewriter", "firewall,test-sleeper,test-scribbler"} {
 		for _, pn := range []string{"mover", "static"} {
 			t.Run(names+"/"+pn, func(t *testing.T) { stragglerMidBatch(t, names, pn) })
 		}

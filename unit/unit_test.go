@@ -86,6 +86,9 @@ func (s *seq) Process(ctx *snf.Context, p *packet.Packet) snf.Verdict {
 	return snf.Forward
 }
 
+// WritesFrames: seq writes payloads itself (snf.FrameWriter).
+func (s *seq) WritesFrames() bool { return true }
+
 func seqSpec(t testing.TB, emit int) *snf.ChainSpec {
 	spec, err := snf.ParseChain(fmt.Appendf(nil, "nfs:\n  - nf: %s\n    config: {emit: %d}\n", seqName, emit), "test.yaml")
 	if err != nil {

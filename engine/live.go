@@ -720,6 +720,13 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	if err := l.waitUnits(); err != nil && l.fatal == nil {
 		l.fatal = err
 	}
+	// Every unit ended (waitUnits waits for all, replaced ones too): once the egress is done
+	// too, nothing reads the log's frames — its memory goes to the next run's log.
+	defer func() {
+		if l.log != nil {
+			l.log.Close()
+		}
+	}()
 	if l.fatal != nil && runErr == nil {
 		runErr = l.fatal
 	}

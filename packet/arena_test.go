@@ -114,3 +114,40 @@ func TestArenaSteadyState(t *testing.T) {
 		t.Errorf("%v allocations per 64 frames", n)
 	}
 }
+
+// TestArenaCloseReuse: a closed arena's blocks go to the next arena (memory already mapped),
+// which fills them with its own frames; the closed arena is empty.
+func TestArenaCloseReuse(t *testing.T) {
+	const block = 8192
+	a := packet.NewArena(64*block, block)
+	var p packet.Packet
+	p.UseArena(a)
+	frame := bytes.Repeat([]byte{1}, 1000)
+	p.SetData(frame, 0, 0)
+	first := &p.Data[0]
+	for range 39 { // 40 frames of 1 KiB: five blocks
+		p.SetData(frame, 0, 0)
+	}
+	if a.Stats().Blocks != 5 {
+		t.Fatalf("%d blocks, want 5", a.Stats().Blocks)
+	}
+	a.Close()
+	if s := a.Stats(); s.Blocks != 0 || s.Bytes != 0 {
+		t.Errorf("closed arena: %+v, want empty", s)
+	}
+	b := packet.NewArena(64*block, block)
+	var q packet.Packet
+	q.UseArena(b)
+	reused := false
+	for range 40 {
+		q.SetData(bytes.Repeat([]byte{2}, 1000), 0, 0)
+		reused = reused || &q.Data[0] == first
+		if q.Data[0] != 2 || q.Data[999] != 2 {
+			t.Fatal("a frame in a reused block is not the one read")
+		}
+	}
+	if !reused {
+		t.Error("the next arena did not reuse the closed one's blocks")
+	}
+	b.Close()
+}

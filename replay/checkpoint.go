@@ -30,8 +30,9 @@ type Writer struct {
 	full int
 
 	mu      sync.Mutex
-	pending *job // the record waiting for the goroutine (at most one besides the one being written: the unit skips a beat when both are taken)
-	broken  bool // a write failed: incremental records are useless until the next full one
+	spare   [][]byte // buffers of records written, for the next ones (Buffer)
+	pending *job     // the record waiting for the goroutine (at most one besides the one being written: the unit skips a beat when both are taken)
+	broken  bool     // a write failed: incremental records are useless until the next full one
 	wake    chan struct{}
 	done    chan struct{}
 	closed  bool
@@ -82,6 +83,20 @@ func (w *Writer) Ready() bool {
 	return w.pending == nil && !w.closed
 }
 
+// Buffer returns the buffer of a record written, emptied, for the next record (nil: none):
+// a unit that checkpoints every few milliseconds then allocates nothing for it.
+func (w *Writer) Buffer() []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	k := len(w.spare)
+	if k == 0 {
+		return nil
+	}
+	b := w.spare[k-1]
+	w.spare = w.spare[:k-1]
+	return b
+}
+
 // NextFull reports whether the next record should be a full one.
 func (w *Writer) NextFull() bool {
 	w.mu.Lock()
@@ -129,6 +144,11 @@ func (w *Writer) run() {
 				continue
 			}
 			w.write(j)
+			w.mu.Lock()
+			if len(w.spare) < 2 { // the store keeps no reference to a value once Set returned
+				w.spare = append(w.spare, j.rec[:0])
+			}
+			w.mu.Unlock()
 		}
 		if !open {
 			return

@@ -196,3 +196,32 @@ func (f *failTable) Set(k string, v []byte) error {
 	}
 	return f.Table.Set(k, v)
 }
+
+// TestWriterBuffer: once a record is written, its buffer comes back (Buffer) for the next
+// one, emptied; writing into it changes nothing in the store.
+func TestWriterBuffer(t *testing.T) {
+	tb := table(t)
+	w := NewWriter(tb, 5, 0)
+	if w.Buffer() != nil {
+		t.Fatal("a buffer before any record")
+	}
+	rec := append(make([]byte, 0, 64), "first"...)
+	if !w.Offer(rec, 1, true) {
+		t.Fatal("refused")
+	}
+	var b []byte
+	for deadline := time.Now().Add(5 * time.Second); b == nil && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Microsecond)
+		b = w.Buffer()
+	}
+	if b == nil || len(b) != 0 || cap(b) != 64 || &b[:1][0] != &rec[0] {
+		t.Fatalf("buffer %d/%d, the record's: %v", len(b), cap(b), b != nil && &b[:1][0] == &rec[0])
+	}
+	b = append(b, "XXXXX"...)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(loadStrings(t, tb, 5), " "); got != "first" {
+		t.Errorf("loaded %q after the buffer was reused, want first", got)
+	}
+}

@@ -124,6 +124,10 @@ func NewLog(maxBytes, maxPackets, units int) *Log {
 	return l
 }
 
+// Close gives the log's arena memory to the logs made after it (packet.Arena.Close): call it
+// once nothing reads a frame the log kept or lent any more.
+func (l *Log) Close() { l.arena.Close() }
+
 // Arena returns the arena the root reads packets into (packet.Packet.UseArena), so that
 // Keep takes their frames without a copy.
 func (l *Log) Arena() *packet.Arena { return l.arena }

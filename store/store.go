@@ -81,7 +81,7 @@ func Flush(x any) error {
 // Table is read-mostly: reads are local, writes come from the control plane.
 type Table interface {
 	Get(key string) ([]byte, bool)
-	Set(key string, v []byte) error
+	Set(key string, v []byte) error // keeps no reference to v once it returns
 	Delete(key string) error
 	// Version returns a number that increases after any key of the table changes, by any
 	// client: a holder of values derived from the table (a cache, a backend list) reads it

@@ -298,7 +298,14 @@ func (u *Unit) CheckpointTo(w Checkpointer, every time.Duration) {
 // arrived, so the record covers exactly the batches up to pos.
 func (u *Unit) checkpoint() {
 	full := u.ckw.NextFull()
-	rec := binary.BigEndian.AppendUint64(make([]byte, 0, 4096), u.pos)
+	var buf []byte
+	if r, ok := u.ckw.(interface{ Buffer() []byte }); ok { // a written record's buffer
+		buf = r.Buffer()
+	}
+	if buf == nil {
+		buf = make([]byte, 0, 4096)
+	}
+	rec := binary.BigEndian.AppendUint64(buf, u.pos)
 	rec, _, err := u.Chain.Checkpoint(rec, full)
 	if err != nil {
 		u.stats.CheckpointErrors++

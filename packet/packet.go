@@ -155,9 +155,10 @@ func (p *Packet) CopyFrom(src *Packet) {
 }
 
 // Borrow makes p a copy of src — metadata and parse results — whose Data is frame, src's
-// frame kept elsewhere (a packet log's copy, replay.Log.Keep), without copying its bytes: p
-// reads frame in place until Own copies it into p's own buffer. Whoever lends frame keeps
-// it intact until then; p must not be written before Own.
+// frame kept elsewhere (a packet log's, replay.Log.Keep), without copying its bytes: p reads
+// and rewrites frame in place, in its lender's memory, until Own copies it into p's own
+// buffer. The lender keeps that memory for p meanwhile (the packet log also keeps a copy of
+// the headers rewrites change, to replay the frame as it was read).
 func (p *Packet) Borrow(src *Packet, frame []byte) {
 	buf, a, apos := p.buf, p.arena, p.apos
 	*p = *src

@@ -213,7 +213,6 @@ type live struct {
 	ckAsked    []time.Time
 	failAt     []atomic.Int64  // by slot: Unix ns of a failure whose replay has not reached the egress yet
 	egressed   []atomic.Uint64 // by slot: the highest Seq the egress is done with (its frames read)
-	lend       bool            // the log lends its frames to the units (no NF writes frames itself)
 	zombies    []zombie        // failed units that may still rewrite frames lent to them
 	faults     []Fault
 	oldChains  []*snf.Chain
@@ -317,7 +316,11 @@ func (l *live) freeBatch(u int) *unit.Batch {
 // Send implements root.Target.
 func (l *live) Send(u int, p *packet.Packet) {
 	b := l.batch(u)
-	if f := l.keepFrame(u, p); f != nil {
+	var f []byte
+	if l.log != nil {
+		f = l.log.Keep(u, p)
+	}
+	if f != nil {
 		// The log keeps p's frame where the root read it (its arena) and lends it to the
 		// batch: the unit rewrites it in place, the egress writes it out. The root writes
 		// each frame once, into the log, and nothing copies it again.
@@ -332,18 +335,6 @@ func (l *live) Send(u int, p *packet.Packet) {
 	if b.N == len(b.Pkts) {
 		l.flush(u)
 	}
-}
-
-// keepFrame hands p to the log (recovery on) and returns its frame if the batch may borrow it
-// (replay.Log.Keep); nil without recovery, or when it may not.
-func (l *live) keepFrame(u int, p *packet.Packet) []byte {
-	if l.log == nil {
-		return nil
-	}
-	if f := l.log.Keep(u, p); l.lend {
-		return f
-	}
-	return nil
 }
 
 // Handover implements root.Target.
@@ -622,7 +613,9 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	if m, ok := cfg.Policy.(root.Mover); ok {
 		l.mover = m.MovesFlows()
 	}
-	l.lend = !l.units[0].chain.WritesFrames()
+	if l.log != nil {
+		l.log.Lend = !l.units[0].chain.WritesFrames() // an NF that writes frames gets copies
+	}
 	l.start = time.Now()
 	tick := func(now time.Time) {
 		dt := now.Sub(lastTick)

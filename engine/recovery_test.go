@@ -78,7 +78,14 @@ func TestRecoveryEqualsOneUnit(t *testing.T) {
 // clock sleepAt: a unit descheduled mid-batch, which the root replaces while it still runs.
 type sleeper struct{}
 
-type sleeperConfig struct{}
+// noConfig is the config of the test NFs here: they take none.
+type noConfig struct{}
+
+// registerTestNF registers nf (stateless, no config) under name.
+func registerTestNF(name, doc string, nf snf.NF) {
+	snf.Register(name, doc, func() *noConfig { return &noConfig{} },
+		func(*snf.Env, *noConfig) (snf.NF, error) { return nf, nil })
+}
 
 var (
 	sleepAt  atomic.Uint64
@@ -87,9 +94,7 @@ var (
 )
 
 func init() {
-	snf.Register("test-sleeper", "a test NF that stalls its unit once mid-batch",
-		func() *sleeperConfig { return &sleeperConfig{} },
-		func(*snf.Env, *sleeperConfig) (snf.NF, error) { return sleeper{}, nil })
+	registerTestNF("test-sleeper", "a test NF that stalls its unit once mid-batch", sleeper{})
 }
 
 func (sleeper) Process(_ *snf.Context, p *packet.Packet) snf.Verdict {
@@ -104,9 +109,7 @@ func (sleeper) Process(_ *snf.Context, p *packet.Packet) snf.Verdict {
 type rewriter struct{}
 
 func init() {
-	snf.Register("test-rewriter", "a test NF that rewrites each packet's ports and source",
-		func() *sleeperConfig { return &sleeperConfig{} },
-		func(*snf.Env, *sleeperConfig) (snf.NF, error) { return rewriter{}, nil })
+	registerTestNF("test-rewriter", "a test NF that rewrites each packet's ports and source", rewriter{})
 }
 
 func (rewriter) Process(_ *snf.Context, p *packet.Packet) snf.Verdict {
@@ -126,9 +129,7 @@ func (rewriter) Process(_ *snf.Context, p *packet.Packet) snf.Verdict {
 type scribbler struct{}
 
 func init() {
-	snf.Register("test-scribbler", "a test NF that writes each packet's first payload byte itself",
-		func() *sleeperConfig { return &sleeperConfig{} },
-		func(*snf.Env, *sleeperConfig) (snf.NF, error) { return scribbler{}, nil })
+	registerTestNF("test-scribbler", "a test NF that writes each packet's first payload byte itself", scribbler{})
 }
 
 func (scribbler) Process(_ *snf.Context, p *packet.Packet) snf.Verdict {

@@ -135,14 +135,8 @@ func (a *Arena) Free(pos uint64) {
 func (a *Arena) Close() {
 	blockPool.mu.Lock()
 	defer blockPool.mu.Unlock()
-	for _, b := range a.table {
+	for _, b := range append(a.free, a.table...) {
 		if b != nil && blockPool.bytes+len(b) <= blockPoolMax {
-			blockPool.free[a.block] = append(blockPool.free[a.block], b)
-			blockPool.bytes += len(b)
-		}
-	}
-	for _, b := range a.free {
-		if blockPool.bytes+len(b) <= blockPoolMax {
 			blockPool.free[a.block] = append(blockPool.free[a.block], b)
 			blockPool.bytes += len(b)
 		}

@@ -12,9 +12,11 @@ import (
 //
 // Frames are not copied into the log: the root reads its packets into the log's arena
 // (Arena: packet.Packet.UseArena), one after another, and hands each packet over as it
-// dispatches it (Keep); Append then logs the batch those packets went into. The arena's
-// memory is freed as checkpoints cover its frames, and reused while it is still in cache.
-// (A batch whose packets were not kept is copied.)
+// dispatches it (Keep), which lends the frame to the unit's batch (Lend): the unit rewrites
+// it in place, and the log keeps a copy of the headers rewrites change, to replay the frame
+// as it was read. Append then logs the batch those packets went into. The arena's memory is
+// freed as entries leave the log (Covered) and nothing holds it (Hold), and reused while it
+// is still in cache. (A batch whose packets were not kept is copied.)
 //
 // The log is bounded (bytes of frames, and packets): Append refuses a batch that does not
 // fit, and the engine then waits (back-pressure) and asks the units whose batches hold the
@@ -41,6 +43,10 @@ type Log struct {
 
 	// OnTrim, if set, is called with every entry leaving the log (covered by a checkpoint).
 	OnTrim func(e *Entry)
+	// Lend makes Keep lend the frames it keeps (true from NewLog). Off, the batches get
+	// copies (a chain whose NFs write frames themselves: snf.FrameWriter) and the log saves
+	// no headers.
+	Lend bool
 
 	stats LogStats
 }
@@ -118,7 +124,7 @@ const (
 // past them (a batch per unit) and for frames the root read but dropped.
 func NewLog(maxBytes, maxPackets, units int) *Log {
 	l := &Log{maxBytes: maxBytes, maxPackets: maxPackets, covered: make([]uint64, units),
-		pend: make([]*Entry, units), q: make([]*Entry, 64), hold: noPos}
+		pend: make([]*Entry, units), q: make([]*Entry, 64), hold: noPos, Lend: true}
 	l.arena = packet.NewArena(2*maxBytes+4*arenaBlock, arenaBlock)
 	l.arena.OnNeed = l.release
 	return l
@@ -133,15 +139,15 @@ func (l *Log) Close() { l.arena.Close() }
 func (l *Log) Arena() *packet.Arena { return l.arena }
 
 // Keep takes p's frame into the log as the next packet of the batch being filled for unit
-// u (the batch Append logs next for u), after the root copied p into that batch and set its
-// clock and flow. The root keeps its packets in the order it read them. p's frame, read into
+// u (the batch Append logs next for u), once the root set p's clock and flow, before it puts
+// p in that batch. The root keeps its packets in the order it read them. p's frame, read into
 // the log's arena, stays where it is (p's next SetData puts its next frame elsewhere); a
 // frame read elsewhere changes hands (p.Data stays readable) or, when it is not p's own
 // buffer, is copied. Drop forgets what was kept for a batch that is not sent.
 //
 // Keep returns the frame, in the arena, for the batch's packet to borrow
-// (packet.Packet.Borrow) instead of copying it — nil when it cannot be lent (not in the
-// arena, or headers longer than MaxHeader): the unit then rewrites the frame in place, and
+// (packet.Packet.Borrow) instead of copying it — nil when it is not lent (Lend off, not in
+// the arena, or headers longer than MaxHeader): the unit then rewrites the frame in place, and
 // the log saves a copy of the headers the rewrites may change (packet.Packet.Rewritable),
 // from which a replay restores the frame as read (Entry.Original). The frame's memory stays
 // the frame's until its entry leaves the log, and past that as long as Hold says.
@@ -158,7 +164,7 @@ func (l *Log) Keep(u int, p *packet.Packet) []byte {
 		e.low = min(e.low, pos)
 		l.keptEnd = max(l.keptEnd, pos+uint64(len(p.Data)))
 		w := p.Rewritable()
-		if w > MaxHeader {
+		if !l.Lend || w > MaxHeader {
 			return nil
 		}
 		m.hoff, m.hlen = uint32(len(e.hdrs)), uint8(w)
@@ -407,12 +413,8 @@ func (e *Entry) Fill(b *unit.Batch) {
 	for i := range e.Pkts {
 		m := &e.Pkts[i]
 		p := &b.Pkts[i]
-		if m.hlen == 0 {
-			p.SetData(e.Frame(i), m.Time, int(m.WireLen))
-		} else { // lent: the frame as read
-			tmp = e.Original(tmp[:0], i)
-			p.SetData(tmp, m.Time, int(m.WireLen))
-		}
+		tmp = e.Original(tmp[:0], i) // the frame as read
+		p.SetData(tmp, m.Time, int(m.WireLen))
 		p.Clock, p.Flow = m.Clock, m.Flow
 	}
 	b.N = len(e.Pkts)

@@ -244,6 +244,13 @@ func TestLogKeep(t *testing.T) {
 			t.Errorf("packet %d of a mismatched lent batch: still in the arena %v", i, &y.Pkts[i].Data[0] == &in[i].Data[0])
 		}
 	}
+	// Lend off (an NF writes frames itself): Keep keeps the frame, lends nothing, saves no
+	// headers.
+	l.Lend = false
+	read()
+	if f := l.Keep(1, &in[0]); f != nil || len(l.pend[1].hdrs) != 0 {
+		t.Errorf("Lend off: Keep lent %v, saved %d header bytes", f != nil, len(l.pend[1].hdrs))
+	}
 }
 
 // TestLogSteadyStateAllocs: logging copied batches and trimming them in steady state

@@ -55,8 +55,11 @@ type LiveConfig struct {
 	// (defaults 64 MiB of frames and 262,144 packets): at the bound the root waits for
 	// checkpoints to free room (back-pressure, never loss); the log may exceed a bound by one
 	// batch per unit (batches sent on while the root waits: they may carry a Marker a unit
-	// awaits). The root reads packets into the log's arena (no copy into the log), which
-	// takes memory as the log grows, up to 2×LogBytes + 1 MiB.
+	// awaits). From an input that can read its packets again (port.Rereader: memory, a
+	// capture file opened by its path) the log keeps their positions in it, and metadata;
+	// from any other, the root reads packets into the log's arena (no copy into the log),
+	// which takes memory as the log grows, up to 2×LogBytes + 1 MiB. (port.Copied makes an
+	// input be taken as one read once.)
 	Recovery             bool
 	LogBytes, LogPackets int
 	// FailTimeout is how long a unit with work waiting may make no progress before it is
@@ -110,6 +113,9 @@ type LiveSummary struct {
 	// LogOverflows counts frames read while it was full (given memory of their own).
 	LogArenaBytes int
 	LogOverflows  uint64
+	// LogPositions: the log kept the packets' positions in the input (port.Rereader), not
+	// their frames.
+	LogPositions bool
 	// StoreReads and StoreWrites count per-packet flow-state accesses (perpacket policy).
 	StoreReads, StoreWrites uint64
 	Timeline                []Sample
@@ -214,6 +220,8 @@ type live struct {
 	failAt     []atomic.Int64  // by slot: Unix ns of a failure whose replay has not reached the egress yet
 	egressed   []atomic.Uint64 // by slot: the highest Seq the egress is done with (its frames read)
 	zombies    []zombie        // failed units that may still rewrite frames lent to them
+	src        port.Rereader   // the input, when the log keeps positions in it (Log.KeepAt)
+	cur        int             // the index in the root's batch of the packet it dispatches
 	faults     []Fault
 	oldChains  []*snf.Chain
 	failures   uint64
@@ -317,7 +325,11 @@ func (l *live) freeBatch(u int) *unit.Batch {
 func (l *live) Send(u int, p *packet.Packet) {
 	b := l.batch(u)
 	var f []byte
-	if l.log != nil {
+	switch {
+	case l.src != nil:
+		// The input can read p again: the log keeps where p is in it, the unit gets a copy.
+		l.log.KeepAt(u, p, l.src.Pos(l.cur))
+	case l.log != nil:
 		f = l.log.Keep(u, p)
 	}
 	if f != nil {
@@ -604,7 +616,10 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		runErr   error
 		lastTick = time.Now()
 	)
-	if l.log != nil {
+	if rr, ok := cfg.In.(port.Rereader); ok && l.log != nil && rr.Rereadable() {
+		// The input can read its frames again: the log keeps their positions in it.
+		l.src, l.log.Src = rr, rr
+	} else if l.log != nil {
 		// The root reads into the log's arena: the log keeps each frame where it was read.
 		for i := range batch {
 			batch[i].UseArena(l.log.Arena())
@@ -669,6 +684,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			if l.fatal != nil {
 				break
 			}
+			l.cur = i
 			r.Dispatch(&batch[i], l)
 		}
 		if l.fatal != nil {
@@ -775,6 +791,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		ls := l.log.Stats()
 		s.LogMaxBytes, s.LogMaxPackets, s.LogWaits = ls.MaxBytes, ls.MaxPackets, l.logWaits
 		s.LogArenaBytes, s.LogOverflows = ls.Arena.Bytes, ls.Arena.Overflows
+		s.LogPositions = l.src != nil
 	}
 	s.Failures, s.Replayed, s.Duplicates = l.failures, l.replayed, eg.dups
 	if alerts != nil {

@@ -447,15 +447,25 @@ func (l *live) recover(u int, why string) error {
 	l.failures++
 	l.sentB[u], l.lastProg[u], l.stuckSince[u] = 0, 0, time.Time{}
 	n := 0
+	var ferr error
 	l.log.Since(u, pos, func(e *replay.Entry) {
+		if ferr != nil {
+			return
+		}
 		b := <-nu.free
-		e.Fill(b)
+		if ferr = e.Fill(b); ferr != nil { // the input no longer holds a frame: no replay
+			nu.free <- b
+			return
+		}
 		b.Replay = true
 		b.Stamp = time.Now().UnixNano()
 		nu.u.In <- b
 		l.sentB[u]++
 		n += b.N
 	})
+	if ferr != nil {
+		return fmt.Errorf("unit %d failed and its packets cannot be replayed: %w", u, ferr)
+	}
 	l.replayed += uint64(n)
 	if n == 0 {
 		l.failAt[u].Store(0) // nothing to replay: recovered at once

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,7 +15,9 @@ import (
 	"github.com/snf-dev/snf/engine"
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/policy"
+	"github.com/snf-dev/snf/port"
 	"github.com/snf-dev/snf/port/mem"
+	"github.com/snf-dev/snf/port/pcapfile"
 	"github.com/snf-dev/snf/store"
 )
 
@@ -155,12 +160,20 @@ func (scribbler) WritesFrames() bool { return true }
 func TestStragglerMidBatch(t *testing.T) {
 	for _, names := range []string{"firewall,test-sleeper", "firewall,test-sleeper,test-rewriter", "firewall,test-sleeper,test-scribbler"} {
 		for _, pn := range []string{"mover", "static"} {
-			t.Run(names+"/"+pn, func(t *testing.T) { stragglerMidBatch(t, names, pn) })
+			// copied: the log lends its copies of the frames (an input read once); input: it
+			// keeps their positions in the input, and the units get copies.
+			for _, copied := range []bool{true, false} {
+				name := names + "/" + pn + "/input"
+				if copied {
+					name = names + "/" + pn + "/copied"
+				}
+				t.Run(name, func(t *testing.T) { stragglerMidBatch(t, names, pn, copied) })
+			}
 		}
 	}
 }
 
-func stragglerMidBatch(t *testing.T, names, pn string) {
+func stragglerMidBatch(t *testing.T, names, pn string, copied bool) {
 	spec, err := snf.ChainFromNames(names)
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +194,11 @@ func stragglerMidBatch(t *testing.T, names, pn string) {
 		if pn == "static" {
 			pol, _ = policy.New("static", policy.Options{StaticUnits: 2})
 		}
-		s, err = engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: mem.NewReader(frames), Out: w,
+		var in port.Reader = mem.NewReader(frames)
+		if copied {
+			in = port.Copied(in)
+		}
+		s, err = engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: in, Out: w,
 			Policy: pol, MinUnits: 1, MaxUnits: 4, Batch: 16, Capacity: 2000, Tick: time.Millisecond,
 			Recovery: true, LogPackets: 400, Checkpoint: time.Millisecond, FailTimeout: 20 * time.Millisecond,
 			OnDone: func(chains []*snf.Chain) { got = collect(t, w, chains, frames[len(frames)-1].Time) }})
@@ -204,4 +221,81 @@ func stragglerMidBatch(t *testing.T, names, pn string) {
 	// Whether the root saw the stall in time to replace the unit depends on the scheduler
 	// (it looks while it waits); the run must end with the right output either way.
 	t.Logf("%d failures, %d states of replaced units dropped, %d log waits", s.Failures, s.ZombieStates, s.LogWaits)
+}
+
+// TestRecoveryFromCaptureFile: from a capture file opened by its path the log keeps each
+// packet's offset in the file, and a replay reads the frames again from it: units killed in
+// the middle, the output equals the one-unit run's. A file truncated before a replay needs
+// it fails the run with an error that says so (no panic, no hang, no wrong output).
+func TestRecoveryFromCaptureFile(t *testing.T) {
+	spec, err := snf.ChainFromNames("firewall,test-rewriter") // (rewrites: the replay must not see the units' copies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := generated(t, 30000)
+	path := filepath.Join(t.TempDir(), "in.pcap")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, err := pcapfile.NewWriter(f, path, pcapfile.FormatPcap, pcapfile.LinkTypeEthernet, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p packet.Packet
+	for _, fr := range frames {
+		p.SetData(fr.Data, fr.Time, fr.WireLen)
+		if err := pw.Write([]*packet.Packet{&p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	// The reference reads the file too (its timestamps are in microseconds).
+	in, err := pcapfile.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if frames, err = mem.ReadAll(in); err != nil {
+		t.Fatal(err)
+	}
+	in.Close()
+	want := reference(t, spec, frames)
+	run := func(faults []engine.Fault) (outcome, engine.LiveSummary, error) {
+		in, err := pcapfile.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.Close()
+		w := &mem.Writer{}
+		var o outcome
+		pol, _ := policy.New("static", policy.Options{StaticUnits: 2})
+		s, err := engine.RunLive(context.Background(), engine.LiveConfig{
+			Spec: spec, In: in, Out: w, Policy: pol, MinUnits: 2, MaxUnits: 2, Batch: 16, Capacity: 1e9,
+			Tick: time.Millisecond, Recovery: true, Checkpoint: 2 * time.Millisecond, FailTimeout: 30 * time.Millisecond, Faults: faults,
+			OnDone: func(chains []*snf.Chain) { o = collect(t, w, chains, frames[len(frames)-1].Time) },
+		})
+		return o, s, err
+	}
+	got, s, err := run([]engine.Fault{{Kind: engine.FaultKill, Unit: 0, AtPacket: 10000}, {Kind: engine.FaultKill, Unit: 1, AtPacket: 20000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	compare(t, want, got)
+	if !s.LogPositions || s.LogMaxBytes != 0 || s.Failures != 2 || s.Replayed == 0 {
+		t.Errorf("positions %v, log bytes %d, %d failures, %d replayed: want the log to keep offsets, 2 failures replayed", s.LogPositions, s.LogMaxBytes, s.Failures, s.Replayed)
+	}
+	// The file truncated to its header at packet 10,000; a unit killed at the next.
+	_, _, err = run([]engine.Fault{
+		{Kind: engine.FaultCall, AtPacket: 10000, Do: func() {
+			if err := os.Truncate(path, 24); err != nil {
+				t.Error(err)
+			}
+		}},
+		{Kind: engine.FaultKill, Unit: 0, AtPacket: 10001}})
+	if err == nil || !strings.Contains(err.Error(), "cannot be replayed") || !strings.Contains(err.Error(), path) {
+		t.Errorf("a replay from a truncated file: err %v, want one naming the file and that the packets cannot be replayed", err)
+	}
 }

@@ -18,6 +18,27 @@ type Reader interface {
 	Close() error
 }
 
+// Rereader is a Reader that can read again, for as long as it is open, a frame it delivered:
+// memory, a capture file opened by its path. The packet log (replay.Log) then keeps where
+// each packet is in the input instead of a copy of its frame — its memory holds metadata
+// only, and the root's reads touch no more memory than without it.
+type Rereader interface {
+	Reader
+	// Rereadable reports whether Pos and Reread work (a capture read from a pipe: no).
+	Rereadable() bool
+	// Pos returns where the frame of pkts[i] of the last Read is in the input.
+	Pos(i int) uint64
+	// Reread appends the n-byte frame at pos (a Pos) to dst. It fails when the input no
+	// longer holds that frame (a file truncated since).
+	Reread(dst []byte, pos uint64, n int) ([]byte, error)
+}
+
+// Copied hides r's Rereader methods: the packet log then copies each frame, as it does
+// from an input that cannot be read again (a live interface).
+func Copied(r Reader) Reader { return copied{r} }
+
+type copied struct{ Reader }
+
 // Writer writes packets in batches. Write copies what it needs before it returns: the
 // caller reuses the Packets afterwards.
 type Writer interface {

@@ -1,6 +1,8 @@
 package replay
 
 import (
+	"fmt"
+
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/unit"
 )
@@ -10,7 +12,11 @@ import (
 // it. When a unit fails, its batches after its latest checkpoint are replayed, in order, to
 // its replacement.
 //
-// Frames are not copied into the log: the root reads its packets into the log's arena
+// From an input that can read its packets again (Src: memory, a capture file), the log
+// keeps where each packet is in it (KeepAt) and its metadata, no frame: a replay reads the
+// frames again; the units get copies, as without a log.
+//
+// From any other input, frames are not copied into the log either: the root reads its packets into the log's arena
 // (Arena: packet.Packet.UseArena), one after another, and hands each packet over as it
 // dispatches it (Keep), which lends the frame to the unit's batch (Lend): the unit rewrites
 // it in place, and the log keeps a copy of the headers rewrites change, to replay the frame
@@ -37,7 +43,11 @@ type Log struct {
 
 	arena   *packet.Arena
 	keptEnd uint64 // the arena position after the last frame kept: the root is done below it
-	hold    uint64 // Hold's position (noPos: none)
+
+	// Src, if set, is the input the root reads, which can read its frames again: KeepAt
+	// then keeps where each packet is in it, not its frame.
+	Src  Source
+	hold uint64 // Hold's position (noPos: none)
 
 	covered []uint64 // by unit: the position its latest durable checkpoint reflects
 
@@ -59,6 +69,12 @@ type LogStats struct {
 	Arena                      packet.ArenaStats
 }
 
+// Source is an input that can read a frame again (port.Rereader).
+type Source interface {
+	// Reread appends the n-byte frame at pos to dst.
+	Reread(dst []byte, pos uint64, n int) ([]byte, error)
+}
+
 // Entry is one logged batch.
 type Entry struct {
 	Unit  int
@@ -71,6 +87,7 @@ type Entry struct {
 	own   [][]byte // frames not in the arena (Meta.own indexes them)
 	hdrs  []byte   // the saved headers of the frames lent (Meta.hoff, Meta.hlen)
 	arena *packet.Arena
+	src   Source
 }
 
 // Meta is a logged packet's metadata; Entry.Frame returns its frame. (No pointer: the
@@ -84,27 +101,42 @@ type Meta struct {
 	len     int32
 	hoff    uint32 // the frame's saved headers: Entry.hdrs[hoff:hoff+hlen] (lent frames)
 	hlen    uint8
-	inArena bool
+	where   uint8 // inOwn, inArena (pos: its position) or inSource (pos: its Source position)
 }
 
+// Where a logged packet's frame is (Meta.where).
+const (
+	inOwn = iota
+	inArena
+	inSource
+)
+
 // Frame returns the i-th packet's frame as the log holds it: a frame Keep lent may have had
-// its headers rewritten in place since (Original returns it as it was read).
+// its headers rewritten in place since (Original returns it as it was read); nil for a
+// frame KeepAt left in the input.
 func (e *Entry) Frame(i int) []byte {
 	m := &e.Pkts[i]
-	if m.inArena {
+	switch m.where {
+	case inArena:
 		return e.arena.Frame(m.pos, int(m.len))
+	case inSource:
+		return nil
 	}
 	return e.own[m.pos]
 }
 
 // Original appends the i-th packet's frame as the root read it to dst: the headers Keep
-// saved, then the rest of the frame (which no rewrite touches). It does not read the saved
-// part of the frame itself, which the unit it was lent to may be rewriting still.
-func (e *Entry) Original(dst []byte, i int) []byte {
+// saved, then the rest of the frame (which no rewrite touches) — it does not read the saved
+// part of the frame itself, which the unit it was lent to may be rewriting still; or the
+// frame read again from the input (KeepAt), which fails when the input no longer holds it.
+func (e *Entry) Original(dst []byte, i int) ([]byte, error) {
 	m := &e.Pkts[i]
+	if m.where == inSource {
+		return e.src.Reread(dst, m.pos, int(m.len))
+	}
 	f := e.Frame(i)
 	dst = append(dst, e.hdrs[m.hoff:m.hoff+uint32(m.hlen)]...)
-	return append(dst, f[m.hlen:]...)
+	return append(dst, f[m.hlen:]...), nil
 }
 
 const (
@@ -159,7 +191,7 @@ func (l *Log) Keep(u int, p *packet.Packet) []byte {
 	}
 	if pos, ok := p.ArenaPos(); ok {
 		m := e.add(p)
-		m.pos, m.inArena = pos, true
+		m.pos, m.where = pos, inArena
 		e.mem += (len(p.Data) + 63) &^ 63
 		e.low = min(e.low, pos)
 		l.keptEnd = max(l.keptEnd, pos+uint64(len(p.Data)))
@@ -180,6 +212,19 @@ func (l *Log) Keep(u int, p *packet.Packet) []byte {
 	return nil // its buffer is reused once trimmed: not lent
 }
 
+// KeepAt takes p into the log as Keep does, p's frame being at position pos of the log's
+// Src (port.Rereader.Pos), which reads it again for a replay: the log keeps p's metadata
+// only, and the batch gets a copy of the frame (nothing is lent).
+func (l *Log) KeepAt(u int, p *packet.Packet, pos uint64) {
+	e := l.pend[u]
+	if e == nil {
+		e = l.alloc()
+		l.pend[u] = e
+	}
+	m := e.add(p)
+	m.pos, m.where = pos, inSource
+}
+
 // add appends p's metadata (field by field: a struct literal appended goes through a
 // temporary on the stack, measured 2× slower); the caller says where its frame is.
 func (e *Entry) add(p *packet.Packet) *Meta {
@@ -198,7 +243,7 @@ func (e *Entry) add(p *packet.Packet) *Meta {
 // addOwn appends p with its frame d, a buffer of the log's own.
 func (e *Entry) addOwn(p *packet.Packet, d []byte) {
 	m := e.add(p)
-	m.pos, m.inArena = uint64(len(e.own)), false
+	m.pos, m.where = uint64(len(e.own)), inOwn
 	e.own = append(e.own, d)
 	e.mem += cap(d)
 }
@@ -318,9 +363,10 @@ func (l *Log) alloc() *Entry {
 	if k := len(l.free); k > 0 {
 		e := l.free[k-1]
 		l.free = l.free[:k-1]
+		e.src = l.Src
 		return e
 	}
-	return &Entry{Pkts: make([]Meta, 0, 64), low: noPos, arena: l.arena}
+	return &Entry{Pkts: make([]Meta, 0, 64), low: noPos, arena: l.arena, src: l.Src}
 }
 
 // recycle returns e (and the buffers of its copied frames) to the free lists; its arena
@@ -401,8 +447,9 @@ func (l *Log) Until(unit int, pos uint64, fn func(e *Entry)) {
 	}
 }
 
-// Fill makes b a copy of the logged batch e (its packets parsed afresh).
-func (e *Entry) Fill(b *unit.Batch) {
+// Fill makes b the batch e logged, its packets as the root read them (Original). It fails
+// when a frame cannot be read again from the input.
+func (e *Entry) Fill(b *unit.Batch) error {
 	b.Reset()
 	b.Unit, b.Seq, b.Now = e.Unit, e.Seq, e.Now
 	b.Ctl = append(b.Ctl[:0], e.Ctl...)
@@ -413,11 +460,16 @@ func (e *Entry) Fill(b *unit.Batch) {
 	for i := range e.Pkts {
 		m := &e.Pkts[i]
 		p := &b.Pkts[i]
-		tmp = e.Original(tmp[:0], i) // the frame as read
+		var err error
+		if tmp, err = e.Original(tmp[:0], i); err != nil { // the frame as read
+			b.Reset()
+			return fmt.Errorf("replay: packet %d (clock %d) of unit %d's batch %d: %w", i, m.Clock, e.Unit, e.Seq, err)
+		}
 		p.SetData(tmp, m.Time, int(m.WireLen))
 		p.Clock, p.Flow = m.Clock, m.Flow
 	}
 	b.N = len(e.Pkts)
+	return nil
 }
 
 // Bytes and Packets return what the log holds (Bytes: its frames' buffers).

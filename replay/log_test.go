@@ -2,8 +2,10 @@ package replay
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/snf-dev/snf/internal/pkttest"
@@ -94,7 +96,9 @@ func TestLogFillCopies(t *testing.T) {
 	var e *Entry
 	l.Since(0, 0, func(x *Entry) { e = x })
 	r := unit.NewBatch(1, nil)
-	e.Fill(r)
+	if err := e.Fill(r); err != nil {
+		t.Fatal(err)
+	}
 	if r.N != 4 || r.Seq != 5 || r.Now != 5000 || len(r.Ctl) != 1 || r.Ctl[0].Hid != 5 {
 		t.Fatalf("refilled batch: N %d seq %d now %d ctl %v", r.N, r.Seq, r.Now, r.Ctl)
 	}
@@ -103,6 +107,89 @@ func TestLogFillCopies(t *testing.T) {
 		if !bytes.Equal(p.Data, want[i]) || p.Clock != b.Pkts[i].Clock || p.Flow != 0 || !p.IP() {
 			t.Errorf("packet %d: clock %d flow %d ip %v, data equal %v", i, p.Clock, p.Flow, p.IP(), bytes.Equal(p.Data, want[i]))
 		}
+	}
+}
+
+// source is an input that can read its frames again (port.Rereader's Reread), which may lose
+// them.
+type source struct {
+	frames [][]byte
+	reads  int
+	lost   bool
+}
+
+func (s *source) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
+	s.reads++
+	if s.lost || pos >= uint64(len(s.frames)) || len(s.frames[pos]) != n {
+		return dst, errors.New("gone")
+	}
+	return append(dst, s.frames[pos]...), nil
+}
+
+// TestLogKeepAt: with an input that can read its frames again, the log keeps positions and
+// metadata, no frame bytes; a replay reads the frames from the input, as read whatever the
+// unit's copy went through; an input that lost a frame fails the replay, naming the packet.
+func TestLogKeepAt(t *testing.T) {
+	pk := batch(0, 0, 4).Pkts[:4]
+	src := &source{}
+	for i := range pk {
+		src.frames = append(src.frames, nil, bytes.Clone(pk[i].Data)) // frame i at 2i+1
+	}
+	l := NewLog(1<<20, 1000, 1)
+	l.Src = src
+	b := unit.NewBatch(4, nil)
+	b.Seq = 1
+	for i := range pk {
+		pk[i].Flow = uint64(10 + i)
+		l.KeepAt(0, &pk[i], uint64(2*i+1))
+		b.Pkts[i].CopyFrom(&pk[i])
+		b.Pkts[i].SetSrcPort(4242) // the unit rewrites its copy
+		b.N++
+	}
+	if !l.Append(b) || l.Stats().Copied != 0 || l.Bytes() != 0 || l.Packets() != 4 || l.Stats().Arena.Frames != 0 {
+		t.Fatalf("log holds %d bytes, %d packets, stats %+v: want 4 packets, no bytes, nothing copied", l.Bytes(), l.Packets(), l.Stats())
+	}
+	var e *Entry
+	l.Since(0, 0, func(x *Entry) { e = x })
+	if e.Frame(0) != nil {
+		t.Error("Frame of a packet left in the input: want nil")
+	}
+	r := unit.NewBatch(1, nil)
+	if err := e.Fill(r); err != nil {
+		t.Fatal(err)
+	}
+	for i := range r.N {
+		p := &r.Pkts[i]
+		if !bytes.Equal(p.Data, src.frames[2*i+1]) || p.Clock != pk[i].Clock || p.Flow != uint64(10+i) || p.Key.SrcPort == 4242 {
+			t.Errorf("replayed packet %d: clock %d flow %d, frame as read %v", i, p.Clock, p.Flow, bytes.Equal(p.Data, src.frames[2*i+1]))
+		}
+	}
+	if src.reads != 4 {
+		t.Errorf("%d rereads, want 4", src.reads)
+	}
+	src.lost = true
+	if err := e.Fill(r); err == nil || r.N != 0 || !strings.Contains(err.Error(), "gone") || !strings.Contains(err.Error(), "clock") {
+		t.Errorf("replay from an input that lost its frames: err %v, %d packets; want the input's error and none", err, r.N)
+	}
+	// Covered, it leaves the log; a long run allocates nothing once warm.
+	seq := uint64(1)
+	step := func() {
+		seq++
+		b.Reset()
+		b.Seq = seq
+		for i := range pk {
+			l.KeepAt(0, &pk[i], uint64(2*i+1))
+			b.Pkts[i].CopyFrom(&pk[i])
+			b.N++
+		}
+		l.Append(b)
+		l.Covered(0, seq)
+	}
+	for range 1000 {
+		step()
+	}
+	if a := testing.AllocsPerRun(1000, step); a != 0 || l.Len() > 1 {
+		t.Errorf("%.1f allocations per batch, %d batches held: want 0 and the covered ones gone", a, l.Len())
 	}
 }
 
@@ -153,13 +240,15 @@ func TestLogKeep(t *testing.T) {
 	}
 	// The log holds the frames lent, rewritten; Original and a replay (Fill) give them as read.
 	r := unit.NewBatch(1, nil)
-	e.Fill(r)
+	if err := e.Fill(r); err != nil {
+		t.Fatal(err)
+	}
 	for i, m := range e.Pkts {
 		f := e.Frame(i)
 		if &f[0] != frames[i] || &b.Pkts[i].Data[0] != frames[i] || bytes.Equal(f, src[i].Data) || m.Clock != b.Pkts[i].Clock {
 			t.Errorf("packet %d: lent (same memory) %v, rewritten in place %v, clock %d", i, &f[0] == frames[i], !bytes.Equal(f, src[i].Data), m.Clock)
 		}
-		if o := e.Original(nil, i); !bytes.Equal(o, src[i].Data) {
+		if o, err := e.Original(nil, i); err != nil || !bytes.Equal(o, src[i].Data) {
 			t.Errorf("packet %d: Original differs from the frame read", i)
 		}
 		if !bytes.Equal(r.Pkts[i].Data, src[i].Data) || r.Pkts[i].Clock != m.Clock || r.Pkts[i].Key.SrcPort == 4242 {

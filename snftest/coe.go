@@ -148,11 +148,15 @@ func Reference(spec *snf.ChainSpec, frames []mem.Frame) (Result, error) {
 	return r, nil
 }
 
-// Live runs frames through the elastic runtime configured by cfg (its In, Out, Alerts and
-// OnDone are set here) and returns its result and summary.
+// Live runs frames through the elastic runtime configured by cfg (its Out, Alerts and OnDone
+// are set here; its In, if nil, reads frames from memory — if set, it must read frames)
+// and returns its result and summary.
 func Live(ctx context.Context, cfg engine.LiveConfig, frames []mem.Frame) (Result, engine.LiveSummary, error) {
 	rec := newRecorder()
-	cfg.In, cfg.Out, cfg.Alerts = mem.NewReader(frames), rec, rec
+	if cfg.In == nil {
+		cfg.In = mem.NewReader(frames)
+	}
+	cfg.Out, cfg.Alerts = rec, rec
 	var stErr error
 	cfg.OnDone = func(chains []*snf.Chain) {
 		if len(frames) > 0 {

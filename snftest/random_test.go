@@ -82,7 +82,7 @@ func TestRandomFaults(t *testing.T) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var total, storms, restarts, scales, moves int
+	var total, storms, restarts, scales, moves, copiedRuns int
 	for _, stName := range stores {
 		// Redis: one server for the schedules without a restart, and, per input, one that
 		// persists what it acknowledges (append-only file) for those with one: a restart
@@ -133,7 +133,10 @@ func TestRandomFaults(t *testing.T) {
 						faults = append(faults, storm(rt, n, units)...)
 						storms++
 					}
-					var opt Options
+					opt := Options{Copied: rapid.Bool().Draw(rt, "copied")}
+					if opt.Copied {
+						copiedRuns++
+					}
 					if st != nil {
 						opt.Store = testtrace.Namespaced(st, fmt.Sprintf("%s/%d", t.Name(), runs))
 					}
@@ -200,7 +203,7 @@ func TestRandomFaults(t *testing.T) {
 			})
 		}
 	}
-	t.Logf("%d runs in all: %d with a scale storm (%d scale events, %d forced moves), %d with a store restart", total, storms, scales, moves, restarts)
+	t.Logf("%d runs in all: %d with a scale storm (%d scale events, %d forced moves), %d with a store restart, %d with the frames copied into the log (the others: kept in the input)", total, storms, scales, moves, restarts, copiedRuns)
 }
 
 // storm draws a scale storm: 3 to 8 forced scale events and flowlet moves within a few

@@ -14,6 +14,7 @@ import (
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/engine"
 	"github.com/snf-dev/snf/policy"
+	"github.com/snf-dev/snf/port"
 	"github.com/snf-dev/snf/port/mem"
 	"github.com/snf-dev/snf/port/pcapfile"
 	"github.com/snf-dev/snf/store"
@@ -147,6 +148,10 @@ type Options struct {
 	FailTimeout time.Duration
 	LogPackets  int
 	Batch       int
+	// Copied hides that the input can be read again (port.Copied): the packet log keeps
+	// copies of the frames, lent to the units, as from a live interface; else it keeps their
+	// positions in the input.
+	Copied bool
 }
 
 // Report is a checked run.
@@ -177,6 +182,9 @@ func Run(ctx context.Context, sc Scenario, frames []mem.Frame, want Result, opt 
 	}
 	if cfg.FailTimeout == 0 {
 		cfg.FailTimeout = 30 * time.Millisecond
+	}
+	if opt.Copied {
+		cfg.In = port.Copied(mem.NewReader(frames))
 	}
 	got, s, err := Live(ctx, cfg, frames)
 	if err != nil {

@@ -56,8 +56,12 @@ func printLiveSummary(w io.Writer, inName string, spec *snf.ChainSpec, pol strin
 	fmt.Fprintf(w, "handover  %d handovers (%d moving idle flows off draining units), %d state bytes moved, state in transit p50 %s p99 %s; %d packets held for state, waiting p50 %s p99 %s\n",
 		s.Handovers, s.Evacuated, s.BytesMoved, s.HandoverWait.P50, s.HandoverWait.P99, s.Held, s.HeldWait.P50, s.HeldWait.P99)
 	if s.LogMaxPackets > 0 || s.Failures > 0 {
-		fmt.Fprintf(w, "recovery  %d units failed and replaced, %d packets replayed (billed once), %d duplicate outputs, %d states, %d alerts dropped; failure to first replayed batch out p50 %s p99 %s; packet log peak %d packets, %d bytes (arena %d bytes, %d frames past it), %d waits for room\n",
-			s.Failures, s.Replayed, s.Duplicates, s.StateDuplicates, s.AlertDuplicates, s.RecoveryTime.P50, s.RecoveryTime.P99, s.LogMaxPackets, s.LogMaxBytes, s.LogArenaBytes, s.LogOverflows, s.LogWaits)
+		held := fmt.Sprintf("%d bytes (arena %d bytes, %d frames past it)", s.LogMaxBytes, s.LogArenaBytes, s.LogOverflows)
+		if s.LogPositions {
+			held = "their positions in the input (read again to replay)"
+		}
+		fmt.Fprintf(w, "recovery  %d units failed and replaced, %d packets replayed (billed once), %d duplicate outputs, %d states, %d alerts dropped; failure to first replayed batch out p50 %s p99 %s; packet log peak %d packets, %s, %d waits for room\n",
+			s.Failures, s.Replayed, s.Duplicates, s.StateDuplicates, s.AlertDuplicates, s.RecoveryTime.P50, s.RecoveryTime.P99, s.LogMaxPackets, held, s.LogWaits)
 	}
 	if s.Checkpoints > 0 || s.CheckpointErrors > 0 {
 		fmt.Fprintf(w, "checkpoint %d records, %d bytes written to the store in the background, %d failed writes\n", s.Checkpoints, s.CheckpointBytes, s.CheckpointErrors)

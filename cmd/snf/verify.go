@@ -28,6 +28,7 @@ func runVerified(ctx context.Context, lc engine.LiveConfig, stderr io.Writer, qu
 		return s, nil, err
 	}
 	out := lc.Out
+	lc.In = nil // the run reads the frames read above, from memory
 	got, s, err := snftest.Live(ctx, lc, frames)
 	if err != nil {
 		return s, nil, err

@@ -4,6 +4,7 @@ package mem
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 
@@ -55,12 +56,14 @@ var ErrClosed = errors.New("mem: port is closed")
 type Reader struct {
 	frames []Frame
 	next   int
+	last   int // the index of the last Read's first frame
 	end    error
 	closed bool
 }
 
 // NewReader returns a Reader of frames. It does not copy them: Read copies each frame into
-// the caller's Packet with SetData.
+// the caller's Packet with SetData, and Reread reads them again (a packet log keeps their
+// positions): they must not change while the Reader is in use.
 func NewReader(frames []Frame) *Reader {
 	return &Reader{frames: frames, end: io.EOF}
 }
@@ -79,6 +82,7 @@ func (r *Reader) Read(pkts []packet.Packet) (int, error) {
 		return 0, ErrClosed
 	}
 	n := 0
+	r.last = r.next
 	for n < len(pkts) && r.next < len(r.frames) {
 		f := &r.frames[r.next]
 		pkts[n].SetData(f.Data, f.Time, f.WireLen)
@@ -89,6 +93,21 @@ func (r *Reader) Read(pkts []packet.Packet) (int, error) {
 		return 0, r.end
 	}
 	return n, nil
+}
+
+// Rereadable reports true: a Reader can read any of its frames again (port.Rereader). The
+// frames must not change while it is open.
+func (r *Reader) Rereadable() bool { return true }
+
+// Pos returns the index of the frame of pkts[i] of the last Read (port.Rereader).
+func (r *Reader) Pos(i int) uint64 { return uint64(r.last + i) }
+
+// Reread appends frame pos, of n bytes, to dst (port.Rereader).
+func (r *Reader) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
+	if pos >= uint64(len(r.frames)) || len(r.frames[pos].Data) != n {
+		return dst, fmt.Errorf("mem: no %d-byte frame at %d (of %d frames)", n, pos, len(r.frames))
+	}
+	return append(dst, r.frames[pos].Data...), nil
 }
 
 // Remaining returns the number of frames not yet read.

@@ -3,6 +3,7 @@ package mem
 import (
 	"bytes"
 	"errors"
+	"github.com/snf-dev/snf/port"
 	"io"
 	"testing"
 
@@ -108,5 +109,41 @@ func TestReadAll(t *testing.T) {
 	got, err = ReadAll(NewReaderError(in[:10], bad))
 	if !errors.Is(err, bad) || len(got) != 10 {
 		t.Errorf("with an error: %d frames, %v; want 10, %v", len(got), err, bad)
+	}
+}
+
+// TestReread: a Reader reads any frame again by the position Read gave it; a wrong position
+// or length is an error; port.Copied hides that it can.
+func TestReread(t *testing.T) {
+	frames := []Frame{{Data: []byte{1, 2, 3}}, {Data: []byte{4}}, {Data: []byte{5, 6}}}
+	r := NewReader(frames)
+	var rr port.Rereader = r
+	pkts := make([]packet.Packet, 2)
+	var pos []uint64
+	for {
+		n, err := r.Read(pkts)
+		for i := range n {
+			pos = append(pos, rr.Pos(i))
+		}
+		if err != nil {
+			break
+		}
+	}
+	if !rr.Rereadable() || len(pos) != 3 {
+		t.Fatalf("rereadable %v, %d positions", rr.Rereadable(), len(pos))
+	}
+	for i := len(pos) - 1; i >= 0; i-- {
+		if b, err := rr.Reread([]byte{9}, pos[i], len(frames[i].Data)); err != nil || !bytes.Equal(b, append([]byte{9}, frames[i].Data...)) {
+			t.Errorf("frame %d: %v, %v", i, b, err)
+		}
+	}
+	if _, err := rr.Reread(nil, 3, 1); err == nil {
+		t.Error("a position past the frames: want an error")
+	}
+	if _, err := rr.Reread(nil, 0, 2); err == nil {
+		t.Error("a wrong length: want an error")
+	}
+	if _, ok := port.Copied(r).(port.Rereader); ok {
+		t.Error("port.Copied still a Rereader")
 	}
 }

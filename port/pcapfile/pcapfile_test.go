@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/snf-dev/snf/packet"
+	"github.com/snf-dev/snf/port"
 	"github.com/snf-dev/snf/port/mem"
 )
 
@@ -682,4 +684,81 @@ func TestFormat(t *testing.T) {
 	if b, err := FormatPcapNG.MarshalText(); err != nil || string(b) != "pcapng" {
 		t.Errorf("MarshalText: %s %v", b, err)
 	}
+}
+
+// TestReread: a capture opened by its path reads any packet again by the position Read gave
+// it (port.Rereader), in any order, classic pcap and pcapng (with blocks to step over); one
+// read from a stream cannot; a file truncated since fails with the offset and no panic.
+func TestReread(t *testing.T) {
+	frames := synthFrames(3000, false) // with frames far apart: the window moves
+	files := map[string][]byte{
+		"classic": buildPcap(frames, binary.LittleEndian, true, LinkTypeEthernet),
+		"ng":      buildPcapng(frames, binary.BigEndian, LinkTypeEthernet, true),
+	}
+	var _ port.Rereader = (*Reader)(nil)
+	for name, data := range files {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), name+".pcap")
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r, err := Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if !r.Rereadable() {
+				t.Fatal("a capture opened by its path: want Rereadable")
+			}
+			pkts := make([]packet.Packet, 7)
+			var pos []uint64
+			var got [][]byte
+			for {
+				n, err := r.Read(pkts)
+				for i := range pkts[:n] {
+					pos = append(pos, r.Pos(i))
+					got = append(got, bytes.Clone(pkts[i].Data))
+				}
+				if err != nil {
+					break
+				}
+			}
+			if len(got) != len(frames) {
+				t.Fatalf("read %d frames, want %d", len(got), len(frames))
+			}
+			order := rand.New(rand.NewPCG(1, 2)).Perm(len(got))
+			order = append(order, 0, 1, 2, len(got)-1) // in order too
+			for _, i := range order {
+				b, err := r.Reread(nil, pos[i], len(got[i]))
+				if err != nil || !bytes.Equal(b, got[i]) || !bytes.Equal(b, frames[i].Data) {
+					t.Fatalf("frame %d at %d: reread %d bytes, err %v; equal %v", i, pos[i], len(b), err, bytes.Equal(b, got[i]))
+				}
+			}
+			// Truncated since: the last frames are gone.
+			if err := os.Truncate(path, int64(pos[len(pos)-1])); err != nil {
+				t.Fatal(err)
+			}
+			r.win = r.win[:0] // (what the window held is gone too)
+			last := len(pos) - 1
+			if _, err := r.Reread(nil, pos[last], len(got[last])); err == nil || asError(t, err).Offset != int64(pos[last]) {
+				t.Errorf("reread past a truncated end: err %v, want an error at offset %d", err, pos[last])
+			}
+		})
+	}
+	t.Run("stream", func(t *testing.T) {
+		r, err := NewReader(bytes.NewReader(files["classic"]), "stdin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkts := make([]packet.Packet, 4)
+		if n, _ := r.Read(pkts); n != 4 {
+			t.Fatalf("read %d", n)
+		}
+		if r.Rereadable() {
+			t.Error("a capture read from a stream: want not Rereadable")
+		}
+		if _, err := r.Reread(nil, r.Pos(0), len(pkts[0].Data)); err == nil {
+			t.Error("Reread from a stream: want an error")
+		}
+	})
 }

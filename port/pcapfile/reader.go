@@ -74,7 +74,18 @@ type Reader struct {
 
 	off int64 // offset of the next record
 	err error // sticky: io.EOF, an *Error, or errClosed
+
+	// Reading frames again (port.Rereader): the file offsets of the last Read's frames, and
+	// a window of the file (Open of a regular file) that Reread reads through.
+	offs   []int64
+	reread bool
+	win    []byte
+	winOff int64
 }
+
+// rereadWindow is how much of the file Reread reads at once: a replay rereads the frames
+// after a checkpoint in order, a few syscalls for thousands of frames.
+const rereadWindow = 1 << 20
 
 // countingReader counts the bytes read through it.
 type countingReader struct {
@@ -106,6 +117,9 @@ func Open(path string) (*Reader, error) {
 		return nil, err
 	}
 	r.file = f
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+		r.reread = true
+	}
 	return r, nil
 }
 
@@ -254,6 +268,7 @@ func (r *Reader) Close() error {
 // names the file and the offset of the bad record; every later Read returns that error
 // again.
 func (r *Reader) Read(pkts []packet.Packet) (int, error) {
+	r.offs = r.offs[:0]
 	if r.err != nil {
 		return 0, r.err
 	}
@@ -305,6 +320,7 @@ func (r *Reader) readClassic(p *packet.Packet) error {
 		return r.fail(r.off, err, "reading packet record: %v", err)
 	}
 	p.SetData(data, ci.Timestamp.UnixNano(), ci.Length)
+	r.offs = append(r.offs, r.off+16)
 	r.off += 16 + int64(caplen)
 	return nil
 }
@@ -328,8 +344,52 @@ func (r *Reader) readNg(p *packet.Packet) error {
 		ts = ci.Timestamp.UnixNano()
 	}
 	p.SetData(data, ts, ci.Length)
+	// The frame's offset: past the block's fixed fields (pcapng spec, 4.2–4.4).
+	at := int64(-1)
+	switch r.fr.typ {
+	case ngEPB, ngPB:
+		at = r.fr.start + 28
+	case ngSPB:
+		at = r.fr.start + 12
+	}
+	r.offs = append(r.offs, at)
 	r.off = r.fr.end
 	return nil
+}
+
+// Rereadable reports whether Reread can read frames again: a capture opened by its path,
+// a regular file (port.Rereader).
+func (r *Reader) Rereadable() bool { return r.reread }
+
+// Pos returns the file offset of the frame of pkts[i] of the last Read (port.Rereader).
+func (r *Reader) Pos(i int) uint64 { return uint64(r.offs[i]) }
+
+// Reread appends the n-byte frame at file offset pos (a Pos) to dst, reading the file
+// again (port.Rereader). It fails when the file no longer holds it (truncated since).
+func (r *Reader) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
+	if !r.reread || r.file == nil {
+		return dst, &Error{File: r.name, Offset: -1, Msg: "cannot read packets again: not a capture file opened by its path"}
+	}
+	off := int64(pos)
+	if off < 0 || n < 0 {
+		return dst, &Error{File: r.name, Offset: off, Msg: fmt.Sprintf("no %d-byte frame to read again at this offset", n)}
+	}
+	if off < r.winOff || off+int64(n) > r.winOff+int64(len(r.win)) {
+		size := max(n, rereadWindow)
+		if cap(r.win) < size {
+			r.win = make([]byte, size)
+		}
+		k, err := r.file.ReadAt(r.win[:size], off)
+		if k < n {
+			r.win = r.win[:0]
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return dst, r.fail(off, err, "reading a packet again: %d of its %d bytes present (the file changed since it was read?)", k, n)
+		}
+		r.win, r.winOff = r.win[:k], off
+	}
+	return append(dst, r.win[off-r.winOff:][:n]...), nil
 }
 
 // ngError turns an error from pcapgo into an *Error at the offset of the block pcapgo

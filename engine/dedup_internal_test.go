@@ -20,7 +20,7 @@ func TestDedupModel(t *testing.T) {
 	var hi uint64
 	r := rand.New(rand.NewPCG(3, 4))
 	next := uint64(1)
-	for range 20000 {
+	for it := range 20000 {
 		b := &unit.Batch{}
 		n := 1 + r.IntN(20)
 		pkts := make([]packet.Packet, n)
@@ -37,6 +37,9 @@ func TestDedupModel(t *testing.T) {
 			}
 			b.Out = append(b.Out, &pkts[i])
 			b.OutStamp = append(b.OutStamp, 0)
+			if it%2 == 0 { // as a unit fills them (else the egress reads the packets)
+				b.OutClock = append(b.OutClock, pkts[i].Clock)
+			}
 		}
 		var want []uint64
 		for _, p := range b.Out {
@@ -54,8 +57,8 @@ func TestDedupModel(t *testing.T) {
 			t.Fatalf("kept %d outputs, want %d", len(b.Out), len(want))
 		}
 		for i, p := range b.Out {
-			if p.Clock != want[i] {
-				t.Fatalf("kept clock %d, want %d", p.Clock, want[i])
+			if p.Clock != want[i] || b.OutClock[i] != want[i] || len(b.OutClock) != len(b.Out) {
+				t.Fatalf("kept clock %d (OutClock %v), want %d", p.Clock, b.OutClock, want[i])
 			}
 		}
 	}

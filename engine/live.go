@@ -891,8 +891,13 @@ func (e *egress) clear(lo, hi uint64) {
 func (e *egress) dedup(b *unit.Batch) {
 	window := uint64(len(e.seen) * 64)
 	e.fresh = e.fresh[:0]
-	for _, p := range b.Out {
-		c := p.Clock
+	if len(b.OutClock) != len(b.Out) { // (a unit fills OutClock; this batch's came without)
+		b.OutClock = b.OutClock[:0]
+		for _, p := range b.Out {
+			b.OutClock = append(b.OutClock, p.Clock)
+		}
+	}
+	for _, c := range b.OutClock {
 		old := c+window <= e.hi // left the window: written long ago
 		if !old && c <= e.hi {
 			w, m := e.bit(c)
@@ -906,7 +911,7 @@ func (e *egress) dedup(b *unit.Batch) {
 			e.dups++
 			continue
 		}
-		c := p.Clock
+		c := b.OutClock[i]
 		if c > e.hi {
 			// Clear the bits of the clocks the window leaves (they map to the new ones).
 			e.clear(e.hi+1, c)
@@ -914,10 +919,10 @@ func (e *egress) dedup(b *unit.Batch) {
 		}
 		w, m := e.bit(c)
 		*w |= m
-		b.Out[k], b.OutStamp[k] = p, b.OutStamp[i]
+		b.Out[k], b.OutStamp[k], b.OutClock[k] = p, b.OutStamp[i], c
 		k++
 	}
-	b.Out, b.OutStamp = b.Out[:k], b.OutStamp[:k]
+	b.Out, b.OutStamp, b.OutClock = b.Out[:k], b.OutStamp[:k], b.OutClock[:k]
 }
 
 func (e *egress) run(in chan *unit.Batch) error {

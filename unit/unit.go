@@ -68,8 +68,10 @@ type Batch struct {
 	Replay bool
 	Out    []*packet.Packet
 	// OutStamp holds, for each Out packet, the Stamp of the batch it arrived in (packets
-	// held for a handover leave in a later batch).
+	// held for a handover leave in a later batch); OutClock its Clock, which the egress's
+	// dedup reads without touching the packets (a line each, written on another core).
 	OutStamp []int64
+	OutClock []uint64
 	Home     chan *Batch
 
 	extra []packet.Packet // copies of emitted packets
@@ -77,7 +79,7 @@ type Batch struct {
 
 // NewBatch returns a batch for up to n packets that returns to home when written.
 func NewBatch(n int, home chan *Batch) *Batch {
-	b := &Batch{Pkts: make([]packet.Packet, n), Out: make([]*packet.Packet, 0, 2*n), OutStamp: make([]int64, 0, 2*n), Home: home}
+	b := &Batch{Pkts: make([]packet.Packet, n), Out: make([]*packet.Packet, 0, 2*n), OutStamp: make([]int64, 0, 2*n), OutClock: make([]uint64, 0, 2*n), Home: home}
 	for i := range b.Pkts {
 		b.Pkts[i].Reserve(2048) // packets circulate between the reader and units: no allocation per packet
 	}
@@ -86,7 +88,7 @@ func NewBatch(n int, home chan *Batch) *Batch {
 
 // Reset empties the batch for refilling.
 func (b *Batch) Reset() {
-	b.N, b.Ctl, b.Out, b.OutStamp = 0, b.Ctl[:0], b.Out[:0], b.OutStamp[:0]
+	b.N, b.Ctl, b.Out, b.OutStamp, b.OutClock = 0, b.Ctl[:0], b.Out[:0], b.OutStamp[:0], b.OutClock[:0]
 	b.Seq, b.Checkpoint, b.Replay = 0, false, false
 	b.extra = b.extra[:0] // the copies of emitted packets went out with the batch
 }
@@ -507,8 +509,9 @@ func (u *Unit) run(b *Batch, from, to int) {
 		b.Out = u.Chain.Process(b.Pkts[from:to], b.Out)
 		u.keepEmitted(b, n)
 	}
-	for range b.Out[n:] {
+	for _, p := range b.Out[n:] {
 		b.OutStamp = append(b.OutStamp, b.Stamp)
+		b.OutClock = append(b.OutClock, p.Clock)
 	}
 }
 
@@ -647,7 +650,8 @@ func (u *Unit) complete(k packet.Key, flow uint64, sg *segment) {
 		u.stats.Packets += uint64(b.N)
 		b.Out = u.Chain.Process(b.Pkts, b.Out[:0])
 		u.keepEmittedHeld(b)
-		for range b.Out {
+		for _, p := range b.Out {
+			b.OutClock = append(b.OutClock, p.Clock)
 			b.OutStamp = append(b.OutStamp, sg.stamps[0]) // latency from the first held packet's arrival
 		}
 		u.sendAliases()

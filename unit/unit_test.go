@@ -182,10 +182,13 @@ func (h *harness) runEgress() {
 	defer close(h.egDone)
 	for b := range h.egress {
 		h.mu.Lock()
-		if len(b.OutStamp) != len(b.Out) {
-			h.t.Errorf("unit %d: batch with %d outputs and %d stamps", b.Unit, len(b.Out), len(b.OutStamp))
+		if len(b.OutStamp) != len(b.Out) || len(b.OutClock) != len(b.Out) {
+			h.t.Errorf("unit %d: batch with %d outputs, %d stamps and %d clocks", b.Unit, len(b.Out), len(b.OutStamp), len(b.OutClock))
 		}
-		for _, p := range b.Out {
+		for i, p := range b.Out {
+			if i < len(b.OutClock) && b.OutClock[i] != p.Clock {
+				h.t.Errorf("unit %d: output %d has clock %d, OutClock says %d", b.Unit, i, p.Clock, b.OutClock[i])
+			}
 			// Emitted packets have no flow id (the root stamps every packet it dispatches).
 			o := outPkt{unit: b.Unit, clock: p.Clock, flow: p.Flow, data: string(p.Data), emitted: p.Flow == 0}
 			if pl := p.Payload(); len(pl) >= payloadLen {

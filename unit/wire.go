@@ -19,7 +19,7 @@ import (
 // the transport's, and trailing bytes are an error.
 //
 // Batch (magic "SNFB"): the input side only — Unit, Pkts[:N], N, Ctl, Stamp, Now, Seq,
-// Checkpoint. Out, OutStamp and Home are local to the process holding the batch.
+// Checkpoint. Out, OutStamp, OutClock and Home are local to the process holding the batch.
 //
 //	off size field    type
 //	header, 42 bytes
@@ -185,7 +185,7 @@ func (b *Batch) wireSize() (int, error) {
 }
 
 // UnmarshalBinary makes b the batch src encodes (see WireVersion for the format), as a root would
-// have filled it: b is Reset (its Out, OutStamp and emitted copies emptied; Home kept), and
+// have filled it: b is Reset (its Out, OutStamp, OutClock and emitted copies emptied; Home kept), and
 // its input side set. The packets are refilled with Packet.SetData — so they reuse b's
 // Packets and their buffers, and are parsed afresh — then given their clock and flow; Pkts
 // grows only when it holds fewer than N packets. src is not retained.

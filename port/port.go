@@ -33,8 +33,9 @@ type Rereader interface {
 	Reread(dst []byte, pos uint64, n int) ([]byte, error)
 }
 
-// Copied hides r's Rereader methods: the packet log then copies each frame, as it does
-// from an input that cannot be read again (a live interface).
+// Copied hides r's Rereader methods (and its other methods but Read and Close: a
+// LinkTyper's link type too): the packet log then copies each frame, as it does from an
+// input that cannot be read again (a live interface).
 func Copied(r Reader) Reader { return copied{r} }
 
 type copied struct{ Reader }

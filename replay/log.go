@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/snf-dev/snf/packet"
@@ -16,13 +17,14 @@ import (
 // keeps where each packet is in it (KeepAt) and its metadata, no frame: a replay reads the
 // frames again; the units get copies, as without a log.
 //
-// From any other input, frames are not copied into the log either: the root reads its packets into the log's arena
-// (Arena: packet.Packet.UseArena), one after another, and hands each packet over as it
-// dispatches it (Keep), which lends the frame to the unit's batch (Lend): the unit rewrites
-// it in place, and the log keeps a copy of the headers rewrites change, to replay the frame
-// as it was read. Append then logs the batch those packets went into. The arena's memory is
-// freed as entries leave the log (Covered) and nothing holds it (Hold), and reused while it
-// is still in cache. (A batch whose packets were not kept is copied.)
+// From any other input, frames are not copied into the log either: the root reads its
+// packets into the log's arena (Arena: packet.Packet.UseArena), one after another, and
+// hands each packet over as it dispatches it (Keep), which lends the frame to the unit's
+// batch (Lend): the unit rewrites it in place, and the log keeps a copy of the headers
+// rewrites change, to replay the frame as it was read. Append then logs the batch those
+// packets went into. The arena's memory is freed as entries leave the log (Covered) and
+// nothing holds it (Hold), and reused while it is still in cache. (A batch whose packets
+// were not kept is copied.)
 //
 // The log is bounded (bytes of frames, and packets): Append refuses a batch that does not
 // fit, and the engine then waits (back-pressure) and asks the units whose batches hold the
@@ -132,6 +134,9 @@ func (e *Entry) Frame(i int) []byte {
 func (e *Entry) Original(dst []byte, i int) ([]byte, error) {
 	m := &e.Pkts[i]
 	if m.where == inSource {
+		if e.src == nil {
+			return dst, errors.New("replay: a packet kept by its position, but the log has no input to read it again (Log.Src)")
+		}
 		return e.src.Reread(dst, m.pos, int(m.len))
 	}
 	f := e.Frame(i)

@@ -168,6 +168,11 @@ func TestLogKeepAt(t *testing.T) {
 		t.Errorf("%d rereads, want 4", src.reads)
 	}
 	src.lost = true
+	e.src, l.Src = nil, nil // (no input to read again: an error, not a panic)
+	if _, err := e.Original(nil, 0); err == nil {
+		t.Error("Original without an input: want an error")
+	}
+	e.src, l.Src = src, src
 	if err := e.Fill(r); err == nil || r.N != 0 || !strings.Contains(err.Error(), "gone") || !strings.Contains(err.Error(), "clock") {
 		t.Errorf("replay from an input that lost its frames: err %v, %d packets; want the input's error and none", err, r.N)
 	}
@@ -374,20 +379,28 @@ func BenchmarkLogKeep(b *testing.B) {
 		frames[j] = bytes.Clone(in[j].Data)
 		in[j].UseArena(l.Arena())
 	}
-	bt := unit.NewBatch(32, nil)
 	b.SetBytes(int64(len(in[0].Data)))
-	b.ResetTimer()
-	seq := uint64(0)
-	for i := 0; i < b.N; i += 32 {
-		seq++
-		bt.Reset()
-		bt.Seq = seq
+	logBatches(b, l, len(in), func(bt *unit.Batch, _ int) {
 		for j := range in {
 			in[j].SetData(frames[j], 0, 0) // as the root's reader does
 			bt.Pkts[j].Clock = in[j].Clock
 			l.Keep(0, &in[j])
 			bt.N++
 		}
+	})
+}
+
+// logBatches runs the loop of the Log benchmarks: batches of n packets, filled by fill (i:
+// the index of the batch's first packet), logged, and covered at once.
+func logBatches(b *testing.B, l *Log, n int, fill func(bt *unit.Batch, i int)) {
+	bt := unit.NewBatch(n, nil)
+	b.ResetTimer()
+	seq := uint64(0)
+	for i := 0; i < b.N; i += n {
+		seq++
+		bt.Reset()
+		bt.Seq = seq
+		fill(bt, i)
 		l.Append(bt)
 		l.Covered(0, seq)
 	}
@@ -400,21 +413,13 @@ func BenchmarkLogKeepAt(b *testing.B) {
 	l := NewLog(1<<26, 1<<20, 1)
 	l.Src = &source{}
 	in := batch(0, 0, 32).Pkts[:32]
-	bt := unit.NewBatch(32, nil)
-	b.ResetTimer()
-	seq := uint64(0)
-	for i := 0; i < b.N; i += 32 {
-		seq++
-		bt.Reset()
-		bt.Seq = seq
+	logBatches(b, l, len(in), func(bt *unit.Batch, i int) {
 		for j := range in {
 			bt.Pkts[j].Clock = in[j].Clock
 			l.KeepAt(0, &in[j], uint64(i+j))
 			bt.N++
 		}
-		l.Append(bt)
-		l.Covered(0, seq)
-	}
+	})
 }
 
 // BenchmarkLogAppend: the cost of logging, per packet, when the batch is copied, batches of 32.

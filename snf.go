@@ -8,9 +8,9 @@
 // The handler reads and rewrites the packet in place — through the packet's rewrite methods
 // (SetSrcAddr, SetDstPort, …), not by writing p.Data, unless it implements FrameWriter: with
 // recovery on, the frame is the packet log's, which keeps a copy of only the headers those
-// methods change — returns Forward or Drop, and may Emit extra packets. Everything it may ask that is not in the packet comes
-// through the Context and is a function of the packet, so a replay of the same packets in the
-// same order makes the same decisions:
+// methods change — returns Forward or Drop, and may Emit extra packets. Everything it may
+// ask that is not in the packet comes through the Context and is a function of the packet,
+// so a replay of the same packets in the same order makes the same decisions:
 //
 //   - time: ctx.Now() is the packet's timestamp, never the wall clock;
 //   - randomness: ctx.Rand() is derived from the packet's logical clock;

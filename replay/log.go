@@ -189,11 +189,7 @@ func (l *Log) Arena() *packet.Arena { return l.arena }
 // from which a replay restores the frame as read (Entry.Original). The frame's memory stays
 // the frame's until its entry leaves the log, and past that as long as Hold says.
 func (l *Log) Keep(u int, p *packet.Packet) []byte {
-	e := l.pend[u]
-	if e == nil {
-		e = l.alloc()
-		l.pend[u] = e
-	}
+	e := l.pending(u)
 	if pos, ok := p.ArenaPos(); ok {
 		m := e.add(p)
 		m.pos, m.where = pos, inArena
@@ -221,13 +217,18 @@ func (l *Log) Keep(u int, p *packet.Packet) []byte {
 // Src (port.Rereader.Pos), which reads it again for a replay: the log keeps p's metadata
 // only, and the batch gets a copy of the frame (nothing is lent).
 func (l *Log) KeepAt(u int, p *packet.Packet, pos uint64) {
+	m := l.pending(u).add(p)
+	m.pos, m.where = pos, inSource
+}
+
+// pending returns the entry of unit u's batch being filled, starting one if need be.
+func (l *Log) pending(u int) *Entry {
 	e := l.pend[u]
 	if e == nil {
 		e = l.alloc()
 		l.pend[u] = e
 	}
-	m := e.add(p)
-	m.pos, m.where = pos, inSource
+	return e
 }
 
 // add appends p's metadata (field by field: a struct literal appended goes through a

@@ -509,8 +509,14 @@ func (u *Unit) run(b *Batch, from, to int) {
 		b.Out = u.Chain.Process(b.Pkts[from:to], b.Out)
 		u.keepEmitted(b, n)
 	}
-	for _, p := range b.Out[n:] {
-		b.OutStamp = append(b.OutStamp, b.Stamp)
+	b.noteOut(n, b.Stamp)
+}
+
+// noteOut records, for each of b.Out[from:], the stamp its latency counts from and its clock
+// (OutStamp, OutClock: in step with Out).
+func (b *Batch) noteOut(from int, stamp int64) {
+	for _, p := range b.Out[from:] {
+		b.OutStamp = append(b.OutStamp, stamp)
 		b.OutClock = append(b.OutClock, p.Clock)
 	}
 }
@@ -650,10 +656,7 @@ func (u *Unit) complete(k packet.Key, flow uint64, sg *segment) {
 		u.stats.Packets += uint64(b.N)
 		b.Out = u.Chain.Process(b.Pkts, b.Out[:0])
 		u.keepEmittedHeld(b)
-		for _, p := range b.Out {
-			b.OutClock = append(b.OutClock, p.Clock)
-			b.OutStamp = append(b.OutStamp, sg.stamps[0]) // latency from the first held packet's arrival
-		}
+		b.noteOut(0, sg.stamps[0]) // latency from the first held packet's arrival
 		u.sendAliases()
 		u.tr.SendOut(b)
 	}

@@ -116,6 +116,11 @@ type LiveSummary struct {
 	// LogPositions: the log kept the packets' positions in the input (port.Rereader), not
 	// their frames.
 	LogPositions bool
+	// LendBytes is the memory of the arena the root read packets into to lend their frames to
+	// the units' batches until the egress was done with them (0: it did not lend; see
+	// lender); LendOverflows counts frames read while it was full (given memory of their own).
+	LendBytes     int
+	LendOverflows uint64
 	// StoreReads and StoreWrites count per-packet flow-state accesses (perpacket policy).
 	StoreReads, StoreWrites uint64
 	Timeline                []Sample
@@ -212,7 +217,7 @@ type live struct {
 	log        *replay.Log
 	ckTable    store.Table
 	writers    []*replay.Writer
-	seqs       []uint64 // by slot: the last batch sequence number logged
+	seqs       []uint64 // by slot: the last batch sequence number sent (Batch.Seq)
 	sentB      []uint64 // by slot: batches sent to the current unit
 	lastProg   []uint64
 	stuckSince []time.Time
@@ -221,6 +226,7 @@ type live struct {
 	egressed   []atomic.Uint64 // by slot: the highest Seq the egress is done with (its frames read)
 	zombies    []zombie        // failed units that may still rewrite frames lent to them
 	src        port.Rereader   // the input, when the log keeps positions in it (Log.KeepAt)
+	lend       *lender         // nil: the root copies packets into batches, or the log lends
 	cur        int             // the index in the root's batch of the packet it dispatches
 	faults     []Fault
 	oldChains  []*snf.Chain
@@ -327,15 +333,18 @@ func (l *live) Send(u int, p *packet.Packet) {
 	var f []byte
 	switch {
 	case l.src != nil:
-		// The input can read p again: the log keeps where p is in it, the unit gets a copy.
+		// The input can read p again: the log keeps where p is in it, no frame.
 		l.log.KeepAt(u, p, l.src.Pos(l.cur))
+		f = l.lend.take(u, p)
 	case l.log != nil:
 		f = l.log.Keep(u, p)
+	default:
+		f = l.lend.take(u, p)
 	}
 	if f != nil {
-		// The log keeps p's frame where the root read it (its arena) and lends it to the
-		// batch: the unit rewrites it in place, the egress writes it out. The root writes
-		// each frame once, into the log, and nothing copies it again.
+		// p's frame stays where the root read it — the lender's arena, or the log's — and
+		// the batch borrows it: the unit rewrites it in place, the egress writes it out.
+		// The root writes each frame once, and nothing copies it again.
 		b.Pkts[b.N].Borrow(p, f)
 	} else {
 		// Copy into the unit's batch. (Swapping the packets' buffers instead moves no bytes
@@ -370,14 +379,18 @@ func (l *live) flush(u int) {
 		// A run that failed for good (a recovery that could not restore): the batch is not
 		// sent; the run stops and reports why.
 		lu.cur = nil
+		l.lend.drop(u)
 		if l.log != nil {
 			l.log.Drop(u)
 		}
 		return
 	}
 	full := false
+	l.seqs[u]++
+	lu.cur.Seq = l.seqs[u]
+	l.lend.sentBatch(u, lu.cur.Seq)
 	if l.log != nil {
-		full = l.logBatch(u, lu.cur)
+		full = l.logBatch(lu.cur)
 		l.sentB[u]++
 	}
 	lu.cur.Stamp = time.Now().UnixNano()
@@ -550,12 +563,12 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		}
 		l.ckTable = t
 	}
+	l.seqs, l.egressed = make([]uint64, n), make([]atomic.Uint64, n)
 	if cfg.Recovery {
 		l.log = replay.NewLog(cfg.LogBytes, cfg.LogPackets, n)
 		l.log.OnTrim = l.onTrim
-		l.seqs, l.sentB, l.lastProg, l.gen = make([]uint64, n), make([]uint64, n), make([]uint64, n), make([]uint64, n)
+		l.sentB, l.lastProg, l.gen = make([]uint64, n), make([]uint64, n), make([]uint64, n)
 		l.stuckSince, l.ckAsked, l.failAt = make([]time.Time, n), make([]time.Time, n), make([]atomic.Int64, n)
-		l.egressed = make([]atomic.Uint64, n)
 	}
 	l.ctl = control.New(control.Config{MinUnits: cfg.MinUnits, MaxUnits: cfg.MaxUnits, Target: cfg.Target,
 		Capacity: cfg.Capacity, Elastic: cfg.Policy.Elastic(), Stateless: cfg.Policy.PerPacket(), BusyAfter: cfg.BusyAfter})
@@ -616,20 +629,30 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		runErr   error
 		lastTick = time.Now()
 	)
+	lend := !l.units[0].chain.WritesFrames() // an NF that writes frames gets copies
 	if rr, ok := cfg.In.(port.Rereader); ok && l.log != nil && rr.Rereadable() {
 		// The input can read its frames again: the log keeps their positions in it.
 		l.src, l.log.Src = rr, rr
-	} else if l.log != nil {
-		// The root reads into the log's arena: the log keeps each frame where it was read.
+	}
+	switch {
+	case l.log != nil && l.src == nil:
+		// The root reads into the log's arena: the log keeps each frame where it was read,
+		// and lends it.
+		l.log.Lend = lend
 		for i := range batch {
 			batch[i].UseArena(l.log.Arena())
 		}
+	case lend:
+		// The root reads into the lender's arena, and lends the frames until the egress is
+		// done with them.
+		l.lend = newLender(n, cfg.Batch, l.egressed)
+		for i := range batch {
+			batch[i].UseArena(l.lend.arena)
+		}
 	}
+	defer l.lend.close() // (after the units and the egress ended: deferred before their wait)
 	if m, ok := cfg.Policy.(root.Mover); ok {
 		l.mover = m.MovesFlows()
-	}
-	if l.log != nil {
-		l.log.Lend = !l.units[0].chain.WritesFrames() // an NF that writes frames gets copies
 	}
 	l.start = time.Now()
 	tick := func(now time.Time) {
@@ -668,6 +691,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			runErr = err
 			break
 		}
+		l.lend.reading()
 		n, err := cfg.In.Read(batch)
 		l.learnAliases(r)
 		if l.log != nil {
@@ -792,6 +816,10 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		s.LogMaxBytes, s.LogMaxPackets, s.LogWaits = ls.MaxBytes, ls.MaxPackets, l.logWaits
 		s.LogArenaBytes, s.LogOverflows = ls.Arena.Bytes, ls.Arena.Overflows
 		s.LogPositions = l.src != nil
+	}
+	if l.lend != nil {
+		as := l.lend.arena.Stats()
+		s.LendBytes, s.LendOverflows = as.Bytes, as.Overflows
 	}
 	s.Failures, s.Replayed, s.Duplicates = l.failures, l.replayed, eg.dups
 	if alerts != nil {

@@ -212,13 +212,11 @@ func (l *live) applyFaults(idx uint64, t time.Duration, r *root.Root) error {
 	return nil
 }
 
-// logBatch gives b its sequence number and logs it. It returns whether the log went past
-// its bound: the caller sends b on, then waits for room (waitRoom) before dispatching more.
-// b is logged even then: it may carry the handover Marker a unit waits for, and a unit
-// waiting for a state cannot checkpoint — holding b back could hold the log full for ever.
-func (l *live) logBatch(u int, b *unit.Batch) (full bool) {
-	l.seqs[u]++
-	b.Seq = l.seqs[u]
+// logBatch logs b (its Seq set). It returns whether the log went past its bound: the caller
+// sends b on, then waits for room (waitRoom) before dispatching more. b is logged even then:
+// it may carry the handover Marker a unit waits for, and a unit waiting for a state cannot
+// checkpoint — holding b back could hold the log full for ever.
+func (l *live) logBatch(b *unit.Batch) (full bool) {
 	if l.log.Append(b) {
 		return false
 	}
@@ -237,6 +235,7 @@ func (l *live) waitRoom() error {
 			if lv.cur != nil && len(lv.cur.Ctl) > 0 {
 				l.seqs[v]++
 				lv.cur.Seq = l.seqs[v]
+				l.lend.sentBatch(v, lv.cur.Seq)
 				l.log.Force(lv.cur)
 				lv.cur.Stamp = time.Now().UnixNano()
 				lv.u.In <- lv.cur
@@ -282,6 +281,9 @@ func (l *live) updateCovered() {
 		}
 		l.zombies = l.zombies[:k]
 		l.log.Hold(hold)
+		if l.lend != nil {
+			l.lend.hold = hold
+		}
 	}
 }
 
@@ -427,8 +429,9 @@ func (l *live) recover(u int, why string) error {
 		nu.free <- unit.NewBatch(l.cfg.Batch, nu.free)
 	}
 	l.units[u] = nu
-	// The frames lent to the old unit after its checkpoint: it may be rewriting them still.
-	if low := l.log.LowSince(u, pos); low != ^uint64(0) {
+	// The frames lent to the old unit after its checkpoint (by the log, or the lender): it
+	// may be rewriting them still.
+	if low := min(l.log.LowSince(u, pos), l.lend.abandon(u)); low != ^uint64(0) {
 		l.zombies = append(l.zombies, zombie{lu: old, slot: u, sent: l.seqs[u], low: low})
 	}
 	l.log.Covered(u, min(pos, l.egressed[u].Load()))

@@ -267,9 +267,10 @@ func TestLogIdleUnit(t *testing.T) {
 // Each iteration takes the next batch of generated packets (about 700 bytes each) through the
 // path three times, in turn (each mode first in turn), with the code the live engine runs:
 //
-//   - off: the root reads them into its packets (SetData, as a port does), copies them into a
-//     unit's batch (CopyFrom, as live.Send does; the unit's 16 batches in rotation); the unit
-//     runs nat,firewall on the batch;
+//   - off: the root reads them into its packets, in an arena (SetData, as a port does; the
+//     arena's memory reused at the next batch, as the engine's lender reuses it once the
+//     egress is done), and lends the frames to a unit's batch (Borrow, as live.Send does;
+//     the unit's 16 batches in rotation); the unit runs nat,firewall on the batch;
 //   - on: the root reads into the log's arena, hands each packet to the log (replay.Log.Keep
 //     saves its headers) and lends the batch its frame (Borrow: no copy), and logs the batch
 //     as it leaves (Append); the unit runs the chain on the frames in place, tracking what
@@ -279,7 +280,7 @@ func TestLogIdleUnit(t *testing.T) {
 //     the root reads into memory the log freed (an input read once);
 //   - pos: as off, and the root hands each packet to the log with its position in the input
 //     (replay.Log.KeepAt: metadata only), logs the batch, and checkpoints as on (an input
-//     that can be read again: memory, a capture file).
+//     that can be read again: memory, a capture file); the frames are lent as in off.
 //
 // It reports the root's stage per packet (read, copy or lend, log: the serial stage of the
 // pipeline, which bounds its throughput) and the whole path per batch, median and p99, for
@@ -318,6 +319,9 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 	open()
 	logs := [modes]*replay.Log{nil, replay.NewLog(64<<20, 1<<18, 1), replay.NewLog(64<<20, 1<<18, 1)}
 	logs[2].Src = mem.NewReader(frames)
+	// The lender's arenas (off, pos): the engine reuses a frame's memory once the egress is
+	// done with its batch; here, at the next batch.
+	var lent [modes]*packet.Arena
 	var (
 		read     [modes][]packet.Packet // the root's read buffers
 		batches  [modes][]*unit.Batch
@@ -331,10 +335,13 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 	)
 	for m := range modes {
 		read[m] = make([]packet.Packet, batch)
-		if m == 1 {
-			for j := range read[m] {
-				read[m][j].UseArena(logs[m].Arena()) // as RunLive's root does
-			}
+		a := logs[1].Arena() // as RunLive's root does
+		if m != 1 {
+			lent[m] = packet.NewArena(8<<20, 256<<10)
+			a = lent[m]
+		}
+		for j := range read[m] {
+			read[m][j].UseArena(a)
 		}
 		for range 16 {
 			batches[m] = append(batches[m], unit.NewBatch(batch, nil))
@@ -361,21 +368,26 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 			t0 := time.Now()
 			in, bt := read[m], batches[m][k%16]
 			bt.Reset()
+			if lent[m] != nil {
+				lent[m].Free(lent[m].Head()) // the last batch is done
+			}
 			for j := range in {
-				f := &frames[n+j]
-				in[j].SetData(f.Data, f.Time, f.WireLen)
+				fr := &frames[n+j]
+				in[j].SetData(fr.Data, fr.Time, fr.WireLen)
 				in[j].Clock = uint64(n + j + 1)
+				var f []byte
 				switch m { // as live.Send
 				case 0:
-					bt.Pkts[j].CopyFrom(&in[j])
+					f = in[j].Data
 				case 1:
-					if f := logs[m].Keep(0, &in[j]); f != nil {
-						bt.Pkts[j].Borrow(&in[j], f)
-					} else {
-						bt.Pkts[j].CopyFrom(&in[j])
-					}
+					f = logs[m].Keep(0, &in[j])
 				case 2:
 					logs[m].KeepAt(0, &in[j], uint64(n+j))
+					f = in[j].Data
+				}
+				if f != nil {
+					bt.Pkts[j].Borrow(&in[j], f)
+				} else {
 					bt.Pkts[j].CopyFrom(&in[j])
 				}
 				bt.N++

@@ -263,7 +263,7 @@ func TestRecoveryFromCaptureFile(t *testing.T) {
 	}
 	in.Close()
 	want := reference(t, spec, frames)
-	run := func(faults []engine.Fault) (outcome, engine.LiveSummary, error) {
+	run := func(checkpoint time.Duration, faults []engine.Fault) (outcome, engine.LiveSummary, error) {
 		in, err := pcapfile.Open(path)
 		if err != nil {
 			t.Fatal(err)
@@ -274,12 +274,12 @@ func TestRecoveryFromCaptureFile(t *testing.T) {
 		pol, _ := policy.New("static", policy.Options{StaticUnits: 2})
 		s, err := engine.RunLive(context.Background(), engine.LiveConfig{
 			Spec: spec, In: in, Out: w, Policy: pol, MinUnits: 2, MaxUnits: 2, Batch: 16, Capacity: 1e9,
-			Tick: time.Millisecond, Recovery: true, Checkpoint: 2 * time.Millisecond, FailTimeout: 30 * time.Millisecond, Faults: faults,
+			Tick: time.Millisecond, Recovery: true, Checkpoint: checkpoint, FailTimeout: 30 * time.Millisecond, Faults: faults,
 			OnDone: func(chains []*snf.Chain) { o = collect(t, w, chains, frames[len(frames)-1].Time) },
 		})
 		return o, s, err
 	}
-	got, s, err := run([]engine.Fault{{Kind: engine.FaultKill, Unit: 0, AtPacket: 10000}, {Kind: engine.FaultKill, Unit: 1, AtPacket: 20000}})
+	got, s, err := run(2*time.Millisecond, []engine.Fault{{Kind: engine.FaultKill, Unit: 0, AtPacket: 10000}, {Kind: engine.FaultKill, Unit: 1, AtPacket: 20000}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,8 +287,10 @@ func TestRecoveryFromCaptureFile(t *testing.T) {
 	if !s.LogPositions || s.LogMaxBytes != 0 || s.Failures != 2 || s.Replayed == 0 {
 		t.Errorf("positions %v, log bytes %d, %d failures, %d replayed: want the log to keep offsets, 2 failures replayed", s.LogPositions, s.LogMaxBytes, s.Failures, s.Replayed)
 	}
-	// The file truncated to its header at packet 10,000; a unit killed at the next.
-	_, _, err = run([]engine.Fault{
+	// The file truncated to its header at packet 10,000; a unit killed at the next, with
+	// thousands of packets to replay (its one checkpoint is after its first batch: a unit
+	// that kept up with checkpoints every few ms might have none).
+	_, _, err = run(time.Hour, []engine.Fault{
 		{Kind: engine.FaultCall, AtPacket: 10000, Do: func() {
 			if err := os.Truncate(path, 24); err != nil {
 				t.Error(err)

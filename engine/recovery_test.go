@@ -161,7 +161,8 @@ func TestStragglerMidBatch(t *testing.T) {
 	for _, names := range []string{"firewall,test-sleeper", "firewall,test-sleeper,test-rewriter", "firewall,test-sleeper,test-scribbler"} {
 		for _, pn := range []string{"mover", "static"} {
 			// copied: the log lends its copies of the frames (an input read once); input: it
-			// keeps their positions in the input, and the units get copies.
+			// keeps their positions in the input, and the engine's lender lends the frames
+			// (the woken unit rewrites them: the lender must hold them until it ended).
 			for _, copied := range []bool{true, false} {
 				name := names + "/" + pn + "/input"
 				if copied {

@@ -15,7 +15,8 @@ import (
 //
 // From an input that can read its packets again (Src: memory, a capture file), the log
 // keeps where each packet is in it (KeepAt) and its metadata, no frame: a replay reads the
-// frames again; the units get copies, as without a log.
+// frames again; the units get the frames as without a log (the live engine lends them from an
+// arena of its own, reused as soon as the egress wrote them: engine/lend.go).
 //
 // From any other input, frames are not copied into the log either: the root reads its
 // packets into the log's arena (Arena: packet.Packet.UseArena), one after another, and
@@ -215,7 +216,7 @@ func (l *Log) Keep(u int, p *packet.Packet) []byte {
 
 // KeepAt takes p into the log as Keep does, p's frame being at position pos of the log's
 // Src (port.Rereader.Pos), which reads it again for a replay: the log keeps p's metadata
-// only, and the batch gets a copy of the frame (nothing is lent).
+// only, and lends nothing (the caller gives the batch the frame).
 func (l *Log) KeepAt(u int, p *packet.Packet, pos uint64) {
 	m := l.pending(u).add(p)
 	m.pos, m.where = pos, inSource

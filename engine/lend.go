@@ -13,8 +13,8 @@ import (
 // batch. The frames in flight are then all the memory the root writes: a few MB, reused
 // while still in cache. (Copying each frame into a batch's own buffers writes memory last
 // written on another core; reading into the packet log's arena, which keeps frames until a
-// checkpoint covers them, writes tens of MB: measured 7–15 % of throughput either way, with
-// engine BenchmarkRecovery/throughput.)
+// checkpoint covers them, writes tens of MB: each measured 7–15 % of throughput against
+// this, BENCHMARKS.md "Seventh session".)
 //
 // The live engine lends when the root would otherwise copy each packet into a batch: without
 // a packet log, and when the log keeps positions in the input (replay.Log.KeepAt), whose
@@ -112,7 +112,7 @@ func (d *lender) take(u int, p *packet.Packet) []byte {
 	return p.Data
 }
 
-// sent records that unit u's batch being filled left with Seq seq.
+// sentBatch records that unit u's batch being filled left with Seq seq.
 func (d *lender) sentBatch(u int, seq uint64) {
 	if d == nil || d.fill[u] == noLend {
 		return

@@ -975,7 +975,7 @@ func (e *egress) run(in chan *unit.Batch) error {
 		}
 		if e.done != nil && b.Seq > e.done[b.Unit].Load() {
 			// Done with b's frames (the outputs of packets written before, dropped above,
-			// were not read): the log may reuse memory it lent b.
+			// were not read): the log, or the lender, may reuse memory it lent b.
 			e.done[b.Unit].Store(b.Seq)
 		}
 		select {

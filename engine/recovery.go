@@ -266,7 +266,11 @@ func (l *live) waitRoom() error {
 // egress is done with every batch it had (zombie).
 func (l *live) updateCovered() {
 	for u, w := range l.writers {
-		l.log.Covered(u, min(w.Stats().Durable, l.egressed[u].Load()))
+		// (The egress's mark, on a cache line it writes per batch, is read only when the
+		// checkpoints moved past what is covered: every few ms, not every batch read.)
+		if d := w.Durable(); d > l.log.CoveredAt(u) {
+			l.log.Covered(u, min(d, l.egressed[u].Load()))
+		}
 	}
 	if len(l.zombies) > 0 {
 		hold := ^uint64(0)

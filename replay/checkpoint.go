@@ -228,6 +228,9 @@ type WriterStats struct {
 	Durable                         uint64 // clock of the latest record in the store
 }
 
+// Durable returns Stats().Durable (one atomic load: the root asks it per batch it reads).
+func (w *Writer) Durable() uint64 { return w.durable.Load() }
+
 // Stats returns the writer's counters.
 func (w *Writer) Stats() WriterStats {
 	return WriterStats{Records: w.written.Load(), Bytes: w.bytes.Load(), Errors: w.errs.Load(), Skipped: w.skipped.Load(), Durable: w.durable.Load()}

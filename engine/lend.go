@@ -25,9 +25,11 @@ import (
 // done.
 type lender struct {
 	arena *packet.Arena
-	// read is the arena position of the root's current read batch: every frame below it
-	// was dispatched (lent, copied, or dropped by the root).
-	read uint64
+	// end is the arena position after the last frame lent: every frame below it was
+	// dispatched (lent, copied, or dropped by the root), as frames are dispatched in the
+	// order they were read. (Not the arena's head when a read starts: an input may read
+	// ahead into the root's packets — port.Paced — and hand them over reads later.)
+	end  uint64
 	fill []uint64        // by slot: the lowest position lent to the batch being filled (noLend: none)
 	sent []lentRing      // by slot: the batches sent with lent frames, oldest first
 	done []atomic.Uint64 // by slot: the highest Seq the egress is done with (live.egressed)
@@ -89,13 +91,6 @@ func newLender(slots, batch int, done []atomic.Uint64) *lender {
 // lendBlock is the lender's arena block: a few hundred frames.
 const lendBlock = 256 << 10
 
-// reading records that the root reads its next batch: the frames below are all dispatched.
-func (d *lender) reading() {
-	if d != nil {
-		d.read = d.arena.Head()
-	}
-}
-
 // take returns p's frame, in the arena, for unit u's batch being filled to borrow — nil
 // (copy it) when it is not in the arena (no lender, or a frame the arena had no room for).
 func (d *lender) take(u int, p *packet.Packet) []byte {
@@ -109,6 +104,7 @@ func (d *lender) take(u int, p *packet.Packet) []byte {
 	if d.fill[u] == noLend { // the batch's first: its lowest
 		d.fill[u] = pos
 	}
+	d.end = pos + uint64(len(p.Data))
 	return p.Data
 }
 
@@ -143,7 +139,7 @@ func (d *lender) abandon(u int) uint64 {
 // release frees the arena below the frames still lent or not yet dispatched (the arena's
 // OnNeed).
 func (d *lender) release() {
-	low := min(d.read, d.hold)
+	low := min(d.end, d.hold)
 	for u := range d.sent {
 		low = min(low, d.fill[u], d.sent[u].low(d.done[u].Load()))
 	}

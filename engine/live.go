@@ -691,7 +691,6 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			runErr = err
 			break
 		}
-		l.lend.reading()
 		n, err := cfg.In.Read(batch)
 		l.learnAliases(r)
 		if l.log != nil {

@@ -985,11 +985,18 @@ func (e *egress) run(in chan *unit.Batch) error {
 	return err
 }
 
-// durations is a log-scale histogram of durations (no allocation per sample).
+// durations is a log-scale histogram of durations (no allocation per sample): subBuckets
+// per power of two, so a value is known within 1/subBuckets of itself (3 %: a median of
+// 90 µs to ±3 µs, where 8 sub-buckets gave 90 or 98 µs).
 type durations struct {
 	n      uint64
-	bucket [64 * 8]uint64
+	bucket [64 * subBuckets]uint64
 }
+
+const (
+	subBits    = 5
+	subBuckets = 1 << subBits
+)
 
 func (d *durations) merge(o *durations) {
 	d.n += o.n
@@ -1006,23 +1013,28 @@ func (d *durations) add(v time.Duration) {
 	d.bucket[bucketOf(v)]++
 }
 
-// bucketOf: 8 sub-buckets per power of two.
+// bucketOf returns v's bucket: its power of two, then which of subBuckets equal parts of it.
 func bucketOf(v time.Duration) int {
 	x := uint64(v)
 	e := 63 - bits.LeadingZeros64(x)
 	sub := 0
-	if e >= 3 {
-		sub = int((x >> (e - 3)) & 7)
+	if e >= subBits {
+		sub = int((x >> (e - subBits)) & (subBuckets - 1))
 	}
-	return e*8 + sub
+	return e*subBuckets + sub
 }
 
+// bucketValue returns the lowest value of bucket b. (Below 2^subBits ns a power of two is
+// one bucket, its first: the others hold nothing and start where the next power does.)
 func bucketValue(b int) time.Duration {
-	e, sub := b/8, b%8
-	if e < 3 {
+	e, sub := b/subBuckets, b%subBuckets
+	if e < subBits {
+		if sub > 0 {
+			e++
+		}
 		return time.Duration(1 << e)
 	}
-	return time.Duration((uint64(8+sub) << (e - 3)))
+	return time.Duration((uint64(subBuckets+sub) << (e - subBits)))
 }
 
 func (d *durations) quantile(q float64) time.Duration {

@@ -31,16 +31,15 @@ import (
 //     costs, and the CPU time per packet of the whole process;
 //
 //   - latency: root-to-egress latency p50/p99 at a moderate paced rate (about 200,000
-//     packets/s), where queues do not hide the cost, off and on in turn (the medians over
-//     the iterations);
+//     packets/s), where queues do not hide the cost, off, on (positions in the input: a
+//     paced memory input can read its packets again, as a paced capture file) and copied
+//     (port.Copied) in turn (the medians over the iterations);
 //
 //   - kill: a unit killed every 20,000 packets; the time from each failure to the first
 //     replayed batch of its replacement at the egress (median and p99 over the run); the
 //     replay reading the input again (kill) or the log's copies (kill-copied).
 //
-// (latency runs on a paced input, which cannot be read again: the log copies its frames.)
-//
-//	go test -run x -bench 'Recovery$' -benchtime 10x ./engine/
+//     go test -run x -bench 'Recovery$' -benchtime 10x ./engine/
 func BenchmarkRecovery(b *testing.B) {
 	t := &testing.T{}
 	frames := generated(t, 1000000)
@@ -112,10 +111,16 @@ func BenchmarkRecovery(b *testing.B) {
 		}
 	})
 	b.Run("latency", func(b *testing.B) {
-		var p50, p99 [2][]float64 // per iteration, µs
-		for b.Loop() {
-			for k, on := range []bool{false, true} {
-				s := run(b, paced, on, nil)
+		modes := []struct {
+			name string
+			on   bool
+			in   func() port.Reader
+		}{{"off", false, paced}, {"on", true, paced}, {"copied", true, func() port.Reader { return port.Copied(paced()) }}}
+		var p50, p99 [3][]float64 // per iteration, µs
+		for i := 0; b.Loop(); i++ {
+			for j := range modes {
+				k := (j + i) % len(modes) // each mode first in turn
+				s := run(b, modes[k].in, modes[k].on, nil)
 				p50[k] = append(p50[k], float64(s.Latency.P50.Nanoseconds())/1e3)
 				p99[k] = append(p99[k], float64(s.Latency.P99.Nanoseconds())/1e3)
 			}
@@ -123,10 +128,10 @@ func BenchmarkRecovery(b *testing.B) {
 		// The medians over the iterations (one run's p99 moves with a single hiccup of the
 		// machine).
 		med := func(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
-		b.ReportMetric(med(p50[0]), "off-p50-µs")
-		b.ReportMetric(med(p50[1]), "on-p50-µs")
-		b.ReportMetric(med(p99[0]), "off-p99-µs")
-		b.ReportMetric(med(p99[1]), "on-p99-µs")
+		for k, m := range modes {
+			b.ReportMetric(med(p50[k]), m.name+"-p50-µs")
+			b.ReportMetric(med(p99[k]), m.name+"-p99-µs")
+		}
 	})
 	for _, copied := range []bool{false, true} {
 		name := "kill"

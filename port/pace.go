@@ -1,6 +1,7 @@
 package port
 
 import (
+	"errors"
 	"math"
 	"time"
 
@@ -29,7 +30,8 @@ import (
 // The paced Reader reads r's packets into its own batch and hands them out by exchanging
 // Packet values with the caller's slice (no copy): the caller still owns one Packet per
 // slot and may reuse them as the Reader contract says. If r is a LinkTyper, so is the
-// result. Close closes r.
+// result; if r can read its packets again (a Rereader: memory, a capture file), so can the
+// result — a packet log then keeps where each packet is in r, not a copy. Close closes r.
 func Paced(r Reader, speed float64, sleep func(time.Duration), now func() time.Time) Reader {
 	if !(speed > 0) || math.IsInf(speed, 1) {
 		return r
@@ -41,6 +43,7 @@ func Paced(r Reader, speed float64, sleep func(time.Duration), now func() time.T
 		now = time.Now
 	}
 	p := &paced{r: r, speed: speed, sleep: sleep, now: now}
+	p.rr, _ = r.(Rereader)
 	if lt, ok := r.(LinkTyper); ok {
 		return &pacedLinkTyper{paced: p, lt: lt}
 	}
@@ -55,7 +58,9 @@ type paced struct {
 
 	buf        []packet.Packet // packets read from r; buf[head:n] are not yet released
 	head, n    int
-	err        error // r's error, returned once buf is drained
+	rr         Rereader // r, if it is one
+	pos, out   []uint64 // (rr) buf[i]'s position in r; the last Read's pkts[i]'s
+	err        error    // r's error, returned once buf is drained
 	started    bool
 	firstTime  int64     // timestamp of the first packet
 	firstClock time.Time // when the first packet was released
@@ -107,6 +112,7 @@ func (p *paced) Read(pkts []packet.Packet) (int, error) {
 	// Release it and those already due at t, reading more from r when the batch runs dry;
 	// look at the clock again before giving up on a packet that is not due.
 	i := 0
+	p.out = p.out[:0]
 	for i < len(pkts) {
 		if p.head == p.n && !p.fill(len(pkts)-i) {
 			break // r's error, if any, is returned by the next Read
@@ -117,6 +123,9 @@ func (p *paced) Read(pkts []packet.Packet) (int, error) {
 			}
 		}
 		pkts[i], p.buf[p.head] = p.buf[p.head], pkts[i]
+		if p.rr != nil {
+			p.out = append(p.out, p.pos[p.head])
+		}
 		i++
 		p.head++
 	}
@@ -135,6 +144,12 @@ func (p *paced) fill(n int) bool {
 	k, err := p.r.Read(p.buf[:n])
 	k = max(0, min(k, n))
 	p.head, p.n, p.err = 0, k, err
+	if p.rr != nil {
+		p.pos = p.pos[:0]
+		for j := range k {
+			p.pos = append(p.pos, p.rr.Pos(j))
+		}
+	}
 	if k == 0 && err == nil {
 		return false // r broke the Reader contract: nothing and no error; try again next Read
 	}
@@ -142,3 +157,22 @@ func (p *paced) fill(n int) bool {
 }
 
 func (p *paced) Close() error { return p.r.Close() }
+
+// Rereadable reports whether r can read its packets again (Rereader).
+func (p *paced) Rereadable() bool { return p.rr != nil && p.rr.Rereadable() }
+
+// Pos returns where the packet of pkts[i] of the last Read is in r (Rereader).
+func (p *paced) Pos(i int) uint64 {
+	if i < 0 || i >= len(p.out) {
+		return 0
+	}
+	return p.out[i]
+}
+
+// Reread reads a packet of r again (Rereader).
+func (p *paced) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
+	if p.rr == nil {
+		return dst, errors.New("port: the paced input cannot read its packets again")
+	}
+	return p.rr.Reread(dst, pos, n)
+}

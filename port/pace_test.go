@@ -270,3 +270,47 @@ func equalD(a, b []time.Duration) bool {
 	}
 	return true
 }
+
+// TestPacedRereads: a paced Rereader is one — Pos names, for each packet of the last Read, its
+// frame in the input (read ahead and handed out over several Reads), and Reread reads it
+// again; a paced Reader that is not one says so.
+func TestPacedRereads(t *testing.T) {
+	fs := framesAt(0, 10, 20, 30, 1000, 1010, 2000, 2001, 2002, 5000)
+	c := newFakeClock()
+	r := port.Paced(mem.NewReader(fs), 1, c.sleep, c.now)
+	rr, ok := r.(port.Rereader)
+	if !ok || !rr.Rereadable() {
+		t.Fatal("a paced memory input is not a Rereader")
+	}
+	pkts := make([]packet.Packet, 4)
+	seen := 0
+	for {
+		n, err := r.Read(pkts)
+		for i := range n {
+			idx := int(pkts[i].Data[0])
+			if idx != seen {
+				t.Fatalf("packet %d out of order (want %d)", idx, seen)
+			}
+			seen++
+			pos := rr.Pos(i)
+			got, err := rr.Reread(nil, pos, len(pkts[i].Data))
+			if err != nil || got[0] != byte(idx) {
+				t.Fatalf("packet %d: Pos %d rereads %v, %v", idx, pos, got, err)
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if seen != len(fs) {
+		t.Fatalf("%d packets read, want %d", seen, len(fs))
+	}
+	// Not a Rereader underneath (a pipe, a generator): not rereadable.
+	once := port.Paced(port.Copied(mem.NewReader(fs)), 1, c.sleep, c.now)
+	if rr, ok := once.(port.Rereader); ok && rr.Rereadable() {
+		t.Error("a paced input read once says it can read its packets again")
+	}
+}

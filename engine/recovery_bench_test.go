@@ -39,7 +39,9 @@ import (
 //     replayed batch of its replacement at the egress (median and p99 over the run); the
 //     replay reading the input again (kill) or the log's copies (kill-copied).
 //
-//     go test -run x -bench 'Recovery$' -benchtime 10x ./engine/
+// Run it with:
+//
+//	go test -run x -bench 'Recovery$' -benchtime 10x ./engine/
 func BenchmarkRecovery(b *testing.B) {
 	t := &testing.T{}
 	frames := generated(t, 1000000)

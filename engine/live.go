@@ -56,10 +56,12 @@ type LiveConfig struct {
 	// checkpoints to free room (back-pressure, never loss); the log may exceed a bound by one
 	// batch per unit (batches sent on while the root waits: they may carry a Marker a unit
 	// awaits). From an input that can read its packets again (port.Rereader: memory, a
-	// capture file opened by its path) the log keeps their positions in it, and metadata;
-	// from any other, the root reads packets into the log's arena (no copy into the log),
-	// which takes memory as the log grows, up to 2×LogBytes + 1 MiB. (port.Copied makes an
-	// input be taken as one read once.)
+	// capture file opened by its path, paced or not) the log keeps their positions in it,
+	// and metadata; from any other, the root reads packets into the log's arena (no copy
+	// into the log), which takes memory as the log grows, up to 2×LogBytes + 1 MiB.
+	// (port.Copied makes an input be taken as one read once.) Either way, and without
+	// recovery, the units' batches borrow the frames where the root read them (the log's
+	// arena, or the lender's: lend.go) — copies for a chain with a snf.FrameWriter.
 	Recovery             bool
 	LogBytes, LogPackets int
 	// FailTimeout is how long a unit with work waiting may make no progress before it is

@@ -43,7 +43,9 @@ func Paced(r Reader, speed float64, sleep func(time.Duration), now func() time.T
 		now = time.Now
 	}
 	p := &paced{r: r, speed: speed, sleep: sleep, now: now}
-	p.rr, _ = r.(Rereader)
+	if rr, ok := r.(Rereader); ok && rr.Rereadable() {
+		p.rr = rr // (a capture read from a pipe is not: nothing to record)
+	}
 	if lt, ok := r.(LinkTyper); ok {
 		return &pacedLinkTyper{paced: p, lt: lt}
 	}
@@ -58,7 +60,7 @@ type paced struct {
 
 	buf        []packet.Packet // packets read from r; buf[head:n] are not yet released
 	head, n    int
-	rr         Rereader // r, if it is one
+	rr         Rereader // r, if it can read its packets again
 	pos, out   []uint64 // (rr) buf[i]'s position in r; the last Read's pkts[i]'s
 	err        error    // r's error, returned once buf is drained
 	started    bool
@@ -159,7 +161,7 @@ func (p *paced) fill(n int) bool {
 func (p *paced) Close() error { return p.r.Close() }
 
 // Rereadable reports whether r can read its packets again (Rereader).
-func (p *paced) Rereadable() bool { return p.rr != nil && p.rr.Rereadable() }
+func (p *paced) Rereadable() bool { return p.rr != nil }
 
 // Pos returns where the packet of pkts[i] of the last Read is in r (Rereader).
 func (p *paced) Pos(i int) uint64 {

@@ -123,6 +123,7 @@ type LiveSummary struct {
 	// lender); LendOverflows counts frames read while it was full (given memory of their own).
 	LendBytes     int
 	LendOverflows uint64
+	LendFrames    uint64 // frames lent (the others were copied into the batches)
 	// StoreReads and StoreWrites count per-packet flow-state accesses (perpacket policy).
 	StoreReads, StoreWrites uint64
 	Timeline                []Sample
@@ -636,21 +637,18 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		// The input can read its frames again: the log keeps their positions in it.
 		l.src, l.log.Src = rr, rr
 	}
+	var arena *packet.Arena // the root reads into it (packet.Packet.UseArena; nil: no arena)
 	switch {
 	case l.log != nil && l.src == nil:
 		// The root reads into the log's arena: the log keeps each frame where it was read,
 		// and lends it.
 		l.log.Lend = lend
-		for i := range batch {
-			batch[i].UseArena(l.log.Arena())
-		}
+		arena = l.log.Arena()
 	case lend:
 		// The root reads into the lender's arena, and lends the frames until the egress is
 		// done with them.
 		l.lend = newLender(n, cfg.Batch, l.egressed)
-		for i := range batch {
-			batch[i].UseArena(l.lend.arena)
-		}
+		arena = l.lend.arena
 	}
 	defer l.lend.close() // (after the units and the egress ended: deferred before their wait)
 	if m, ok := cfg.Policy.(root.Mover); ok {
@@ -693,6 +691,14 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			runErr = err
 			break
 		}
+		l.lend.reading()
+		if arena != nil {
+			// Every read: an input that reads ahead (port.Paced) hands the root packets of
+			// its own in exchange for these, which must read into the arena too.
+			for i := range batch {
+				batch[i].UseArena(arena)
+			}
+		}
 		n, err := cfg.In.Read(batch)
 		l.learnAliases(r)
 		if l.log != nil {
@@ -722,6 +728,14 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		if n < len(batch) {
 			for u := range l.units {
 				l.flush(u)
+			}
+		} else if l.lend != nil {
+			// A batch open for many reads (a unit that gets few packets) goes now: it holds
+			// the lender's memory from its first frame on.
+			for u := range l.units {
+				if l.lend.stale(u) {
+					l.flush(u)
+				}
 			}
 		}
 		if now := time.Now(); now.Sub(lastTick) >= cfg.Tick {
@@ -820,7 +834,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	}
 	if l.lend != nil {
 		as := l.lend.arena.Stats()
-		s.LendBytes, s.LendOverflows = as.Bytes, as.Overflows
+		s.LendBytes, s.LendOverflows, s.LendFrames = as.Bytes, as.Overflows, l.lend.lent
 	}
 	s.Failures, s.Replayed, s.Duplicates = l.failures, l.replayed, eg.dups
 	if alerts != nil {

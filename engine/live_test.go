@@ -463,10 +463,58 @@ func TestLendInFlight(t *testing.T) {
 		if s.LendBytes == 0 || s.LendBytes > bound || s.LendOverflows != 0 {
 			t.Errorf("%s: lender arena %d bytes, %d frames overflowed: want 1..%d bytes, none", c.name, s.LendBytes, s.LendOverflows, bound)
 		}
+		// Every frame lent, but those the pacer's own packets read before they first went
+		// round (at most its first batch).
+		if s.LendFrames+uint64(2*64) < s.Packets {
+			t.Errorf("%s: %d of %d frames lent, want all but the first batch's", c.name, s.LendFrames, s.Packets)
+		}
 		for i, f := range frames {
 			if !bytes.Equal(f.Data, orig[i]) {
 				t.Fatalf("%s: input frame %d changed by the run", c.name, i)
 			}
+		}
+	}
+}
+
+// pinFirst is a policy that places the first flow on unit 1 and every other on unit 0.
+type pinFirst struct{ placed bool }
+
+func (*pinFirst) Name() string    { return "pin-first" }
+func (*pinFirst) PerPacket() bool { return false }
+func (*pinFirst) Elastic() bool   { return false }
+func (p *pinFirst) Place(f policy.Flowlet, _ *policy.Pool) policy.Decision {
+	if f.Current >= 0 {
+		return policy.Decision{Unit: f.Current}
+	}
+	if !p.placed {
+		p.placed = true
+		return policy.Decision{Unit: 1}
+	}
+	return policy.Decision{Unit: 0}
+}
+
+// TestLendIdleUnit: a unit that gets one packet and then nothing while the input runs at
+// full speed does not hold the lender's memory for the rest of the run — its batch leaves
+// after a few reads — so the arena stays small and no frame gets memory of its own.
+func TestLendIdleUnit(t *testing.T) {
+	spec, err := snf.ChainFromNames("firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.1")
+	frames := []mem.Frame{{Data: pkttest.UDP(a, b, 1000, 53, make([]byte, 600)), Time: 1}}
+	other := pkttest.UDP(a, b, 2000, 53, make([]byte, 600))
+	for i := range 100000 {
+		frames = append(frames, mem.Frame{Data: other, Time: int64(2 + i)})
+	}
+	for _, recovery := range []bool{false, true} {
+		s, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: mem.NewReader(frames),
+			Policy: &pinFirst{}, MinUnits: 2, MaxUnits: 2, Capacity: 1e9, Recovery: recovery})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Written != uint64(len(frames)) || s.LendOverflows != 0 || s.LendBytes > 2<<20 {
+			t.Errorf("recovery %v: %d of %d out, lender arena %d bytes, %d frames overflowed: want all out, at most 2 MiB, none", recovery, s.Written, len(frames), s.LendBytes, s.LendOverflows)
 		}
 	}
 }

@@ -361,6 +361,14 @@ func (l *live) Send(u int, p *packet.Packet) {
 	}
 }
 
+// number gives unit u's batch being filled, which leaves now, its Seq (the egress reports the
+// batches it is done with by it), and tells the lender it left.
+func (l *live) number(u int, b *unit.Batch) {
+	l.seqs[u]++
+	b.Seq = l.seqs[u]
+	l.lend.sentBatch(u, b.Seq)
+}
+
 // Handover implements root.Target.
 func (l *live) Handover(k packet.Key, flow uint64, from, to int) {
 	l.hid++
@@ -389,9 +397,7 @@ func (l *live) flush(u int) {
 		return
 	}
 	full := false
-	l.seqs[u]++
-	lu.cur.Seq = l.seqs[u]
-	l.lend.sentBatch(u, lu.cur.Seq)
+	l.number(u, lu.cur)
 	if l.log != nil {
 		full = l.logBatch(lu.cur)
 		l.sentB[u]++

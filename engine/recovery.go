@@ -233,9 +233,7 @@ func (l *live) waitRoom() error {
 		l.logWaits++
 		for v, lv := range l.units {
 			if lv.cur != nil && len(lv.cur.Ctl) > 0 {
-				l.seqs[v]++
-				lv.cur.Seq = l.seqs[v]
-				l.lend.sentBatch(v, lv.cur.Seq)
+				l.number(v, lv.cur)
 				l.log.Force(lv.cur)
 				lv.cur.Stamp = time.Now().UnixNano()
 				lv.u.In <- lv.cur

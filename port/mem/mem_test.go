@@ -3,11 +3,11 @@ package mem
 import (
 	"bytes"
 	"errors"
-	"github.com/snf-dev/snf/port"
 	"io"
 	"testing"
 
 	"github.com/snf-dev/snf/packet"
+	"github.com/snf-dev/snf/port"
 )
 
 func frames(n int) []Frame {

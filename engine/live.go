@@ -228,7 +228,9 @@ type live struct {
 	failAt     []atomic.Int64  // by slot: Unix ns of a failure whose replay has not reached the egress yet
 	egressed   []atomic.Uint64 // by slot: the highest Seq the egress is done with (its frames read)
 	zombies    []zombie        // failed units that may still rewrite frames lent to them
-	src        port.Rereader   // the input, when the log keeps positions in it (Log.KeepAt)
+	src        port.Rereader   // the input, when the log keeps positions in it (Log.AppendAt)
+	rpos       []uint64        // with src: where the packets of the root's read are in it
+	pos        [][]uint64      // with src: by slot, where the packets of its batch being filled are
 	lend       *lender         // nil: the root copies packets into batches, or the log lends
 	cur        int             // the index in the root's batch of the packet it dispatches
 	faults     []Fault
@@ -336,8 +338,8 @@ func (l *live) Send(u int, p *packet.Packet) {
 	var f []byte
 	switch {
 	case l.src != nil:
-		// The input can read p again: the log keeps where p is in it, no frame.
-		l.log.KeepAt(u, p, l.src.Pos(l.cur))
+		// The input can read p again: the log keeps where p is in it, no frame (logBatch).
+		l.pos[u][b.N] = l.rpos[l.cur]
 		f = l.lend.take(u, p)
 	case l.log != nil:
 		f = l.log.Keep(u, p)
@@ -642,6 +644,10 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	if rr, ok := cfg.In.(port.Rereader); ok && l.log != nil && rr.Rereadable() {
 		// The input can read its frames again: the log keeps their positions in it.
 		l.src, l.log.Src = rr, rr
+		l.rpos, l.pos = make([]uint64, cfg.Batch), make([][]uint64, n)
+		for u := range l.pos {
+			l.pos[u] = make([]uint64, cfg.Batch)
+		}
 	}
 	var arena *packet.Arena // the root reads into it (packet.Packet.UseArena; nil: no arena)
 	switch {
@@ -706,6 +712,11 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			}
 		}
 		n, err := cfg.In.Read(batch)
+		if l.src != nil {
+			for i := range n {
+				l.rpos[i] = l.src.Pos(i)
+			}
+		}
 		l.learnAliases(r)
 		if l.log != nil {
 			l.updateCovered()
@@ -897,6 +908,7 @@ type egress struct {
 	// the window are cleared as it moves); outputs of packets seen before are dropped.
 	seen     []uint64
 	hi       uint64 // highest clock marked
+	clean    uint64 // the bits of clocks hi+1..clean are clear (mark clears ahead of hi)
 	dups     uint64
 	failAt   []atomic.Int64
 	done     []atomic.Uint64 // by slot: the highest Seq of a batch written (live.egressed)
@@ -904,15 +916,22 @@ type egress struct {
 	fresh    []bool // scratch: per output of a batch, not seen before
 }
 
+// dedupAhead is how many clocks ahead of the highest marked mark clears at once.
+const dedupAhead = 4096
+
 // dedupOn turns on the dropping of outputs written before, for a window of at least
 // window packets' clocks.
 func (e *egress) dedupOn(window int) {
-	n := 64
+	n := 2 * dedupAhead
 	for n < 2*window {
 		n *= 2
 	}
 	e.seen = make([]uint64, n/64)
 }
+
+// window is how far behind the highest clock marked a clock's mark is kept: the ring's
+// clocks but those mark cleared ahead.
+func (e *egress) window() uint64 { return uint64(len(e.seen)*64) - dedupAhead }
 
 func (e *egress) bit(c uint64) (word *uint64, mask uint64) {
 	i := c & uint64(len(e.seen)*64-1)
@@ -938,7 +957,7 @@ func (e *egress) clear(lo, hi uint64) {
 // packet's outputs (the packet, the frames NFs emitted with it) are in one batch: they are
 // judged together, against the marks of earlier batches.
 func (e *egress) dedup(b *unit.Batch) {
-	window := uint64(len(e.seen) * 64)
+	window := e.window()
 	e.fresh = e.fresh[:0]
 	if len(b.OutClock) != len(b.Out) { // (a unit fills OutClock; this batch's came without)
 		b.OutClock = b.OutClock[:0]
@@ -946,13 +965,30 @@ func (e *egress) dedup(b *unit.Batch) {
 			b.OutClock = append(b.OutClock, p.Clock)
 		}
 	}
-	for _, c := range b.OutClock {
-		old := c+window <= e.hi // left the window: written long ago
-		if !old && c <= e.hi {
-			w, m := e.bit(c)
-			old = *w&m != 0
+	seen := func(c uint64) bool { // written before b (b's own marks are not set yet)
+		if c > e.hi {
+			return false
 		}
-		e.fresh = append(e.fresh, !old)
+		if c+window <= e.hi {
+			return true // left the window: written long ago
+		}
+		w, m := e.bit(c)
+		return *w&m != 0
+	}
+	// Mostly (no replay, no zombie) nothing in b was written before: one read-only pass
+	// says so, and one marks them, dropping nothing.
+	i := 0
+	for i < len(b.OutClock) && !seen(b.OutClock[i]) {
+		i++
+	}
+	if i == len(b.OutClock) {
+		for _, c := range b.OutClock {
+			e.mark(c)
+		}
+		return
+	}
+	for _, c := range b.OutClock {
+		e.fresh = append(e.fresh, !seen(c))
 	}
 	k := 0
 	for i, p := range b.Out {
@@ -961,17 +997,26 @@ func (e *egress) dedup(b *unit.Batch) {
 			continue
 		}
 		c := b.OutClock[i]
-		if c > e.hi {
-			// Clear the bits of the clocks the window leaves (they map to the new ones).
-			e.clear(e.hi+1, c)
-			e.hi = c
-		}
-		w, m := e.bit(c)
-		*w |= m
+		e.mark(c)
 		b.Out[k], b.OutStamp[k], b.OutClock[k] = p, b.OutStamp[i], c
 		k++
 	}
 	b.Out, b.OutStamp, b.OutClock = b.Out[:k], b.OutStamp[:k], b.OutClock[:k]
+}
+
+// mark marks clock c written.
+func (e *egress) mark(c uint64) {
+	if c > e.hi {
+		if c > e.clean {
+			// Clear the bits of the clocks the window leaves (they map to the new ones), a
+			// few thousand at once rather than a bit or two per output.
+			e.clear(e.clean+1, c+dedupAhead)
+			e.clean = c + dedupAhead
+		}
+		e.hi = c
+	}
+	i := c & uint64(len(e.seen)*64-1)
+	e.seen[i/64] |= 1 << (i % 64)
 }
 
 func (e *egress) run(in chan *unit.Batch) error {

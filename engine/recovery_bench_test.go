@@ -313,8 +313,8 @@ func TestLogIdleUnit(t *testing.T) {
 //     at each checkpoint interval the unit writes an incremental checkpoint record between
 //     two batches and the log is trimmed to it — so the log holds as much as in a run, and
 //     the root reads into memory the log freed (an input read once);
-//   - pos: as off, and the root hands each packet to the log with its position in the input
-//     (replay.Log.KeepAt: metadata only), logs the batch, and checkpoints as on (an input
+//   - pos: as off, and the root notes each packet's position in the input, and logs the
+//     batch with them (replay.Log.AppendAt: metadata only), and checkpoints as on (an input
 //     that can be read again: memory, a capture file); the frames are lent as in off.
 //
 // It reports the root's stage per packet (read, copy or lend, log: the serial stage of the
@@ -367,6 +367,7 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 		n, k     int
 		seq      uint64
 		sink     byte
+		pos      = make([]uint64, batch)
 	)
 	for m := range modes {
 		read[m] = make([]packet.Packet, batch)
@@ -417,7 +418,7 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 				case 1:
 					f = logs[m].Keep(0, &in[j])
 				case 2:
-					logs[m].KeepAt(0, &in[j], uint64(n+j))
+					pos[j] = uint64(n + j) // (the root's copy of the read's positions)
 					f = in[j].Data
 				}
 				if f != nil {
@@ -427,9 +428,11 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 				}
 				bt.N++
 			}
-			if m > 0 {
-				bt.Seq = seq
+			switch bt.Seq = seq; m {
+			case 1:
 				logs[m].Append(bt)
+			case 2:
+				logs[m].AppendAt(bt, pos)
 			}
 			t1 := time.Now()
 			out = chains[m].Process(bt.Pkts[:bt.N], out[:0])

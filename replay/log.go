@@ -3,6 +3,7 @@ package replay
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/unit"
@@ -14,7 +15,7 @@ import (
 // its replacement.
 //
 // From an input that can read its packets again (Src: memory, a capture file), the log
-// keeps where each packet is in it (KeepAt) and its metadata, no frame: a replay reads the
+// keeps where each packet is in it (AppendAt) and its metadata, no frame: a replay reads the
 // frames again; the units get the frames as without a log (the live engine lends them from an
 // arena of its own, reused as soon as the egress wrote them: engine/lend.go).
 //
@@ -47,7 +48,7 @@ type Log struct {
 	arena   *packet.Arena
 	keptEnd uint64 // the arena position after the last frame kept: the root is done below it
 
-	// Src, if set, is the input the root reads, which can read its frames again: KeepAt
+	// Src, if set, is the input the root reads, which can read its frames again: AppendAt
 	// then keeps where each packet is in it, not its frame.
 	Src  Source
 	hold uint64 // Hold's position (noPos: none)
@@ -116,7 +117,7 @@ const (
 
 // Frame returns the i-th packet's frame as the log holds it: a frame Keep lent may have had
 // its headers rewritten in place since (Original returns it as it was read); nil for a
-// frame KeepAt left in the input.
+// frame AppendAt left in the input.
 func (e *Entry) Frame(i int) []byte {
 	m := &e.Pkts[i]
 	switch m.where {
@@ -131,7 +132,7 @@ func (e *Entry) Frame(i int) []byte {
 // Original appends the i-th packet's frame as the root read it to dst: the headers Keep
 // saved, then the rest of the frame (which no rewrite touches) — it does not read the saved
 // part of the frame itself, which the unit it was lent to may be rewriting still; or the
-// frame read again from the input (KeepAt), which fails when the input no longer holds it.
+// frame read again from the input (AppendAt), which fails when the input no longer holds it.
 func (e *Entry) Original(dst []byte, i int) ([]byte, error) {
 	m := &e.Pkts[i]
 	if m.where == inSource {
@@ -214,12 +215,42 @@ func (l *Log) Keep(u int, p *packet.Packet) []byte {
 	return nil // its buffer is reused once trimmed: not lent
 }
 
-// KeepAt takes p into the log as Keep does, p's frame being at position pos of the log's
-// Src (port.Rereader.Pos), which reads it again for a replay: the log keeps p's metadata
-// only, and lends nothing (the caller gives the batch the frame).
-func (l *Log) KeepAt(u int, p *packet.Packet, pos uint64) {
-	m := l.pending(u).add(p)
-	m.pos, m.where = pos, inSource
+// AppendAt logs batch b as Append does, its packets' frames being at positions pos[i] of
+// the log's Src (port.Rereader.Pos; len(pos) ≥ b.N), which reads them again for a replay:
+// the log keeps each packet's metadata and position, no frame, and lends nothing (the
+// caller gives the batch the frames). It takes the metadata from b's packets, once per
+// batch — before the batch is sent: the unit may rewrite its packets — rather than per
+// packet as the root dispatches it.
+func (l *Log) AppendAt(b *unit.Batch, pos []uint64) bool {
+	return l.appendEntry(l.entryAt(b, pos), b)
+}
+
+// ForceAt logs b as Force does, its frames at pos as AppendAt says.
+func (l *Log) ForceAt(b *unit.Batch, pos []uint64) { l.push(l.entryAt(b, pos), b) }
+
+// entryAt returns the entry for batch b whose frames are at pos of Src: the one a refused
+// AppendAt left pending, or a new one. It stays pending until it is pushed.
+func (l *Log) entryAt(b *unit.Batch, pos []uint64) *Entry {
+	if e := l.pend[b.Unit]; e != nil {
+		if e.holds(b) {
+			return e
+		}
+		l.recycle(e)
+	}
+	e := l.alloc()
+	e.Pkts = slices.Grow(e.Pkts[:0], b.N)[:b.N]
+	for i := range e.Pkts {
+		p, m := &b.Pkts[i], &e.Pkts[i]
+		m.Time, m.Clock, m.Flow, m.pos = p.Time, p.Clock, p.Flow, pos[i]
+		m.WireLen, m.len, m.hoff, m.hlen, m.where = int32(p.WireLen), int32(len(p.Data)), 0, 0, inSource
+	}
+	l.pend[b.Unit] = e
+	return e
+}
+
+// holds reports whether e was made for batch b: the same packets (by their clocks).
+func (e *Entry) holds(b *unit.Batch) bool {
+	return len(e.Pkts) == b.N && (b.N == 0 || e.Pkts[0].Clock == b.Pkts[0].Clock && e.Pkts[b.N-1].Clock == b.Pkts[b.N-1].Clock)
 }
 
 // pending returns the entry of unit u's batch being filled, starting one if need be.
@@ -304,7 +335,7 @@ func (l *Log) buf() []byte {
 // packets) a copy of b's. It stays pending until it is pushed.
 func (l *Log) entry(b *unit.Batch) *Entry {
 	e := l.pend[b.Unit]
-	if e != nil && len(e.Pkts) == b.N && (b.N == 0 || e.Pkts[0].Clock == b.Pkts[0].Clock && e.Pkts[b.N-1].Clock == b.Pkts[b.N-1].Clock) {
+	if e != nil && e.holds(b) {
 		return e
 	}
 	if e != nil {
@@ -329,8 +360,9 @@ func (l *Log) entry(b *unit.Batch) *Entry {
 // Append logs batch b (b.Seq must be set). It returns false, logging nothing, when b does not
 // fit in the bounds until older entries are trimmed; a batch larger than the bounds on its own
 // is logged when the log is empty (so that it cannot block forever).
-func (l *Log) Append(b *unit.Batch) bool {
-	e := l.entry(b)
+func (l *Log) Append(b *unit.Batch) bool { return l.appendEntry(l.entry(b), b) }
+
+func (l *Log) appendEntry(e *Entry, b *unit.Batch) bool {
 	if l.n > 0 && (l.bytes+e.mem > l.maxBytes || l.packets+b.N > l.maxPackets) {
 		l.stats.Refused++
 		return false

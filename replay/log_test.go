@@ -126,10 +126,10 @@ func (s *source) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
 	return append(dst, s.frames[pos]...), nil
 }
 
-// TestLogKeepAt: with an input that can read its frames again, the log keeps positions and
+// TestLogAppendAt: with an input that can read its frames again, the log keeps positions and
 // metadata, no frame bytes; a replay reads the frames from the input, as read whatever the
 // unit's copy went through; an input that lost a frame fails the replay, naming the packet.
-func TestLogKeepAt(t *testing.T) {
+func TestLogAppendAt(t *testing.T) {
 	pk := batch(0, 0, 4).Pkts[:4]
 	src := &source{}
 	for i := range pk {
@@ -139,15 +139,18 @@ func TestLogKeepAt(t *testing.T) {
 	l.Src = src
 	b := unit.NewBatch(4, nil)
 	b.Seq = 1
+	pos := make([]uint64, len(pk))
 	for i := range pk {
 		pk[i].Flow = uint64(10 + i)
-		l.KeepAt(0, &pk[i], uint64(2*i+1))
+		pos[i] = uint64(2*i + 1)
 		b.Pkts[i].CopyFrom(&pk[i])
-		b.Pkts[i].SetSrcPort(4242) // the unit rewrites its copy
 		b.N++
 	}
-	if !l.Append(b) || l.Stats().Copied != 0 || l.Bytes() != 0 || l.Packets() != 4 || l.Stats().Arena.Frames != 0 {
+	if !l.AppendAt(b, pos) || l.Stats().Copied != 0 || l.Bytes() != 0 || l.Packets() != 4 || l.Stats().Arena.Frames != 0 {
 		t.Fatalf("log holds %d bytes, %d packets, stats %+v: want 4 packets, no bytes, nothing copied", l.Bytes(), l.Packets(), l.Stats())
+	}
+	for i := range b.N {
+		b.Pkts[i].SetSrcPort(4242) // the unit rewrites its packets once they are logged
 	}
 	var e *Entry
 	l.Since(0, 0, func(x *Entry) { e = x })
@@ -183,11 +186,10 @@ func TestLogKeepAt(t *testing.T) {
 		b.Reset()
 		b.Seq = seq
 		for i := range pk {
-			l.KeepAt(0, &pk[i], uint64(2*i+1))
 			b.Pkts[i].CopyFrom(&pk[i])
 			b.N++
 		}
-		l.Append(b)
+		l.AppendAt(b, pos)
 		l.Covered(0, seq)
 	}
 	for range 1000 {
@@ -406,20 +408,30 @@ func logBatches(b *testing.B, l *Log, n int, fill func(bt *unit.Batch, i int)) {
 	}
 }
 
-// BenchmarkLogKeepAt: the cost of logging, per packet, from an input that can read its
-// packets again (positions and metadata only), batches of 32; the reads into the root's own
-// buffers are not timed (the root makes them with or without a log).
-func BenchmarkLogKeepAt(b *testing.B) {
+// BenchmarkLogAppendAt: the cost of logging, per packet, from an input that can read its
+// packets again (positions and metadata only), batches of 32; the batch's packets are not
+// timed (the root fills them with or without a log).
+func BenchmarkLogAppendAt(b *testing.B) {
 	l := NewLog(1<<26, 1<<20, 1)
 	l.Src = &source{}
 	in := batch(0, 0, 32).Pkts[:32]
-	logBatches(b, l, len(in), func(bt *unit.Batch, i int) {
-		for j := range in {
-			bt.Pkts[j].Clock = in[j].Clock
-			l.KeepAt(0, &in[j], uint64(i+j))
-			bt.N++
+	pos := make([]uint64, len(in))
+	bt := unit.NewBatch(len(in), nil)
+	for j := range in {
+		bt.Pkts[j].CopyFrom(&in[j])
+	}
+	bt.N = len(in)
+	b.ResetTimer()
+	seq := uint64(0)
+	for i := 0; i < b.N; i += len(in) {
+		seq++
+		bt.Seq = seq
+		for j := range pos {
+			pos[j] = uint64(i + j)
 		}
-	})
+		l.AppendAt(bt, pos)
+		l.Covered(0, seq)
+	}
 }
 
 // BenchmarkLogAppend: the cost of logging, per packet, when the batch is copied, batches of 32.

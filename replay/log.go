@@ -3,6 +3,7 @@ package replay
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/snf-dev/snf/packet"
@@ -85,7 +86,9 @@ type Entry struct {
 	Seq   uint64
 	Now   int64
 	Ctl   []unit.Control
-	Pkts  []Meta
+	pkts  []Meta   // its packets (Len, Meta) — or, kept by their positions, at
+	at    []atMeta // (AppendAt, compact: each relative to at0)
+	at0   Meta     // at's base: Clock, Time and pos
 	mem   int      // bytes of its frames (and saved headers)
 	low   uint64   // the lowest arena position of its frames (noPos: none there)
 	own   [][]byte // frames not in the arena (Meta.own indexes them)
@@ -94,8 +97,8 @@ type Entry struct {
 	src   Source
 }
 
-// Meta is a logged packet's metadata; Entry.Frame returns its frame. (No pointer: the
-// log's thousands of entries cost the garbage collector nothing to scan.)
+// Meta is a logged packet's metadata (Entry.Meta); Entry.Frame returns its frame. (No
+// pointer: the log's thousands of entries cost the garbage collector nothing to scan.)
 type Meta struct {
 	Time    int64
 	Clock   uint64
@@ -106,6 +109,40 @@ type Meta struct {
 	hoff    uint32 // the frame's saved headers: Entry.hdrs[hoff:hoff+hlen] (lent frames)
 	hlen    uint8
 	where   uint8 // inOwn, inArena (pos: its position) or inSource (pos: its Source position)
+}
+
+// atMeta is a packet AppendAt kept by its position, compactly: half a Meta. The log holds
+// a packet's metadata for a checkpoint interval, milliseconds, long out of the cache when
+// it is reused: what the root pays for it is the cache lines it writes (measured: 48 bytes
+// a packet cost the root ~7 ns of its ~60 in BenchmarkRecoveryPath). A batch whose
+// packets do not fit it (lengths ≥ 64 KiB, seconds of capture time, 4 GiB of input) is
+// kept in Metas.
+type atMeta struct {
+	flow       uint64
+	pos, clock uint32 // - at0's
+	time       int32  // ns - at0's
+	wire, len  uint16
+}
+
+// Len returns the number of packets of the batch.
+func (e *Entry) Len() int { return len(e.pkts) + len(e.at) }
+
+// Meta returns the i-th packet's metadata.
+func (e *Entry) Meta(i int) Meta {
+	if len(e.at) == 0 {
+		return e.pkts[i]
+	}
+	a := &e.at[i]
+	return Meta{Time: e.at0.Time + int64(a.time), Clock: e.at0.Clock + uint64(a.clock), Flow: a.flow,
+		pos: e.at0.pos + uint64(a.pos), WireLen: int32(a.wire), len: int32(a.len), where: inSource}
+}
+
+// clock returns the i-th packet's clock.
+func (e *Entry) clock(i int) uint64 {
+	if len(e.at) == 0 {
+		return e.pkts[i].Clock
+	}
+	return e.at0.Clock + uint64(e.at[i].clock)
 }
 
 // Where a logged packet's frame is (Meta.where).
@@ -119,7 +156,7 @@ const (
 // its headers rewritten in place since (Original returns it as it was read); nil for a
 // frame AppendAt left in the input.
 func (e *Entry) Frame(i int) []byte {
-	m := &e.Pkts[i]
+	m := e.Meta(i)
 	switch m.where {
 	case inArena:
 		return e.arena.Frame(m.pos, int(m.len))
@@ -134,7 +171,7 @@ func (e *Entry) Frame(i int) []byte {
 // part of the frame itself, which the unit it was lent to may be rewriting still; or the
 // frame read again from the input (AppendAt), which fails when the input no longer holds it.
 func (e *Entry) Original(dst []byte, i int) ([]byte, error) {
-	m := &e.Pkts[i]
+	m := e.Meta(i)
 	if m.where == inSource {
 		if e.src == nil {
 			return dst, errors.New("replay: a packet kept by its position, but the log has no input to read it again (Log.Src)")
@@ -238,19 +275,44 @@ func (l *Log) entryAt(b *unit.Batch, pos []uint64) *Entry {
 		l.recycle(e)
 	}
 	e := l.alloc()
-	e.Pkts = slices.Grow(e.Pkts[:0], b.N)[:b.N]
-	for i := range e.Pkts {
-		p, m := &b.Pkts[i], &e.Pkts[i]
-		m.Time, m.Clock, m.Flow, m.pos = p.Time, p.Clock, p.Flow, pos[i]
-		m.WireLen, m.len, m.hoff, m.hlen, m.where = int32(p.WireLen), int32(len(p.Data)), 0, 0, inSource
+	if !e.fillAt(b, pos) {
+		e.pkts = slices.Grow(e.pkts[:0], b.N)[:b.N]
+		for i := range e.pkts {
+			p, m := &b.Pkts[i], &e.pkts[i]
+			m.Time, m.Clock, m.Flow, m.pos = p.Time, p.Clock, p.Flow, pos[i]
+			m.WireLen, m.len, m.hoff, m.hlen, m.where = int32(p.WireLen), int32(len(p.Data)), 0, 0, inSource
+		}
 	}
 	l.pend[b.Unit] = e
 	return e
 }
 
+// fillAt keeps b's packets, at pos of the input, in e.at, and reports whether they fit it.
+func (e *Entry) fillAt(b *unit.Batch, pos []uint64) bool {
+	if b.N == 0 {
+		return false
+	}
+	p0 := &b.Pkts[0]
+	e.at0.Time, e.at0.Clock, e.at0.pos = p0.Time, p0.Clock, pos[0]
+	e.at = slices.Grow(e.at[:0], b.N)[:b.N]
+	for i := range e.at {
+		p := &b.Pkts[i]
+		dp, dc, dt := pos[i]-pos[0], p.Clock-p0.Clock, p.Time-p0.Time
+		if dp > math.MaxUint32 || dc > math.MaxUint32 || dt != int64(int32(dt)) ||
+			uint(p.WireLen) > math.MaxUint16 || uint(len(p.Data)) > math.MaxUint16 {
+			e.at = e.at[:0]
+			return false
+		}
+		a := &e.at[i]
+		a.flow, a.pos, a.clock, a.time, a.wire, a.len = p.Flow, uint32(dp), uint32(dc), int32(dt), uint16(p.WireLen), uint16(len(p.Data))
+	}
+	return true
+}
+
 // holds reports whether e was made for batch b: the same packets (by their clocks).
 func (e *Entry) holds(b *unit.Batch) bool {
-	return len(e.Pkts) == b.N && (b.N == 0 || e.Pkts[0].Clock == b.Pkts[0].Clock && e.Pkts[b.N-1].Clock == b.Pkts[b.N-1].Clock)
+	n := e.Len()
+	return n == b.N && (n == 0 || e.clock(0) == b.Pkts[0].Clock && e.clock(n-1) == b.Pkts[n-1].Clock)
 }
 
 // pending returns the entry of unit u's batch being filled, starting one if need be.
@@ -266,13 +328,13 @@ func (l *Log) pending(u int) *Entry {
 // add appends p's metadata (field by field: a struct literal appended goes through a
 // temporary on the stack, measured 2× slower); the caller says where its frame is.
 func (e *Entry) add(p *packet.Packet) *Meta {
-	n := len(e.Pkts)
-	if n < cap(e.Pkts) {
-		e.Pkts = e.Pkts[:n+1]
+	n := len(e.pkts)
+	if n < cap(e.pkts) {
+		e.pkts = e.pkts[:n+1]
 	} else {
-		e.Pkts = append(e.Pkts, Meta{})
+		e.pkts = append(e.pkts, Meta{})
 	}
-	m := &e.Pkts[n]
+	m := &e.pkts[n]
 	m.Time, m.WireLen, m.Clock, m.Flow, m.len = p.Time, int32(p.WireLen), p.Clock, p.Flow, int32(len(p.Data))
 	m.hoff, m.hlen = 0, 0
 	return m
@@ -391,7 +453,7 @@ func (l *Log) push(e *Entry, b *unit.Batch) {
 	l.q[(l.head+l.n)%len(l.q)] = e
 	l.n++
 	l.bytes += e.mem
-	l.packets += len(e.Pkts)
+	l.packets += e.Len()
 	l.stats.Appended++
 	l.stats.MaxBytes = max(l.stats.MaxBytes, l.bytes)
 	l.stats.MaxPackets = max(l.stats.MaxPackets, l.packets)
@@ -405,7 +467,13 @@ func (l *Log) alloc() *Entry {
 		e.src = l.Src
 		return e
 	}
-	return &Entry{Pkts: make([]Meta, 0, 64), low: noPos, arena: l.arena, src: l.Src}
+	e := &Entry{low: noPos, arena: l.arena, src: l.Src}
+	if l.Src != nil {
+		e.at = make([]atMeta, 0, 64)
+	} else {
+		e.pkts = make([]Meta, 0, 64)
+	}
+	return e
 }
 
 // recycle returns e (and the buffers of its copied frames) to the free lists; its arena
@@ -417,7 +485,7 @@ func (l *Log) recycle(e *Entry) {
 		}
 		e.own[i] = nil
 	}
-	e.Pkts, e.Ctl, e.mem, e.low, e.own, e.hdrs = e.Pkts[:0], e.Ctl[:0], 0, noPos, e.own[:0], e.hdrs[:0]
+	e.pkts, e.at, e.Ctl, e.mem, e.low, e.own, e.hdrs = e.pkts[:0], e.at[:0], e.Ctl[:0], 0, noPos, e.own[:0], e.hdrs[:0]
 	l.free = append(l.free, e)
 }
 
@@ -444,7 +512,7 @@ func (l *Log) trim() {
 		l.head = (l.head + 1) % len(l.q)
 		l.n--
 		l.bytes -= e.mem
-		l.packets -= len(e.Pkts)
+		l.packets -= e.Len()
 		l.stats.Trimmed++
 		l.recycle(e)
 	}
@@ -492,12 +560,13 @@ func (e *Entry) Fill(b *unit.Batch) error {
 	b.Reset()
 	b.Unit, b.Seq, b.Now = e.Unit, e.Seq, e.Now
 	b.Ctl = append(b.Ctl[:0], e.Ctl...)
-	if len(b.Pkts) < len(e.Pkts) {
-		b.Pkts = append(b.Pkts, make([]packet.Packet, len(e.Pkts)-len(b.Pkts))...)
+	n := e.Len()
+	if len(b.Pkts) < n {
+		b.Pkts = append(b.Pkts, make([]packet.Packet, n-len(b.Pkts))...)
 	}
 	var tmp []byte
-	for i := range e.Pkts {
-		m := &e.Pkts[i]
+	for i := range n {
+		m := e.Meta(i)
 		p := &b.Pkts[i]
 		var err error
 		if tmp, err = e.Original(tmp[:0], i); err != nil { // the frame as read
@@ -507,7 +576,7 @@ func (e *Entry) Fill(b *unit.Batch) error {
 		p.SetData(tmp, m.Time, int(m.WireLen))
 		p.Clock, p.Flow = m.Clock, m.Flow
 	}
-	b.N = len(e.Pkts)
+	b.N = n
 	return nil
 }
 

@@ -242,7 +242,7 @@ func TestLogKeep(t *testing.T) {
 	}
 	var e *Entry
 	l.Since(1, 0, func(x *Entry) { e = x })
-	if e == nil || len(e.Pkts) != 4 || l.Stats().Copied != 0 {
+	if e == nil || e.Len() != 4 || l.Stats().Copied != 0 {
 		t.Fatalf("entry %v, stats %+v: want 4 kept packets, none copied", e, l.Stats())
 	}
 	// The log holds the frames lent, rewritten; Original and a replay (Fill) give them as read.
@@ -250,7 +250,8 @@ func TestLogKeep(t *testing.T) {
 	if err := e.Fill(r); err != nil {
 		t.Fatal(err)
 	}
-	for i, m := range e.Pkts {
+	for i := range e.Len() {
+		m := e.Meta(i)
 		f := e.Frame(i)
 		if &f[0] != frames[i] || &b.Pkts[i].Data[0] != frames[i] || bytes.Equal(f, src[i].Data) || m.Clock != b.Pkts[i].Clock {
 			t.Errorf("packet %d: lent (same memory) %v, rewritten in place %v, clock %d", i, &f[0] == frames[i], !bytes.Equal(f, src[i].Data), m.Clock)
@@ -323,8 +324,8 @@ func TestLogKeep(t *testing.T) {
 	x := batch(0, 3, 2)
 	l.Append(x)
 	l.Since(0, 2, func(y *Entry) { e = y })
-	if l.Stats().Copied != 2 || e.Pkts[0].Clock != x.Pkts[0].Clock || !bytes.Equal(e.Frame(1), x.Pkts[1].Data) {
-		t.Errorf("stats %+v, logged clock %d want %d", l.Stats(), e.Pkts[0].Clock, x.Pkts[0].Clock)
+	if l.Stats().Copied != 2 || e.Meta(0).Clock != x.Pkts[0].Clock || !bytes.Equal(e.Frame(1), x.Pkts[1].Data) {
+		t.Errorf("stats %+v, logged clock %d want %d", l.Stats(), e.Meta(0).Clock, x.Pkts[0].Clock)
 	}
 	// The same with a batch that borrows the frames kept: the frames go with what was kept,
 	// so the batch takes copies of its own first (no longer lent).
@@ -369,6 +370,80 @@ func TestLogSteadyStateAllocs(t *testing.T) {
 	if a := testing.AllocsPerRun(100, step); a != 0 {
 		t.Errorf("%.1f allocations per two batches", a)
 	}
+}
+
+// TestLogAppendAtCompact: AppendAt keeps a batch's packets in half a Meta each when they fit
+// (positions, clocks and times near the batch's first, lengths under 64 KiB), in Metas when
+// one does not; either way a replay gives every packet's metadata and frame back exactly.
+func TestLogAppendAtCompact(t *testing.T) {
+	cases := []struct {
+		name    string
+		compact bool
+		edit    func(i int, p *packet.Packet, pos *uint64)
+	}{
+		{"near", true, func(int, *packet.Packet, *uint64) {}},
+		{"times far apart", false, func(i int, p *packet.Packet, _ *uint64) { p.Time += int64(i) * 3e9 }},
+		{"times going back", true, func(i int, p *packet.Packet, _ *uint64) { p.Time -= int64(i) * 5e8 }},
+		{"clocks far apart", false, func(i int, p *packet.Packet, _ *uint64) { p.Clock += uint64(i) << 33 }},
+		{"positions far apart", false, func(i int, _ *packet.Packet, pos *uint64) { *pos += uint64(i) << 33 }},
+		{"positions going back", false, func(i int, _ *packet.Packet, pos *uint64) { *pos = 1000 - uint64(i) }},
+		{"a jumbo wire length", false, func(i int, p *packet.Packet, _ *uint64) {
+			if i == 2 {
+				p.WireLen = 70000
+			}
+		}},
+		{"a jumbo frame", false, func(i int, p *packet.Packet, _ *uint64) {
+			if i == 1 {
+				p.SetData(append(p.Data, make([]byte, 70000)...), p.Time, 70100)
+			}
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := batch(0, 1, 4)
+			src := &mapSource{frames: map[uint64][]byte{}}
+			pos := make([]uint64, b.N)
+			for i := range b.N {
+				p := &b.Pkts[i]
+				p.Time, p.WireLen, p.Flow = 1e18+int64(i)*1000, len(p.Data)+4, uint64(100+i)
+				pos[i] = 1<<40 + uint64(i)*100
+				c.edit(i, p, &pos[i])
+				src.frames[pos[i]] = bytes.Clone(p.Data)
+			}
+			l := NewLog(1<<30, 1000, 1)
+			l.Src = src
+			if !l.AppendAt(b, pos) {
+				t.Fatal("refused")
+			}
+			var e *Entry
+			l.Since(0, 0, func(x *Entry) { e = x })
+			if got := len(e.at) > 0; got != c.compact || e.Len() != b.N {
+				t.Fatalf("compact %v, %d packets: want %v, %d", got, e.Len(), c.compact, b.N)
+			}
+			r := unit.NewBatch(1, nil)
+			if err := e.Fill(r); err != nil {
+				t.Fatal(err)
+			}
+			for i := range b.N {
+				p, q := &b.Pkts[i], &r.Pkts[i]
+				if q.Time != p.Time || q.Clock != p.Clock || q.Flow != p.Flow || q.WireLen != p.WireLen || !bytes.Equal(q.Data, p.Data) {
+					t.Errorf("packet %d replayed as time %d clock %d flow %d wire %d (%d bytes); want %d %d %d %d (%d)",
+						i, q.Time, q.Clock, q.Flow, q.WireLen, len(q.Data), p.Time, p.Clock, p.Flow, p.WireLen, len(p.Data))
+				}
+			}
+		})
+	}
+}
+
+// mapSource is an input that reads frames again by any position.
+type mapSource struct{ frames map[uint64][]byte }
+
+func (s *mapSource) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
+	f, ok := s.frames[pos]
+	if !ok || len(f) != n {
+		return dst, errors.New("gone")
+	}
+	return append(dst, f...), nil
 }
 
 // BenchmarkLogKeep: the cost of logging, per packet, when the root keeps its packets (no

@@ -4,6 +4,8 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
@@ -29,8 +31,13 @@ import (
 //     machine's noise hits all alike; each first in turn), over 1,000,000 packets (a long
 //     run: the log's memory is reused after its first tens of milliseconds, as in any
 //     long-running deployment); the cost over all iterations, the median of the iterations'
-//     costs, a 95 % bootstrap interval of their mean, and the CPU time per packet of the
-//     whole process;
+//     costs, a 95 % bootstrap interval of their mean, the CPU time per packet of the whole
+//     process, and the cost between each mode's fastest run (the least disturbed by other
+//     tenants);
+//
+//   - throughput-capture: the same over a real capture (../shared/traces; skipped without
+//     it), copies one after the other to 1,000,000 packets: cheaper NF work per packet than
+//     the generated traffic's new flows, so the same added work is a larger share;
 //
 //   - latency: root-to-egress latency p50/p99 at a moderate paced rate (about 200,000
 //     packets/s), where queues do not hide the cost, off, on (positions in the input: a
@@ -63,7 +70,7 @@ func BenchmarkRecovery(b *testing.B) {
 	full := func() port.Reader { return mem.NewReader(frames) }
 	// generated traffic is 20,000 packets/s of capture time: ×10 paces it at 200,000.
 	paced := func() port.Reader { return port.Paced(mem.NewReader(frames[:40000]), 10, time.Sleep, time.Now) }
-	b.Run("throughput", func(b *testing.B) {
+	throughput := func(b *testing.B, full func() port.Reader) {
 		// Three modes: off; on, the log keeping each packet's position in the input (memory
 		// can be read again, as a capture file can); on, the input read once (port.Copied,
 		// as a live interface): the log keeps a copy of each frame, lent to the units.
@@ -75,6 +82,7 @@ func BenchmarkRecovery(b *testing.B) {
 		var (
 			pkts  [3]uint64
 			took  [3]time.Duration
+			best  [3]time.Duration // the fastest iteration's run
 			cpu   [3]time.Duration // the process's CPU time (user + system)
 			costs [3][]float64     // per iteration, against off
 		)
@@ -88,6 +96,9 @@ func BenchmarkRecovery(b *testing.B) {
 				cpu[k] += cpuTime() - c0
 				pkts[k] += n
 				took[k] += d
+				if best[k] == 0 || d < best[k] {
+					best[k] = d
+				}
 				rate[k] = float64(n) / d.Seconds()
 			}
 			for k := 1; k < len(modes); k++ {
@@ -113,11 +124,36 @@ func BenchmarkRecovery(b *testing.B) {
 			lo, hi := bootstrapMean(costs[k], 0.95)
 			b.ReportMetric(lo, m+"-cost-ci95-lo-%")
 			b.ReportMetric(hi, m+"-cost-ci95-hi-%")
+			// The fastest runs' cost: another tenant's load slows runs, never speeds them
+			// up, so each mode's fastest run is its least disturbed (every run is 1,000,000
+			// packets).
+			b.ReportMetric(100*(float64(best[k])/float64(best[0])-1), m+"-best-cost-%")
 			// The work per packet, every goroutine's (root, units, egress, checkpoint
 			// writers, GC): what a packet costs the machine, whatever the schedule.
 			b.ReportMetric(perPkt, m+"-cpu-ns/pkt")
 			b.ReportMetric(100*(perPkt/offCPU-1), m+"-cpu-cost-%")
 		}
+	}
+	b.Run("throughput", func(b *testing.B) { throughput(b, full) })
+	b.Run("throughput-capture", func(b *testing.B) {
+		// A real capture (../shared/traces, beside the repository in CI) end to end, copies
+		// one after the other in time to 1,000,000 packets: fewer new flows than the
+		// generated traffic, cheaper NF work per packet.
+		path, _ := filepath.Abs("../../shared/traces/pcapplusplus_example.pcap")
+		if _, err := os.Stat(path); err != nil {
+			b.Skipf("real capture not found at %s (it sits beside the repository in CI)", path)
+		}
+		base := readFrames(t, path)
+		span := base[len(base)-1].Time - base[0].Time + 1e9
+		var capture []mem.Frame
+		for k := int64(0); len(capture) < len(frames); k++ {
+			for _, f := range base {
+				f.Time += k * span
+				capture = append(capture, f)
+			}
+		}
+		capture = capture[:len(frames)]
+		throughput(b, func() port.Reader { return mem.NewReader(capture) })
 	})
 	b.Run("latency", func(b *testing.B) {
 		modes := []struct {

@@ -713,8 +713,9 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		}
 		n, err := cfg.In.Read(batch)
 		if l.src != nil {
-			for i := range n {
-				l.rpos[i] = l.src.Pos(i)
+			if l.rpos = l.src.Positions(l.rpos[:0]); len(l.rpos) != n {
+				runErr = fmt.Errorf("engine: the input gave %d positions for the %d packets it read (port.Rereader)", len(l.rpos), n)
+				break
 			}
 		}
 		l.learnAliases(r)

@@ -88,6 +88,7 @@ func (p *paced) due(ts int64) time.Time {
 }
 
 func (p *paced) Read(pkts []packet.Packet) (int, error) {
+	p.out = p.out[:0]
 	if len(pkts) == 0 {
 		return 0, nil
 	}
@@ -114,7 +115,6 @@ func (p *paced) Read(pkts []packet.Packet) (int, error) {
 	// Release it and those already due at t, reading more from r when the batch runs dry;
 	// look at the clock again before giving up on a packet that is not due.
 	i := 0
-	p.out = p.out[:0]
 	for i < len(pkts) {
 		if p.head == p.n && !p.fill(len(pkts)-i) {
 			break // r's error, if any, is returned by the next Read
@@ -147,10 +147,7 @@ func (p *paced) fill(n int) bool {
 	k = max(0, min(k, n))
 	p.head, p.n, p.err = 0, k, err
 	if p.rr != nil {
-		p.pos = p.pos[:0]
-		for j := range k {
-			p.pos = append(p.pos, p.rr.Pos(j))
-		}
+		p.pos = p.rr.Positions(p.pos[:0])
 	}
 	if k == 0 && err == nil {
 		return false // r broke the Reader contract: nothing and no error; try again next Read
@@ -163,13 +160,8 @@ func (p *paced) Close() error { return p.r.Close() }
 // Rereadable reports whether r can read its packets again (Rereader).
 func (p *paced) Rereadable() bool { return p.rr != nil }
 
-// Pos returns where the packet of pkts[i] of the last Read is in r (Rereader).
-func (p *paced) Pos(i int) uint64 {
-	if i < 0 || i >= len(p.out) {
-		return 0
-	}
-	return p.out[i]
-}
+// Positions appends where the packets of the last Read are in r to dst (Rereader).
+func (p *paced) Positions(dst []uint64) []uint64 { return append(dst, p.out...) }
 
 // Reread reads a packet of r again (Rereader).
 func (p *paced) Reread(dst []byte, pos uint64, n int) ([]byte, error) {

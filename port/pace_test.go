@@ -271,7 +271,7 @@ func equalD(a, b []time.Duration) bool {
 	return true
 }
 
-// TestPacedRereads: a paced Rereader is one — Pos names, for each packet of the last Read, its
+// TestPacedRereads: a paced Rereader is one — Positions names, for each packet of the last Read, its
 // frame in the input (read ahead and handed out over several Reads), and Reread reads it
 // again; a paced Reader that is not one says so.
 func TestPacedRereads(t *testing.T) {
@@ -286,13 +286,17 @@ func TestPacedRereads(t *testing.T) {
 	seen := 0
 	for {
 		n, err := r.Read(pkts)
+		all := rr.Positions(nil)
+		if len(all) != n {
+			t.Fatalf("%d positions for %d packets", len(all), n)
+		}
 		for i := range n {
 			idx := int(pkts[i].Data[0])
 			if idx != seen {
 				t.Fatalf("packet %d out of order (want %d)", idx, seen)
 			}
 			seen++
-			pos := rr.Pos(i)
+			pos := all[i]
 			got, err := rr.Reread(nil, pos, len(pkts[i].Data))
 			if err != nil || got[0] != byte(idx) {
 				t.Fatalf("packet %d: Pos %d rereads %v, %v", idx, pos, got, err)

@@ -24,12 +24,13 @@ type Reader interface {
 // only, and the root's reads touch no more memory than without it.
 type Rereader interface {
 	Reader
-	// Rereadable reports whether Pos and Reread work (a capture read from a pipe: no).
+	// Rereadable reports whether Positions and Reread work (a capture read from a pipe: no).
 	Rereadable() bool
-	// Pos returns where the frame of pkts[i] of the last Read is in the input.
-	Pos(i int) uint64
-	// Reread appends the n-byte frame at pos (a Pos) to dst. It fails when the input no
-	// longer holds that frame (a file truncated since).
+	// Positions appends to dst where the frames of the last Read's packets are in the
+	// input, in order (one call per Read: the root asks for a batch's at once).
+	Positions(dst []uint64) []uint64
+	// Reread appends the n-byte frame at pos (one of Positions) to dst. It fails when the
+	// input no longer holds that frame (a file truncated since).
 	Reread(dst []byte, pos uint64, n int) ([]byte, error)
 }
 

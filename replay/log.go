@@ -253,7 +253,7 @@ func (l *Log) Keep(u int, p *packet.Packet) []byte {
 }
 
 // AppendAt logs batch b as Append does, its packets' frames being at positions pos[i] of
-// the log's Src (port.Rereader.Pos; len(pos) ≥ b.N), which reads them again for a replay:
+// the log's Src (port.Rereader.Positions; len(pos) ≥ b.N), which reads them again for a replay:
 // the log keeps each packet's metadata and position, no frame, and lends nothing (the
 // caller gives the batch the frames). It takes the metadata from b's packets, once per
 // batch — before the batch is sent: the unit may rewrite its packets — rather than per

@@ -99,8 +99,13 @@ func (r *Reader) Read(pkts []packet.Packet) (int, error) {
 // frames must not change while it is open.
 func (r *Reader) Rereadable() bool { return true }
 
-// Pos returns the index of the frame of pkts[i] of the last Read (port.Rereader).
-func (r *Reader) Pos(i int) uint64 { return uint64(r.last + i) }
+// Positions appends the indices of the last Read's frames to dst (port.Rereader).
+func (r *Reader) Positions(dst []uint64) []uint64 {
+	for i := r.last; i < r.next; i++ {
+		dst = append(dst, uint64(i))
+	}
+	return dst
+}
 
 // Reread appends frame pos, of n bytes, to dst (port.Rereader).
 func (r *Reader) Reread(dst []byte, pos uint64, n int) ([]byte, error) {

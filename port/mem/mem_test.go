@@ -120,10 +120,12 @@ func TestReread(t *testing.T) {
 	var rr port.Rereader = r
 	pkts := make([]packet.Packet, 2)
 	var pos []uint64
+	read := 0
 	for {
 		n, err := r.Read(pkts)
-		for i := range n {
-			pos = append(pos, rr.Pos(i))
+		read += n
+		if pos = rr.Positions(pos); len(pos) != read {
+			t.Fatalf("%d positions after %d packets", len(pos), read)
 		}
 		if err != nil {
 			break

@@ -715,8 +715,10 @@ func TestReread(t *testing.T) {
 			var got [][]byte
 			for {
 				n, err := r.Read(pkts)
+				if pos = r.Positions(pos); len(pos) != len(got)+n {
+					t.Fatalf("%d positions for %d packets", len(pos), len(got)+n)
+				}
 				for i := range pkts[:n] {
-					pos = append(pos, r.Pos(i))
 					got = append(got, bytes.Clone(pkts[i].Data))
 				}
 				if err != nil {
@@ -757,7 +759,7 @@ func TestReread(t *testing.T) {
 		if r.Rereadable() {
 			t.Error("a capture read from a stream: want not Rereadable")
 		}
-		if _, err := r.Reread(nil, r.Pos(0), len(pkts[0].Data)); err == nil {
+		if _, err := r.Reread(nil, r.Positions(nil)[0], len(pkts[0].Data)); err == nil {
 			t.Error("Reread from a stream: want an error")
 		}
 	})

@@ -361,10 +361,15 @@ func (r *Reader) readNg(p *packet.Packet) error {
 // a regular file (port.Rereader).
 func (r *Reader) Rereadable() bool { return r.reread }
 
-// Pos returns the file offset of the frame of pkts[i] of the last Read (port.Rereader).
-func (r *Reader) Pos(i int) uint64 { return uint64(r.offs[i]) }
+// Positions appends the file offsets of the last Read's frames to dst (port.Rereader).
+func (r *Reader) Positions(dst []uint64) []uint64 {
+	for _, o := range r.offs {
+		dst = append(dst, uint64(o))
+	}
+	return dst
+}
 
-// Reread appends the n-byte frame at file offset pos (a Pos) to dst, reading the file
+// Reread appends the n-byte frame at file offset pos (one of Positions) to dst, reading the file
 // again (port.Rereader). It fails when the file no longer holds it (truncated since).
 func (r *Reader) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
 	if !r.reread || r.file == nil {

@@ -302,3 +302,24 @@ func TestRecoveryFromCaptureFile(t *testing.T) {
 		t.Errorf("a replay from a truncated file: err %v, want one naming the file and that the packets cannot be replayed", err)
 	}
 }
+
+// badPositions is a memory input that says it can read its packets again but gives no
+// positions for them (a broken port.Rereader).
+type badPositions struct{ *mem.Reader }
+
+func (badPositions) Positions(dst []uint64) []uint64 { return dst }
+
+// TestRecoveryBadPositions: an input whose Positions do not match its packets fails the run
+// with an error that says so, not a panic.
+func TestRecoveryBadPositions(t *testing.T) {
+	spec, err := snf.ChainFromNames("nat,firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, _ := policy.New("static", policy.Options{StaticUnits: 2})
+	_, err = engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: badPositions{mem.NewReader(generated(t, 1000))},
+		Policy: pol, MinUnits: 2, MaxUnits: 2, Capacity: 1e6, Recovery: true})
+	if err == nil || !strings.Contains(err.Error(), "positions") {
+		t.Fatalf("err %v, want one about the input's positions", err)
+	}
+}

@@ -713,7 +713,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		}
 		n, err := cfg.In.Read(batch)
 		if l.src != nil {
-			if l.rpos = l.src.Positions(l.rpos[:0]); len(l.rpos) != n {
+			if l.rpos = l.src.Positions(l.rpos[:0]); len(l.rpos) < n {
 				runErr = fmt.Errorf("engine: the input gave %d positions for the %d packets it read (port.Rereader)", len(l.rpos), n)
 				break
 			}
@@ -924,7 +924,7 @@ const dedupAhead = 4096
 // window packets' clocks.
 func (e *egress) dedupOn(window int) {
 	n := 2 * dedupAhead
-	for n < 2*window {
+	for n < 2*window+dedupAhead { // (the window kept: at least twice the one asked for)
 		n *= 2
 	}
 	e.seen = make([]uint64, n/64)
@@ -1015,6 +1015,11 @@ func (e *egress) mark(c uint64) {
 			e.clean = c + dedupAhead
 		}
 		e.hi = c
+	} else if c+e.window() <= e.hi {
+		// Behind the window already (an output of a batch whose clocks fall back by more than
+		// the window, judged against where it stood before the batch): its bit is a clock's
+		// ahead, which must stay clear.
+		return
 	}
 	i := c & uint64(len(e.seen)*64-1)
 	e.seen[i/64] |= 1 << (i % 64)

@@ -2,6 +2,7 @@ package port
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"time"
 
@@ -147,7 +148,12 @@ func (p *paced) fill(n int) bool {
 	k = max(0, min(k, n))
 	p.head, p.n, p.err = 0, k, err
 	if p.rr != nil {
-		p.pos = p.rr.Positions(p.pos[:0])
+		if p.pos = p.rr.Positions(p.pos[:0]); len(p.pos) < k {
+			// A broken Rereader: the packets without a position are not handed over.
+			p.n = len(p.pos)
+			p.err = fmt.Errorf("port: the paced input gave %d positions for the %d packets it read (Rereader)", len(p.pos), k)
+			return p.n > 0
+		}
 	}
 	if k == 0 && err == nil {
 		return false // r broke the Reader contract: nothing and no error; try again next Read

@@ -318,3 +318,45 @@ func TestPacedRereads(t *testing.T) {
 		t.Error("a paced input read once says it can read its packets again")
 	}
 }
+
+// fewPositions is a memory input whose Positions give one position fewer than the packets
+// read (a broken Rereader).
+type fewPositions struct{ *mem.Reader }
+
+func (f fewPositions) Positions(dst []uint64) []uint64 {
+	n := len(dst)
+	dst = f.Reader.Positions(dst)
+	if len(dst) > n {
+		dst = dst[:len(dst)-1]
+	}
+	return dst
+}
+
+// TestPacedBadPositions: a paced input over a Rereader whose positions miss packets hands
+// over only the packets it has positions for, then fails with an error that says so — no
+// panic.
+func TestPacedBadPositions(t *testing.T) {
+	fs := make([]mem.Frame, 10)
+	for i := range fs {
+		fs[i] = mem.Frame{Data: []byte{byte(i)}, Time: int64(i)}
+	}
+	c := &fakeClock{t: time.Unix(1000, 0)}
+	r := port.Paced(fewPositions{mem.NewReader(fs)}, 1, c.sleep, c.now).(port.Rereader)
+	pkts := make([]packet.Packet, 16)
+	got := 0
+	var err error
+	for range 20 {
+		var n int
+		n, err = r.Read(pkts)
+		got += n
+		if pos := r.Positions(nil); len(pos) != n {
+			t.Fatalf("%d positions for %d packets", len(pos), n)
+		}
+		if err != nil {
+			break
+		}
+	}
+	if err == nil || err == io.EOF || got >= len(fs) {
+		t.Fatalf("err %v after %d of %d packets: want an error about the positions, packets withheld", err, got, len(fs))
+	}
+}

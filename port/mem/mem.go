@@ -78,11 +78,11 @@ func NewReaderError(frames []Frame, err error) *Reader {
 // n > 0 and a nil error while frames remain, then 0 and io.EOF (or the error given to
 // NewReaderError).
 func (r *Reader) Read(pkts []packet.Packet) (int, error) {
+	r.last = r.next // (Positions: none, whatever the read gives)
 	if r.closed {
 		return 0, ErrClosed
 	}
 	n := 0
-	r.last = r.next
 	for n < len(pkts) && r.next < len(r.frames) {
 		f := &r.frames[r.next]
 		pkts[n].SetData(f.Data, f.Time, f.WireLen)

@@ -148,4 +148,13 @@ func TestReread(t *testing.T) {
 	if _, ok := port.Copied(r).(port.Rereader); ok {
 		t.Error("port.Copied still a Rereader")
 	}
+	// A read that gives nothing gives no positions — closed, too.
+	r2 := NewReader(frames)
+	if n, _ := r2.Read(pkts); n != 2 || len(r2.Positions(nil)) != 2 {
+		t.Fatalf("read %d, %d positions: want 2 and 2", n, len(r2.Positions(nil)))
+	}
+	r2.Close()
+	if n, err := r2.Read(pkts); n != 0 || err != ErrClosed || len(r2.Positions(nil)) != 0 {
+		t.Errorf("after Close: read %d (%v), %d positions: want none, ErrClosed, none", n, err, len(r2.Positions(nil)))
+	}
 }

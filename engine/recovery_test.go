@@ -69,8 +69,21 @@ func TestRecoveryEqualsOneUnit(t *testing.T) {
 				}
 				// Every fault is a failure (a stall past the fail timeout too). A unit merely slow
 				// past it (the race detector, a busy machine) is replaced as well: a straggler.
-				if s.Failures < uint64(len(faults)) {
-					t.Errorf("%d failures recovered, want at least %d", s.Failures, len(faults))
+				// Under the mover policy the root may not see a stall — the stalled unit's flows
+				// leave it at their next flowlet, and the input may end first (seen once in CI,
+				// under -race): there only kills are sure failures. (TestStragglerMidBatch
+				// replaces a stalled unit for sure, under a static policy.)
+				want := len(faults)
+				if pn == "mover" {
+					want = 0
+					for _, f := range faults {
+						if f.Kind == engine.FaultKill {
+							want++
+						}
+					}
+				}
+				if s.Failures < uint64(want) {
+					t.Errorf("%d failures recovered, want at least %d", s.Failures, want)
 				}
 				t.Logf("%d checkpoints; %d failures, %d packets replayed, %d duplicate outputs dropped, %d duplicate states, recovery p50 %v; %d handovers; log max %d packets",
 					s.Checkpoints, s.Failures, s.Replayed, s.Duplicates, s.StateDuplicates, s.RecoveryTime.P50, s.Handovers, s.LogMaxPackets)

@@ -50,9 +50,8 @@ type LiveConfig struct {
 	// the store in the background at this interval (wall time), and once more at the end
 	// (replay.Writer; table "runtime"/CheckpointTable).
 	Checkpoint time.Duration
-	// Recovery turns on the packet log, checkpoints (every Checkpoint, default 10 ms; 4 ms
-	// when the log keeps copies of the frames, below) and the recovery of failed units (see
-	// recovery.go). LogBytes and LogPackets bound the log
+	// Recovery turns on the packet log, checkpoints (every Checkpoint, default 10 ms) and the
+	// recovery of failed units (see recovery.go). LogBytes and LogPackets bound the log
 	// (defaults 64 MiB of frames and 262,144 packets): at the bound the root waits for
 	// checkpoints to free room (back-pressure, never loss); the log may exceed a bound by one
 	// batch per unit (batches sent on while the root waits: they may carry a Marker a unit
@@ -561,14 +560,10 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	}
 	if cfg.Recovery {
 		if cfg.Checkpoint <= 0 {
+			// (Shorter intervals free the copying log's frames sooner: its cost fell on
+			// generated traffic at 4 ms, but not on a real capture, whose long flows are
+			// exported in every record — BENCHMARKS.md, eighth session.)
 			cfg.Checkpoint = 10 * time.Millisecond
-			if rr, ok := cfg.In.(port.Rereader); !ok || !rr.Rereadable() {
-				// The log keeps a copy of every frame until a checkpoint covers it: covered
-				// sooner, its memory is reused while still in cache (measured: the cost of
-				// the copying log 19–23 % → 15–17 % by the fastest runs and first quartiles,
-				// with full records kept as rare by fullEvery).
-				cfg.Checkpoint = 4 * time.Millisecond
-			}
 		}
 		if cfg.LogBytes <= 0 {
 			cfg.LogBytes = 64 << 20

@@ -103,7 +103,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	pol := fs.String("policy", "", "run elastic units with this allocation policy: snf, perflow, perpacket or static (default: one chain, no units)")
 	units := fs.String("units", "", "elastic pool size: N, or MIN-MAX (default 1-8; static uses MAX)")
 	gap := fs.Duration("flowlet-gap", 500*time.Microsecond, "flowlet gap δ: a flow's packet more than this after its previous one starts a new flowlet")
-	ckEvery := fs.Duration("checkpoint", 0, "elastic runs: every unit writes its state (flows, Scoped values) to the store at this interval, in the background (0: never; --recovery: 10ms, or 4ms from an input read once, whose frames the log keeps until a checkpoint covers them)")
+	ckEvery := fs.Duration("checkpoint", 0, "elastic runs: every unit writes its state (flows, Scoped values) to the store at this interval, in the background (0: never; --recovery: 10ms)")
 	capacity := fs.Float64("capacity", 0, "packets/s one unit sustains for this chain (default: measured at start)")
 	compare := fs.Bool("compare", false, "run every policy on the same input and print one table")
 	reportDir := fs.String("report", "", "elastic runs: write an HTML report (index.html and SVG plots) into this directory")

@@ -30,10 +30,10 @@ type lender struct {
 	// order they were read. (Not the arena's head when a read starts: an input may read
 	// ahead into the root's packets — port.Paced — and hand them over reads later.)
 	end  uint64
-	fill []uint64        // by slot: the lowest position lent to the batch being filled (noLend: none)
-	sent []lentRing      // by slot: the batches sent with lent frames, oldest first
-	done []atomic.Uint64 // by slot: the highest Seq the egress is done with (live.egressed)
-	hold uint64          // failed units that may still rewrite frames lent to them (noLend: none)
+	fill []uint64          // by slot: the lowest position lent to the batch being filled (noLend: none)
+	sent []fifo[lentBatch] // by slot: the batches sent with lent frames, oldest first
+	done []atomic.Uint64   // by slot: the highest Seq the egress is done with (live.egressed)
+	hold uint64            // failed units that may still rewrite frames lent to them (noLend: none)
 	// reads counts the root's reads; opened is, by slot, the read at which the batch being
 	// filled got its first frame (stale).
 	reads  uint64
@@ -52,35 +52,17 @@ const noLend = ^uint64(0)
 // lentBatch is a batch sent with lent frames: its Seq and the lowest position it borrows.
 type lentBatch struct{ seq, low uint64 }
 
-// lentRing is a slot's lent batches in flight, oldest first (at most its batches: 16).
-type lentRing struct {
-	q       []lentBatch
-	head, n int
-}
-
-func (r *lentRing) push(b lentBatch) {
-	if r.n == len(r.q) {
-		q := make([]lentBatch, max(2*len(r.q), 2*batchesPerUnit))
-		for i := range r.n {
-			q[i] = r.q[(r.head+i)%len(r.q)]
-		}
-		r.q, r.head = q, 0
+// lowLent returns the lowest position lent to a batch of q (a slot's lent batches in flight,
+// oldest first) the egress is not done with (done: its highest Seq done), forgetting the
+// others (noLend: none).
+func lowLent(q *fifo[lentBatch], done uint64) uint64 {
+	for q.size > 0 && q.front().seq <= done {
+		q.drop()
 	}
-	r.q[(r.head+r.n)%len(r.q)] = b
-	r.n++
-}
-
-// low returns the lowest position lent to a batch the egress is not done with (done: its
-// highest Seq done), forgetting the others (noLend: none).
-func (r *lentRing) low(done uint64) uint64 {
-	for r.n > 0 && r.q[r.head].seq <= done {
-		r.head = (r.head + 1) % len(r.q)
-		r.n--
-	}
-	if r.n == 0 {
+	if q.size == 0 {
 		return noLend
 	}
-	return r.q[r.head].low // batches borrow frames in the order the root read them
+	return q.front().low // batches borrow frames in the order the root read them
 }
 
 // newLender returns a lender for slots units, whose batches hold batch packets; done is
@@ -91,7 +73,7 @@ func newLender(slots, batch int, done []atomic.Uint64) *lender {
 	// (but while a failed unit holds frames: frames then get memory of their own).
 	size := ((slots*(batchesPerUnit+1)+1)*batch*2048 + 4*lendBlock)
 	d := &lender{arena: packet.NewArena(size, lendBlock), fill: make([]uint64, slots),
-		sent: make([]lentRing, slots), done: done, hold: noLend, opened: make([]uint64, slots)}
+		sent: make([]fifo[lentBatch], slots), done: done, hold: noLend, opened: make([]uint64, slots)}
 	for u := range d.fill {
 		d.fill[u] = noLend
 	}
@@ -155,8 +137,8 @@ func (d *lender) abandon(u int) uint64 {
 	if d == nil {
 		return noLend
 	}
-	low := d.sent[u].low(d.done[u].Load())
-	d.sent[u].n = 0
+	low := lowLent(&d.sent[u], d.done[u].Load())
+	d.sent[u].reset()
 	return low
 }
 
@@ -165,7 +147,7 @@ func (d *lender) abandon(u int) uint64 {
 func (d *lender) release() {
 	low := min(d.end, d.hold)
 	for u := range d.sent {
-		low = min(low, d.fill[u], d.sent[u].low(d.done[u].Load()))
+		low = min(low, d.fill[u], lowLent(&d.sent[u], d.done[u].Load()))
 	}
 	d.arena.Free(low)
 }

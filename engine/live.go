@@ -1039,8 +1039,8 @@ func (e *egress) mark(c uint64) {
 		// ahead, which must stay clear.
 		return
 	}
-	i := c & uint64(len(e.seen)*64-1)
-	e.seen[i/64] |= 1 << (i % 64)
+	w, m := e.bit(c)
+	*w |= m
 }
 
 func (e *egress) run(in chan *unit.Batch) error {

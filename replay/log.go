@@ -276,11 +276,9 @@ func (l *Log) entryAt(b *unit.Batch, pos []uint64) *Entry {
 	}
 	e := l.alloc()
 	if !e.fillAt(b, pos) {
-		e.pkts = slices.Grow(e.pkts[:0], b.N)[:b.N]
-		for i := range e.pkts {
-			p, m := &b.Pkts[i], &e.pkts[i]
-			m.Time, m.Clock, m.Flow, m.pos = p.Time, p.Clock, p.Flow, pos[i]
-			m.WireLen, m.len, m.hoff, m.hlen, m.where = int32(p.WireLen), int32(len(p.Data)), 0, 0, inSource
+		for i := range b.N {
+			m := e.add(&b.Pkts[i])
+			m.pos, m.where = pos[i], inSource
 		}
 	}
 	l.pend[b.Unit] = e

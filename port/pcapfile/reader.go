@@ -369,8 +369,8 @@ func (r *Reader) Positions(dst []uint64) []uint64 {
 	return dst
 }
 
-// Reread appends the n-byte frame at file offset pos (one of Positions) to dst, reading the file
-// again (port.Rereader). It fails when the file no longer holds it (truncated since).
+// Reread appends the n-byte frame at file offset pos (one of Positions) to dst, reading the
+// file again (port.Rereader). It fails when the file no longer holds it (truncated since).
 func (r *Reader) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
 	if !r.reread || r.file == nil {
 		return dst, &Error{File: r.name, Offset: -1, Msg: "cannot read packets again: not a capture file opened by its path"}

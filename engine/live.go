@@ -226,6 +226,7 @@ type live struct {
 	stuckSince []time.Time
 	ckAsked    []time.Time
 	failAt     []atomic.Int64  // by slot: Unix ns of a failure whose replay has not reached the egress yet
+	replaced   []atomic.Bool   // by slot: a unit of it failed (its outputs may repeat: the egress checks them)
 	egressed   []atomic.Uint64 // by slot: the highest Seq the egress is done with (its frames read)
 	zombies    []zombie        // failed units that may still rewrite frames lent to them
 	src        port.Rereader   // the input, when the log keeps positions in it (Log.AppendAt)
@@ -598,6 +599,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		l.log.OnTrim = l.onTrim
 		l.sentB, l.lastProg, l.gen = make([]uint64, n), make([]uint64, n), make([]uint64, n)
 		l.stuckSince, l.ckAsked, l.failAt = make([]time.Time, n), make([]time.Time, n), make([]atomic.Int64, n)
+		l.replaced = make([]atomic.Bool, n)
 	}
 	l.ctl = control.New(control.Config{MinUnits: cfg.MinUnits, MaxUnits: cfg.MaxUnits, Target: cfg.Target,
 		Capacity: cfg.Capacity, Elastic: cfg.Policy.Elastic(), Stateless: cfg.Policy.PerPacket(), BusyAfter: cfg.BusyAfter})
@@ -642,7 +644,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		MaxFlows: cfg.MaxFlows, Timeouts: l.units[0].chain.FlowTimeouts(),
 		ByInitiator: len(l.units[0].chain.Scopes()) > 0, MaxFlowRate: cfg.Target * cfg.Capacity})
 
-	eg := &egress{out: cfg.Out, failAt: l.failAt, done: l.egressed, order: newFlowOrder(1 << 16)}
+	eg := &egress{out: cfg.Out, failAt: l.failAt, replaced: l.replaced, done: l.egressed, order: newFlowOrder(1 << 16)}
 	if cfg.Recovery {
 		eg.dedupOn(cfg.LogPackets + n*batchesPerUnit*cfg.Batch)
 	}
@@ -930,6 +932,7 @@ type egress struct {
 	clean    uint64 // the bits of clocks hi+1..clean are clear (mark clears ahead of hi)
 	dups     uint64
 	failAt   []atomic.Int64
+	replaced []atomic.Bool   // by slot (live.replaced)
 	done     []atomic.Uint64 // by slot: the highest Seq of a batch written (live.egressed)
 	recTimes durations
 	fresh    []bool // scratch: per output of a batch, not seen before
@@ -972,18 +975,56 @@ func (e *egress) clear(lo, hi uint64) {
 	}
 }
 
+// clocks makes b.OutClock its outputs' clocks (a unit fills it; a batch may come without).
+func (e *egress) clocks(b *unit.Batch) {
+	if len(b.OutClock) != len(b.Out) {
+		b.OutClock = b.OutClock[:0]
+		for _, p := range b.Out {
+			b.OutClock = append(b.OutClock, p.Clock)
+		}
+	}
+}
+
+// markAll marks b's outputs written, dropping none: a batch of a slot whose unit never
+// failed. Only a slot's units write its packets' outputs (a replay goes to the failed
+// unit's replacement, in its slot), and a unit writes each once: until one failed, nothing
+// the slot sends was written before. The marks are kept for the replay of a later failure.
+func (e *egress) markAll(b *unit.Batch) {
+	e.clocks(b)
+	e.markClocks(b.OutClock)
+}
+
+// markClocks marks clocks written, as mark does one by one (its common cases inline: a
+// clock behind the highest, or ahead of it within what is cleared already).
+func (e *egress) markClocks(clocks []uint64) {
+	seen, window := e.seen, e.window()
+	mask := uint64(len(seen)*64 - 1)
+	hi, clean := e.hi, e.clean
+	for _, c := range clocks {
+		if c > hi {
+			if c > clean {
+				e.hi = hi
+				e.mark(c) // (clears the next clocks)
+				hi, clean = e.hi, e.clean
+				continue
+			}
+			hi = c
+		} else if c+window <= hi {
+			continue // behind the window (mark says why)
+		}
+		i := c & mask
+		seen[i/64] |= 1 << (i % 64)
+	}
+	e.hi = hi
+}
+
 // dedup drops from b the outputs of packets written before, and marks the others. All of a
 // packet's outputs (the packet, the frames NFs emitted with it) are in one batch: they are
 // judged together, against the marks of earlier batches.
 func (e *egress) dedup(b *unit.Batch) {
 	window := e.window()
 	e.fresh = e.fresh[:0]
-	if len(b.OutClock) != len(b.Out) { // (a unit fills OutClock; this batch's came without)
-		b.OutClock = b.OutClock[:0]
-		for _, p := range b.Out {
-			b.OutClock = append(b.OutClock, p.Clock)
-		}
-	}
+	e.clocks(b)
 	seen := func(c uint64) bool { // written before b (b's own marks are not set yet)
 		if c > e.hi {
 			return false
@@ -1001,9 +1042,7 @@ func (e *egress) dedup(b *unit.Batch) {
 		i++
 	}
 	if i == len(b.OutClock) {
-		for _, c := range b.OutClock {
-			e.mark(c)
-		}
+		e.markClocks(b.OutClock)
 		return
 	}
 	for _, c := range b.OutClock {
@@ -1048,7 +1087,11 @@ func (e *egress) run(in chan *unit.Batch) error {
 	for b := range in {
 		now := time.Now().UnixNano()
 		if e.seen != nil {
-			e.dedup(b)
+			if e.replaced[b.Unit].Load() {
+				e.dedup(b)
+			} else {
+				e.markAll(b)
+			}
 			if b.Replay {
 				if at := e.failAt[b.Unit].Swap(0); at != 0 {
 					e.recTimes.add(time.Duration(now - at))

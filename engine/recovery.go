@@ -395,6 +395,9 @@ func (l *live) checkFailures(now time.Time) error {
 func (l *live) recover(u int, why string) error {
 	start := time.Now()
 	old := l.units[u]
+	// From here on the egress checks the slot's outputs against those written before: the
+	// replacement's replay, and the old unit's late batches (before any of them exists).
+	l.replaced[u].Store(true)
 	l.genMu.Lock() // from here on, states the old unit sends are dropped
 	l.gen[u]++
 	old.u.Kill()

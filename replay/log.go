@@ -89,6 +89,7 @@ type Entry struct {
 	pkts  []Meta   // its packets (Len, Meta) — or, kept by their positions, at
 	at    []atMeta // (AppendAt, compact: each relative to at0)
 	at0   Meta     // at's base: Clock, Time and pos
+	tunit int64    // at's unit of time: 1 ns, or 1 µs (times seconds apart)
 	mem   int      // bytes of its frames (and saved headers)
 	low   uint64   // the lowest arena position of its frames (noPos: none there)
 	own   [][]byte // frames not in the arena (Meta.own indexes them)
@@ -120,7 +121,7 @@ type Meta struct {
 type atMeta struct {
 	flow       uint64
 	pos, clock uint32 // - at0's
-	time       int32  // ns - at0's
+	time       int32  // (time - at0's) / Entry.tunit
 	wire, len  uint16
 }
 
@@ -133,7 +134,7 @@ func (e *Entry) Meta(i int) Meta {
 		return e.pkts[i]
 	}
 	a := &e.at[i]
-	return Meta{Time: e.at0.Time + int64(a.time), Clock: e.at0.Clock + uint64(a.clock), Flow: a.flow,
+	return Meta{Time: e.at0.Time + int64(a.time)*e.tunit, Clock: e.at0.Clock + uint64(a.clock), Flow: a.flow,
 		pos: e.at0.pos + uint64(a.pos), WireLen: int32(a.wire), len: int32(a.len), where: inSource}
 }
 
@@ -291,18 +292,43 @@ func (e *Entry) fillAt(b *unit.Batch, pos []uint64) bool {
 		return false
 	}
 	p0 := &b.Pkts[0]
-	e.at0.Time, e.at0.Clock, e.at0.pos = p0.Time, p0.Clock, pos[0]
+	e.at0.Time, e.at0.Clock, e.at0.pos, e.tunit = p0.Time, p0.Clock, pos[0], 1
 	e.at = slices.Grow(e.at[:0], b.N)[:b.N]
 	for i := range e.at {
 		p := &b.Pkts[i]
 		dp, dc, dt := pos[i]-pos[0], p.Clock-p0.Clock, p.Time-p0.Time
 		if dp > math.MaxUint32 || dc > math.MaxUint32 || dt != int64(int32(dt)) ||
 			uint(p.WireLen) > math.MaxUint16 || uint(len(p.Data)) > math.MaxUint16 {
+			// (Times more than 2.1 s apart: a sparse capture at full speed, whose batches
+			// span seconds of its time. A classic pcap's times are whole µs.)
+			if dt != int64(int32(dt)) {
+				return e.fillAtMicro(b, pos)
+			}
 			e.at = e.at[:0]
 			return false
 		}
 		a := &e.at[i]
 		a.flow, a.pos, a.clock, a.time, a.wire, a.len = p.Flow, uint32(dp), uint32(dc), int32(dt), uint16(p.WireLen), uint16(len(p.Data))
+	}
+	return true
+}
+
+// fillAtMicro is fillAt with times in µs (±35 minutes of the first): it reports false,
+// keeping nothing, when they do not fit or are not whole µs apart.
+func (e *Entry) fillAtMicro(b *unit.Batch, pos []uint64) bool {
+	const us = 1000
+	p0 := &b.Pkts[0]
+	e.tunit = us
+	for i := range e.at {
+		p := &b.Pkts[i]
+		dp, dc, dt := pos[i]-pos[0], p.Clock-p0.Clock, p.Time-p0.Time
+		if dp > math.MaxUint32 || dc > math.MaxUint32 || dt%us != 0 || dt/us != int64(int32(dt/us)) ||
+			uint(p.WireLen) > math.MaxUint16 || uint(len(p.Data)) > math.MaxUint16 {
+			e.at = e.at[:0]
+			return false
+		}
+		a := &e.at[i]
+		a.flow, a.pos, a.clock, a.time, a.wire, a.len = p.Flow, uint32(dp), uint32(dc), int32(dt/us), uint16(p.WireLen), uint16(len(p.Data))
 	}
 	return true
 }

@@ -382,7 +382,17 @@ func TestLogAppendAtCompact(t *testing.T) {
 		edit    func(i int, p *packet.Packet, pos *uint64)
 	}{
 		{"near", true, func(int, *packet.Packet, *uint64) {}},
-		{"times far apart", false, func(i int, p *packet.Packet, _ *uint64) { p.Time += int64(i) * 3e9 }},
+		// (The batch's times are whole µs apart: kept in µs when seconds apart.)
+		{"times seconds apart", true, func(i int, p *packet.Packet, _ *uint64) { p.Time += int64(i) * 3e9 }},
+		{"times seconds apart, in ns", false, func(i int, p *packet.Packet, _ *uint64) { p.Time += int64(i)*3e9 + int64(i%2) }},
+		{"times an hour apart", false, func(i int, p *packet.Packet, _ *uint64) { p.Time += int64(i) * 3600e9 }},
+		{"times seconds back", true, func(i int, p *packet.Packet, _ *uint64) { p.Time -= int64(i) * 7e9 }},
+		{"times seconds apart, a clock far", false, func(i int, p *packet.Packet, _ *uint64) {
+			p.Time += int64(i) * 3e9
+			if i == 3 {
+				p.Clock += 1 << 33
+			}
+		}},
 		{"times going back", true, func(i int, p *packet.Packet, _ *uint64) { p.Time -= int64(i) * 5e8 }},
 		{"clocks far apart", false, func(i int, p *packet.Packet, _ *uint64) { p.Clock += uint64(i) << 33 }},
 		{"positions far apart", false, func(i int, _ *packet.Packet, pos *uint64) { *pos += uint64(i) << 33 }},

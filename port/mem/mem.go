@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/snf-dev/snf/packet"
@@ -101,8 +102,10 @@ func (r *Reader) Rereadable() bool { return true }
 
 // Positions appends the indices of the last Read's frames to dst (port.Rereader).
 func (r *Reader) Positions(dst []uint64) []uint64 {
-	for i := r.last; i < r.next; i++ {
-		dst = append(dst, uint64(i))
+	n := len(dst)
+	dst = slices.Grow(dst, r.next-r.last)[:n+r.next-r.last]
+	for i := range dst[n:] {
+		dst[n+i] = uint64(r.last + i)
 	}
 	return dst
 }

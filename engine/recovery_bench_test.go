@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"github.com/snf-dev/snf/port/mem"
 	"github.com/snf-dev/snf/replay"
 	"github.com/snf-dev/snf/unit"
+	"golang.org/x/sys/unix"
 )
 
 // BenchmarkRecovery measures, side by side in one run, what failure-proofing costs and how
@@ -95,9 +97,11 @@ func BenchmarkRecovery(b *testing.B) {
 				// million frames) takes tens of ms to mark, and a cycle would land in
 				// whichever run was going when a run's setup crossed the next goal.
 				runtime.GC()
+				w0 := monotonic()
 				c0, start := cpuTime(), time.Now()
 				n := run(b, modes[k].in, modes[k].on, nil).Packets
 				d := time.Since(start)
+				windows.add(b.Name(), modes[k].name, w0, monotonic())
 				cpu[k] += cpuTime() - c0
 				pkts[k] += n
 				took[k] += d
@@ -234,6 +238,38 @@ func bootstrapMean(v []float64, conf float64) (lo, hi float64) {
 }
 
 // cpuTime returns the CPU time the process used so far (user and system).
+// windows, with SNF_BENCH_WINDOWS set, appends to that file a line per run: the benchmark,
+// the mode, and the run's start and end on CLOCK_MONOTONIC (seconds) — the clock of `perf
+// record -k mono`, so that internal/perfsplit can split a profile of the whole benchmark by
+// mode: CPU samples per mode and function, from runs interleaved in one process (on this
+// shared machine, the one measure that tells a few ns per packet apart; BENCHMARKS.md).
+var windows = benchWindows{path: os.Getenv("SNF_BENCH_WINDOWS")}
+
+type benchWindows struct{ path string }
+
+func (w benchWindows) add(bench, mode string, start, end float64) {
+	if w.path == "" {
+		return
+	}
+	f, err := os.OpenFile(w.path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		panic(err) // (a benchmark run by hand, asked for this file)
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintf(f, "%s/%s %.9f %.9f\n", bench, mode, start, end); err != nil {
+		panic(err)
+	}
+}
+
+// monotonic returns CLOCK_MONOTONIC in seconds.
+func monotonic() float64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return float64(ts.Sec) + float64(ts.Nsec)/1e9
+}
+
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {

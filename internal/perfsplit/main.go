@@ -1,0 +1,210 @@
+// Command perfsplit splits a CPU profile of a benchmark whose modes run interleaved in one
+// process (BenchmarkRecovery with SNF_BENCH_WINDOWS) by mode: the samples of each mode's
+// runs, in all and per function, and where each mode spends more than the base mode.
+//
+// On a shared machine the throughput of two modes moves by more than a few percent from run
+// to run; the CPU samples of each mode's runs, interleaved over the same minutes, tell apart
+// a few ns per packet, and say where they go. Record with `perf record -k mono` (the clock
+// the windows are written in):
+//
+//	go test -c -o /tmp/engine.test ./engine/
+//	cd engine && SNF_BENCH_WINDOWS=/tmp/windows perf record -k mono -e cpu-clock -F 10000 \
+//	    -o /tmp/perf.data /tmp/engine.test -test.run x -test.bench 'Recovery$/throughput' -test.benchtime 20x
+//	cd .. && go run ./internal/perfsplit -windows /tmp/windows -data /tmp/perf.data
+package main
+
+import (
+	"bufio"
+	"cmp"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+type window struct {
+	bench, mode string
+	start, end  float64
+}
+
+func main() {
+	winPath := flag.String("windows", "", "the windows file SNF_BENCH_WINDOWS named (required)")
+	data := flag.String("data", "perf.data", "the profile perf record wrote (with -k mono)")
+	base := flag.String("base", "off", "the mode the others are compared with")
+	top := flag.Int("top", 25, "functions listed per mode")
+	flag.Parse()
+	if *winPath == "" {
+		fmt.Fprintln(os.Stderr, "perfsplit: -windows is required (the file SNF_BENCH_WINDOWS named)")
+		os.Exit(2)
+	}
+	wins, err := readWindows(*winPath)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "perfsplit:", err)
+		os.Exit(1)
+	}
+	cmd := exec.Command("perf", "script", "-i", *data, "-F", "time,ip,sym")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "perfsplit:", err)
+		os.Exit(1)
+	}
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "perfsplit: perf script:", err, "(perf: apt-get install linux-perf)")
+		os.Exit(1)
+	}
+	counts, unplaced, err := split(out, wins)
+	if werr := cmd.Wait(); err == nil && werr != nil {
+		err = fmt.Errorf("perf script -i %s: %w", *data, werr)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "perfsplit:", err)
+		os.Exit(1)
+	}
+	report(os.Stdout, wins, counts, unplaced, *base, *top)
+}
+
+// readWindows reads "bench/mode start end" lines.
+func readWindows(path string) ([]window, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var wins []window
+	for i, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		k := -1
+		if len(f) == 3 {
+			k = strings.LastIndexByte(f[0], '/')
+		}
+		var s, e float64
+		if k > 0 {
+			s, err = strconv.ParseFloat(f[1], 64)
+			if err == nil {
+				e, err = strconv.ParseFloat(f[2], 64)
+			}
+		}
+		if k <= 0 || err != nil || e < s {
+			return nil, fmt.Errorf("%s:%d: not a window (bench/mode start end): %q", path, i+1, line)
+		}
+		wins = append(wins, window{bench: f[0][:k], mode: f[0][k+1:], start: s, end: e})
+	}
+	if len(wins) == 0 {
+		return nil, fmt.Errorf("%s: no windows (was SNF_BENCH_WINDOWS set for the run?)", path)
+	}
+	slices.SortFunc(wins, func(a, b window) int { return cmp.Compare(a.start, b.start) })
+	return wins, nil
+}
+
+// key names a bench's mode.
+type key struct{ bench, mode string }
+
+// split counts perf script's samples ("time: ip sym") by the window they fall in, and
+// function.
+func split(r io.Reader, wins []window) (map[key]map[string]int, int, error) {
+	counts := map[key]map[string]int{}
+	unplaced := 0
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		c := strings.IndexByte(line, ':')
+		if c < 0 {
+			continue
+		}
+		t, err := strconv.ParseFloat(line[:c], 64)
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(line[c+1:])
+		sym := "[unknown]"
+		if len(f) > 1 {
+			sym = strings.Join(f[1:], " ")
+		}
+		i := sort.Search(len(wins), func(j int) bool { return wins[j].start > t }) - 1 // the last started
+		if i < 0 || t > wins[i].end {
+			unplaced++
+			continue
+		}
+		k := key{wins[i].bench, wins[i].mode}
+		if counts[k] == nil {
+			counts[k] = map[string]int{}
+		}
+		counts[k][sym]++
+	}
+	if err := sc.Err(); err != nil {
+		return nil, 0, err
+	}
+	if len(counts) == 0 {
+		return nil, 0, errors.New("no sample fell in a window: record with perf record -k mono, the windows' clock")
+	}
+	return counts, unplaced, nil
+}
+
+func report(w io.Writer, wins []window, counts map[key]map[string]int, unplaced int, base string, top int) {
+	var benches []string
+	modes := map[string][]string{}
+	runs := map[key]int{}
+	for _, win := range wins {
+		k := key{win.bench, win.mode}
+		if runs[k] == 0 {
+			if len(modes[win.bench]) == 0 {
+				benches = append(benches, win.bench)
+			}
+			modes[win.bench] = append(modes[win.bench], win.mode)
+		}
+		runs[k]++
+	}
+	fmt.Fprintf(w, "(%d samples outside the runs: setup, other benchmarks)\n", unplaced)
+	for _, b := range benches {
+		total := map[string]int{}
+		for _, m := range modes[b] {
+			for _, n := range counts[key{b, m}] {
+				total[m] += n
+			}
+		}
+		fmt.Fprintf(w, "\n%s\n", b)
+		for _, m := range modes[b] {
+			fmt.Fprintf(w, "  %-10s %4d runs %9d samples", m, runs[key{b, m}], total[m])
+			if m != base && total[base] > 0 {
+				fmt.Fprintf(w, "  %+6.2f %% against %s", 100*(float64(total[m])/float64(total[base])-1), base)
+			}
+			fmt.Fprintln(w)
+		}
+		bc := counts[key{b, base}]
+		for _, m := range modes[b] {
+			if m == base || bc == nil {
+				continue
+			}
+			mc := counts[key{b, m}]
+			syms := map[string]bool{}
+			for s := range mc {
+				syms[s] = true
+			}
+			for s := range bc {
+				syms[s] = true
+			}
+			type row struct {
+				sym       string
+				base, got int
+			}
+			var rows []row
+			for s := range syms {
+				rows = append(rows, row{s, bc[s], mc[s]})
+			}
+			slices.SortFunc(rows, func(x, y row) int {
+				return cmp.Or(cmp.Compare(y.got-y.base, x.got-x.base), cmp.Compare(x.sym, y.sym))
+			})
+			fmt.Fprintf(w, "  %s, more than %s (samples: %s, %s, difference):\n", m, base, base, m)
+			for _, r := range rows[:min(top, len(rows))] {
+				fmt.Fprintf(w, "    %8d %8d %+8d  %s\n", r.base, r.got, r.got-r.base, r.sym)
+			}
+		}
+	}
+}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSplit: samples are counted by the run (window) they fall in, by function; samples
+// between runs are not; the report gives each mode's total against the base and the
+// functions where it spends more.
+func TestSplit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "w")
+	w := "B/throughput-2/off 10.0 11.0\nB/throughput-2/on 11.5 12.5\nB/throughput-2/off 13.0 14.0\n"
+	if err := os.WriteFile(path, []byte(w), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wins, err := readWindows(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := `  10.5:  ffff0001 hash
+  11.2:  ffff0002 gc
+  11.6:  ffff0001 hash
+  12.0:  ffff0003 fillAt
+  12.1:  ffff0003 fillAt
+  13.5:  ffff0001 hash
+  14.5:  ffff0001 hash
+garbage line
+`
+	counts, unplaced, err := split(strings.NewReader(script), wins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, on := counts[key{"B/throughput-2", "off"}], counts[key{"B/throughput-2", "on"}]
+	if unplaced != 2 || off["hash"] != 2 || len(off) != 1 || on["hash"] != 1 || on["fillAt"] != 2 || len(on) != 2 {
+		t.Fatalf("unplaced %d, off %v, on %v", unplaced, off, on)
+	}
+	var out bytes.Buffer
+	report(&out, wins, counts, unplaced, "off", 5)
+	for _, want := range []string{"off           2 runs         2 samples", "on            1 runs         3 samples  +50.00 % against off", "0        2       +2  fillAt"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestReadWindowsBad: a line that is not "bench/mode start end" is an error naming it.
+func TestReadWindowsBad(t *testing.T) {
+	for _, w := range []string{"", "x 1 2\n", "a/b 2 1\n", "a/b 1 x\n", "a/b 1\n"} {
+		path := filepath.Join(t.TempDir(), "w")
+		if err := os.WriteFile(path, []byte(w), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := readWindows(path); err == nil {
+			t.Errorf("%q: no error", w)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/snf-dev/snf/packet"
@@ -12,9 +13,7 @@ import (
 // before and is within the window behind the highest clock written — against a model that
 // remembers every clock — over random batches: clocks mostly rising (units interleave),
 // duplicates (replays, some at the window's far end), far jumps (more than a window), a
-// packet's several outputs (one clock: all kept, or all dropped); a third of the batches
-// with nothing written before are marked without a check (markAll), as a slot's whose unit
-// never failed.
+// packet's several outputs (one clock: all kept, or all dropped).
 func TestDedupModel(t *testing.T) {
 	e := &egress{}
 	e.dedupOn(5000) // 16,384 clocks, 12,288 kept
@@ -59,19 +58,60 @@ func TestDedupModel(t *testing.T) {
 			written[c] = true
 			hi = max(hi, c)
 		}
-		if len(want) == len(b.Out) && it%3 == 0 {
-			// Nothing written before (as from a slot whose unit never failed): marking
-			// without checking must leave the same marks.
-			e.markAll(b)
-		} else {
-			e.dedup(b)
-		}
+		e.dedup(b)
 		if len(b.Out) != len(want) {
 			t.Fatalf("kept %d outputs, want %d", len(b.Out), len(want))
 		}
 		for i, p := range b.Out {
 			if p.Clock != want[i] || b.OutClock[i] != want[i] || len(b.OutClock) != len(b.Out) {
 				t.Fatalf("kept clock %d (OutClock %v), want %d", p.Clock, b.OutClock, want[i])
+			}
+		}
+	}
+}
+
+// TestMarkClocksEqualsMark: markClocks (a batch's clocks in one loop, mark's common cases
+// inline: what the egress does with a batch of a slot whose unit never failed) leaves the
+// marks, the highest clock and the cleared range exactly as mark called per clock, over
+// random batches: rising and repeated clocks, clocks behind the highest, behind the window,
+// and jumps past what is cleared and past the window.
+func TestMarkClocksEqualsMark(t *testing.T) {
+	for seed := range uint64(50) {
+		a, b := &egress{}, &egress{}
+		a.dedupOn(5000)
+		b.dedupOn(5000)
+		window := a.window()
+		r := rand.New(rand.NewPCG(seed, 7))
+		next := uint64(1)
+		for it := range 2000 {
+			clocks := make([]uint64, 1+r.IntN(70))
+			for i := range clocks {
+				switch k := r.IntN(100); {
+				case k < 3: // past the window
+					next += window + uint64(r.IntN(100))
+				case k < 8: // past what mark cleared ahead
+					next += dedupAhead + uint64(r.IntN(3*dedupAhead))
+				case k < 15 && next > window+100: // behind the window
+					clocks[i] = next - window - uint64(r.IntN(100))
+					continue
+				case k < 30 && next > 200: // behind the highest
+					clocks[i] = next - uint64(r.IntN(200))
+					continue
+				case k < 35 && i > 0: // the clock before again
+					clocks[i] = clocks[i-1]
+					continue
+				default:
+					next += 1 + uint64(r.IntN(3))
+				}
+				clocks[i] = next
+			}
+			for _, c := range clocks {
+				a.mark(c)
+			}
+			b.markClocks(clocks)
+			if a.hi != b.hi || a.clean != b.clean || !slices.Equal(a.seen, b.seen) {
+				t.Fatalf("seed %d, batch %d %v: hi %d/%d, clean %d/%d, marks equal %v",
+					seed, it, clocks, a.hi, b.hi, a.clean, b.clean, slices.Equal(a.seen, b.seen))
 			}
 		}
 	}

@@ -237,7 +237,6 @@ func bootstrapMean(v []float64, conf float64) (lo, hi float64) {
 	return means[cut], means[len(means)-1-cut]
 }
 
-// cpuTime returns the CPU time the process used so far (user and system).
 // windows, with SNF_BENCH_WINDOWS set, appends to that file a line per run: the benchmark,
 // the mode, and the run's start and end on CLOCK_MONOTONIC (seconds) — the clock of `perf
 // record -k mono`, so that internal/perfsplit can split a profile of the whole benchmark by
@@ -270,6 +269,7 @@ func monotonic() float64 {
 	return float64(ts.Sec) + float64(ts.Nsec)/1e9
 }
 
+// cpuTime returns the CPU time the process used so far (user and system).
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {

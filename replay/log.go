@@ -115,9 +115,10 @@ type Meta struct {
 // atMeta is a packet AppendAt kept by its position, compactly: half a Meta. The log holds
 // a packet's metadata for a checkpoint interval, milliseconds, long out of the cache when
 // it is reused: what the root pays for it is the cache lines it writes (measured: 48 bytes
-// a packet cost the root ~7 ns of its ~60 in BenchmarkRecoveryPath). A batch whose
-// packets do not fit it (lengths ≥ 64 KiB, seconds of capture time, 4 GiB of input) is
-// kept in Metas.
+// a packet cost the root ~7 ns of its ~60 in BenchmarkRecoveryPath). Times are in ns, or in
+// µs when more than 2.1 s apart (a sparse capture read at full speed; a classic pcap's are
+// whole µs). A batch whose packets do not fit (lengths ≥ 64 KiB; times more than 2.1 s apart
+// and not whole µs, or more than 35 minutes apart; 4 GiB of input) is kept in Metas.
 type atMeta struct {
 	flow       uint64
 	pos, clock uint32 // - at0's

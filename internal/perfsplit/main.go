@@ -15,6 +15,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"errors"
 	"flag"
@@ -31,6 +32,7 @@ import (
 type window struct {
 	bench, mode string
 	start, end  float64
+	sampled     bool // a sample fell in it (split)
 }
 
 func main() {
@@ -39,8 +41,8 @@ func main() {
 	base := flag.String("base", "off", "the mode the others are compared with")
 	top := flag.Int("top", 25, "functions listed per mode")
 	flag.Parse()
-	if *winPath == "" {
-		fmt.Fprintln(os.Stderr, "perfsplit: -windows is required (the file SNF_BENCH_WINDOWS named)")
+	if *winPath == "" || *top < 0 {
+		fmt.Fprintln(os.Stderr, "perfsplit: -windows is required (the file SNF_BENCH_WINDOWS named), -top at least 0")
 		os.Exit(2)
 	}
 	wins, err := readWindows(*winPath)
@@ -54,20 +56,27 @@ func main() {
 		fmt.Fprintln(os.Stderr, "perfsplit:", err)
 		os.Exit(1)
 	}
-	cmd.Stderr = io.Discard
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "perfsplit: perf script:", err, "(perf: apt-get install linux-perf)")
 		os.Exit(1)
 	}
 	counts, unplaced, err := split(out, wins)
-	if werr := cmd.Wait(); err == nil && werr != nil {
-		err = fmt.Errorf("perf script -i %s: %w", *data, werr)
+	if werr := cmd.Wait(); werr != nil { // (perf's failure first: it explains an empty output)
+		msg := strings.TrimSpace(stderr.String())
+		if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
+			msg = msg[i+1:]
+		}
+		err = fmt.Errorf("perf script -i %s: %v: %s", *data, werr, msg)
+	}
+	if err == nil {
+		err = report(os.Stdout, wins, counts, unplaced, *base, *top)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "perfsplit:", err)
 		os.Exit(1)
 	}
-	report(os.Stdout, wins, counts, unplaced, *base, *top)
 }
 
 // readWindows reads "bench/mode start end" lines.
@@ -123,6 +132,9 @@ func split(r io.Reader, wins []window) (map[key]map[string]int, int, error) {
 			continue
 		}
 		f := strings.Fields(line[c+1:])
+		if len(f) == 0 {
+			return nil, 0, errors.New("a sample without its address and function: record without -g (call chains)")
+		}
 		sym := "[unknown]"
 		if len(f) > 1 {
 			sym = strings.Join(f[1:], " ")
@@ -132,6 +144,7 @@ func split(r io.Reader, wins []window) (map[key]map[string]int, int, error) {
 			unplaced++
 			continue
 		}
+		wins[i].sampled = true
 		k := key{wins[i].bench, wins[i].mode}
 		if counts[k] == nil {
 			counts[k] = map[string]int{}
@@ -147,12 +160,19 @@ func split(r io.Reader, wins []window) (map[key]map[string]int, int, error) {
 	return counts, unplaced, nil
 }
 
-func report(w io.Writer, wins []window, counts map[key]map[string]int, unplaced int, base string, top int) {
+// report writes each benchmark's modes: runs, samples, and the functions where each spends
+// more than base. It counts only the runs that took samples (the windows file is appended
+// to: windows of earlier recordings are not this profile's).
+func report(w io.Writer, wins []window, counts map[key]map[string]int, unplaced int, base string, top int) error {
 	var benches []string
 	modes := map[string][]string{}
 	runs := map[key]int{}
+	hasBase := false
 	for _, win := range wins {
 		k := key{win.bench, win.mode}
+		if counts[k] == nil || !win.sampled {
+			continue
+		}
 		if runs[k] == 0 {
 			if len(modes[win.bench]) == 0 {
 				benches = append(benches, win.bench)
@@ -160,6 +180,10 @@ func report(w io.Writer, wins []window, counts map[key]map[string]int, unplaced 
 			modes[win.bench] = append(modes[win.bench], win.mode)
 		}
 		runs[k]++
+		hasBase = hasBase || win.mode == base
+	}
+	if !hasBase {
+		return fmt.Errorf("no run of the base mode %q took samples (modes: %v)", base, modes)
 	}
 	fmt.Fprintf(w, "(%d samples outside the runs: setup, other benchmarks)\n", unplaced)
 	for _, b := range benches {
@@ -207,4 +231,5 @@ func report(w io.Writer, wins []window, counts map[key]map[string]int, unplaced 
 			}
 		}
 	}
+	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +14,8 @@ import (
 // functions where it spends more.
 func TestSplit(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "w")
-	w := "B/throughput-2/off 10.0 11.0\nB/throughput-2/on 11.5 12.5\nB/throughput-2/off 13.0 14.0\n"
+	// (The first window is an earlier recording's: it took no sample, and is not a run.)
+	w := "B/throughput-2/on 1.0 2.0\nB/throughput-2/off 10.0 11.0\nB/throughput-2/on 11.5 12.5\nB/throughput-2/off 13.0 14.0\n"
 	if err := os.WriteFile(path, []byte(w), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -39,11 +41,29 @@ garbage line
 		t.Fatalf("unplaced %d, off %v, on %v", unplaced, off, on)
 	}
 	var out bytes.Buffer
-	report(&out, wins, counts, unplaced, "off", 5)
+	if err := report(&out, wins, counts, unplaced, "off", 5); err != nil {
+		t.Fatal(err)
+	}
 	for _, want := range []string{"off           2 runs         2 samples", "on            1 runs         3 samples  +50.00 % against off", "0        2       +2  fillAt"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestSplitBad: a profile with call chains (a sample's time alone on its line) and a base
+// mode no run has are errors, not an empty report.
+func TestSplitBad(t *testing.T) {
+	wins := []window{{bench: "B", mode: "off", start: 1, end: 2}}
+	if _, _, err := split(strings.NewReader("  1.5: \n\t ffff0001 hash\n"), wins); err == nil || !strings.Contains(err.Error(), "-g") {
+		t.Errorf("call chains: %v", err)
+	}
+	counts, unplaced, err := split(strings.NewReader("  1.5:  ffff0001 hash\n"), wins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := report(io.Discard, wins, counts, unplaced, "on", 5); err == nil {
+		t.Error("a base mode with no run: no error")
 	}
 }
 

@@ -219,7 +219,7 @@ func (l *live) applyFaults(idx uint64, t time.Duration, r *root.Root) error {
 func (l *live) logBatch(b *unit.Batch) (full bool) {
 	var ok bool
 	if l.src != nil { // the input can read b's frames again: the log keeps their positions
-		ok = l.log.AppendAt(b, l.pos[b.Unit])
+		ok = l.log.AppendAt(b, &l.pos[b.Unit])
 	} else {
 		ok = l.log.Append(b)
 	}
@@ -232,7 +232,7 @@ func (l *live) logBatch(b *unit.Batch) (full bool) {
 // forceLog logs b even beyond the log's bound (Log.Force).
 func (l *live) forceLog(b *unit.Batch) {
 	if l.src != nil {
-		l.log.ForceAt(b, l.pos[b.Unit])
+		l.log.ForceAt(b, &l.pos[b.Unit])
 		return
 	}
 	l.log.Force(b)

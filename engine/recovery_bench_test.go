@@ -509,9 +509,12 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 			case 1:
 				logs[m].Append(bt)
 			case 2:
-				logs[m].AppendAt(bt, pos)
+				logs[m].AppendAt(bt, &pos)
 			}
 			t1 := time.Now()
+			if bt.Log != nil {
+				bt.Log.Prepare(bt) // as the unit does, before it processes the batch
+			}
 			out = chains[m].Process(bt.Pkts[:bt.N], out[:0])
 			took[m] = append(took[m], time.Since(t0))
 			rootTook[m] += t1.Sub(t0)

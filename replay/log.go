@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
+	"sync/atomic"
 
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/unit"
@@ -18,7 +20,8 @@ import (
 // From an input that can read its packets again (Src: memory, a capture file), the log
 // keeps where each packet is in it (AppendAt) and its metadata, no frame: a replay reads the
 // frames again; the units get the frames as without a log (the live engine lends them from an
-// arena of its own, reused as soon as the egress wrote them: engine/lend.go).
+// arena of its own, reused as soon as the egress wrote them: engine/lend.go). The metadata is
+// taken from the batch by the unit, as it starts on it (Entry.Prepare), not by the root.
 //
 // From any other input, frames are not copied into the log either: the root reads its
 // packets into the log's arena (Arena: packet.Packet.UseArena), one after another, and
@@ -63,7 +66,8 @@ type Log struct {
 	// no headers.
 	Lend bool
 
-	stats LogStats
+	stats   LogStats
+	tickets uint64 // the last ticket of a lazy entry (AppendAt)
 }
 
 // LogStats counts a log's work.
@@ -96,6 +100,17 @@ type Entry struct {
 	hdrs  []byte   // the saved headers of the frames lent (Meta.hoff, Meta.hlen)
 	arena *packet.Arena
 	src   Source
+	n     int // packets (set when pushed: the log's count)
+
+	// An entry AppendAt made is filled lazily (Prepare): by the unit, as it starts on the
+	// batch, or by the log when it needs the entry first (a replay). st is the entry's
+	// ticket << 2 | its state (0 to fill, 1 being filled, 2 filled): a unit that holds a
+	// batch of an entry since reused (a failed unit waking up) has another ticket.
+	lazy   bool
+	st     atomic.Uint64
+	ticket uint64
+	batch  *unit.Batch // (lazy) the batch to fill it from
+	posv   []uint64    // (lazy) the batch's packets' positions in Src
 }
 
 // Meta is a logged packet's metadata (Entry.Meta); Entry.Frame returns its frame. (No
@@ -256,35 +271,83 @@ func (l *Log) Keep(u int, p *packet.Packet) []byte {
 
 // AppendAt logs batch b as Append does, its packets' frames being at positions pos[i] of
 // the log's Src (port.Rereader.Positions; len(pos) ≥ b.N), which reads them again for a replay:
-// the log keeps each packet's metadata and position, no frame, and lends nothing (the
-// caller gives the batch the frames). It takes the metadata from b's packets, once per
-// batch — before the batch is sent: the unit may rewrite its packets — rather than per
-// packet as the root dispatches it.
-func (l *Log) AppendAt(b *unit.Batch, pos []uint64) bool {
+// the log keeps each packet's position and metadata, no frame, and lends nothing (the
+// caller gives the batch the frames).
+//
+// It copies the positions only: the packets' metadata is taken from b's packets by
+// b.Log.Prepare, which the unit calls as it starts on b (before it rewrites anything), on
+// its own core — the root, which reads and dispatches every packet, is the pipeline's
+// busiest stage — or, for a batch no unit started (its unit failed first), by the log
+// when a replay needs it. Until then b's packets must stay as the root sent them.
+//
+// The log takes *pos (no copy) and gives the caller another slice of its length for the
+// next batch.
+func (l *Log) AppendAt(b *unit.Batch, pos *[]uint64) bool {
 	return l.appendEntry(l.entryAt(b, pos), b)
 }
 
-// ForceAt logs b as Force does, its frames at pos as AppendAt says.
-func (l *Log) ForceAt(b *unit.Batch, pos []uint64) { l.push(l.entryAt(b, pos), b) }
+// ForceAt logs b as Force does, its frames at *pos as AppendAt says.
+func (l *Log) ForceAt(b *unit.Batch, pos *[]uint64) { l.push(l.entryAt(b, pos), b) }
 
 // entryAt returns the entry for batch b whose frames are at pos of Src: the one a refused
 // AppendAt left pending, or a new one. It stays pending until it is pushed.
-func (l *Log) entryAt(b *unit.Batch, pos []uint64) *Entry {
+func (l *Log) entryAt(b *unit.Batch, pos *[]uint64) *Entry {
 	if e := l.pend[b.Unit]; e != nil {
-		if e.holds(b) {
-			return e
+		if e.lazy && e.batch == b && len(e.posv) == b.N {
+			return e // (refused before: *pos was taken then)
 		}
 		l.recycle(e)
 	}
 	e := l.alloc()
-	if !e.fillAt(b, pos) {
-		for i := range b.N {
-			m := e.add(&b.Pkts[i])
-			m.pos, m.where = pos[i], inSource
-		}
+	spare := e.posv[:cap(e.posv)]
+	if len(spare) < len(*pos) {
+		spare = make([]uint64, len(*pos))
 	}
+	e.lazy, e.batch, e.posv, *pos = true, b, (*pos)[:b.N], spare[:len(*pos)]
+	l.tickets++
+	e.ticket = l.tickets
+	e.st.Store(e.ticket << 2)
+	b.Log, b.LogTicket = e, e.ticket
 	l.pend[b.Unit] = e
 	return e
+}
+
+// Prepare fills the entry AppendAt made for batch b from b's packets, unless it was filled
+// already or is another batch's now (unit.Preparer: the unit calls it before it processes b).
+func (e *Entry) Prepare(b *unit.Batch) {
+	t := b.LogTicket
+	if e.st.CompareAndSwap(t<<2, t<<2|1) {
+		e.fill(b)
+		e.st.Store(t<<2 | 2)
+	}
+}
+
+// ready makes sure a lazy entry is filled (the log's goroutine, before it reads the entry's
+// packets): it fills it from its batch if no unit started to, else waits for the unit to
+// finish (a loop over the batch's packets, microseconds).
+func (e *Entry) ready() {
+	if !e.lazy {
+		return
+	}
+	t := e.ticket
+	if e.st.CompareAndSwap(t<<2, t<<2|1) {
+		e.fill(e.batch)
+		e.st.Store(t<<2 | 2)
+		return
+	}
+	for e.st.Load() != t<<2|2 {
+		runtime.Gosched()
+	}
+}
+
+// fill keeps b's packets, at e.posv, compactly when they fit (fillAt), else in Metas.
+func (e *Entry) fill(b *unit.Batch) {
+	if !e.fillAt(b, e.posv) {
+		for i := range b.N {
+			m := e.add(&b.Pkts[i])
+			m.pos, m.where = e.posv[i], inSource
+		}
+	}
 }
 
 // fillAt keeps b's packets, at pos of the input, in e.at, and reports whether they fit it.
@@ -477,8 +540,9 @@ func (l *Log) push(e *Entry, b *unit.Batch) {
 	}
 	l.q[(l.head+l.n)%len(l.q)] = e
 	l.n++
+	e.n = b.N
 	l.bytes += e.mem
-	l.packets += e.Len()
+	l.packets += e.n
 	l.stats.Appended++
 	l.stats.MaxBytes = max(l.stats.MaxBytes, l.bytes)
 	l.stats.MaxPackets = max(l.stats.MaxPackets, l.packets)
@@ -511,6 +575,12 @@ func (l *Log) recycle(e *Entry) {
 		e.own[i] = nil
 	}
 	e.pkts, e.at, e.Ctl, e.mem, e.low, e.own, e.hdrs = e.pkts[:0], e.at[:0], e.Ctl[:0], 0, noPos, e.own[:0], e.hdrs[:0]
+	if e.lazy {
+		// (A unit still holding e's batch — one that failed — has e's old ticket: its
+		// Prepare does nothing now.)
+		e.lazy, e.batch, e.posv, e.ticket = false, nil, e.posv[:0], 0
+		e.st.Store(0)
+	}
 	l.free = append(l.free, e)
 }
 
@@ -537,7 +607,7 @@ func (l *Log) trim() {
 		l.head = (l.head + 1) % len(l.q)
 		l.n--
 		l.bytes -= e.mem
-		l.packets -= e.Len()
+		l.packets -= e.n
 		l.stats.Trimmed++
 		l.recycle(e)
 	}
@@ -564,6 +634,7 @@ func (l *Log) Blocking() int {
 func (l *Log) Since(unit int, pos uint64, fn func(e *Entry)) {
 	for i := range l.n {
 		if e := l.q[(l.head+i)%len(l.q)]; e.Unit == unit && e.Seq > pos {
+			e.ready()
 			fn(e)
 		}
 	}
@@ -574,6 +645,7 @@ func (l *Log) Since(unit int, pos uint64, fn func(e *Entry)) {
 func (l *Log) Until(unit int, pos uint64, fn func(e *Entry)) {
 	for i := range l.n {
 		if e := l.q[(l.head+i)%len(l.q)]; e.Unit == unit && e.Seq <= pos {
+			e.ready()
 			fn(e)
 		}
 	}

@@ -146,11 +146,13 @@ func TestLogAppendAt(t *testing.T) {
 		b.Pkts[i].CopyFrom(&pk[i])
 		b.N++
 	}
-	if !l.AppendAt(b, pos) || l.Stats().Copied != 0 || l.Bytes() != 0 || l.Packets() != 4 || l.Stats().Arena.Frames != 0 {
+	if !l.AppendAt(b, &pos) || l.Stats().Copied != 0 || l.Bytes() != 0 || l.Packets() != 4 || l.Stats().Arena.Frames != 0 {
 		t.Fatalf("log holds %d bytes, %d packets, stats %+v: want 4 packets, no bytes, nothing copied", l.Bytes(), l.Packets(), l.Stats())
 	}
+	b.Log.Prepare(b) // as the unit does, before it rewrites its packets:
 	for i := range b.N {
-		b.Pkts[i].SetSrcPort(4242) // the unit rewrites its packets once they are logged
+		b.Pkts[i].SetSrcPort(4242)
+		b.Pkts[i].Clock, b.Pkts[i].Flow = 0, 0 // (not that a unit changes these)
 	}
 	var e *Entry
 	l.Since(0, 0, func(x *Entry) { e = x })
@@ -187,9 +189,11 @@ func TestLogAppendAt(t *testing.T) {
 		b.Seq = seq
 		for i := range pk {
 			b.Pkts[i].CopyFrom(&pk[i])
+			pos[i] = uint64(2*i + 1)
 			b.N++
 		}
-		l.AppendAt(b, pos)
+		l.AppendAt(b, &pos)
+		b.Log.Prepare(b)
 		l.Covered(0, seq)
 	}
 	for range 1000 {
@@ -422,7 +426,7 @@ func TestLogAppendAtCompact(t *testing.T) {
 			}
 			l := NewLog(1<<30, 1000, 1)
 			l.Src = src
-			if !l.AppendAt(b, pos) {
+			if !l.AppendAt(b, &pos) {
 				t.Fatal("refused")
 			}
 			var e *Entry
@@ -442,6 +446,74 @@ func TestLogAppendAtCompact(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLogLazyFill: AppendAt's entry is filled once, by whichever comes first — the unit's
+// Prepare, or the log when a replay needs it (from the batch, which no unit started) — and
+// a batch whose entry left the log and was reused for another batch (a failed unit waking
+// up with it) fills nothing: the entry keeps the other batch's packets. With -race, a unit
+// and the log racing for one entry fill it once, consistently.
+func TestLogLazyFill(t *testing.T) {
+	src := &mapSource{frames: map[uint64][]byte{}}
+	l := NewLog(1<<30, 1000, 1)
+	l.Src = src
+	pos := make([]uint64, 8)
+	logged := func(b *unit.Batch) {
+		for i := range b.N {
+			pos[i] = b.Pkts[i].Clock * 10
+			src.frames[pos[i]] = bytes.Clone(b.Pkts[i].Data)
+		}
+		if !l.AppendAt(b, &pos) {
+			t.Fatal("refused")
+		}
+	}
+	check := func(b *unit.Batch, clocks []uint64) {
+		t.Helper()
+		var e *Entry
+		l.Since(0, b.Seq-1, func(x *Entry) {
+			if x.Seq == b.Seq {
+				e = x
+			}
+		})
+		r := unit.NewBatch(1, nil)
+		if err := e.Fill(r); err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range clocks {
+			if r.Pkts[i].Clock != c || !bytes.Equal(r.Pkts[i].Data, src.frames[c*10]) {
+				t.Fatalf("batch %d, packet %d: clock %d, want %d (and its frame)", b.Seq, i, r.Pkts[i].Clock, c)
+			}
+		}
+	}
+	old := batch(0, 1, 4)
+	logged(old)
+	stale := old.Log
+	l.Covered(0, 1) // trimmed: its entry is free for the next batch
+	b := batch(0, 2, 4)
+	logged(b)
+	if b.Log != stale {
+		t.Fatal("the entry was not reused (the test needs it)")
+	}
+	stale.Prepare(old) // the failed unit's batch, whose entry is b's now: nothing (else old's clocks)
+	check(b, []uint64{b.Pkts[0].Clock, b.Pkts[1].Clock, b.Pkts[2].Clock, b.Pkts[3].Clock})
+
+	// A unit and the log (a replay) race for one entry: either fills it, once.
+	for seq := uint64(3); seq < 200; seq++ {
+		b := batch(0, seq, 8)
+		logged(b)
+		want := make([]uint64, b.N)
+		for i := range want {
+			want[i] = b.Pkts[i].Clock
+		}
+		done := make(chan struct{})
+		go func() {
+			b.Log.Prepare(b)
+			close(done)
+		}()
+		check(b, want)
+		<-done
+		l.Covered(0, seq)
 	}
 }
 
@@ -514,7 +586,8 @@ func BenchmarkLogAppendAt(b *testing.B) {
 		for j := range pos {
 			pos[j] = uint64(i + j)
 		}
-		l.AppendAt(bt, pos)
+		l.AppendAt(bt, &pos)
+		bt.Log.Prepare(bt) // (the unit's part)
 		l.Covered(0, seq)
 	}
 }

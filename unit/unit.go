@@ -74,7 +74,19 @@ type Batch struct {
 	OutClock []uint64
 	Home     chan *Batch
 
+	// Log, if set, is the root's packet log's entry for the batch, which the unit prepares
+	// (takes the packets' metadata into) before it processes the batch: on the unit's core,
+	// not the root's (replay.Log.AppendAt). LogTicket says which use of the entry is this
+	// batch's.
+	Log       Preparer
+	LogTicket uint64
+
 	extra []packet.Packet // copies of emitted packets
+}
+
+// Preparer is a packet log's entry for a batch (Batch.Log).
+type Preparer interface {
+	Prepare(b *Batch)
 }
 
 // NewBatch returns a batch for up to n packets that returns to home when written.
@@ -89,7 +101,7 @@ func NewBatch(n int, home chan *Batch) *Batch {
 // Reset empties the batch for refilling.
 func (b *Batch) Reset() {
 	b.N, b.Ctl, b.Out, b.OutStamp, b.OutClock = 0, b.Ctl[:0], b.Out[:0], b.OutStamp[:0], b.OutClock[:0]
-	b.Seq, b.Checkpoint, b.Replay = 0, false, false
+	b.Seq, b.Checkpoint, b.Replay, b.Log, b.LogTicket = 0, false, false, nil, 0
 	b.extra = b.extra[:0] // the copies of emitted packets went out with the batch
 }
 
@@ -400,6 +412,9 @@ func (u *Unit) Run() {
 // process runs a batch: runs of packets through the chain, controls between them, packets
 // of flows whose state has not arrived held aside.
 func (u *Unit) process(b *Batch) {
+	if b.Log != nil {
+		b.Log.Prepare(b) // before anything rewrites the packets
+	}
 	u.inBatch = true
 	defer func() { u.inBatch = false }()
 	u.stats.Batches++

@@ -59,7 +59,8 @@ type Log struct {
 
 	covered []uint64 // by unit: the position its latest durable checkpoint reflects
 
-	// OnTrim, if set, is called with every entry leaving the log (covered by a checkpoint).
+	// OnTrim, if set, is called with every entry leaving the log (covered by a checkpoint);
+	// it may read the entry's Unit, Seq and Ctl.
 	OnTrim func(e *Entry)
 	// Lend makes Keep lend the frames it keeps (true from NewLog). Off, the batches get
 	// copies (a chain whose NFs write frames themselves: snf.FrameWriter) and the log saves
@@ -110,7 +111,7 @@ type Entry struct {
 	st     atomic.Uint64
 	ticket uint64
 	batch  *unit.Batch // (lazy) the batch to fill it from
-	posv   []uint64    // (lazy) the batch's packets' positions in Src
+	posv   []uint64    // (lazy) the batch's packets' positions in Src (not in Bytes: metadata)
 }
 
 // Meta is a logged packet's metadata (Entry.Meta); Entry.Frame returns its frame. (No
@@ -314,11 +315,17 @@ func (l *Log) entryAt(b *unit.Batch, pos *[]uint64) *Entry {
 
 // Prepare fills the entry AppendAt made for batch b from b's packets, unless it was filled
 // already or is another batch's now (unit.Preparer: the unit calls it before it processes b).
+// If the log is filling it (a replay needs it: b's unit was declared failed), it returns
+// once the log is done: b's packets stay as sent until then.
 func (e *Entry) Prepare(b *unit.Batch) {
 	t := b.LogTicket
 	if e.st.CompareAndSwap(t<<2, t<<2|1) {
 		e.fill(b)
 		e.st.Store(t<<2 | 2)
+		return
+	}
+	for e.st.Load() == t<<2|1 {
+		runtime.Gosched()
 	}
 }
 
@@ -453,7 +460,11 @@ func (l *Log) Hold(pos uint64) { l.hold = pos }
 // none), what a failed unit may still be rewriting.
 func (l *Log) LowSince(unit int, pos uint64) uint64 {
 	low := noPos
-	l.Since(unit, pos, func(e *Entry) { low = min(low, e.low) })
+	for i := range l.n { // (e.low is the root's: no entry need be filled)
+		if e := l.q[(l.head+i)%len(l.q)]; e.Unit == unit && e.Seq > pos {
+			low = min(low, e.low)
+		}
+	}
 	return low
 }
 
@@ -642,10 +653,10 @@ func (l *Log) Since(unit int, pos uint64, fn func(e *Entry)) {
 
 // Until calls fn, in order, for every logged batch of unit with a Seq up to pos (batches a
 // checkpoint covers that are still logged because an older batch of another unit is not).
+// fn may read the entries' Unit, Seq and Ctl (their packets are not made ready: Since).
 func (l *Log) Until(unit int, pos uint64, fn func(e *Entry)) {
 	for i := range l.n {
 		if e := l.q[(l.head+i)%len(l.q)]; e.Unit == unit && e.Seq <= pos {
-			e.ready()
 			fn(e)
 		}
 	}

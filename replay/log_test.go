@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/snf-dev/snf/internal/pkttest"
 	"github.com/snf-dev/snf/packet"
@@ -514,6 +515,75 @@ func TestLogLazyFill(t *testing.T) {
 		check(b, want)
 		<-done
 		l.Covered(0, seq)
+	}
+}
+
+// TestLogLazyWaits: whichever of the unit and the log finds the other filling an entry
+// waits until it is filled — the unit does not start on a batch the log is reading, the log
+// does not replay an entry half filled — and a refused AppendAt takes the positions once:
+// the ForceAt that follows logs the same entry, and the caller keeps a slice of its length.
+func TestLogLazyWaits(t *testing.T) {
+	src := &mapSource{frames: map[uint64][]byte{}}
+	l := NewLog(1<<30, 6, 1) // (6 packets: a second batch of 4 is refused)
+	l.Src = src
+	pos := make([]uint64, 8)
+	mk := func(seq uint64) *unit.Batch {
+		b := batch(0, seq, 4)
+		for i := range b.N {
+			pos[i] = b.Pkts[i].Clock
+			src.frames[pos[i]] = bytes.Clone(b.Pkts[i].Data)
+		}
+		return b
+	}
+	b1 := mk(1)
+	if !l.AppendAt(b1, &pos) {
+		t.Fatal("refused")
+	}
+	e, tk := b1.Log.(*Entry), b1.LogTicket
+	for _, who := range []string{"unit", "log"} {
+		e.st.Store(tk<<2 | 1) // the other one is filling it
+		done := make(chan struct{})
+		go func() {
+			if who == "unit" {
+				e.Prepare(b1)
+			} else {
+				e.ready()
+			}
+			close(done)
+		}()
+		select {
+		case <-done:
+			t.Fatalf("the %s went on while the entry was being filled", who)
+		case <-time.After(20 * time.Millisecond):
+		}
+		e.fill(b1)
+		e.st.Store(tk<<2 | 2)
+		<-done
+	}
+	if e.Len() != 4 || e.Meta(3).Clock != b1.Pkts[3].Clock {
+		t.Fatalf("entry: %d packets", e.Len())
+	}
+
+	b2 := mk(2)
+	given := &pos[0]
+	if l.AppendAt(b2, &pos) {
+		t.Fatal("not refused")
+	}
+	if len(pos) != 8 || &pos[0] == given {
+		t.Fatalf("after a refusal: %d positions, the same slice %v; want another slice of 8", len(pos), &pos[0] == given)
+	}
+	for i := range pos {
+		pos[i] = 999 // (the caller's slice is its own: the entry keeps what it took)
+	}
+	again := pos
+	l.ForceAt(b2, &pos)
+	if &pos[0] != &again[0] || l.Len() != 2 || b2.Log.(*Entry).posv[0] != b2.Pkts[0].Clock {
+		t.Fatalf("ForceAt took the positions again, or logged another entry (%d entries)", l.Len())
+	}
+	var n int
+	l.Since(0, 1, func(x *Entry) { n = x.Len() })
+	if n != 4 {
+		t.Fatalf("the forced batch: %d packets, want 4", n)
 	}
 }
 

@@ -305,10 +305,7 @@ func (l *Log) entryAt(b *unit.Batch, pos *[]uint64) *Entry {
 		spare = make([]uint64, len(*pos))
 	}
 	e.lazy, e.batch, e.posv, *pos = true, b, (*pos)[:b.N], spare[:len(*pos)]
-	l.tickets++
-	e.ticket = l.tickets
-	e.st.Store(e.ticket << 2)
-	b.Log, b.LogTicket = e, e.ticket
+	b.Log, b.LogTicket = e, e.ticket // (its ticket is new: given when it was made or freed)
 	l.pend[b.Unit] = e
 	return e
 }
@@ -568,6 +565,7 @@ func (l *Log) alloc() *Entry {
 		return e
 	}
 	e := &Entry{low: noPos, arena: l.arena, src: l.Src}
+	l.newTicket(e)
 	if l.Src != nil {
 		e.at = make([]atMeta, 0, 64)
 	} else {
@@ -586,13 +584,17 @@ func (l *Log) recycle(e *Entry) {
 		e.own[i] = nil
 	}
 	e.pkts, e.at, e.Ctl, e.mem, e.low, e.own, e.hdrs = e.pkts[:0], e.at[:0], e.Ctl[:0], 0, noPos, e.own[:0], e.hdrs[:0]
-	if e.lazy {
-		// (A unit still holding e's batch — one that failed — has e's old ticket: its
-		// Prepare does nothing now.)
-		e.lazy, e.batch, e.posv, e.ticket = false, nil, e.posv[:0], 0
-		e.st.Store(0)
-	}
+	e.lazy, e.batch, e.posv = false, nil, e.posv[:0]
+	l.newTicket(e) // (a unit still holding e's batch — one that failed — has the old one)
 	l.free = append(l.free, e)
+}
+
+// newTicket gives e its next use's ticket, state 0 (an atomic store, a fence: here, when e
+// is made or freed, not on the root's path as it logs a batch).
+func (l *Log) newTicket(e *Entry) {
+	l.tickets++
+	e.ticket = l.tickets
+	e.st.Store(e.ticket << 2)
 }
 
 // Covered records that unit's state up to position pos (the Seq of the last batch a durable

@@ -68,7 +68,7 @@ type Log struct {
 	Lend bool
 
 	stats   LogStats
-	tickets uint64 // the last ticket of a lazy entry (AppendAt)
+	tickets uint64 // the last ticket given to an entry (newTicket)
 }
 
 // LogStats counts a log's work.
@@ -270,12 +270,12 @@ func (l *Log) Keep(u int, p *packet.Packet) []byte {
 	return nil // its buffer is reused once trimmed: not lent
 }
 
-// AppendAt logs batch b as Append does, its packets' frames being at positions pos[i] of
-// the log's Src (port.Rereader.Positions; len(pos) ≥ b.N), which reads them again for a replay:
+// AppendAt logs batch b as Append does, its packets' frames being at positions (*pos)[i] of
+// the log's Src (port.Rereader.Positions; len(*pos) ≥ b.N), which reads them again for a replay:
 // the log keeps each packet's position and metadata, no frame, and lends nothing (the
 // caller gives the batch the frames).
 //
-// It copies the positions only: the packets' metadata is taken from b's packets by
+// It takes the positions only: the packets' metadata is taken from b's packets by
 // b.Log.Prepare, which the unit calls as it starts on b (before it rewrites anything), on
 // its own core — the root, which reads and dispatches every packet, is the pipeline's
 // busiest stage — or, for a batch no unit started (its unit failed first), by the log

@@ -70,11 +70,11 @@ func TestDedupModel(t *testing.T) {
 	}
 }
 
-// TestMarkClocksEqualsMark: markClocks (a batch's clocks in one loop, mark's common cases
-// inline: what the egress does with a batch of a slot whose unit never failed) leaves the
-// marks, the highest clock and the cleared range exactly as mark called per clock, over
-// random batches: rising and repeated clocks, clocks behind the highest, behind the window,
-// and jumps past what is cleared and past the window.
+// TestMarkClocksEqualsMark: markClocks over a batch (its highest clock and cleared range
+// kept in registers through the loop) leaves the marks, the highest clock and the cleared
+// range exactly as marking its clocks one at a time, over random batches: rising and
+// repeated clocks, clocks behind the highest, behind the window, and jumps past what is
+// cleared and past the window.
 func TestMarkClocksEqualsMark(t *testing.T) {
 	for seed := range uint64(50) {
 		a, b := &egress{}, &egress{}
@@ -105,8 +105,8 @@ func TestMarkClocksEqualsMark(t *testing.T) {
 				}
 				clocks[i] = next
 			}
-			for _, c := range clocks {
-				a.mark(c)
+			for i := range clocks {
+				a.markClocks(clocks[i : i+1])
 			}
 			b.markClocks(clocks)
 			if a.hi != b.hi || a.clean != b.clean || !slices.Equal(a.seen, b.seen) {
@@ -123,7 +123,9 @@ func TestMarkClocksEqualsMark(t *testing.T) {
 func TestDedupBatchFallsBack(t *testing.T) {
 	e := &egress{}
 	e.dedupOn(5000) // 16,384 clocks, 12,288 kept
-	for _, clocks := range [][]uint64{{100}, {12438, 145}, {16600}, {16529}} {
+	// (Then a batch whose second clock is exactly the window behind its first, which cleared
+	// the marks up to 25,096: the second's bit is 25,096's, which comes after a later one.)
+	for _, clocks := range [][]uint64{{100}, {12438, 145}, {16600}, {16529}, {21000, 8712}, {25097}, {25096}} {
 		b := &unit.Batch{}
 		pkts := make([]packet.Packet, len(clocks))
 		for i, c := range clocks {

@@ -994,8 +994,7 @@ func (e *egress) markAll(b *unit.Batch) {
 	e.markClocks(b.OutClock)
 }
 
-// markClocks marks clocks written, as mark does one by one (its common cases inline: a
-// clock behind the highest, or ahead of it within what is cleared already).
+// markClocks marks clocks written, in order.
 func (e *egress) markClocks(clocks []uint64) {
 	seen, window := e.seen, e.window()
 	mask := uint64(len(seen)*64 - 1)
@@ -1003,19 +1002,22 @@ func (e *egress) markClocks(clocks []uint64) {
 	for _, c := range clocks {
 		if c > hi {
 			if c > clean {
-				e.hi = hi
-				e.mark(c) // (clears the next clocks)
-				hi, clean = e.hi, e.clean
-				continue
+				// Clear the bits of the clocks the window leaves (they map to the new ones), a
+				// few thousand at once rather than a bit or two per output.
+				e.clear(clean+1, c+dedupAhead)
+				clean = c + dedupAhead
 			}
 			hi = c
 		} else if c+window <= hi {
-			continue // behind the window (mark says why)
+			// Behind the window already (an output of a batch whose clocks fall back by more
+			// than the window, judged against where it stood before the batch): its bit is a
+			// clock's ahead, which must stay clear.
+			continue
 		}
 		i := c & mask
 		seen[i/64] |= 1 << (i % 64)
 	}
-	e.hi = hi
+	e.hi, e.clean = hi, clean
 }
 
 // dedup drops from b the outputs of packets written before, and marks the others. All of a
@@ -1054,32 +1056,11 @@ func (e *egress) dedup(b *unit.Batch) {
 			e.dups++
 			continue
 		}
-		c := b.OutClock[i]
-		e.mark(c)
-		b.Out[k], b.OutStamp[k], b.OutClock[k] = p, b.OutStamp[i], c
+		b.Out[k], b.OutStamp[k], b.OutClock[k] = p, b.OutStamp[i], b.OutClock[i]
 		k++
 	}
 	b.Out, b.OutStamp, b.OutClock = b.Out[:k], b.OutStamp[:k], b.OutClock[:k]
-}
-
-// mark marks clock c written.
-func (e *egress) mark(c uint64) {
-	if c > e.hi {
-		if c > e.clean {
-			// Clear the bits of the clocks the window leaves (they map to the new ones), a
-			// few thousand at once rather than a bit or two per output.
-			e.clear(e.clean+1, c+dedupAhead)
-			e.clean = c + dedupAhead
-		}
-		e.hi = c
-	} else if c+e.window() <= e.hi {
-		// Behind the window already (an output of a batch whose clocks fall back by more than
-		// the window, judged against where it stood before the batch): its bit is a clock's
-		// ahead, which must stay clear.
-		return
-	}
-	w, m := e.bit(c)
-	*w |= m
+	e.markClocks(b.OutClock) // (the fresh ones, judged above against the marks before b)
 }
 
 func (e *egress) run(in chan *unit.Batch) error {

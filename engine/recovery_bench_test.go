@@ -101,7 +101,7 @@ func BenchmarkRecovery(b *testing.B) {
 				c0, start := cpuTime(), time.Now()
 				n := run(b, modes[k].in, modes[k].on, nil).Packets
 				d := time.Since(start)
-				windows.add(b.Name(), modes[k].name, w0, monotonic())
+				benchWindow(b.Name(), modes[k].name, w0, monotonic())
 				cpu[k] += cpuTime() - c0
 				pkts[k] += n
 				took[k] += d
@@ -237,20 +237,18 @@ func bootstrapMean(v []float64, conf float64) (lo, hi float64) {
 	return means[cut], means[len(means)-1-cut]
 }
 
-// windows, with SNF_BENCH_WINDOWS set, appends to that file a line per run: the benchmark,
-// the mode, and the run's start and end on CLOCK_MONOTONIC (seconds) — the clock of `perf
-// record -k mono`, so that internal/perfsplit can split a profile of the whole benchmark by
-// mode: CPU samples per mode and function, from runs interleaved in one process (on this
-// shared machine, the one measure that tells a few ns per packet apart; BENCHMARKS.md).
-var windows = benchWindows{path: os.Getenv("SNF_BENCH_WINDOWS")}
-
-type benchWindows struct{ path string }
-
-func (w benchWindows) add(bench, mode string, start, end float64) {
-	if w.path == "" {
+// benchWindow, with SNF_BENCH_WINDOWS set, appends to that file a line per run: the
+// benchmark, the mode, and the run's start and end on CLOCK_MONOTONIC (seconds) — the clock
+// of `perf record -k mono`, so that internal/perfsplit can split a profile of the whole
+// benchmark by mode: CPU samples per mode and function, from runs interleaved in one process
+// (on this shared machine, the one measure that tells a few ns per packet apart;
+// BENCHMARKS.md).
+func benchWindow(bench, mode string, start, end float64) {
+	path := os.Getenv("SNF_BENCH_WINDOWS")
+	if path == "" {
 		return
 	}
-	f, err := os.OpenFile(w.path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		panic(err) // (a benchmark run by hand, asked for this file)
 	}
@@ -391,8 +389,10 @@ func TestLogIdleUnit(t *testing.T) {
 //     two batches and the log is trimmed to it — so the log holds as much as in a run, and
 //     the root reads into memory the log freed (an input read once);
 //   - pos: as off, and the root notes each packet's position in the input, and logs the
-//     batch with them (replay.Log.AppendAt: metadata only), and checkpoints as on (an input
-//     that can be read again: memory, a capture file); the frames are lent as in off.
+//     batch with them (replay.Log.AppendAt), whose metadata the batch's path then takes into
+//     the log as a unit does (Entry.Prepare: in the path, not the root's stage), and
+//     checkpoints as on (an input that can be read again: memory, a capture file); the
+//     frames are lent as in off.
 //
 // It reports the root's stage per packet (read, copy or lend, log: the serial stage of the
 // pipeline, which bounds its throughput) and the whole path per batch, median and p99, for

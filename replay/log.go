@@ -155,14 +155,6 @@ func (e *Entry) Meta(i int) Meta {
 		pos: e.at0.pos + uint64(a.pos), WireLen: int32(a.wire), len: int32(a.len), where: inSource}
 }
 
-// clock returns the i-th packet's clock.
-func (e *Entry) clock(i int) uint64 {
-	if len(e.at) == 0 {
-		return e.pkts[i].Clock
-	}
-	return e.at0.Clock + uint64(e.at[i].clock)
-}
-
 // Where a logged packet's frame is (Meta.where).
 const (
 	inOwn = iota
@@ -354,57 +346,54 @@ func (e *Entry) fill(b *unit.Batch) {
 	}
 }
 
-// fillAt keeps b's packets, at pos of the input, in e.at, and reports whether they fit it.
+// fillAt keeps b's packets, at pos of the input, in e.at, and reports whether they fit it:
+// times in ns, or in µs when they are more than 2.1 s apart (a sparse capture at full speed,
+// whose batches span seconds of its time; a classic pcap's times are whole µs).
 func (e *Entry) fillAt(b *unit.Batch, pos []uint64) bool {
 	if b.N == 0 {
 		return false
 	}
+	ok, far := e.fillIn(b, pos, 1)
+	if !ok && far {
+		ok, _ = e.fillIn(b, pos, 1000)
+	}
+	if !ok {
+		e.at = e.at[:0]
+	}
+	return ok
+}
+
+// fillIn is fillAt with times in units of unit ns; far reports times too far apart for it.
+func (e *Entry) fillIn(b *unit.Batch, pos []uint64, unit int64) (ok, far bool) {
 	p0 := &b.Pkts[0]
-	e.at0.Time, e.at0.Clock, e.at0.pos, e.tunit = p0.Time, p0.Clock, pos[0], 1
+	e.at0.Time, e.at0.Clock, e.at0.pos, e.tunit = p0.Time, p0.Clock, pos[0], unit
 	e.at = slices.Grow(e.at[:0], b.N)[:b.N]
 	for i := range e.at {
 		p := &b.Pkts[i]
 		dp, dc, dt := pos[i]-pos[0], p.Clock-p0.Clock, p.Time-p0.Time
-		if dp > math.MaxUint32 || dc > math.MaxUint32 || dt != int64(int32(dt)) ||
-			uint(p.WireLen) > math.MaxUint16 || uint(len(p.Data)) > math.MaxUint16 {
-			// (Times more than 2.1 s apart: a sparse capture at full speed, whose batches
-			// span seconds of its time. A classic pcap's times are whole µs.)
-			if dt != int64(int32(dt)) {
-				return e.fillAtMicro(b, pos)
+		if unit != 1 { // (no division on the common path)
+			if dt%unit != 0 {
+				return false, false
 			}
-			e.at = e.at[:0]
-			return false
+			dt /= unit
+		}
+		if dt != int64(int32(dt)) {
+			return false, true
+		}
+		if dp > math.MaxUint32 || dc > math.MaxUint32 || uint(p.WireLen) > math.MaxUint16 || uint(len(p.Data)) > math.MaxUint16 {
+			return false, false
 		}
 		a := &e.at[i]
 		a.flow, a.pos, a.clock, a.time, a.wire, a.len = p.Flow, uint32(dp), uint32(dc), int32(dt), uint16(p.WireLen), uint16(len(p.Data))
 	}
-	return true
+	return true, false
 }
 
-// fillAtMicro is fillAt with times in µs (±35 minutes of the first): it reports false,
-// keeping nothing, when they do not fit or are not whole µs apart.
-func (e *Entry) fillAtMicro(b *unit.Batch, pos []uint64) bool {
-	const us = 1000
-	p0 := &b.Pkts[0]
-	e.tunit = us
-	for i := range e.at {
-		p := &b.Pkts[i]
-		dp, dc, dt := pos[i]-pos[0], p.Clock-p0.Clock, p.Time-p0.Time
-		if dp > math.MaxUint32 || dc > math.MaxUint32 || dt%us != 0 || dt/us != int64(int32(dt/us)) ||
-			uint(p.WireLen) > math.MaxUint16 || uint(len(p.Data)) > math.MaxUint16 {
-			e.at = e.at[:0]
-			return false
-		}
-		a := &e.at[i]
-		a.flow, a.pos, a.clock, a.time, a.wire, a.len = p.Flow, uint32(dp), uint32(dc), int32(dt/us), uint16(p.WireLen), uint16(len(p.Data))
-	}
-	return true
-}
-
-// holds reports whether e was made for batch b: the same packets (by their clocks).
+// holds reports whether e, whose frames Keep kept, was made for batch b: the same packets
+// (by their clocks).
 func (e *Entry) holds(b *unit.Batch) bool {
-	n := e.Len()
-	return n == b.N && (n == 0 || e.clock(0) == b.Pkts[0].Clock && e.clock(n-1) == b.Pkts[n-1].Clock)
+	n := len(e.pkts)
+	return n == b.N && (n == 0 || e.pkts[0].Clock == b.Pkts[0].Clock && e.pkts[n-1].Clock == b.Pkts[n-1].Clock)
 }
 
 // pending returns the entry of unit u's batch being filled, starting one if need be.

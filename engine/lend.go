@@ -17,7 +17,7 @@ import (
 // this, BENCHMARKS.md "Seventh session".)
 //
 // The live engine lends when the root would otherwise copy each packet into a batch: without
-// a packet log, and when the log keeps positions in the input (replay.Log.AppendAt), whose
+// a packet log, and when the log keeps positions in the input (replay.Log.Src), whose
 // replays read the input again. (When the log keeps the frames, it lends them itself:
 // replay.Log.Keep.) Not for a chain whose NFs write frames themselves (snf.FrameWriter).
 //

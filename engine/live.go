@@ -229,11 +229,9 @@ type live struct {
 	replaced   []atomic.Bool   // by slot: a unit of it failed (its outputs may repeat: the egress checks them)
 	egressed   []atomic.Uint64 // by slot: the highest Seq the egress is done with (its frames read)
 	zombies    []zombie        // failed units that may still rewrite frames lent to them
-	src        port.Rereader   // the input, when the log keeps positions in it (Log.AppendAt)
-	rpos       []uint64        // with src: where the packets of the root's read are in it
-	pos        [][]uint64      // with src: by slot, where the packets of its batch being filled are
+	src        port.Rereader   // the input, when the log keeps positions in it (packet.Packet.Pos)
+	lastPos    uint64          // with src: the Pos of the last packet read, plus 1 (0: none yet)
 	lend       *lender         // nil: the root copies packets into batches, or the log lends
-	cur        int             // the index in the root's batch of the packet it dispatches
 	faults     []Fault
 	oldChains  []*snf.Chain
 	failures   uint64
@@ -333,14 +331,27 @@ func (l *live) freeBatch(u int) *unit.Batch {
 	}
 }
 
+// checkPos checks, per read, that the input gives its packets increasing positions
+// (port.Rereader), else a replay would read the wrong frames. Per read, not per packet: it
+// catches an input that sets none, and positions that repeat or go back across reads or
+// within one as a whole, for no cost per packet.
+func (l *live) checkPos(pkts []packet.Packet) error {
+	first, last := pkts[0].Pos, pkts[len(pkts)-1].Pos
+	if first < l.lastPos || last < first || last-first < uint64(len(pkts)-1) {
+		return fmt.Errorf("engine: the input's packets do not give increasing positions (%d to %d in a read of %d, after %d): it cannot be read again (port.Rereader)", first, last, len(pkts), int64(l.lastPos)-1)
+	}
+	l.lastPos = last + 1
+	return nil
+}
+
 // Send implements root.Target.
 func (l *live) Send(u int, p *packet.Packet) {
 	b := l.batch(u)
 	var f []byte
 	switch {
 	case l.src != nil:
-		// The input can read p again: the log keeps where p is in it, no frame (logBatch).
-		l.pos[u][b.N] = l.rpos[l.cur]
+		// The input can read p again: the log keeps where p is in it (p.Pos, which the
+		// batch's packet takes along), no frame.
 		f = l.lend.take(u, p)
 	case l.log != nil:
 		f = l.log.Keep(u, p)
@@ -664,10 +675,6 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	if rr, ok := cfg.In.(port.Rereader); ok && l.log != nil && rr.Rereadable() {
 		// The input can read its frames again: the log keeps their positions in it.
 		l.src, l.log.Src = rr, rr
-		l.rpos, l.pos = make([]uint64, cfg.Batch), make([][]uint64, n)
-		for u := range l.pos {
-			l.pos[u] = make([]uint64, cfg.Batch)
-		}
 	}
 	var arena *packet.Arena // the root reads into it (packet.Packet.UseArena; nil: no arena)
 	switch {
@@ -732,9 +739,8 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			}
 		}
 		n, err := cfg.In.Read(batch)
-		if l.src != nil {
-			if l.rpos = l.src.Positions(l.rpos[:0]); len(l.rpos) < n {
-				runErr = fmt.Errorf("engine: the input gave %d positions for the %d packets it read (port.Rereader)", len(l.rpos), n)
+		if l.src != nil && n > 0 {
+			if runErr = l.checkPos(batch[:n]); runErr != nil {
 				break
 			}
 		}
@@ -753,7 +759,6 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			if l.fatal != nil {
 				break
 			}
-			l.cur = i
 			r.Dispatch(&batch[i], l)
 		}
 		if l.fatal != nil {

@@ -217,25 +217,11 @@ func (l *live) applyFaults(idx uint64, t time.Duration, r *root.Root) error {
 // it may carry the handover Marker a unit waits for, and a unit waiting for a state cannot
 // checkpoint — holding b back could hold the log full for ever.
 func (l *live) logBatch(b *unit.Batch) (full bool) {
-	var ok bool
-	if l.src != nil { // the input can read b's frames again: the log keeps their positions
-		ok = l.log.AppendAt(b, &l.pos[b.Unit])
-	} else {
-		ok = l.log.Append(b)
-	}
+	ok := l.log.Append(b)
 	if !ok {
-		l.forceLog(b)
+		l.log.Force(b)
 	}
 	return !ok
-}
-
-// forceLog logs b even beyond the log's bound (Log.Force).
-func (l *live) forceLog(b *unit.Batch) {
-	if l.src != nil {
-		l.log.ForceAt(b, &l.pos[b.Unit])
-		return
-	}
-	l.log.Force(b)
 }
 
 // waitRoom waits until the log is back within its bound: it sends on the other units'
@@ -248,7 +234,7 @@ func (l *live) waitRoom() error {
 		for v, lv := range l.units {
 			if lv.cur != nil && len(lv.cur.Ctl) > 0 {
 				l.number(v, lv.cur)
-				l.forceLog(lv.cur)
+				l.log.Force(lv.cur)
 				lv.cur.Stamp = time.Now().UnixNano()
 				lv.u.In <- lv.cur
 				l.sentB[v]++

@@ -388,8 +388,8 @@ func TestLogIdleUnit(t *testing.T) {
 //     at each checkpoint interval the unit writes an incremental checkpoint record between
 //     two batches and the log is trimmed to it — so the log holds as much as in a run, and
 //     the root reads into memory the log freed (an input read once);
-//   - pos: as off, and the root notes each packet's position in the input, and logs the
-//     batch with them (replay.Log.AppendAt), whose metadata the batch's path then takes into
+//   - pos: as off, and the root logs the batch, whose packets carry their positions in the
+//     input (packet.Packet.Pos), and whose metadata the batch's path then takes into
 //     the log as a unit does (Entry.Prepare: in the path, not the root's stage), and
 //     checkpoints as on (an input that can be read again: memory, a capture file); the
 //     frames are lent as in off.
@@ -444,7 +444,6 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 		n, k     int
 		seq      uint64
 		sink     byte
-		pos      = make([]uint64, batch)
 	)
 	for m := range modes {
 		read[m] = make([]packet.Packet, batch)
@@ -487,6 +486,7 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 			for j := range in {
 				fr := &frames[n+j]
 				in[j].SetData(fr.Data, fr.Time, fr.WireLen)
+				in[j].Pos = uint64(n + j) // (as a memory input's Read, in every mode)
 				in[j].Clock = uint64(n + j + 1)
 				var f []byte
 				switch m { // as live.Send
@@ -495,7 +495,6 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 				case 1:
 					f = logs[m].Keep(0, &in[j])
 				case 2:
-					pos[j] = uint64(n + j) // (the root's copy of the read's positions)
 					f = in[j].Data
 				}
 				if f != nil {
@@ -509,7 +508,7 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 			case 1:
 				logs[m].Append(bt)
 			case 2:
-				logs[m].AppendAt(bt, &pos)
+				logs[m].Append(bt)
 			}
 			t1 := time.Now()
 			if bt.Log != nil {

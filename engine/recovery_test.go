@@ -316,23 +316,52 @@ func TestRecoveryFromCaptureFile(t *testing.T) {
 	}
 }
 
-// badPositions is a memory input that says it can read its packets again but gives no
-// positions for them (a broken port.Rereader).
-type badPositions struct{ *mem.Reader }
+// badPositions is a memory input that says it can read its packets again but gives them
+// other positions than its own (a broken port.Rereader): pos maps the i-th packet's.
+type badPositions struct {
+	*mem.Reader
+	pos  func(i uint64) uint64
+	read uint64
+}
 
-func (badPositions) Positions(dst []uint64) []uint64 { return dst }
+func (b *badPositions) Read(pkts []packet.Packet) (int, error) {
+	n, err := b.Reader.Read(pkts)
+	for i := range pkts[:n] {
+		pkts[i].Pos = b.pos(b.read)
+		b.read++
+	}
+	return n, err
+}
 
-// TestRecoveryBadPositions: an input whose Positions do not match its packets fails the run
-// with an error that says so, not a panic.
+// TestRecoveryBadPositions: an input whose packets' positions cannot be theirs — none set,
+// each twice, going back, or the same in every read — fails the run with an error that
+// says so, not a panic (nor a replay of the wrong frames).
 func TestRecoveryBadPositions(t *testing.T) {
 	spec, err := snf.ChainFromNames("nat,firewall")
 	if err != nil {
 		t.Fatal(err)
 	}
+	for name, pos := range map[string]func(uint64) uint64{
+		"none":        func(uint64) uint64 { return 0 },
+		"each twice":  func(i uint64) uint64 { return i - i%2 },
+		"going back":  func(i uint64) uint64 { return i - 5*min(i/100, 1) }, // packet 100 at 95
+		"only in one": func(i uint64) uint64 { return i%64 + 1000 },         // a batch-sized input's
+	} {
+		t.Run(name, func(t *testing.T) {
+			pol, _ := policy.New("static", policy.Options{StaticUnits: 2})
+			in := &badPositions{Reader: mem.NewReader(generated(t, 1000)), pos: pos}
+			_, err = engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: in,
+				Policy: pol, MinUnits: 2, MaxUnits: 2, Capacity: 1e6, Recovery: true})
+			if err == nil || !strings.Contains(err.Error(), "positions") {
+				t.Fatalf("err %v, want one about the input's positions", err)
+			}
+		})
+	}
+	// Its own positions, as the Reader gives them: the run passes.
 	pol, _ := policy.New("static", policy.Options{StaticUnits: 2})
-	_, err = engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: badPositions{mem.NewReader(generated(t, 1000))},
-		Policy: pol, MinUnits: 2, MaxUnits: 2, Capacity: 1e6, Recovery: true})
-	if err == nil || !strings.Contains(err.Error(), "positions") {
-		t.Fatalf("err %v, want one about the input's positions", err)
+	in := &badPositions{Reader: mem.NewReader(generated(t, 1000)), pos: func(i uint64) uint64 { return i }}
+	if _, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: in,
+		Policy: pol, MinUnits: 2, MaxUnits: 2, Capacity: 1e6, Recovery: true}); err != nil {
+		t.Fatalf("an input with its own positions: %v", err)
 	}
 }

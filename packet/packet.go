@@ -69,6 +69,10 @@ type Packet struct {
 	// elastic runtime; 0 when unset): it survives header rewrites, so the egress can check
 	// each flow's order.
 	Flow uint64
+	// Pos is where the frame is in its input, set by a Reader that can read it again
+	// (port.Rereader: an index in memory, a capture file's offset), for a packet log to keep
+	// instead of the frame. It travels with the packet: set once by Read, on no other path.
+	Pos uint64
 
 	// Parse results.
 	Flags      Flags
@@ -109,7 +113,7 @@ func (p *Packet) SetData(frame []byte, ts int64, wireLen int) {
 		wireLen = len(frame)
 	}
 	p.WireLen = wireLen
-	p.Clock, p.Flow = 0, 0
+	p.Clock, p.Flow, p.Pos = 0, 0, 0
 }
 
 // setArena gives p memory in its arena for an n-byte frame; when the arena has no room, new

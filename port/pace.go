@@ -2,7 +2,6 @@ package port
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"time"
 
@@ -61,8 +60,7 @@ type paced struct {
 
 	buf        []packet.Packet // packets read from r; buf[head:n] are not yet released
 	head, n    int
-	rr         Rereader // r, if it can read its packets again
-	pos, out   []uint64 // (rr) buf[i]'s position in r; the last Read's pkts[i]'s
+	rr         Rereader // r, if it can read its packets again (their Pos travel with them)
 	err        error    // r's error, returned once buf is drained
 	started    bool
 	firstTime  int64     // timestamp of the first packet
@@ -89,7 +87,6 @@ func (p *paced) due(ts int64) time.Time {
 }
 
 func (p *paced) Read(pkts []packet.Packet) (int, error) {
-	p.out = p.out[:0]
 	if len(pkts) == 0 {
 		return 0, nil
 	}
@@ -126,9 +123,6 @@ func (p *paced) Read(pkts []packet.Packet) (int, error) {
 			}
 		}
 		pkts[i], p.buf[p.head] = p.buf[p.head], pkts[i]
-		if p.rr != nil {
-			p.out = append(p.out, p.pos[p.head])
-		}
 		i++
 		p.head++
 	}
@@ -147,14 +141,6 @@ func (p *paced) fill(n int) bool {
 	k, err := p.r.Read(p.buf[:n])
 	k = max(0, min(k, n))
 	p.head, p.n, p.err = 0, k, err
-	if p.rr != nil {
-		if p.pos = p.rr.Positions(p.pos[:0]); len(p.pos) < k {
-			// A broken Rereader: the packets without a position are not handed over.
-			p.n = len(p.pos)
-			p.err = fmt.Errorf("port: the paced input gave %d positions for the %d packets it read (Rereader)", len(p.pos), k)
-			return p.n > 0
-		}
-	}
 	if k == 0 && err == nil {
 		return false // r broke the Reader contract: nothing and no error; try again next Read
 	}
@@ -165,9 +151,6 @@ func (p *paced) Close() error { return p.r.Close() }
 
 // Rereadable reports whether r can read its packets again (Rereader).
 func (p *paced) Rereadable() bool { return p.rr != nil }
-
-// Positions appends where the packets of the last Read are in r to dst (Rereader).
-func (p *paced) Positions(dst []uint64) []uint64 { return append(dst, p.out...) }
 
 // Reread reads a packet of r again (Rereader).
 func (p *paced) Reread(dst []byte, pos uint64, n int) ([]byte, error) {

@@ -271,9 +271,9 @@ func equalD(a, b []time.Duration) bool {
 	return true
 }
 
-// TestPacedRereads: a paced Rereader is one — Positions names, for each packet of the last Read, its
-// frame in the input (read ahead and handed out over several Reads), and Reread reads it
-// again; a paced Reader that is not one says so.
+// TestPacedRereads: a paced Rereader is one — each packet's Pos names its frame in the input
+// (read ahead and handed out over several Reads), and Reread reads it again; a paced Reader
+// that is not one says so.
 func TestPacedRereads(t *testing.T) {
 	fs := framesAt(0, 10, 20, 30, 1000, 1010, 2000, 2001, 2002, 5000)
 	c := newFakeClock()
@@ -286,17 +286,13 @@ func TestPacedRereads(t *testing.T) {
 	seen := 0
 	for {
 		n, err := r.Read(pkts)
-		all := rr.Positions(nil)
-		if len(all) != n {
-			t.Fatalf("%d positions for %d packets", len(all), n)
-		}
 		for i := range n {
 			idx := int(pkts[i].Data[0])
 			if idx != seen {
 				t.Fatalf("packet %d out of order (want %d)", idx, seen)
 			}
 			seen++
-			pos := all[i]
+			pos := pkts[i].Pos
 			got, err := rr.Reread(nil, pos, len(pkts[i].Data))
 			if err != nil || got[0] != byte(idx) {
 				t.Fatalf("packet %d: Pos %d rereads %v, %v", idx, pos, got, err)
@@ -316,47 +312,5 @@ func TestPacedRereads(t *testing.T) {
 	once := port.Paced(port.Copied(mem.NewReader(fs)), 1, c.sleep, c.now)
 	if rr, ok := once.(port.Rereader); ok && rr.Rereadable() {
 		t.Error("a paced input read once says it can read its packets again")
-	}
-}
-
-// fewPositions is a memory input whose Positions give one position fewer than the packets
-// read (a broken Rereader).
-type fewPositions struct{ *mem.Reader }
-
-func (f fewPositions) Positions(dst []uint64) []uint64 {
-	n := len(dst)
-	dst = f.Reader.Positions(dst)
-	if len(dst) > n {
-		dst = dst[:len(dst)-1]
-	}
-	return dst
-}
-
-// TestPacedBadPositions: a paced input over a Rereader whose positions miss packets hands
-// over only the packets it has positions for, then fails with an error that says so — no
-// panic.
-func TestPacedBadPositions(t *testing.T) {
-	fs := make([]mem.Frame, 10)
-	for i := range fs {
-		fs[i] = mem.Frame{Data: []byte{byte(i)}, Time: int64(i)}
-	}
-	c := &fakeClock{t: time.Unix(1000, 0)}
-	r := port.Paced(fewPositions{mem.NewReader(fs)}, 1, c.sleep, c.now).(port.Rereader)
-	pkts := make([]packet.Packet, 16)
-	got := 0
-	var err error
-	for range 20 {
-		var n int
-		n, err = r.Read(pkts)
-		got += n
-		if pos := r.Positions(nil); len(pos) != n {
-			t.Fatalf("%d positions for %d packets", len(pos), n)
-		}
-		if err != nil {
-			break
-		}
-	}
-	if err == nil || err == io.EOF || got >= len(fs) {
-		t.Fatalf("err %v after %d of %d packets: want an error about the positions, packets withheld", err, got, len(fs))
 	}
 }

@@ -24,12 +24,11 @@ type Reader interface {
 // only, and the root's reads touch no more memory than without it.
 type Rereader interface {
 	Reader
-	// Rereadable reports whether Positions and Reread work (a capture read from a pipe: no).
+	// Rereadable reports whether Reread works (a capture read from a pipe: no). When it
+	// does, Read sets each packet's Pos to where its frame is in the input, increasing from
+	// packet to packet (the root checks: an input that sets none fails the run).
 	Rereadable() bool
-	// Positions appends to dst where the frames of the last Read's packets are in the
-	// input, in order (one call per Read: the root asks for a batch's at once).
-	Positions(dst []uint64) []uint64
-	// Reread appends the n-byte frame at pos (one of Positions) to dst. It fails when the
+	// Reread appends the n-byte frame at pos (a packet's Pos) to dst. It fails when the
 	// input no longer holds that frame (a file truncated since).
 	Reread(dst []byte, pos uint64, n int) ([]byte, error)
 }

@@ -18,7 +18,7 @@ import (
 // its replacement.
 //
 // From an input that can read its packets again (Src: memory, a capture file), the log
-// keeps where each packet is in it (AppendAt) and its metadata, no frame: a replay reads the
+// keeps where each packet is in it (packet.Packet.Pos) and its metadata, no frame: a replay reads the
 // frames again; the units get the frames as without a log (the live engine lends them from an
 // arena of its own, reused as soon as the egress wrote them: engine/lend.go). The metadata is
 // taken from the batch by the unit, as it starts on it (Entry.Prepare), not by the root.
@@ -52,8 +52,8 @@ type Log struct {
 	arena   *packet.Arena
 	keptEnd uint64 // the arena position after the last frame kept: the root is done below it
 
-	// Src, if set, is the input the root reads, which can read its frames again: AppendAt
-	// then keeps where each packet is in it, not its frame.
+	// Src, if set, is the input the root reads, which can read its frames again: Append
+	// then keeps where each packet is in it (its Pos), not its frame.
 	Src  Source
 	hold uint64 // Hold's position (noPos: none)
 
@@ -92,7 +92,7 @@ type Entry struct {
 	Now   int64
 	Ctl   []unit.Control
 	pkts  []Meta   // its packets (Len, Meta) — or, kept by their positions, at
-	at    []atMeta // (AppendAt, compact: each relative to at0)
+	at    []atMeta // (kept by position, compact: each relative to at0)
 	at0   Meta     // at's base: Clock, Time and pos
 	tunit int64    // at's unit of time: 1 ns, or 1 µs (times seconds apart)
 	mem   int      // bytes of its frames (and saved headers)
@@ -103,7 +103,7 @@ type Entry struct {
 	src   Source
 	n     int // packets (set when pushed: the log's count)
 
-	// An entry AppendAt made is filled lazily (Prepare): by the unit, as it starts on the
+	// An entry made with Src is filled lazily (Prepare): by the unit, as it starts on the
 	// batch, or by the log when it needs the entry first (a replay). st is the entry's
 	// ticket << 2 | its state (0 to fill, 1 being filled, 2 filled): a unit that holds a
 	// batch of an entry since reused (a failed unit waking up) has another ticket.
@@ -111,7 +111,6 @@ type Entry struct {
 	st     atomic.Uint64
 	ticket uint64
 	batch  *unit.Batch // (lazy) the batch to fill it from
-	posv   []uint64    // (lazy) the batch's packets' positions in Src (not in Bytes: metadata)
 }
 
 // Meta is a logged packet's metadata (Entry.Meta); Entry.Frame returns its frame. (No
@@ -128,7 +127,7 @@ type Meta struct {
 	where   uint8 // inOwn, inArena (pos: its position) or inSource (pos: its Source position)
 }
 
-// atMeta is a packet AppendAt kept by its position, compactly: half a Meta. The log holds
+// atMeta is a packet kept by its position, compactly: half a Meta. The log holds
 // a packet's metadata for a checkpoint interval, milliseconds, long out of the cache when
 // it is reused: what the root pays for it is the cache lines it writes (measured: 48 bytes
 // a packet cost the root ~7 ns of its ~60 in BenchmarkRecoveryPath). Times are in ns, or in
@@ -164,7 +163,7 @@ const (
 
 // Frame returns the i-th packet's frame as the log holds it: a frame Keep lent may have had
 // its headers rewritten in place since (Original returns it as it was read); nil for a
-// frame AppendAt left in the input.
+// frame left in the input (Src).
 func (e *Entry) Frame(i int) []byte {
 	m := e.Meta(i)
 	switch m.where {
@@ -179,7 +178,7 @@ func (e *Entry) Frame(i int) []byte {
 // Original appends the i-th packet's frame as the root read it to dst: the headers Keep
 // saved, then the rest of the frame (which no rewrite touches) — it does not read the saved
 // part of the frame itself, which the unit it was lent to may be rewriting still; or the
-// frame read again from the input (AppendAt), which fails when the input no longer holds it.
+// frame read again from the input (Src), which fails when the input no longer holds it.
 func (e *Entry) Original(dst []byte, i int) ([]byte, error) {
 	m := e.Meta(i)
 	if m.where == inSource {
@@ -262,47 +261,7 @@ func (l *Log) Keep(u int, p *packet.Packet) []byte {
 	return nil // its buffer is reused once trimmed: not lent
 }
 
-// AppendAt logs batch b as Append does, its packets' frames being at positions (*pos)[i] of
-// the log's Src (port.Rereader.Positions; len(*pos) ≥ b.N), which reads them again for a replay:
-// the log keeps each packet's position and metadata, no frame, and lends nothing (the
-// caller gives the batch the frames).
-//
-// It takes the positions only: the packets' metadata is taken from b's packets by
-// b.Log.Prepare, which the unit calls as it starts on b (before it rewrites anything), on
-// its own core — the root, which reads and dispatches every packet, is the pipeline's
-// busiest stage — or, for a batch no unit started (its unit failed first), by the log
-// when a replay needs it. Until then b's packets must stay as the root sent them.
-//
-// The log takes *pos (no copy) and gives the caller another slice of its length for the
-// next batch.
-func (l *Log) AppendAt(b *unit.Batch, pos *[]uint64) bool {
-	return l.appendEntry(l.entryAt(b, pos), b)
-}
-
-// ForceAt logs b as Force does, its frames at *pos as AppendAt says.
-func (l *Log) ForceAt(b *unit.Batch, pos *[]uint64) { l.push(l.entryAt(b, pos), b) }
-
-// entryAt returns the entry for batch b whose frames are at pos of Src: the one a refused
-// AppendAt left pending, or a new one. It stays pending until it is pushed.
-func (l *Log) entryAt(b *unit.Batch, pos *[]uint64) *Entry {
-	if e := l.pend[b.Unit]; e != nil {
-		if e.lazy && e.batch == b && len(e.posv) == b.N {
-			return e // (refused before: *pos was taken then)
-		}
-		l.recycle(e)
-	}
-	e := l.alloc()
-	spare := e.posv[:cap(e.posv)]
-	if len(spare) < len(*pos) {
-		spare = make([]uint64, len(*pos))
-	}
-	e.lazy, e.batch, e.posv, *pos = true, b, (*pos)[:b.N], spare[:len(*pos)]
-	b.Log, b.LogTicket = e, e.ticket // (its ticket is new: given when it was made or freed)
-	l.pend[b.Unit] = e
-	return e
-}
-
-// Prepare fills the entry AppendAt made for batch b from b's packets, unless it was filled
+// Prepare fills the entry Append made for batch b (with Src) from b's packets, unless it was filled
 // already or is another batch's now (unit.Preparer: the unit calls it before it processes b).
 // If the log is filling it (a replay needs it: b's unit was declared failed), it returns
 // once the log is done: b's packets stay as sent until then.
@@ -336,26 +295,32 @@ func (e *Entry) ready() {
 	}
 }
 
-// fill keeps b's packets, at e.posv, compactly when they fit (fillAt), else in Metas.
+// fill keeps b's packets, at their Pos in Src, compactly when they fit (fillAt), else in
+// Metas.
 func (e *Entry) fill(b *unit.Batch) {
-	if !e.fillAt(b, e.posv) {
+	if !e.fillAt(b) {
 		for i := range b.N {
-			m := e.add(&b.Pkts[i])
-			m.pos, m.where = e.posv[i], inSource
+			p := &b.Pkts[i]
+			m := e.add(p)
+			m.pos, m.where = p.Pos, inSource
 		}
 	}
 }
 
-// fillAt keeps b's packets, at pos of the input, in e.at, and reports whether they fit it:
+// fillAt keeps b's packets, at their Pos in the input, in e.at, and reports whether they fit it:
 // times in ns, or in µs when they are more than 2.1 s apart (a sparse capture at full speed,
 // whose batches span seconds of its time; a classic pcap's times are whole µs).
-func (e *Entry) fillAt(b *unit.Batch, pos []uint64) bool {
+func (e *Entry) fillAt(b *unit.Batch) bool {
 	if b.N == 0 {
 		return false
 	}
-	ok, far := e.fillIn(b, pos, 1)
-	if !ok && far {
-		ok, _ = e.fillIn(b, pos, 1000)
+	// µs straight away when the first and last packets are too far apart for ns (the
+	// sparse capture's every batch), so its batches are not filled twice.
+	span := b.Pkts[b.N-1].Time - b.Pkts[0].Time
+	micro := span != int64(int32(span))
+	ok, far := e.fillIn(b, micro)
+	if !ok && far && !micro {
+		ok, _ = e.fillIn(b, true)
 	}
 	if !ok {
 		e.at = e.at[:0]
@@ -363,19 +328,23 @@ func (e *Entry) fillAt(b *unit.Batch, pos []uint64) bool {
 	return ok
 }
 
-// fillIn is fillAt with times in units of unit ns; far reports times too far apart for it.
-func (e *Entry) fillIn(b *unit.Batch, pos []uint64, unit int64) (ok, far bool) {
+// fillIn is fillAt with times in ns, or in µs if micro; far reports times too far apart for
+// it.
+func (e *Entry) fillIn(b *unit.Batch, micro bool) (ok, far bool) {
 	p0 := &b.Pkts[0]
-	e.at0.Time, e.at0.Clock, e.at0.pos, e.tunit = p0.Time, p0.Clock, pos[0], unit
+	e.at0.Time, e.at0.Clock, e.at0.pos, e.tunit = p0.Time, p0.Clock, p0.Pos, 1
+	if micro {
+		e.tunit = 1000
+	}
 	e.at = slices.Grow(e.at[:0], b.N)[:b.N]
 	for i := range e.at {
 		p := &b.Pkts[i]
-		dp, dc, dt := pos[i]-pos[0], p.Clock-p0.Clock, p.Time-p0.Time
-		if unit != 1 { // (no division on the common path)
-			if dt%unit != 0 {
+		dp, dc, dt := p.Pos-p0.Pos, p.Clock-p0.Clock, p.Time-p0.Time
+		if micro { // (by a constant: a multiplication, where a 64-bit division costs ~15 ns)
+			if dt%1000 != 0 {
 				return false, false
 			}
-			dt /= unit
+			dt /= 1000
 		}
 		if dt != int64(int32(dt)) {
 			return false, true
@@ -389,9 +358,12 @@ func (e *Entry) fillIn(b *unit.Batch, pos []uint64, unit int64) (ok, far bool) {
 	return true, false
 }
 
-// holds reports whether e, whose frames Keep kept, was made for batch b: the same packets
-// (by their clocks).
+// holds reports whether e was made for batch b: the same batch (lazy), or the same packets
+// by their clocks (frames Keep kept).
 func (e *Entry) holds(b *unit.Batch) bool {
+	if e.lazy {
+		return e.batch == b
+	}
 	n := len(e.pkts)
 	return n == b.N && (n == 0 || e.pkts[0].Clock == b.Pkts[0].Clock && e.pkts[n-1].Clock == b.Pkts[n-1].Clock)
 }
@@ -478,21 +450,30 @@ func (l *Log) buf() []byte {
 	return make([]byte, 0, bufSize)
 }
 
-// entry returns the entry for batch b: the frames kept for it, or (when they are not b's
-// packets) a copy of b's. It stays pending until it is pushed.
+// entry returns the entry for batch b: with Src, one that keeps its packets' positions
+// (filled lazily: Prepare); else the frames kept for it, or (when they are not b's packets)
+// a copy of b's. It stays pending until it is pushed.
 func (l *Log) entry(b *unit.Batch) *Entry {
 	e := l.pend[b.Unit]
 	if e != nil && e.holds(b) {
-		return e
+		return e // (refused before: the same batch)
 	}
 	if e != nil {
-		// b's packets may borrow frames e kept, which go with e: they take copies first.
-		for i := range b.N {
-			b.Pkts[i].Own()
+		if !e.lazy {
+			// b's packets may borrow frames e kept, which go with e: they take copies first.
+			for i := range b.N {
+				b.Pkts[i].Own()
+			}
 		}
 		l.recycle(e)
 	}
 	e = l.alloc()
+	if l.Src != nil {
+		e.lazy, e.batch = true, b
+		b.Log, b.LogTicket = e, e.ticket // (its ticket is new: given when it was made or freed)
+		l.pend[b.Unit] = e
+		return e
+	}
 	for i := range b.N {
 		p := &b.Pkts[i]
 		e.addOwn(p, append(l.buf(), p.Data...))
@@ -507,6 +488,13 @@ func (l *Log) entry(b *unit.Batch) *Entry {
 // Append logs batch b (b.Seq must be set). It returns false, logging nothing, when b does not
 // fit in the bounds until older entries are trimmed; a batch larger than the bounds on its own
 // is logged when the log is empty (so that it cannot block forever).
+//
+// With Src, the log keeps each packet's position in it (its Pos) and metadata, no frame,
+// and lends nothing (the caller gives the batch the frames). It does not even take the
+// metadata: b.Log.Prepare does, which the unit calls as it starts on b (before it rewrites
+// anything), on its own core — the root, which reads and dispatches every packet, is the
+// pipeline's busiest stage — or, for a batch no unit started (its unit failed first), the
+// log when a replay needs it. Until then b's packets must stay as the root sent them.
 func (l *Log) Append(b *unit.Batch) bool { return l.appendEntry(l.entry(b), b) }
 
 func (l *Log) appendEntry(e *Entry, b *unit.Batch) bool {
@@ -573,7 +561,7 @@ func (l *Log) recycle(e *Entry) {
 		e.own[i] = nil
 	}
 	e.pkts, e.at, e.Ctl, e.mem, e.low, e.own, e.hdrs = e.pkts[:0], e.at[:0], e.Ctl[:0], 0, noPos, e.own[:0], e.hdrs[:0]
-	e.lazy, e.batch, e.posv = false, nil, e.posv[:0]
+	e.lazy, e.batch = false, nil
 	l.newTicket(e) // (a unit still holding e's batch — one that failed — has the old one)
 	l.free = append(l.free, e)
 }

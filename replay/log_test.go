@@ -127,10 +127,11 @@ func (s *source) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
 	return append(dst, s.frames[pos]...), nil
 }
 
-// TestLogAppendAt: with an input that can read its frames again, the log keeps positions and
-// metadata, no frame bytes; a replay reads the frames from the input, as read whatever the
-// unit's copy went through; an input that lost a frame fails the replay, naming the packet.
-func TestLogAppendAt(t *testing.T) {
+// TestLogPositions: with an input that can read its frames again, the log keeps positions
+// (packet.Packet.Pos) and metadata, no frame bytes; a replay reads the frames from the input,
+// as read whatever the unit's copy went through; an input that lost a frame fails the replay,
+// naming the packet.
+func TestLogPositions(t *testing.T) {
 	pk := batch(0, 0, 4).Pkts[:4]
 	src := &source{}
 	for i := range pk {
@@ -140,20 +141,18 @@ func TestLogAppendAt(t *testing.T) {
 	l.Src = src
 	b := unit.NewBatch(4, nil)
 	b.Seq = 1
-	pos := make([]uint64, len(pk))
 	for i := range pk {
-		pk[i].Flow = uint64(10 + i)
-		pos[i] = uint64(2*i + 1)
+		pk[i].Flow, pk[i].Pos = uint64(10+i), uint64(2*i+1)
 		b.Pkts[i].CopyFrom(&pk[i])
 		b.N++
 	}
-	if !l.AppendAt(b, &pos) || l.Stats().Copied != 0 || l.Bytes() != 0 || l.Packets() != 4 || l.Stats().Arena.Frames != 0 {
+	if !l.Append(b) || l.Stats().Copied != 0 || l.Bytes() != 0 || l.Packets() != 4 || l.Stats().Arena.Frames != 0 {
 		t.Fatalf("log holds %d bytes, %d packets, stats %+v: want 4 packets, no bytes, nothing copied", l.Bytes(), l.Packets(), l.Stats())
 	}
 	b.Log.Prepare(b) // as the unit does, before it rewrites its packets:
 	for i := range b.N {
 		b.Pkts[i].SetSrcPort(4242)
-		b.Pkts[i].Clock, b.Pkts[i].Flow = 0, 0 // (not that a unit changes these)
+		b.Pkts[i].Clock, b.Pkts[i].Flow, b.Pkts[i].Pos = 0, 0, 0 // (not that a unit changes these)
 	}
 	var e *Entry
 	l.Since(0, 0, func(x *Entry) { e = x })
@@ -190,10 +189,9 @@ func TestLogAppendAt(t *testing.T) {
 		b.Seq = seq
 		for i := range pk {
 			b.Pkts[i].CopyFrom(&pk[i])
-			pos[i] = uint64(2*i + 1)
 			b.N++
 		}
-		l.AppendAt(b, &pos)
+		l.Append(b)
 		b.Log.Prepare(b)
 		l.Covered(0, seq)
 	}
@@ -377,10 +375,11 @@ func TestLogSteadyStateAllocs(t *testing.T) {
 	}
 }
 
-// TestLogAppendAtCompact: AppendAt keeps a batch's packets in half a Meta each when they fit
-// (positions, clocks and times near the batch's first, lengths under 64 KiB), in Metas when
-// one does not; either way a replay gives every packet's metadata and frame back exactly.
-func TestLogAppendAtCompact(t *testing.T) {
+// TestLogPositionsCompact: a log with Src keeps a batch's packets in half a Meta each when
+// they fit (positions, clocks and times near the batch's first, lengths under 64 KiB), in
+// Metas when one does not; either way a replay gives every packet's metadata and frame back
+// exactly.
+func TestLogPositionsCompact(t *testing.T) {
 	cases := []struct {
 		name    string
 		compact bool
@@ -392,6 +391,12 @@ func TestLogAppendAtCompact(t *testing.T) {
 		{"times seconds apart, in ns", false, func(i int, p *packet.Packet, _ *uint64) { p.Time += int64(i)*3e9 + int64(i%2) }},
 		{"times an hour apart", false, func(i int, p *packet.Packet, _ *uint64) { p.Time += int64(i) * 3600e9 }},
 		{"times seconds back", true, func(i int, p *packet.Packet, _ *uint64) { p.Time -= int64(i) * 7e9 }},
+		// (The first and last near, those between seconds away: ns tried first, then µs.)
+		{"times seconds apart, then back", true, func(i int, p *packet.Packet, _ *uint64) {
+			if i == 1 || i == 2 {
+				p.Time += 3e9
+			}
+		}},
 		{"times seconds apart, a clock far", false, func(i int, p *packet.Packet, _ *uint64) {
 			p.Time += int64(i) * 3e9
 			if i == 3 {
@@ -417,17 +422,16 @@ func TestLogAppendAtCompact(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			b := batch(0, 1, 4)
 			src := &mapSource{frames: map[uint64][]byte{}}
-			pos := make([]uint64, b.N)
 			for i := range b.N {
 				p := &b.Pkts[i]
 				p.Time, p.WireLen, p.Flow = 1e18+int64(i)*1000, len(p.Data)+4, uint64(100+i)
-				pos[i] = 1<<40 + uint64(i)*100
-				c.edit(i, p, &pos[i])
-				src.frames[pos[i]] = bytes.Clone(p.Data)
+				p.Pos = 1<<40 + uint64(i)*100
+				c.edit(i, p, &p.Pos)
+				src.frames[p.Pos] = bytes.Clone(p.Data)
 			}
 			l := NewLog(1<<30, 1000, 1)
 			l.Src = src
-			if !l.AppendAt(b, &pos) {
+			if !l.Append(b) {
 				t.Fatal("refused")
 			}
 			var e *Entry
@@ -450,7 +454,7 @@ func TestLogAppendAtCompact(t *testing.T) {
 	}
 }
 
-// TestLogLazyFill: AppendAt's entry is filled once, by whichever comes first — the unit's
+// TestLogLazyFill: an entry kept by positions is filled once, by whichever comes first — the unit's
 // Prepare, or the log when a replay needs it (from the batch, which no unit started) — and
 // a batch whose entry left the log and was reused for another batch (a failed unit waking
 // up with it) fills nothing: the entry keeps the other batch's packets. With -race, a unit
@@ -459,13 +463,12 @@ func TestLogLazyFill(t *testing.T) {
 	src := &mapSource{frames: map[uint64][]byte{}}
 	l := NewLog(1<<30, 1000, 1)
 	l.Src = src
-	pos := make([]uint64, 8)
 	logged := func(b *unit.Batch) {
 		for i := range b.N {
-			pos[i] = b.Pkts[i].Clock * 10
-			src.frames[pos[i]] = bytes.Clone(b.Pkts[i].Data)
+			b.Pkts[i].Pos = b.Pkts[i].Clock * 10
+			src.frames[b.Pkts[i].Pos] = bytes.Clone(b.Pkts[i].Data)
 		}
-		if !l.AppendAt(b, &pos) {
+		if !l.Append(b) {
 			t.Fatal("refused")
 		}
 	}
@@ -520,23 +523,22 @@ func TestLogLazyFill(t *testing.T) {
 
 // TestLogLazyWaits: whichever of the unit and the log finds the other filling an entry
 // waits until it is filled — the unit does not start on a batch the log is reading, the log
-// does not replay an entry half filled — and a refused AppendAt takes the positions once:
-// the ForceAt that follows logs the same entry, and the caller keeps a slice of its length.
+// does not replay an entry half filled — and a refused Append leaves one entry: the Force
+// that follows logs it.
 func TestLogLazyWaits(t *testing.T) {
 	src := &mapSource{frames: map[uint64][]byte{}}
 	l := NewLog(1<<30, 6, 1) // (6 packets: a second batch of 4 is refused)
 	l.Src = src
-	pos := make([]uint64, 8)
 	mk := func(seq uint64) *unit.Batch {
 		b := batch(0, seq, 4)
 		for i := range b.N {
-			pos[i] = b.Pkts[i].Clock
-			src.frames[pos[i]] = bytes.Clone(b.Pkts[i].Data)
+			b.Pkts[i].Pos = b.Pkts[i].Clock
+			src.frames[b.Pkts[i].Pos] = bytes.Clone(b.Pkts[i].Data)
 		}
 		return b
 	}
 	b1 := mk(1)
-	if !l.AppendAt(b1, &pos) {
+	if !l.Append(b1) {
 		t.Fatal("refused")
 	}
 	e, tk := b1.Log.(*Entry), b1.LogTicket
@@ -565,20 +567,13 @@ func TestLogLazyWaits(t *testing.T) {
 	}
 
 	b2 := mk(2)
-	given := &pos[0]
-	if l.AppendAt(b2, &pos) {
+	if l.Append(b2) {
 		t.Fatal("not refused")
 	}
-	if len(pos) != 8 || &pos[0] == given {
-		t.Fatalf("after a refusal: %d positions, the same slice %v; want another slice of 8", len(pos), &pos[0] == given)
-	}
-	for i := range pos {
-		pos[i] = 999 // (the caller's slice is its own: the entry keeps what it took)
-	}
-	again := pos
-	l.ForceAt(b2, &pos)
-	if &pos[0] != &again[0] || l.Len() != 2 || b2.Log.(*Entry).posv[0] != b2.Pkts[0].Clock {
-		t.Fatalf("ForceAt took the positions again, or logged another entry (%d entries)", l.Len())
+	refused, tk2 := b2.Log, b2.LogTicket
+	l.Force(b2)
+	if b2.Log != refused || b2.LogTicket != tk2 || l.Len() != 2 {
+		t.Fatalf("Force made another entry (%v), or logged %d entries: want the refused one, 2", b2.Log != refused, l.Len())
 	}
 	var n int
 	l.Since(0, 1, func(x *Entry) { n = x.Len() })
@@ -635,30 +630,42 @@ func logBatches(b *testing.B, l *Log, n int, fill func(bt *unit.Batch, i int)) {
 	}
 }
 
-// BenchmarkLogAppendAt: the cost of logging, per packet, from an input that can read its
+// BenchmarkLogPositions: the cost of logging, per packet, from an input that can read its
 // packets again (positions and metadata only), batches of 32; the batch's packets are not
-// timed (the root fills them with or without a log).
-func BenchmarkLogAppendAt(b *testing.B) {
-	l := NewLog(1<<26, 1<<20, 1)
-	l.Src = &source{}
-	in := batch(0, 0, 32).Pkts[:32]
-	pos := make([]uint64, len(in))
-	bt := unit.NewBatch(len(in), nil)
-	for j := range in {
-		bt.Pkts[j].CopyFrom(&in[j])
-	}
-	bt.N = len(in)
-	b.ResetTimer()
-	seq := uint64(0)
-	for i := 0; i < b.N; i += len(in) {
-		seq++
-		bt.Seq = seq
-		for j := range pos {
-			pos[j] = uint64(i + j)
-		}
-		l.AppendAt(bt, &pos)
-		bt.Log.Prepare(bt) // (the unit's part)
-		l.Covered(0, seq)
+// timed (the root fills them with or without a log) but for their positions (as the
+// input's Read sets them).
+func BenchmarkLogPositions(b *testing.B) {
+	// dense: times ns apart; sparse: a second apart, as a slow capture's at full speed (µs).
+	for _, c := range []struct {
+		name string
+		gap  int64
+	}{{"dense", 1}, {"sparse", 1e9}} {
+		b.Run(c.name, func(b *testing.B) {
+			l := NewLog(1<<26, 1<<20, 1)
+			l.Src = &source{}
+			in := batch(0, 0, 32).Pkts[:32]
+			bt := unit.NewBatch(len(in), nil)
+			for j := range in {
+				bt.Pkts[j].CopyFrom(&in[j])
+				bt.Pkts[j].Time = int64(j) * c.gap
+			}
+			bt.N = len(in)
+			b.ResetTimer()
+			seq := uint64(0)
+			for i := 0; i < b.N; i += len(in) {
+				seq++
+				bt.Seq = seq
+				for j := range bt.Pkts[:bt.N] {
+					bt.Pkts[j].Pos = uint64(i + j)
+				}
+				l.Append(bt)
+				bt.Log.Prepare(bt) // (the unit's part)
+				if e := bt.Log.(*Entry); len(e.at) == 0 {
+					b.Fatal("the batch was not kept compactly")
+				}
+				l.Covered(0, seq)
+			}
+		})
 	}
 }
 

@@ -76,7 +76,7 @@ type Batch struct {
 
 	// Log, if set, is the root's packet log's entry for the batch, which the unit prepares
 	// (takes the packets' metadata into) before it processes the batch: on the unit's core,
-	// not the root's (replay.Log.AppendAt). LogTicket says which use of the entry is this
+	// not the root's (replay.Log.Append). LogTicket says which use of the entry is this
 	// batch's.
 	Log       Preparer
 	LogTicket uint64

@@ -229,6 +229,17 @@ func report(w io.Writer, wins []window, counts map[key]map[string]int, unplaced 
 			for _, r := range rows[:min(top, len(rows))] {
 				fmt.Fprintf(w, "    %8d %8d %+8d  %s\n", r.base, r.got, r.got-r.base, r.sym)
 			}
+			// Where it spends less: work that moved (a cache miss taken earlier by new code).
+			var less []row
+			for i := len(rows) - 1; i >= 0 && len(less) < (top+4)/5 && rows[i].got < rows[i].base; i-- {
+				less = append(less, rows[i])
+			}
+			if len(less) > 0 {
+				fmt.Fprintf(w, "  %s, less than %s:\n", m, base)
+				for _, r := range less {
+					fmt.Fprintf(w, "    %8d %8d %+8d  %s\n", r.base, r.got, r.got-r.base, r.sym)
+				}
+			}
 		}
 	}
 	return nil

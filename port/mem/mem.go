@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"sync"
 
 	"github.com/snf-dev/snf/packet"
@@ -57,7 +56,6 @@ var ErrClosed = errors.New("mem: port is closed")
 type Reader struct {
 	frames []Frame
 	next   int
-	last   int // the index of the last Read's first frame
 	end    error
 	closed bool
 }
@@ -79,7 +77,6 @@ func NewReaderError(frames []Frame, err error) *Reader {
 // n > 0 and a nil error while frames remain, then 0 and io.EOF (or the error given to
 // NewReaderError).
 func (r *Reader) Read(pkts []packet.Packet) (int, error) {
-	r.last = r.next // (Positions: none, whatever the read gives)
 	if r.closed {
 		return 0, ErrClosed
 	}
@@ -87,6 +84,7 @@ func (r *Reader) Read(pkts []packet.Packet) (int, error) {
 	for n < len(pkts) && r.next < len(r.frames) {
 		f := &r.frames[r.next]
 		pkts[n].SetData(f.Data, f.Time, f.WireLen)
+		pkts[n].Pos = uint64(r.next)
 		n++
 		r.next++
 	}
@@ -96,21 +94,11 @@ func (r *Reader) Read(pkts []packet.Packet) (int, error) {
 	return n, nil
 }
 
-// Rereadable reports true: a Reader can read any of its frames again (port.Rereader). The
-// frames must not change while it is open.
+// Rereadable reports true: a Reader can read any of its frames again (port.Rereader), by
+// their Pos, their index. The frames must not change while it is open.
 func (r *Reader) Rereadable() bool { return true }
 
-// Positions appends the indices of the last Read's frames to dst (port.Rereader).
-func (r *Reader) Positions(dst []uint64) []uint64 {
-	n := len(dst)
-	dst = slices.Grow(dst, r.next-r.last)[:n+r.next-r.last]
-	for i := range dst[n:] {
-		dst[n+i] = uint64(r.last + i)
-	}
-	return dst
-}
-
-// Reread appends frame pos, of n bytes, to dst (port.Rereader).
+// Reread appends frame pos (a packet's Pos), of n bytes, to dst (port.Rereader).
 func (r *Reader) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
 	if pos >= uint64(len(r.frames)) || len(r.frames[pos].Data) != n {
 		return dst, fmt.Errorf("mem: no %d-byte frame at %d (of %d frames)", n, pos, len(r.frames))

@@ -75,9 +75,8 @@ type Reader struct {
 	off int64 // offset of the next record
 	err error // sticky: io.EOF, an *Error, or errClosed
 
-	// Reading frames again (port.Rereader): the file offsets of the last Read's frames, and
+	// Reading frames again (port.Rereader, by the file offsets Read gives as Packet.Pos):
 	// a window of the file (Open of a regular file) that Reread reads through.
-	offs   []int64
 	reread bool
 	win    []byte
 	winOff int64
@@ -268,7 +267,6 @@ func (r *Reader) Close() error {
 // names the file and the offset of the bad record; every later Read returns that error
 // again.
 func (r *Reader) Read(pkts []packet.Packet) (int, error) {
-	r.offs = r.offs[:0]
 	if r.err != nil {
 		return 0, r.err
 	}
@@ -320,7 +318,7 @@ func (r *Reader) readClassic(p *packet.Packet) error {
 		return r.fail(r.off, err, "reading packet record: %v", err)
 	}
 	p.SetData(data, ci.Timestamp.UnixNano(), ci.Length)
-	r.offs = append(r.offs, r.off+16)
+	p.Pos = uint64(r.off + 16)
 	r.off += 16 + int64(caplen)
 	return nil
 }
@@ -345,14 +343,12 @@ func (r *Reader) readNg(p *packet.Packet) error {
 	}
 	p.SetData(data, ts, ci.Length)
 	// The frame's offset: past the block's fixed fields (pcapng spec, 4.2–4.4).
-	at := int64(-1)
 	switch r.fr.typ {
 	case ngEPB, ngPB:
-		at = r.fr.start + 28
+		p.Pos = uint64(r.fr.start + 28)
 	case ngSPB:
-		at = r.fr.start + 12
+		p.Pos = uint64(r.fr.start + 12)
 	}
-	r.offs = append(r.offs, at)
 	r.off = r.fr.end
 	return nil
 }
@@ -361,15 +357,7 @@ func (r *Reader) readNg(p *packet.Packet) error {
 // a regular file (port.Rereader).
 func (r *Reader) Rereadable() bool { return r.reread }
 
-// Positions appends the file offsets of the last Read's frames to dst (port.Rereader).
-func (r *Reader) Positions(dst []uint64) []uint64 {
-	for _, o := range r.offs {
-		dst = append(dst, uint64(o))
-	}
-	return dst
-}
-
-// Reread appends the n-byte frame at file offset pos (one of Positions) to dst, reading the
+// Reread appends the n-byte frame at file offset pos (a packet's Pos) to dst, reading the
 // file again (port.Rereader). It fails when the file no longer holds it (truncated since).
 func (r *Reader) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
 	if !r.reread || r.file == nil {

@@ -511,10 +511,10 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 				logs[m].Append(bt)
 			}
 			t1 := time.Now()
-			if bt.Log != nil {
-				bt.Log.Prepare(bt) // as the unit does, before it processes the batch
-			}
 			out = chains[m].Process(bt.Pkts[:bt.N], out[:0])
+			if bt.Log != nil {
+				bt.Log.Prepare(bt) // as the unit does, after it processed the batch
+			}
 			took[m] = append(took[m], time.Since(t0))
 			rootTook[m] += t1.Sub(t0)
 		}

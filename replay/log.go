@@ -21,7 +21,8 @@ import (
 // keeps where each packet is in it (packet.Packet.Pos) and its metadata, no frame: a replay reads the
 // frames again; the units get the frames as without a log (the live engine lends them from an
 // arena of its own, reused as soon as the egress wrote them: engine/lend.go). The metadata is
-// taken from the batch by the unit, as it starts on it (Entry.Prepare), not by the root.
+// taken from the batch by the unit, once its chain processed it (Entry.Prepare), not by the
+// root.
 //
 // From any other input, frames are not copied into the log either: the root reads its
 // packets into the log's arena (Arena: packet.Packet.UseArena), one after another, and
@@ -103,8 +104,8 @@ type Entry struct {
 	src   Source
 	n     int // packets (set when pushed: the log's count)
 
-	// An entry made with Src is filled lazily (Prepare): by the unit, as it starts on the
-	// batch, or by the log when it needs the entry first (a replay). st is the entry's
+	// An entry made with Src is filled lazily (Prepare): by the unit, once its chain
+	// processed the batch, or by the log when it needs the entry first (a replay). st is the entry's
 	// ticket << 2 | its state (0 to fill, 1 being filled, 2 filled): a unit that holds a
 	// batch of an entry since reused (a failed unit waking up) has another ticket.
 	lazy   bool
@@ -261,10 +262,12 @@ func (l *Log) Keep(u int, p *packet.Packet) []byte {
 	return nil // its buffer is reused once trimmed: not lent
 }
 
-// Prepare fills the entry Append made for batch b (with Src) from b's packets, unless it was filled
-// already or is another batch's now (unit.Preparer: the unit calls it before it processes b).
-// If the log is filling it (a replay needs it: b's unit was declared failed), it returns
-// once the log is done: b's packets stay as sent until then.
+// Prepare fills the entry Append made for batch b (with Src) from b's packets, unless it was
+// filled already or is another batch's now (unit.Preparer: the unit calls it once its chain
+// processed b, before it sends b on). It reads only what no NF rewrites (Time, Clock, Flow,
+// Pos, WireLen, the frame's length), so the log may fill the entry from b while a unit
+// declared failed still processes b. If the log is filling it, Prepare returns once the log
+// is done.
 func (e *Entry) Prepare(b *unit.Batch) {
 	t := b.LogTicket
 	if e.st.CompareAndSwap(t<<2, t<<2|1) {
@@ -491,10 +494,12 @@ func (l *Log) entry(b *unit.Batch) *Entry {
 //
 // With Src, the log keeps each packet's position in it (its Pos) and metadata, no frame,
 // and lends nothing (the caller gives the batch the frames). It does not even take the
-// metadata: b.Log.Prepare does, which the unit calls as it starts on b (before it rewrites
-// anything), on its own core — the root, which reads and dispatches every packet, is the
-// pipeline's busiest stage — or, for a batch no unit started (its unit failed first), the
-// log when a replay needs it. Until then b's packets must stay as the root sent them.
+// metadata: b.Log.Prepare does, which the unit calls once its chain processed b (the
+// packets in its core's cache), on its own core — the root, which reads and dispatches
+// every packet, is the pipeline's busiest stage — or, for a batch no unit finished (its
+// unit failed first), the log when a replay needs it. Until then b's packets' Time, Clock,
+// Flow, Pos, WireLen and frame lengths must stay as the root sent them (no NF rewrites
+// those: it rewrites headers in place).
 func (l *Log) Append(b *unit.Batch) bool { return l.appendEntry(l.entry(b), b) }
 
 func (l *Log) appendEntry(e *Entry, b *unit.Batch) bool {

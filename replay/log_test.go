@@ -149,10 +149,12 @@ func TestLogPositions(t *testing.T) {
 	if !l.Append(b) || l.Stats().Copied != 0 || l.Bytes() != 0 || l.Packets() != 4 || l.Stats().Arena.Frames != 0 {
 		t.Fatalf("log holds %d bytes, %d packets, stats %+v: want 4 packets, no bytes, nothing copied", l.Bytes(), l.Packets(), l.Stats())
 	}
-	b.Log.Prepare(b) // as the unit does, before it rewrites its packets:
-	for i := range b.N {
+	for i := range b.N { // the unit's chain rewrites the packets' headers,
 		b.Pkts[i].SetSrcPort(4242)
-		b.Pkts[i].Clock, b.Pkts[i].Flow, b.Pkts[i].Pos = 0, 0, 0 // (not that a unit changes these)
+	}
+	b.Log.Prepare(b) // then it prepares the entry:
+	for i := range b.N {
+		b.Pkts[i].Clock, b.Pkts[i].Flow, b.Pkts[i].Pos = 0, 0, 0 // (taken: no unit changes these)
 	}
 	var e *Entry
 	l.Since(0, 0, func(x *Entry) { e = x })

@@ -75,8 +75,8 @@ type Batch struct {
 	Home     chan *Batch
 
 	// Log, if set, is the root's packet log's entry for the batch, which the unit prepares
-	// (takes the packets' metadata into) before it processes the batch: on the unit's core,
-	// not the root's (replay.Log.Append). LogTicket says which use of the entry is this
+	// (takes the packets' metadata into) once its chain processed the batch, before it sends
+	// it on: on the unit's core, not the root's (replay.Log.Append). LogTicket says which use of the entry is this
 	// batch's.
 	Log       Preparer
 	LogTicket uint64
@@ -412,9 +412,6 @@ func (u *Unit) Run() {
 // process runs a batch: runs of packets through the chain, controls between them, packets
 // of flows whose state has not arrived held aside.
 func (u *Unit) process(b *Batch) {
-	if b.Log != nil {
-		b.Log.Prepare(b) // before anything rewrites the packets
-	}
 	u.inBatch = true
 	defer func() { u.inBatch = false }()
 	u.stats.Batches++
@@ -447,6 +444,11 @@ func (u *Unit) process(b *Batch) {
 	}
 	u.run(b, start, b.N)
 	u.inBatch = false
+	if b.Log != nil {
+		// After the chain, whose reads brought the packets into this core's cache, and
+		// before the egress may reuse the batch: the fields it takes no NF rewrites.
+		b.Log.Prepare(b)
+	}
 	seq, ask := b.Seq, b.Checkpoint // b is the egress's once sent
 	u.sendAliases()
 	u.tr.SendOut(b)

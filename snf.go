@@ -103,8 +103,10 @@ import (
 type NF interface {
 	// Process handles one packet: it may rewrite p in place through p's rewrite methods
 	// (writing p.Data itself only if the NF is a FrameWriter: the frame may be the packet
-	// log's, lent), emit packets through ctx, and returns whether p goes on. p and ctx are
-	// valid only during the call.
+	// log's, lent), emit packets through ctx, and returns whether p goes on. It must not
+	// change p's Time, WireLen, Clock, Flow or Pos, nor (unless a FrameWriter) the frame's
+	// length: the packet log takes them from the batch once the chain processed it, and a
+	// replay reads the frame again by them. p and ctx are valid only during the call.
 	Process(ctx *Context, p *packet.Packet) Verdict
 }
 
@@ -123,10 +125,11 @@ type FlowTimeouter interface {
 	FlowTimeouts() flowtable.Timeouts
 }
 
-// FrameWriter is implemented by NFs that write a packet's bytes themselves (p.Data) rather
-// than only through its rewrite methods, WritesFrames returning true: a chain with one gets
-// copies of the frames instead of the packet log's, lent (the log keeps a copy of only the
-// headers the rewrite methods change).
+// FrameWriter is implemented by NFs that write a packet's bytes themselves (p.Data, which
+// they may also reslice) rather than only through its rewrite methods, WritesFrames
+// returning true: a chain with one gets copies of the frames instead of the packet log's,
+// lent (the log keeps a copy of only the headers the rewrite methods change), and its units
+// give the log each batch's metadata before the chain runs, not after.
 type FrameWriter interface {
 	WritesFrames() bool
 }

@@ -230,7 +230,8 @@ type live struct {
 	egressed   []atomic.Uint64 // by slot: the highest Seq the egress is done with (its frames read)
 	zombies    []zombie        // failed units that may still rewrite frames lent to them
 	src        port.Rereader   // the input, when the log keeps positions in it (packet.Packet.Pos)
-	lastPos    uint64          // with src: the Pos of the last packet read, plus 1 (0: none yet)
+	lastPos    uint64          // with src: the Pos of the last packet read (if posSeen)
+	posSeen    bool            // with src: a packet was read
 	lend       *lender         // nil: the root copies packets into batches, or the log lends
 	faults     []Fault
 	oldChains  []*snf.Chain
@@ -337,10 +338,10 @@ func (l *live) freeBatch(u int) *unit.Batch {
 // within one as a whole, for no cost per packet.
 func (l *live) checkPos(pkts []packet.Packet) error {
 	first, last := pkts[0].Pos, pkts[len(pkts)-1].Pos
-	if first < l.lastPos || last < first || last-first < uint64(len(pkts)-1) {
-		return fmt.Errorf("engine: the input's packets do not give increasing positions (%d to %d in a read of %d, after %d): it cannot be read again (port.Rereader)", first, last, len(pkts), int64(l.lastPos)-1)
+	if (l.posSeen && first <= l.lastPos) || last < first || last-first < uint64(len(pkts)-1) {
+		return fmt.Errorf("engine: the input's packets do not give increasing positions (%d to %d in a read of %d packets, after %d): it cannot be read again (port.Rereader)", first, last, len(pkts), l.lastPos)
 	}
-	l.lastPos = last + 1
+	l.lastPos, l.posSeen = last, true
 	return nil
 }
 

@@ -69,10 +69,6 @@ type Packet struct {
 	// elastic runtime; 0 when unset): it survives header rewrites, so the egress can check
 	// each flow's order.
 	Flow uint64
-	// Pos is where the frame is in its input, set by a Reader that can read it again
-	// (port.Rereader: an index in memory, a capture file's offset), for a packet log to keep
-	// instead of the frame. It travels with the packet: set once by Read, on no other path.
-	Pos uint64
 
 	// Parse results.
 	Flags      Flags
@@ -82,6 +78,12 @@ type Packet struct {
 	L4Off      uint16 // offset of the L4 header (valid with HasL4 or Fragment)
 	PayloadOff uint16 // offset of the L4 payload (valid with HasL4)
 	Key        Key    // the directional 5-tuple (valid unless NonIP or Malformed)
+
+	// Pos is where the frame is in its input, set by a Reader that can read it again
+	// (port.Rereader: an index in memory, a capture file's offset), for a packet log to keep
+	// instead of the frame; it travels with the packet. (After the parse results, which
+	// stay in the Packet's first cache lines; beside the buffer fields SetData reads.)
+	Pos uint64
 
 	buf   []byte // owned storage behind Data
 	arena *Arena // if set, SetData puts frames there (UseArena)

@@ -26,7 +26,8 @@ type Rereader interface {
 	Reader
 	// Rereadable reports whether Reread works (a capture read from a pipe: no). When it
 	// does, Read sets each packet's Pos to where its frame is in the input, increasing from
-	// packet to packet (the root checks: an input that sets none fails the run).
+	// packet to packet (the engine checks each read's first and last: an input that sets
+	// none fails a run of more than one packet).
 	Rereadable() bool
 	// Reread appends the n-byte frame at pos (a packet's Pos) to dst. It fails when the
 	// input no longer holds that frame (a file truncated since).

@@ -365,7 +365,7 @@ func (e *Entry) fillIn(b *unit.Batch, micro bool) (ok, far bool) {
 // by their clocks (frames Keep kept).
 func (e *Entry) holds(b *unit.Batch) bool {
 	if e.lazy {
-		return e.batch == b
+		return e.batch == b && b.Log == e && b.LogTicket == e.ticket
 	}
 	n := len(e.pkts)
 	return n == b.N && (n == 0 || e.pkts[0].Clock == b.Pkts[0].Clock && e.pkts[n-1].Clock == b.Pkts[n-1].Clock)
@@ -667,6 +667,9 @@ func (e *Entry) Fill(b *unit.Batch) error {
 		}
 		p.SetData(tmp, m.Time, int(m.WireLen))
 		p.Clock, p.Flow = m.Clock, m.Flow
+		if m.where == inSource {
+			p.Pos = m.pos // (as read: the packet as the root sent it)
+		}
 	}
 	b.N = n
 	return nil

@@ -456,8 +456,8 @@ func TestLogPositionsCompact(t *testing.T) {
 	}
 }
 
-// TestLogLazyFill: an entry kept by positions is filled once, by whichever comes first — the unit's
-// Prepare, or the log when a replay needs it (from the batch, which no unit started) — and
+// TestLogLazyFill: an entry kept by positions is filled once, by whichever comes first — the
+// unit's Prepare, or the log when a replay needs it (from the batch, which no unit finished) — and
 // a batch whose entry left the log and was reused for another batch (a failed unit waking
 // up with it) fills nothing: the entry keeps the other batch's packets. With -race, a unit
 // and the log racing for one entry fill it once, consistently.
@@ -524,7 +524,7 @@ func TestLogLazyFill(t *testing.T) {
 }
 
 // TestLogLazyWaits: whichever of the unit and the log finds the other filling an entry
-// waits until it is filled — the unit does not start on a batch the log is reading, the log
+// waits until it is filled — the unit does not send on a batch the log is reading, the log
 // does not replay an entry half filled — and a refused Append leaves one entry: the Force
 // that follows logs it.
 func TestLogLazyWaits(t *testing.T) {

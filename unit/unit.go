@@ -75,8 +75,9 @@ type Batch struct {
 	Home     chan *Batch
 
 	// Log, if set, is the root's packet log's entry for the batch, which the unit prepares
-	// (takes the packets' metadata into) once its chain processed the batch, before it sends
-	// it on: on the unit's core, not the root's (replay.Log.Append). LogTicket says which use of the entry is this
+	// (takes the packets' metadata into) once its chain processed the batch — before, for a
+	// chain that writes frames itself — and before it sends it on: on the unit's core, not
+	// the root's (replay.Log.Append). LogTicket says which use of the entry is this
 	// batch's.
 	Log       Preparer
 	LogTicket uint64
@@ -200,6 +201,9 @@ type Unit struct {
 	State chan State
 	tr    Transport
 	now   func() int64
+	// prepFirst: the chain writes frames itself (snf.FrameWriter), so it may change what the
+	// packet log takes from a batch (a frame's length): the log takes it before the chain.
+	prepFirst bool
 
 	pending map[uint64]*pending
 	inBatch bool // processing a batch whose outputs are not with the egress yet
@@ -230,7 +234,8 @@ func New(id int, chain *snf.Chain, in chan *Batch, tr Transport, now func() int6
 		now = func() int64 { return time.Now().UnixNano() }
 	}
 	return &Unit{ID: id, Chain: chain, In: in, State: make(chan State, 4096), tr: tr, now: now,
-		pending: map[uint64]*pending{}, heldHome: make(chan *Batch, 64), wake: make(chan struct{})}
+		pending: map[uint64]*pending{}, heldHome: make(chan *Batch, 64), wake: make(chan struct{}),
+		prepFirst: chain.WritesFrames()}
 }
 
 // KeepFlowsIn makes the unit keep no flow state of its own: before each packet it reads the
@@ -412,6 +417,9 @@ func (u *Unit) Run() {
 // process runs a batch: runs of packets through the chain, controls between them, packets
 // of flows whose state has not arrived held aside.
 func (u *Unit) process(b *Batch) {
+	if b.Log != nil && u.prepFirst {
+		b.Log.Prepare(b)
+	}
 	u.inBatch = true
 	defer func() { u.inBatch = false }()
 	u.stats.Batches++
@@ -444,9 +452,10 @@ func (u *Unit) process(b *Batch) {
 	}
 	u.run(b, start, b.N)
 	u.inBatch = false
-	if b.Log != nil {
-		// After the chain, whose reads brought the packets into this core's cache, and
-		// before the egress may reuse the batch: the fields it takes no NF rewrites.
+	if b.Log != nil && !u.prepFirst {
+		// After the chain, whose reads brought the packets into this core's cache (the
+		// fields the log takes, no NF changes: snf.NF), and before the batch is sent on
+		// (the root reuses it once the egress is done).
 		b.Log.Prepare(b)
 	}
 	seq, ask := b.Seq, b.Checkpoint // b is the egress's once sent

@@ -1231,3 +1231,66 @@ func TestNoCheckpointAfterKill(t *testing.T) {
 		}
 	}
 }
+
+// orderLog is a packet log's entry that records, as the unit prepares a batch, how many
+// packets the unit's chain had taken in and whether the batch had been sent on.
+type orderLog struct {
+	chain    *snf.Chain
+	sent     *atomic.Bool
+	in       uint64
+	prepared int
+}
+
+func (o *orderLog) Prepare(*unit.Batch) {
+	o.prepared++
+	o.in = o.chain.Stats().In
+	if o.sent.Load() {
+		o.in = ^uint64(0)
+	}
+}
+
+// sendOut is a transport that notes that a batch was sent on.
+type sendOut struct{ sent *atomic.Bool }
+
+func (s sendOut) SendState(int, unit.State) {}
+func (s sendOut) SendOut(*unit.Batch)       { s.sent.Store(true) }
+
+// TestPrepareOrder: a unit prepares a logged batch's entry once, after its chain processed the
+// batch (the packets in the unit's cache) and before it sends the batch on — before the chain
+// for a chain that writes frames itself (it may change a frame's length, which the log takes).
+func TestPrepareOrder(t *testing.T) {
+	fw, err := snf.ChainFromNames("firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		spec   *snf.ChainSpec
+		wantIn uint64 // the chain's packets in at Prepare
+	}{{"rewrites through methods", fw, 3}, {"writes frames", seqSpec(t, 0), 0}} {
+		t.Run(c.name, func(t *testing.T) {
+			chain, err := snf.NewChain(c.spec, snf.ChainOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer chain.Close()
+			var sent atomic.Bool
+			in := make(chan *unit.Batch, 1)
+			u := unit.New(0, chain, in, sendOut{&sent}, nil)
+			b := unit.NewBatch(3, nil)
+			for i := range 3 {
+				b.Pkts[i].SetData(pkttest.UDP(netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), uint16(1000+i), 53, []byte("x")), int64(i+1), 0)
+				b.Pkts[i].Clock, b.Pkts[i].Flow = uint64(i+1), uint64(i+1)
+			}
+			b.N = 3
+			o := &orderLog{chain: chain, sent: &sent}
+			b.Log = o
+			in <- b
+			close(in)
+			u.Run()
+			if !sent.Load() || o.prepared != 1 || o.in != c.wantIn {
+				t.Fatalf("sent %v, prepared %d times with %d packets in the chain (max: after the send); want sent, once, with %d", sent.Load(), o.prepared, int64(o.in), c.wantIn)
+			}
+		})
+	}
+}

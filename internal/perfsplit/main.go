@@ -227,6 +227,9 @@ func report(w io.Writer, wins []window, counts map[key]map[string]int, unplaced 
 			})
 			fmt.Fprintf(w, "  %s, more than %s (samples: %s, %s, difference):\n", m, base, base, m)
 			for _, r := range rows[:min(top, len(rows))] {
+				if r.got <= r.base {
+					break // (the rest spend no more: listed below)
+				}
 				fmt.Fprintf(w, "    %8d %8d %+8d  %s\n", r.base, r.got, r.got-r.base, r.sym)
 			}
 			// Where it spends less: work that moved (a cache miss taken earlier by new code).

@@ -44,10 +44,15 @@ garbage line
 	if err := report(&out, wins, counts, unplaced, "off", 5); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"off           2 runs         2 samples", "on            1 runs         3 samples  +50.00 % against off", "0        2       +2  fillAt"} {
+	for _, want := range []string{"off           2 runs         2 samples", "on            1 runs         3 samples  +50.00 % against off", "0        2       +2  fillAt",
+		"on, less than off:\n           2        1       -1  hash\n"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
+	}
+	// hash is where on spends less: listed once, under "less than".
+	if n := strings.Count(out.String(), "hash"); n != 1 {
+		t.Errorf("hash listed %d times, want once:\n%s", n, out.String())
 	}
 }
 

@@ -56,13 +56,13 @@ type lentBatch struct{ seq, low uint64 }
 // oldest first) the egress is not done with (done: its highest Seq done), forgetting the
 // others (noLend: none).
 func lowLent(q *fifo[lentBatch], done uint64) uint64 {
-	for q.size > 0 && q.front().seq <= done {
-		q.drop()
+	for q.Len() > 0 && q.Front().seq <= done {
+		q.Drop()
 	}
-	if q.size == 0 {
+	if q.Len() == 0 {
 		return noLend
 	}
-	return q.front().low // batches borrow frames in the order the root read them
+	return q.Front().low // batches borrow frames in the order the root read them
 }
 
 // newLender returns a lender for slots units, whose batches hold batch packets; done is
@@ -119,7 +119,7 @@ func (d *lender) sentBatch(u int, seq uint64) {
 	if d == nil || d.fill[u] == noLend {
 		return
 	}
-	d.sent[u].push(lentBatch{seq, d.fill[u]})
+	d.sent[u].Push(lentBatch{seq, d.fill[u]})
 	d.fill[u] = noLend
 }
 
@@ -138,7 +138,7 @@ func (d *lender) abandon(u int) uint64 {
 		return noLend
 	}
 	low := lowLent(&d.sent[u], d.done[u].Load())
-	d.sent[u].reset()
+	d.sent[u].Reset()
 	return low
 }
 

@@ -691,7 +691,7 @@ func (s *sim) Send(ui int, p *packet.Packet) {
 	idx := s.alloc()
 	s.pkts[idx], *p = *p, s.pkts[idx] // take p's buffer; p gets the slot's old one
 	s.arr[idx] = s.now
-	u.q.push(idx)
+	u.q.Push(idx)
 	u.queued++
 	s.pool.Units[ui].Backlog = float64(u.queued)
 	s.kick(u)
@@ -706,8 +706,8 @@ func (s *sim) Handover(k packet.Key, flow uint64, from, to int) {
 		s.pipeEntry(ut, ^s.newCtl(ctlExpect, k, flow, from))
 		return
 	}
-	uf.q.push(^s.newCtl(ctlMarker, k, flow, to))
-	ut.q.push(^s.newCtl(ctlExpect, k, flow, from))
+	uf.q.Push(^s.newCtl(ctlMarker, k, flow, to))
+	ut.q.Push(^s.newCtl(ctlExpect, k, flow, from))
 	s.kick(uf)
 	s.kick(ut)
 }
@@ -754,13 +754,13 @@ func (s *sim) newCtl(kind uint8, k packet.Key, flow uint64, peer int) int32 {
 
 // kick makes unit u serve what it has if it is free now, else wakes it when it is.
 func (s *sim) kick(u *simUnit) {
-	if u.scheduled || (u.q.size == 0 && u.prio.size == 0) {
+	if u.scheduled || (u.q.Len() == 0 && u.prio.Len() == 0) {
 		return
 	}
 	if s.now >= u.busyUntil {
 		s.serve(u)
 	}
-	if (u.q.size > 0 || u.prio.size > 0) && !u.scheduled {
+	if (u.q.Len() > 0 || u.prio.Len() > 0) && !u.scheduled {
 		s.schedule(max(u.busyUntil, s.now), evDone, int32(u.id), 0)
 		u.scheduled = true
 	}
@@ -778,12 +778,12 @@ func (s *sim) serve(u *simUnit) {
 	servedN := 0
 	for servedN < s.cfg.Batch {
 		var e int32
-		fromPrio := u.prio.size > 0
+		fromPrio := u.prio.Len() > 0
 		switch {
 		case fromPrio:
-			e = u.prio.pop()
-		case u.q.size > 0:
-			e = u.q.pop()
+			e = u.prio.Pop()
+		case u.q.Len() > 0:
+			e = u.q.Pop()
 		default:
 			u.busyUntil = cursor
 			return
@@ -891,15 +891,15 @@ func (s *sim) keep(u *simUnit, e int32, dep int64) {
 			}
 		}
 		if s.pl != nil {
-			u.pu.stage.push(output{slot: slot, dep: dep})
+			u.pu.stage.Push(output{slot: slot, dep: dep})
 		} else {
-			u.outs.push(output{slot: slot, dep: dep})
+			u.outs.Push(output{slot: slot, dep: dep})
 		}
 	}
 	if !kept {
 		s.free = append(s.free, e)
 	}
-	if s.pl == nil && u.outs.size > 0 && u.heapPos < 0 {
+	if s.pl == nil && u.outs.Len() > 0 && u.heapPos < 0 {
 		s.eheapPush(u)
 	}
 }
@@ -1015,11 +1015,11 @@ func (s *sim) complete(u *simUnit, k packet.Key, flow uint64, sg *segment) {
 	if len(sg.held) > 0 {
 		s.heldWaits.add(time.Duration(s.now - sg.heldAt))
 		for _, e := range sg.held {
-			u.prio.push(e)
+			u.prio.Push(e)
 		}
 	}
 	if sg.moveTo >= 0 {
-		u.prio.push(^s.newCtl(ctlShip, k, flow, int(sg.moveTo)))
+		u.prio.Push(^s.newCtl(ctlShip, k, flow, int(sg.moveTo)))
 	}
 	sg.held = sg.held[:0]
 	s.freeSegs = append(s.freeSegs, sg)
@@ -1048,7 +1048,7 @@ func (s *sim) newPending(k packet.Key) *pendingFlow {
 // The egress: a heap of the units that have outputs, by their first output's departure.
 
 func (s *sim) eless(i, j int) bool {
-	a, b := s.eheap[i].outs.front(), s.eheap[j].outs.front()
+	a, b := s.eheap[i].outs.Front(), s.eheap[j].outs.Front()
 	return a.dep < b.dep || (a.dep == b.dep && s.eheap[i].id < s.eheap[j].id)
 }
 
@@ -1099,23 +1099,23 @@ func (s *sim) eheapPush(u *simUnit) {
 func (s *sim) release(t int64) {
 	for len(s.eheap) > 0 {
 		u := s.eheap[0]
-		if u.outs.front().dep >= t {
+		if u.outs.Front().dep >= t {
 			break
 		}
 		// The next unit's first departure bounds the run taken from u.
 		bound := t
 		if len(s.eheap) > 1 {
-			bound = min(bound, s.eheap[1].outs.front().dep+1)
+			bound = min(bound, s.eheap[1].outs.Front().dep+1)
 			if len(s.eheap) > 2 {
-				bound = min(bound, s.eheap[2].outs.front().dep+1)
+				bound = min(bound, s.eheap[2].outs.Front().dep+1)
 			}
 		}
-		for u.outs.size > 0 && u.outs.front().dep < bound {
-			o := *u.outs.front()
-			u.outs.drop()
+		for u.outs.Len() > 0 && u.outs.Front().dep < bound {
+			o := *u.outs.Front()
+			u.outs.Drop()
 			s.egress(o)
 		}
-		if u.outs.size == 0 {
+		if u.outs.Len() == 0 {
 			n := len(s.eheap) - 1
 			s.eswap(0, n)
 			s.eheap = s.eheap[:n]

@@ -177,7 +177,7 @@ func (s *sim) pipeArrive(p *packet.Packet) {
 	pl := s.pl
 	switch pl.root {
 	case rootReading:
-		if s.now == pl.readAt && pl.readN < s.cfg.Batch && pl.rq.size == 0 {
+		if s.now == pl.readAt && pl.readN < s.cfg.Batch && pl.rq.Len() == 0 {
 			s.pipeDispatch(idx)
 			pl.readN++ // the read ends later (evRoot checks)
 			return
@@ -188,12 +188,12 @@ func (s *sim) pipeArrive(p *packet.Packet) {
 			pl.root = rootWaking
 			s.schedule(pl.idleSince+(s.now-pl.idleSince+rw-1)/rw*rw, evRoot, 0, 0)
 		} else {
-			pl.rq.push(idx)
+			pl.rq.Push(idx)
 			s.pipeRead()
 			return
 		}
 	}
-	pl.rq.push(idx)
+	pl.rq.Push(idx)
 }
 
 // pipeRead starts a read now: the root dispatches the packets waiting (up to Batch) and
@@ -201,8 +201,8 @@ func (s *sim) pipeArrive(p *packet.Packet) {
 func (s *sim) pipeRead() {
 	pl := s.pl
 	pl.root, pl.readAt, pl.readN = rootReading, s.now, 0
-	for pl.rq.size > 0 && pl.readN < s.cfg.Batch {
-		s.pipeDispatch(pl.rq.pop())
+	for pl.rq.Len() > 0 && pl.readN < s.cfg.Batch {
+		s.pipeDispatch(pl.rq.Pop())
 		pl.readN++
 	}
 	if pl.RootCost <= 0 {
@@ -237,7 +237,7 @@ func (s *sim) pipeEndRead() {
 		s.pipeFlush(s.units[u], s.now)
 	}
 	pl.dirty = pl.dirty[:0]
-	if pl.rq.size > 0 {
+	if pl.rq.Len() > 0 {
 		s.pipeRead()
 		return
 	}
@@ -270,7 +270,7 @@ func (s *sim) pipeEntry(u *simUnit, e int32) {
 	if pu.openE == 0 {
 		s.pl.dirty = append(s.pl.dirty, int32(u.id))
 	}
-	pu.tq.push(e)
+	pu.tq.Push(e)
 	pu.openE++
 	if e >= 0 {
 		pu.openN++
@@ -285,7 +285,7 @@ func (s *sim) pipeFlush(u *simUnit, at int64) {
 	}
 	pu.lastIn = s.handoff(at, pu.lastIn, u.busyUntil > at)
 	arrive := pu.lastIn
-	pu.tb.push(transit{n: int32(pu.openE), at: at})
+	pu.tb.Push(transit{n: int32(pu.openE), at: at})
 	pu.openE, pu.openN = 0, 0
 	s.schedule(arrive, evBatch, int32(u.id), 0)
 }
@@ -302,15 +302,15 @@ func (s *sim) pipeEvent(e event) {
 	case evBatch:
 		u := s.units[e.unit]
 		pu := u.pu
-		b := pu.tb.pop()
+		b := pu.tb.Pop()
 		for range b.n {
-			x := pu.tq.pop()
+			x := pu.tq.Pop()
 			if x >= 0 {
 				s.pl.rel[x] = b.at
 			}
-			u.q.push(x)
+			u.q.Push(x)
 		}
-		u.q.push(batchEnd)
+		u.q.Push(batchEnd)
 		s.kick(u)
 	case evOut:
 		u := s.units[e.unit]
@@ -320,10 +320,10 @@ func (s *sim) pipeEvent(e event) {
 		// egress, which breaks ties by unit, keeps that order).
 		pl.lastEg = max(s.handoff(s.now, pl.lastEg, false), pl.lastEg+1)
 		for range e.arg {
-			o := u.pu.stage.pop()
-			u.outs.push(output{slot: o.slot, dep: pl.lastEg + o.dep})
+			o := u.pu.stage.Pop()
+			u.outs.Push(output{slot: o.slot, dep: pl.lastEg + o.dep})
 		}
-		if u.outs.size > 0 && u.heapPos < 0 {
+		if u.outs.Len() > 0 && u.heapPos < 0 {
 			s.eheapPush(u)
 		}
 	}
@@ -335,10 +335,10 @@ func (s *sim) pipeServe(u *simUnit) {
 	pl := s.pl
 	pu := s.pipeUnit(u)
 	cursor := s.now + int64(pl.BatchCost)
-	n0 := pu.stage.size
-	if u.prio.size > 0 {
-		for u.prio.size > 0 {
-			e := u.prio.pop()
+	n0 := pu.stage.Len()
+	if u.prio.Len() > 0 {
+		for u.prio.Len() > 0 {
+			e := u.prio.Pop()
 			if e < 0 {
 				s.control(u, ^e, cursor)
 				continue
@@ -348,7 +348,7 @@ func (s *sim) pipeServe(u *simUnit) {
 		}
 	} else {
 		for {
-			e := u.q.pop()
+			e := u.q.Pop()
 			if e == batchEnd {
 				break
 			}
@@ -366,7 +366,7 @@ func (s *sim) pipeServe(u *simUnit) {
 	}
 	u.busyUntil = cursor
 	s.pool.Units[u.id].Backlog = float64(u.queued)
-	if n := pu.stage.size - n0; n > 0 {
+	if n := pu.stage.Len() - n0; n > 0 {
 		s.schedule(cursor, evOut, int32(u.id), int32(n))
 	}
 	for _, sh := range pl.outbox {

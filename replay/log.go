@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"github.com/snf-dev/snf/internal/queue"
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/unit"
 )
@@ -43,9 +44,7 @@ type Log struct {
 	maxBytes, maxPackets int
 	bytes, packets       int
 
-	q    []*Entry // ring: q[head], q[head+1], … (mod len) are live
-	head int
-	n    int
+	q    queue.FIFO[*Entry] // the logged batches, oldest first
 	free []*Entry
 	bufs [][]byte // free buffers for copied frames (length 0)
 	pend []*Entry // by unit: the frames kept for the batch being filled
@@ -210,7 +209,7 @@ const (
 // past them (a batch per unit) and for frames the root read but dropped.
 func NewLog(maxBytes, maxPackets, units int) *Log {
 	l := &Log{maxBytes: maxBytes, maxPackets: maxPackets, covered: make([]uint64, units),
-		pend: make([]*Entry, units), q: make([]*Entry, 64), hold: noPos, Lend: true}
+		pend: make([]*Entry, units), hold: noPos, Lend: true}
 	l.arena = packet.NewArena(2*maxBytes+4*arenaBlock, arenaBlock)
 	l.arena.OnNeed = l.release
 	return l
@@ -421,8 +420,8 @@ func (l *Log) Hold(pos uint64) { l.hold = pos }
 // none), what a failed unit may still be rewriting.
 func (l *Log) LowSince(unit int, pos uint64) uint64 {
 	low := noPos
-	for i := range l.n { // (e.low is the root's: no entry need be filled)
-		if e := l.q[(l.head+i)%len(l.q)]; e.Unit == unit && e.Seq > pos {
+	for i := range l.q.Len() { // (e.low is the root's: no entry need be filled)
+		if e := *l.q.At(i); e.Unit == unit && e.Seq > pos {
 			low = min(low, e.low)
 		}
 	}
@@ -432,8 +431,8 @@ func (l *Log) LowSince(unit int, pos uint64) uint64 {
 // release frees the arena below the frames the log still holds (the arena's OnNeed).
 func (l *Log) release() {
 	low := min(l.keptEnd, l.hold)
-	for i := range l.n {
-		low = min(low, l.q[(l.head+i)%len(l.q)].low)
+	for i := range l.q.Len() {
+		low = min(low, (*l.q.At(i)).low)
 	}
 	for _, e := range l.pend {
 		if e != nil {
@@ -503,7 +502,7 @@ func (l *Log) entry(b *unit.Batch) *Entry {
 func (l *Log) Append(b *unit.Batch) bool { return l.appendEntry(l.entry(b), b) }
 
 func (l *Log) appendEntry(e *Entry, b *unit.Batch) bool {
-	if l.n > 0 && (l.bytes+e.mem > l.maxBytes || l.packets+b.N > l.maxPackets) {
+	if l.q.Len() > 0 && (l.bytes+e.mem > l.maxBytes || l.packets+b.N > l.maxPackets) {
 		l.stats.Refused++
 		return false
 	}
@@ -521,15 +520,7 @@ func (l *Log) push(e *Entry, b *unit.Batch) {
 	l.pend[b.Unit] = nil
 	e.Unit, e.Seq, e.Now = b.Unit, b.Seq, b.Now
 	e.Ctl = append(e.Ctl[:0], b.Ctl...)
-	if l.n == len(l.q) {
-		q := make([]*Entry, 2*len(l.q))
-		for i := range l.n {
-			q[i] = l.q[(l.head+i)%len(l.q)]
-		}
-		l.q, l.head = q, 0
-	}
-	l.q[(l.head+l.n)%len(l.q)] = e
-	l.n++
+	l.q.Push(e)
 	e.n = b.N
 	l.bytes += e.mem
 	l.packets += e.n
@@ -590,17 +581,15 @@ func (l *Log) Covered(unit int, pos uint64) {
 }
 
 func (l *Log) trim() {
-	for l.n > 0 {
-		e := l.q[l.head]
+	for l.q.Len() > 0 {
+		e := *l.q.Front()
 		if e.Seq > l.covered[e.Unit] {
 			return
 		}
 		if l.OnTrim != nil {
 			l.OnTrim(e)
 		}
-		l.q[l.head] = nil
-		l.head = (l.head + 1) % len(l.q)
-		l.n--
+		l.q.Drop()
 		l.bytes -= e.mem
 		l.packets -= e.n
 		l.stats.Trimmed++
@@ -610,7 +599,7 @@ func (l *Log) trim() {
 
 // Over reports whether the log holds more than its bounds (after Force).
 func (l *Log) Over() bool {
-	return l.n > 1 && (l.bytes > l.maxBytes || l.packets > l.maxPackets)
+	return l.q.Len() > 1 && (l.bytes > l.maxBytes || l.packets > l.maxPackets)
 }
 
 // CoveredAt returns the position unit's checkpoints are known to cover (Covered).
@@ -619,16 +608,16 @@ func (l *Log) CoveredAt(unit int) uint64 { return l.covered[unit] }
 // Blocking returns the unit whose uncovered batch is at the log's head (the one to ask for
 // a checkpoint when the log is full), or -1 when the log is empty.
 func (l *Log) Blocking() int {
-	if l.n == 0 {
+	if l.q.Len() == 0 {
 		return -1
 	}
-	return l.q[l.head].Unit
+	return (*l.q.Front()).Unit
 }
 
 // Since calls fn, in order, for every logged batch of unit with a Seq above pos.
 func (l *Log) Since(unit int, pos uint64, fn func(e *Entry)) {
-	for i := range l.n {
-		if e := l.q[(l.head+i)%len(l.q)]; e.Unit == unit && e.Seq > pos {
+	for i := range l.q.Len() {
+		if e := *l.q.At(i); e.Unit == unit && e.Seq > pos {
 			e.ready()
 			fn(e)
 		}
@@ -639,8 +628,8 @@ func (l *Log) Since(unit int, pos uint64, fn func(e *Entry)) {
 // checkpoint covers that are still logged because an older batch of another unit is not).
 // fn may read the entries' Unit, Seq and Ctl (their packets are not made ready: Since).
 func (l *Log) Until(unit int, pos uint64, fn func(e *Entry)) {
-	for i := range l.n {
-		if e := l.q[(l.head+i)%len(l.q)]; e.Unit == unit && e.Seq <= pos {
+	for i := range l.q.Len() {
+		if e := *l.q.At(i); e.Unit == unit && e.Seq <= pos {
 			fn(e)
 		}
 	}
@@ -680,7 +669,7 @@ func (l *Log) Bytes() int   { return l.bytes }
 func (l *Log) Packets() int { return l.packets }
 
 // Len returns the number of batches logged.
-func (l *Log) Len() int { return l.n }
+func (l *Log) Len() int { return l.q.Len() }
 
 // Stats returns the log's counters.
 func (l *Log) Stats() LogStats {

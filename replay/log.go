@@ -19,11 +19,11 @@ import (
 // its replacement.
 //
 // From an input that can read its packets again (Src: memory, a capture file), the log
-// keeps where each packet is in it (packet.Packet.Pos) and its metadata, no frame: a replay reads the
-// frames again; the units get the frames as without a log (the live engine lends them from an
-// arena of its own, reused as soon as the egress wrote them: engine/lend.go). The metadata is
-// taken from the batch by the unit, once its chain processed it (Entry.Prepare), not by the
-// root.
+// keeps where each packet is in it (packet.Packet.Pos) and its metadata, no frame: a replay
+// reads the frames again; the units get the frames as without a log (the live engine lends
+// them from an arena of its own, reused as soon as the egress wrote them: engine/lend.go).
+// The metadata is taken from the batch by the unit, once its chain processed it
+// (Entry.Prepare), not by the root.
 //
 // From any other input, frames are not copied into the log either: the root reads its
 // packets into the log's arena (Arena: packet.Packet.UseArena), one after another, and
@@ -104,8 +104,8 @@ type Entry struct {
 	n     int // packets (set when pushed: the log's count)
 
 	// An entry made with Src is filled lazily (Prepare): by the unit, once its chain
-	// processed the batch, or by the log when it needs the entry first (a replay). st is the entry's
-	// ticket << 2 | its state (0 to fill, 1 being filled, 2 filled): a unit that holds a
+	// processed the batch, or by the log when it needs the entry first (a replay). st is the
+	// entry's ticket << 2 | its state (0 to fill, 1 being filled, 2 filled): a unit that holds a
 	// batch of an entry since reused (a failed unit waking up) has another ticket.
 	lazy   bool
 	st     atomic.Uint64
@@ -309,8 +309,8 @@ func (e *Entry) fill(b *unit.Batch) {
 	}
 }
 
-// fillAt keeps b's packets, at their Pos in the input, in e.at, and reports whether they fit it:
-// times in ns, or in µs when they are more than 2.1 s apart (a sparse capture at full speed,
+// fillAt keeps b's packets, at their Pos in the input, in e.at, and reports whether they fit
+// it: times in ns, or in µs when they are more than 2.1 s apart (a sparse capture at full speed,
 // whose batches span seconds of its time; a classic pcap's times are whole µs).
 func (e *Entry) fillAt(b *unit.Batch) bool {
 	if b.N == 0 {
@@ -342,7 +342,7 @@ func (e *Entry) fillIn(b *unit.Batch, micro bool) (ok, far bool) {
 	for i := range e.at {
 		p := &b.Pkts[i]
 		dp, dc, dt := p.Pos-p0.Pos, p.Clock-p0.Clock, p.Time-p0.Time
-		if micro { // (by a constant: a multiplication, where a 64-bit division costs ~15 ns)
+		if micro { // (by a constant: a multiplication, not a 64-bit division)
 			if dt%1000 != 0 {
 				return false, false
 			}

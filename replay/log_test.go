@@ -457,9 +457,9 @@ func TestLogPositionsCompact(t *testing.T) {
 }
 
 // TestLogLazyFill: an entry kept by positions is filled once, by whichever comes first — the
-// unit's Prepare, or the log when a replay needs it (from the batch, which no unit finished) — and
-// a batch whose entry left the log and was reused for another batch (a failed unit waking
-// up with it) fills nothing: the entry keeps the other batch's packets. With -race, a unit
+// unit's Prepare, or the log when a replay needs it (from the batch, which no unit
+// finished) — and a batch whose entry left the log and was reused for another batch (a
+// failed unit waking up with it) fills nothing: the entry keeps the other batch's packets. With -race, a unit
 // and the log racing for one entry fill it once, consistently.
 func TestLogLazyFill(t *testing.T) {
 	src := &mapSource{frames: map[uint64][]byte{}}

@@ -248,6 +248,7 @@ func (c *Chain) Restore(rec []byte) error {
 	for i := range gone {
 		c.dropFlow(gone[i])
 	}
+	c.table.Reserve(len(flows)) // (some replace flows the table holds: room to spare)
 	for _, fb := range flows {
 		if k, _, ok := readKey(fb); ok {
 			c.dropFlow(k) // its older version, silently

@@ -3,6 +3,7 @@ package flowtable
 import (
 	"encoding/binary"
 	"math/bits"
+	"slices"
 
 	"github.com/snf-dev/snf/packet"
 )
@@ -126,9 +127,28 @@ func (x *keyIndex) del(k *packet.Key) {
 	}
 }
 
+// reserve makes room for k more keys: entries, and buckets for them (set doubles the buckets
+// as keys come; this sizes them once).
+func (x *keyIndex) reserve(k int) {
+	if k <= 0 {
+		return
+	}
+	x.ents = slices.Grow(x.ents, k-len(x.free))
+	n := len(x.heads)
+	for n < x.n+k {
+		n *= 2
+	}
+	if n > len(x.heads) {
+		x.rehash(n)
+	}
+}
+
 // grow doubles the buckets (growth allocates; a table at its flow bound stops growing).
-func (x *keyIndex) grow() {
-	heads := make([]int32, 2*len(x.heads))
+func (x *keyIndex) grow() { x.rehash(2 * len(x.heads)) }
+
+// rehash spreads the entries over n buckets (a power of two).
+func (x *keyIndex) rehash(n int) {
+	heads := make([]int32, n)
 	for i := range heads {
 		heads[i] = -1
 	}

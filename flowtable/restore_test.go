@@ -89,3 +89,36 @@ func TestRestoreOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestReserve: after Reserve(n), restoring n flows grows nothing — the flow arrays and the
+// key index keep the memory Reserve gave them — and the table holds and finds them as
+// without it; Reserve past the table's bound reserves up to it.
+func TestReserve(t *testing.T) {
+	const n = 5000
+	tb := New(Config{Slots: 2})
+	tb.Lookup(udpKey(1), 1) // (not empty: room is made on top of what it holds)
+	tb.Reserve(n)
+	flows, slots, heads, ents := cap(tb.flows), cap(tb.slots), len(tb.m.heads), cap(tb.m.ents)
+	keys := make([]packet.Key, n)
+	for i := range keys {
+		keys[i] = tcpKey(i)
+		tb.Restore(keys[i], 5, 10, 3, 1, packet.Key{}, 0, false)
+	}
+	if cap(tb.flows) != flows || cap(tb.slots) != slots || len(tb.m.heads) != heads || cap(tb.m.ents) != ents {
+		t.Errorf("restoring %d reserved flows grew the table: flows %d→%d, slots %d→%d, buckets %d→%d, entries %d→%d",
+			n, flows, cap(tb.flows), slots, cap(tb.slots), heads, len(tb.m.heads), ents, cap(tb.m.ents))
+	}
+	for _, k := range keys {
+		if f, _, ok := tb.Find(k); !ok || f.Key != k || f.Packets != 3 {
+			t.Fatalf("flow %v: %+v after its restore", k, f)
+		}
+		if f, dir, ok := tb.Find(k.Reverse()); !ok || f.Key != k || dir != Reply {
+			t.Fatalf("flow %v not found by its reply key", k)
+		}
+	}
+	small := New(Config{MaxFlows: 10})
+	small.Reserve(1 << 30) // (not 2^30 flows' memory: the bound is 10)
+	if cap(small.flows) > 64 {
+		t.Errorf("Reserve past the bound made room for %d flows", cap(small.flows))
+	}
+}

@@ -133,7 +133,9 @@ func (x *keyIndex) reserve(k int) {
 	if k <= 0 {
 		return
 	}
-	x.ents = slices.Grow(x.ents, k-len(x.free))
+	if more := k - len(x.free); more > 0 { // (freed entries are reused first)
+		x.ents = slices.Grow(x.ents, more)
+	}
 	n := len(x.heads)
 	for n < x.n+k {
 		n *= 2

@@ -116,6 +116,15 @@ func TestReserve(t *testing.T) {
 			t.Fatalf("flow %v not found by its reply key", k)
 		}
 	}
+	// With freed flows and keys to reuse, more than it reserves (no negative growth).
+	for _, k := range keys[:1000] {
+		f, _, _ := tb.Find(k)
+		tb.Remove(f, 10)
+	}
+	tb.Reserve(10)
+	for _, k := range keys[:10] {
+		tb.Restore(k, 5, 10, 3, 1, packet.Key{}, 0, false)
+	}
 	small := New(Config{MaxFlows: 10})
 	small.Reserve(1 << 30) // (not 2^30 flows' memory: the bound is 10)
 	if cap(small.flows) > 64 {

@@ -70,12 +70,12 @@ func TestDedupModel(t *testing.T) {
 	}
 }
 
-// TestMarkClocksEqualsMark: markClocks over a batch (its highest clock and cleared range
+// TestMarkClocksBatched: markClocks over a batch (its highest clock and cleared range
 // kept in registers through the loop) leaves the marks, the highest clock and the cleared
 // range exactly as marking its clocks one at a time, over random batches: rising and
 // repeated clocks, clocks behind the highest, behind the window, and jumps past what is
 // cleared and past the window.
-func TestMarkClocksEqualsMark(t *testing.T) {
+func TestMarkClocksBatched(t *testing.T) {
 	for seed := range uint64(50) {
 		a, b := &egress{}, &egress{}
 		a.dedupOn(5000)

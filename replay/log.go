@@ -269,13 +269,10 @@ func (l *Log) Keep(u int, p *packet.Packet) []byte {
 // is done.
 func (e *Entry) Prepare(b *unit.Batch) {
 	t := b.LogTicket
-	if e.st.CompareAndSwap(t<<2, t<<2|1) {
-		e.fill(b)
-		e.st.Store(t<<2 | 2)
-		return
-	}
-	for e.st.Load() == t<<2|1 {
-		runtime.Gosched()
+	if !e.claim(t, b) {
+		for e.st.Load() == t<<2|1 { // (another ticket's: nothing to wait for)
+			runtime.Gosched()
+		}
 	}
 }
 
@@ -287,14 +284,22 @@ func (e *Entry) ready() {
 		return
 	}
 	t := e.ticket
-	if e.st.CompareAndSwap(t<<2, t<<2|1) {
-		e.fill(e.batch)
-		e.st.Store(t<<2 | 2)
-		return
+	if !e.claim(t, e.batch) {
+		for e.st.Load() != t<<2|2 {
+			runtime.Gosched()
+		}
 	}
-	for e.st.Load() != t<<2|2 {
-		runtime.Gosched()
+}
+
+// claim fills e from b if e's use is ticket t's and no one started to fill it (the unit or
+// the log: whichever comes first), and reports whether it did.
+func (e *Entry) claim(t uint64, b *unit.Batch) bool {
+	if !e.st.CompareAndSwap(t<<2, t<<2|1) {
+		return false
 	}
+	e.fill(b)
+	e.st.Store(t<<2 | 2)
+	return true
 }
 
 // fill keeps b's packets, at their Pos in Src, compactly when they fit (fillAt), else in

@@ -1,6 +1,7 @@
 // Command perfsplit splits a CPU profile of a benchmark whose modes run interleaved in one
 // process (BenchmarkRecovery with SNF_BENCH_WINDOWS) by mode: the samples of each mode's
-// runs, in all and per function, and where each mode spends more than the base mode.
+// runs, in all and per function, and where each mode spends more, and less, than the base
+// mode.
 //
 // On a shared machine the throughput of two modes moves by more than a few percent from run
 // to run; the CPU samples of each mode's runs, interleaved over the same minutes, tell apart
@@ -161,7 +162,7 @@ func split(r io.Reader, wins []window) (map[key]map[string]int, int, error) {
 }
 
 // report writes each benchmark's modes: runs, samples, and the functions where each spends
-// more than base. It counts only the runs that took samples (the windows file is appended
+// more than base, then those where it spends less. It counts only the runs that took samples (the windows file is appended
 // to: windows of earlier recordings are not this profile's).
 func report(w io.Writer, wins []window, counts map[key]map[string]int, unplaced int, base string, top int) error {
 	var benches []string

@@ -248,14 +248,27 @@ func (c *Chain) Restore(rec []byte) error {
 	for i := range gone {
 		c.dropFlow(gone[i])
 	}
-	c.table.Reserve(len(flows)) // (some replace flows the table holds: room to spare)
+	// The record's flows replace their older versions, which go first, silently: the room
+	// they free is what Reserve counts on (a recovery restores several records, most of
+	// whose flows replace ones restored before).
 	for _, fb := range flows {
 		if k, _, ok := readKey(fb); ok {
-			c.dropFlow(k) // its older version, silently
+			c.dropFlow(k)
 		}
-		if err := c.ImportFlow(fb); err != nil {
-			return fmt.Errorf("snf: restore: %w", err)
+	}
+	c.table.Reserve(len(flows))
+	// They come in no time order (an incremental record lists them as first touched): the
+	// table sorts its lists once.
+	c.table.Bulk(func() {
+		for _, fb := range flows {
+			if err = c.ImportFlow(fb); err != nil {
+				err = fmt.Errorf("snf: restore: %w", err)
+				return
+			}
 		}
+	})
+	if err != nil {
+		return err
 	}
 	for _, sec := range secs {
 		if err := sec.s.applyChanges(sec.data); err != nil {

@@ -67,30 +67,40 @@ func (x *keyIndex) hash(k *packet.Key) uint64 {
 
 func (x *keyIndex) len() int { return x.n }
 
-func (x *keyIndex) get(k *packet.Key) (ref, bool) {
+// find returns k's hash and its entry, -1 when the index does not hold k.
+func (x *keyIndex) find(k *packet.Key) (uint64, int32) {
 	h := x.hash(k)
 	for i := x.heads[h&uint64(len(x.heads)-1)]; i >= 0; {
 		e := &x.ents[i]
 		if e.h == h && e.k == *k {
-			return e.r, true
+			return h, i
 		}
 		i = e.next
 	}
-	return ref{}, false
+	return h, -1
+}
+
+func (x *keyIndex) get(k *packet.Key) (ref, bool) {
+	_, i := x.find(k)
+	if i < 0 {
+		return ref{}, false
+	}
+	return x.ents[i].r, true
 }
 
 // set maps k to r, replacing an existing mapping.
 func (x *keyIndex) set(k *packet.Key, r ref) {
-	h := x.hash(k)
-	b := h & uint64(len(x.heads)-1)
-	for i := x.heads[b]; i >= 0; {
-		e := &x.ents[i]
-		if e.h == h && e.k == *k {
-			e.r = r
-			return
-		}
-		i = e.next
+	h, i := x.find(k)
+	if i >= 0 {
+		x.ents[i].r = r
+		return
 	}
+	x.insert(k, h, r)
+}
+
+// insert maps k, of hash h, to r; the index must not hold k (find said so, and no key was
+// added since: deletions and growth keep a hash valid).
+func (x *keyIndex) insert(k *packet.Key, h uint64, r ref) {
 	var i int32
 	if n := len(x.free); n > 0 {
 		i = x.free[n-1]
@@ -99,6 +109,7 @@ func (x *keyIndex) set(k *packet.Key, r ref) {
 		i = int32(len(x.ents))
 		x.ents = append(x.ents, entry{})
 	}
+	b := h & uint64(len(x.heads)-1)
 	x.ents[i] = entry{k: *k, h: h, r: r, next: x.heads[b]}
 	x.heads[b] = i
 	x.n++
@@ -107,13 +118,19 @@ func (x *keyIndex) set(k *packet.Key, r ref) {
 	}
 }
 
-func (x *keyIndex) del(k *packet.Key) {
+func (x *keyIndex) del(k *packet.Key) { x.delIf(k, -1) }
+
+// delIf deletes k's mapping if it maps to flow idx (any flow if idx < 0), in one walk.
+func (x *keyIndex) delIf(k *packet.Key, idx int32) {
 	h := x.hash(k)
 	b := h & uint64(len(x.heads)-1)
 	for p, i := int32(-1), x.heads[b]; i >= 0; p, i = i, x.ents[i].next {
 		e := &x.ents[i]
 		if e.h != h || e.k != *k {
 			continue
+		}
+		if idx >= 0 && e.r.idx != idx {
+			return
 		}
 		if p < 0 {
 			x.heads[b] = e.next

@@ -3,6 +3,7 @@ package flowtable
 import (
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -90,6 +91,105 @@ func TestRestoreOrder(t *testing.T) {
 	}
 }
 
+// TestBulk: a table that restores flows in runs of Bulk — with restores outside Bulk,
+// lookups, detaches and evictions (at its bound) in between — ranges, expires and evicts
+// exactly as one that restores each flow in time order as it comes: the same flows in the
+// same order, ties included. Its lists are sorted only when needed.
+func TestBulk(t *testing.T) {
+	sorted, compared, evicted := 0, 0, uint64(0)
+	for seed := range uint64(4) {
+		bound := []int{400, 1 << 20}[seed%2] // (evictions, or none)
+		r := rand.New(rand.NewPCG(seed, 11))
+		to := Timeouts{ClassTCP: time.Duration(400), ClassUDP: time.Duration(150), ClassOther: time.Duration(60)}
+		var goneA, goneB []packet.Key
+		mk := func(gone *[]packet.Key) *Table {
+			return New(Config{MaxFlows: bound, Timeouts: to, OnRemove: func(f *Flow, now int64, evicted bool) {
+				*gone = append(*gone, f.Key)
+			}})
+		}
+		a, b := mk(&goneA), mk(&goneB)
+		key := func() packet.Key {
+			proto := []uint8{packet.ProtoTCP, packet.ProtoUDP, packet.ProtoICMP}[r.IntN(3)]
+			ad := netip.AddrFrom4([4]byte{10, 0, byte(r.IntN(4)), byte(r.IntN(256))})
+			return packet.KeyFrom(ad, netip.MustParseAddr("198.18.0.1"), uint16(1+r.IntN(8)), 80, proto)
+		}
+		flows := func(tb *Table) (s []Flow) {
+			tb.Range(func(f *Flow) bool { s = append(s, *f); return true })
+			return s
+		}
+		now := int64(1000)
+		for op := range 2500 {
+			now += int64(r.IntN(3))
+			switch x := r.IntN(20); {
+			case x < 8:
+				k := key()
+				a.Lookup(k, now)
+				b.Lookup(k, now)
+			case x < 15:
+				// A run of restores, times out of order and some equal: in Bulk on a, one by
+				// one on b (a restores some outside Bulk too).
+				n, bulk := 1+r.IntN(40), r.IntN(4) > 0
+				run := func() {
+					for range n {
+						k, last := key(), now-int64(r.IntN(100))
+						fa := a.Restore(k, last-10, last, 5, 2, packet.Key{}, 0, false)
+						fb := b.Restore(k, last-10, last, 5, 2, packet.Key{}, 0, false)
+						if (fa == nil) != (fb == nil) {
+							t.Fatalf("seed %d op %d: restore of %s: %v in bulk, %v in order", seed, op, k, fa != nil, fb != nil)
+						}
+					}
+				}
+				if bulk {
+					a.Bulk(run)
+				} else {
+					run()
+				}
+			case x < 17:
+				k := key()
+				if f, _, ok := a.Find(k); ok {
+					a.Detach(f)
+				}
+				if f, _, ok := b.Find(k); ok {
+					b.Detach(f)
+				}
+			case x == 17 && r.IntN(8) == 0:
+				// Every flow leaves (a list Bulk left unsorted may empty before its sort).
+				for _, tb := range []*Table{a, b} {
+					for i := range tb.flows { // (not Range: it would sort them first)
+						tb.Detach(&tb.flows[i])
+					}
+				}
+			default:
+				if a.unsorted != 0 {
+					sorted++
+				}
+				na, nb := a.Expire(now), b.Expire(now)
+				fa, fb := flows(a), flows(b)
+				compared++
+				if na != nb || !slices.Equal(goneA, goneB) || !slices.Equal(fa, fb) {
+					t.Fatalf("seed %d op %d: expired %d and %d, gone %d and %d, ranged %d and %d flows: they differ", seed, op, na, nb, len(goneA), len(goneB), len(fa), len(fb))
+				}
+				if a.unsorted != 0 {
+					t.Fatalf("seed %d op %d: lists still out of order after Range", seed, op)
+				}
+			}
+			if !slices.Equal(goneA, goneB) {
+				t.Fatalf("seed %d op %d: removed (expired or evicted) %v, in order %v", seed, op, goneA, goneB)
+			}
+			goneA, goneB = goneA[:0], goneB[:0]
+			if op%128 == 0 {
+				checkInvariants(t, a)
+				checkInvariants(t, b)
+			}
+		}
+		evicted += b.Stats().Evicted
+	}
+	t.Logf("%d sorts, %d comparisons, %d evictions", sorted, compared, evicted)
+	if sorted < 50 || compared < 200 || evicted < 100 {
+		t.Fatal("too little was checked")
+	}
+}
+
 // TestReserve: after Reserve(n), restoring n flows grows nothing — the flow arrays and the
 // key index keep the memory Reserve gave them — and the table holds and finds them as
 // without it; Reserve past the table's bound reserves up to it.
@@ -129,5 +229,43 @@ func TestReserve(t *testing.T) {
 	small.Reserve(1 << 30) // (not 2^30 flows' memory: the bound is 10)
 	if cap(small.flows) > 64 {
 		t.Errorf("Reserve past the bound made room for %d flows", cap(small.flows))
+	}
+}
+
+// BenchmarkRestoreOrder: 10,000 flows restored into a table that holds 10,000 older ones,
+// in an order unrelated to their times (as an incremental checkpoint lists them): one by
+// one in time order, or in Bulk and then sorted once (the sort included). ns/op is per flow.
+func BenchmarkRestoreOrder(b *testing.B) {
+	const n = 10000
+	r := rand.New(rand.NewPCG(1, 2))
+	last := make([]int64, n)
+	for i := range last {
+		last[i] = 1e9 + r.Int64N(1e7)
+	}
+	for _, bulk := range []bool{false, true} {
+		name := map[bool]string{false: "ordered", true: "bulk"}[bulk]
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				tb := New(Config{})
+				tb.Reserve(2 * n)
+				for i := range n {
+					tb.Restore(tcpKey(n+i), 0, int64(i), 1, 1, packet.Key{}, 0, false)
+				}
+				b.StartTimer()
+				run := func() {
+					for i := range n {
+						tb.Restore(tcpKey(i), 0, last[i], 1, 1, packet.Key{}, 0, false)
+					}
+				}
+				if bulk {
+					tb.Bulk(run)
+					tb.settle()
+				} else {
+					run()
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/flow")
+		})
 	}
 }

@@ -251,17 +251,21 @@ func (c *Chain) Restore(rec []byte) error {
 	// The record's flows replace their older versions, which go first, silently: the room
 	// they free is what Reserve counts on (a recovery restores several records, most of
 	// whose flows replace ones restored before).
+	aliases := 0
 	for _, fb := range flows {
-		if k, _, ok := readKey(fb); ok {
+		if k, rest, ok := readKey(fb); ok {
 			c.dropFlow(k)
+			if len(rest) > 28 && rest[28] == 1 { // (ImportFlow's hasAlias)
+				aliases++
+			}
 		}
 	}
-	c.table.Reserve(len(flows))
+	c.table.Reserve(len(flows), aliases)
 	// They come in no time order (an incremental record lists them as first touched): the
 	// table sorts its lists once.
 	c.table.Bulk(func() {
 		for _, fb := range flows {
-			if err = c.ImportFlow(fb); err != nil {
+			if err = c.importFlow(fb, true); err != nil {
 				err = fmt.Errorf("snf: restore: %w", err)
 				return
 			}

@@ -393,13 +393,13 @@ func (t *Table) RangeIdle(before int64, fn func(f *Flow) bool) {
 	}
 }
 
-// create makes the flow of key k, whose hash is h, at time now, in the restored list if
-// restored. The index must not hold k.
-// Reserve makes room for n more flows (up to the table's bound) at once: a restore that
-// imports thousands grows the table's arrays and index once, not by doubling as they come
-// (measured: growth was most of a restore's time).
-func (t *Table) Reserve(n int) {
-	n = min(n, t.cfg.MaxFlows-(len(t.flows)-len(t.free)))
+// Reserve makes room for n more flows (up to the table's bound), aliases of which have an
+// alias key, at once: a restore that imports thousands grows the table's arrays and index
+// once, not by doubling as they come (measured: growth was most of a restore's time).
+func (t *Table) Reserve(n, aliases int) {
+	if m := t.cfg.MaxFlows - (len(t.flows) - len(t.free)); n > m {
+		n, aliases = m, min(aliases, m)
+	}
 	if n <= 0 {
 		return
 	}
@@ -407,9 +407,11 @@ func (t *Table) Reserve(n int) {
 		t.flows = slices.Grow(t.flows, need)
 		t.slots = slices.Grow(t.slots, need*t.cfg.Slots)
 	}
-	t.m.reserve(3 * n) // (a flow's keys: original, reply and an alias)
+	t.m.reserve(2*n + aliases) // (a flow's keys: original, reply and maybe an alias)
 }
 
+// create makes the flow of key k, whose hash is h, at time now, in the restored list if
+// restored. The index must not hold k.
 func (t *Table) create(k packet.Key, h uint64, now int64, restored bool) *Flow {
 	if len(t.flows)-len(t.free) >= t.cfg.MaxFlows {
 		t.evictOne(now)
@@ -620,8 +622,8 @@ func (t *Table) insertByLast(f *Flow) {
 // recovery restores several records one after the other, and the lists are sorted once.
 func (t *Table) Bulk(fn func()) {
 	t.bulk = true
+	defer func() { t.bulk = false }()
 	fn()
-	t.bulk = false
 }
 
 // settle sorts the lists Bulk left out of order.

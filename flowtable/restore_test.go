@@ -1,6 +1,8 @@
 package flowtable
 
 import (
+	"cmp"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -282,5 +284,34 @@ func BenchmarkRestoreOrder(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/flow")
 			b.ReportMetric(float64(sorting.Nanoseconds())/float64(b.N)/n, "sort-ns/flow")
 		})
+	}
+}
+
+// TestSortByLast: the radix sort orders as a stable comparison sort does (latest first, ties
+// in their order), for short and long lists, times close together, far apart, negative and
+// at the int64 extremes.
+func TestSortByLast(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var tmp []byLast
+	for i := range 400 {
+		n := r.IntN(3000)
+		s := make([]byLast, n)
+		spread := []int64{1, 10, 1e6, 1e10, math.MaxInt64}[i%5]
+		for j := range s {
+			s[j] = byLast{r.Int64N(spread), int32(j)}
+			if i%7 == 0 && r.IntN(2) == 0 {
+				s[j].last = -s[j].last
+			}
+			if i%11 == 0 && r.IntN(10) == 0 {
+				s[j].last = []int64{math.MinInt64, math.MaxInt64}[r.IntN(2)]
+			}
+		}
+		want := slices.Clone(s)
+		slices.SortStableFunc(want, func(a, b byLast) int { return cmp.Compare(b.last, a.last) })
+		var got []byLast
+		got, tmp = sortByLast(s, tmp)
+		if !slices.Equal(got, want) {
+			t.Fatalf("case %d (%d flows, spread %d): radix order differs from a stable sort", i, n, spread)
+		}
 	}
 }

@@ -158,68 +158,175 @@ func CheckpointClock(rec []byte) (clock uint64, full bool, err error) {
 // before it changes anything about the flows; a bad Scoped section fails after the flows
 // were applied (the error says so).
 func (c *Chain) Restore(rec []byte) error {
-	clock, full, err := CheckpointClock(rec)
+	r, err := c.parseRecord(rec)
 	if err != nil {
 		return err
+	}
+	return c.applyRecord(&r, nil)
+}
+
+// RestoreAll applies records, a full one and those written after it, in order, as Restore
+// one after the other would; but it checks them all before it changes anything, and it
+// imports only the flow versions no later record replaces. (A recovery restores a unit's
+// records since its last full one; at full speed most of its flows are in every record.)
+//
+// A version is left out when the flow's next version, in a later record, has the same alias
+// key (or none): importing it and then the next would leave the table as importing only the
+// next does. A version whose flow ends in a later record, or changes its alias, is imported
+// as Restore would, for what its import does to other flows (it may take over a key).
+// Versions before a full record are all left out: the full record drops every flow.
+func (c *Chain) RestoreAll(recs [][]byte) error {
+	parsed := make([]ckRecord, len(recs))
+	for i, rec := range recs {
+		var err error
+		if parsed[i], err = c.parseRecord(rec); err != nil {
+			return fmt.Errorf("record %d of %d: %w", i+1, len(recs), err)
+		}
+	}
+	skip, imports, aliases := superseded(parsed)
+	c.table.Reserve(imports, aliases) // (once: each record's own would grow the table again)
+	for i := range parsed {
+		if err := c.applyRecord(&parsed[i], skip[i]); err != nil {
+			return fmt.Errorf("record %d of %d: %w", i+1, len(recs), err)
+		}
+	}
+	return nil
+}
+
+// superseded returns, by record and flow, whether a later record replaces the flow version
+// (see RestoreAll), and how many versions are left to import, with how many alias keys.
+func superseded(recs []ckRecord) (skip [][]bool, imports, aliases int) {
+	type event struct {
+		version, hasAlias bool
+		alias             packet.Key
+	}
+	skip = make([][]bool, len(recs))
+	if len(recs) < 2 {
+		return skip, 0, 0 // (nothing to leave out; the record reserves its own room)
+	}
+	lastFull, n := 0, 0
+	for i := range recs {
+		if recs[i].full {
+			lastFull = i
+		}
+		n += len(recs[i].flows)
+	}
+	next := make(map[packet.Key]event, n) // by flow: its next event, going back in time
+	for j := len(recs) - 1; j >= 0; j-- {
+		r := &recs[j]
+		skip[j] = make([]bool, len(r.flows))
+		if j < lastFull {
+			for i := range skip[j] {
+				skip[j][i] = true
+			}
+			continue
+		}
+		for i, fb := range r.flows {
+			k, rest, ok := readKey(fb)
+			if !ok {
+				continue // (its import fails, as Restore's would)
+			}
+			var ev event
+			ev.version = true
+			if len(rest) > 29 && rest[28] == 1 { // ImportFlow's hasAlias, direction, alias key
+				if ev.alias, _, ok = readKey(rest[30:]); ok {
+					ev.hasAlias = true
+				}
+			}
+			if nx, seen := next[k]; seen && nx == ev {
+				skip[j][i] = true
+			} else {
+				imports++
+				if ev.hasAlias {
+					aliases++
+				}
+			}
+			next[k] = ev
+		}
+		for _, g := range r.gone { // (before the record's versions)
+			next[g] = event{}
+		}
+	}
+	return skip, imports, aliases
+}
+
+// ckRecord is a checkpoint record, parsed and checked.
+type ckRecord struct {
+	clock     uint64
+	full      bool
+	expireOps uint32
+	gone      []packet.Key
+	flows     [][]byte
+	secs      []ckSection
+	counters  []uint64
+}
+
+type ckSection struct {
+	s    scopedCk
+	data []byte
+}
+
+// parseRecord parses and checks a record Checkpoint wrote, for this chain's spec.
+func (c *Chain) parseRecord(rec []byte) (ckRecord, error) {
+	var none ckRecord
+	clock, full, err := CheckpointClock(rec)
+	if err != nil {
+		return none, err
 	}
 	expireOps := binary.BigEndian.Uint32(rec[14:])
 	b := rec[18:]
 	trunc := errors.New("snf: restore: record truncated")
 	if len(b) < 4 {
-		return trunc
+		return none, trunc
 	}
 	ng := int(binary.BigEndian.Uint32(b))
 	b = b[4:]
 	if ng > len(b)/keyLen {
-		return trunc
+		return none, trunc
 	}
 	gone := make([]packet.Key, ng)
 	for i := range gone {
 		var ok bool
 		if gone[i], b, ok = readKey(b); !ok {
-			return errors.New("snf: restore: bad flow key")
+			return none, errors.New("snf: restore: bad flow key")
 		}
 	}
 	if len(b) < 4 {
-		return trunc
+		return none, trunc
 	}
 	nf := int(binary.BigEndian.Uint32(b))
 	b = b[4:]
 	flows := make([][]byte, 0, min(nf, len(b)/4))
 	for range nf {
 		if len(b) < 4 {
-			return trunc
+			return none, trunc
 		}
 		n := int(binary.BigEndian.Uint32(b))
 		if n > len(b)-4 {
-			return trunc
+			return none, trunc
 		}
 		flows = append(flows, b[4:4+n])
 		b = b[4+n:]
 	}
 	if len(b) < 4 {
-		return trunc
+		return none, trunc
 	}
 	ns := int(binary.BigEndian.Uint32(b))
 	b = b[4:]
-	type section struct {
-		s    scopedCk
-		data []byte
-	}
-	var secs []section
+	var secs []ckSection
 	for range ns {
 		if len(b) < 2 {
-			return trunc
+			return none, trunc
 		}
 		nl := int(binary.BigEndian.Uint16(b))
 		if nl > len(b)-2-4 {
-			return trunc
+			return none, trunc
 		}
 		name := string(b[2 : 2+nl])
 		b = b[2+nl:]
 		n := int(binary.BigEndian.Uint32(b))
 		if n > len(b)-4 {
-			return trunc
+			return none, trunc
 		}
 		var s scopedCk
 		for _, x := range c.scoped {
@@ -228,19 +335,27 @@ func (c *Chain) Restore(rec []byte) error {
 			}
 		}
 		if s == nil {
-			return fmt.Errorf("snf: restore: the chain has no scoped state %q (another spec?)", name)
+			return none, fmt.Errorf("snf: restore: the chain has no scoped state %q (another spec?)", name)
 		}
-		secs = append(secs, section{s, b[4 : 4+n]})
+		secs = append(secs, ckSection{s, b[4 : 4+n]})
 		b = b[4+n:]
 	}
 	counters, b, err := c.readCounters(b)
 	if err != nil {
-		return err
+		return none, err
 	}
 	if len(b) != 0 {
-		return fmt.Errorf("snf: restore: %d trailing bytes", len(b))
+		return none, fmt.Errorf("snf: restore: %d trailing bytes", len(b))
 	}
-	if full {
+	return ckRecord{clock: clock, full: full, expireOps: expireOps, gone: gone, flows: flows, secs: secs, counters: counters}, nil
+}
+
+// applyRecord applies a parsed record (Restore); skip, if not nil, leaves out the imports
+// of the flow versions it marks (RestoreAll: a later record replaces them). Their older
+// versions go all the same.
+func (c *Chain) applyRecord(r *ckRecord, skip []bool) error {
+	gone, flows := r.gone, r.flows
+	if r.full {
 		var keys []packet.Key
 		c.table.Range(func(f *flowtable.Flow) bool { keys = append(keys, f.Key); return true })
 		gone = append(gone, keys...)
@@ -251,20 +366,28 @@ func (c *Chain) Restore(rec []byte) error {
 	// The record's flows replace their older versions, which go first, silently: the room
 	// they free is what Reserve counts on (a recovery restores several records, most of
 	// whose flows replace ones restored before).
-	aliases := 0
-	for _, fb := range flows {
+	imports, aliases := 0, 0
+	for i, fb := range flows {
 		if k, rest, ok := readKey(fb); ok {
 			c.dropFlow(k)
+			if skip != nil && skip[i] {
+				continue
+			}
 			if len(rest) > 28 && rest[28] == 1 { // (ImportFlow's hasAlias)
 				aliases++
 			}
 		}
+		imports++
 	}
-	c.table.Reserve(len(flows), aliases)
+	c.table.Reserve(imports, aliases)
+	var err error
 	// They come in no time order (an incremental record lists them as first touched): the
 	// table sorts its lists once.
 	c.table.Bulk(func() {
-		for _, fb := range flows {
+		for i, fb := range flows {
+			if skip != nil && skip[i] {
+				continue
+			}
 			if err = c.importFlow(fb, true); err != nil {
 				err = fmt.Errorf("snf: restore: %w", err)
 				return
@@ -274,14 +397,14 @@ func (c *Chain) Restore(rec []byte) error {
 	if err != nil {
 		return err
 	}
-	for _, sec := range secs {
+	for _, sec := range r.secs {
 		if err := sec.s.applyChanges(sec.data); err != nil {
 			return fmt.Errorf("snf: restore: %s (the flows were restored): %w", sec.s.ckName(), err)
 		}
 	}
-	c.setCounters(counters)
-	c.lastClock = max(c.lastClock, clock)
-	c.expireOps = max(c.expireOps, expireOps)
+	c.setCounters(r.counters)
+	c.lastClock = max(c.lastClock, r.clock)
+	c.expireOps = max(c.expireOps, r.expireOps)
 	// What was restored is durable already: the next record starts from here.
 	c.ck.dirty, c.ck.gone = c.ck.dirty[:0], c.ck.gone[:0]
 	c.ck.epoch++

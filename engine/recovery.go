@@ -494,15 +494,16 @@ func (l *live) restore(u int) (*snf.Chain, uint64, error) {
 		return chain, 0, err
 	}
 	var pos uint64
-	for _, r := range recs {
+	crs := make([][]byte, len(recs))
+	for i, r := range recs {
 		p, cr, ok := unit.SplitRecord(r)
 		if !ok {
 			return chain, 0, errors.New("a checkpoint record is truncated")
 		}
-		if err := chain.Restore(cr); err != nil {
-			return chain, 0, err
-		}
-		pos = p
+		crs[i], pos = cr, p
+	}
+	if err := chain.RestoreAll(crs); err != nil {
+		return chain, 0, err
 	}
 	return chain, pos, nil
 }

@@ -543,14 +543,16 @@ func (c *Chain) importFlow(b []byte, restore bool) error {
 		return fail(fmt.Errorf("%d trailing bytes", len(b)))
 	}
 	var f *flowtable.Flow
-	if restore {
-		// Restore dropped the flow's older version; a flow found now holds k as its reply
-		// key or alias (an earlier flow of the record took it over): it goes as dropFlow
-		// makes it go. (Not right either — the original chain had both flows — but what
-		// a restore did before it dropped the record's older versions first.)
-		c.dropFlow(k)
-	}
 	c.outsidePacket(func() { // ending an old incarnation, or an eviction, runs FlowEnd hooks
+		if restore {
+			// Restore dropped the flow's older version. A flow that holds k now took it
+			// over (k is its alias or reply key, or the Key of a flow made after k's was
+			// taken, listed later in the record): the restored flow takes it, the other
+			// keeps what else it has — the keys as they were when the record was written,
+			// had the record listed the flows in the order they were made.
+			f = c.table.RestoreOver(k, first, last, packets, flowlets, alias, aliasDir, hasAlias)
+			return
+		}
 		if old, _, exists := c.table.Find(k); exists {
 			// An older incarnation of the flow that ended (idle) here while the flow lived on
 			// elsewhere: the incoming state is the flow's; the old one ends now.

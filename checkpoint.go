@@ -154,7 +154,9 @@ func CheckpointClock(rec []byte) (clock uint64, full bool, err error) {
 // Restore applies a record written by Checkpoint (by a chain of the same spec) to this
 // chain: flows that ended are removed, changed flows replace their older versions, Scoped
 // values are set or deleted — all without FlowEnd hooks (the record is the state, not
-// events). A full record first clears the chain's flows. Restore checks the whole record
+// events). Flows are known by their Key: a flow that took over another's key (a NAT's
+// alias) does not go in its place, and a restored flow takes its keys over from the flows
+// that hold them. A full record first clears the chain's flows. Restore checks the whole record
 // before it changes anything about the flows; a bad Scoped section fails after the flows
 // were applied (the error says so).
 func (c *Chain) Restore(rec []byte) error {
@@ -171,10 +173,12 @@ func (c *Chain) Restore(rec []byte) error {
 // records since its last full one; at full speed most of its flows are in every record.)
 //
 // A version is left out when the flow's next version, in a later record, has the same alias
-// key (or none): importing it and then the next would leave the table as importing only the
-// next does. A version whose flow ends in a later record, or changes its alias, is imported
-// as Restore would, for what its import does to other flows (it may take over a key).
-// Versions before a full record are all left out: the full record drops every flow.
+// key (or none): the next one takes over the same keys from whichever flows hold them then,
+// so the table ends as if both were imported. A version whose flow ends in a later record,
+// or changes its alias, is imported, for the keys it takes over; so is every version of a
+// Key a record lists twice (two flows: one whose key was taken over, one made with it
+// after). Versions before a full record are all left out: the full record drops every
+// flow. (TestRestoreCollisions checks both ways against the chain that wrote the records.)
 func (c *Chain) RestoreAll(recs [][]byte) error {
 	parsed := make([]ckRecord, len(recs))
 	for i, rec := range recs {
@@ -199,6 +203,7 @@ func superseded(recs []ckRecord) (skip [][]bool, imports, aliases int) {
 	type event struct {
 		version, hasAlias bool
 		alias             packet.Key
+		rec               int
 	}
 	skip = make([][]bool, len(recs))
 	if len(recs) < 2 {
@@ -212,6 +217,7 @@ func superseded(recs []ckRecord) (skip [][]bool, imports, aliases int) {
 		n += len(recs[i].flows)
 	}
 	next := make(map[packet.Key]event, n) // by flow: its next event, going back in time
+	var twice map[packet.Key]bool         // keys a record lists twice: two flows (see below)
 	for j := len(recs) - 1; j >= 0; j-- {
 		r := &recs[j]
 		skip[j] = make([]bool, len(r.flows))
@@ -226,25 +232,41 @@ func superseded(recs []ckRecord) (skip [][]bool, imports, aliases int) {
 			if !ok {
 				continue // (its import fails, as Restore's would)
 			}
-			var ev event
-			ev.version = true
+			ev := event{version: true, rec: j}
 			if len(rest) > 29 && rest[28] == 1 { // ImportFlow's hasAlias, direction, alias key
 				if ev.alias, _, ok = readKey(rest[30:]); ok {
 					ev.hasAlias = true
 				}
 			}
-			if nx, seen := next[k]; seen && nx == ev {
-				skip[j][i] = true
-			} else {
-				imports++
-				if ev.hasAlias {
-					aliases++
+			nx, seen := next[k]
+			if seen && nx.rec == j {
+				// Two flows with one Key: one whose key another took over, and one made with
+				// it after. Which later version is whose is not known: keep them all.
+				if twice == nil {
+					twice = map[packet.Key]bool{}
 				}
+				twice[k] = true
+			}
+			if seen && nx.version && nx.hasAlias == ev.hasAlias && nx.alias == ev.alias {
+				skip[j][i] = true
 			}
 			next[k] = ev
 		}
 		for _, g := range r.gone { // (before the record's versions)
-			next[g] = event{}
+			next[g] = event{rec: j}
+		}
+	}
+	for j := lastFull; j < len(recs); j++ {
+		for i, fb := range recs[j].flows {
+			if k, _, ok := readKey(fb); ok && twice[k] {
+				skip[j][i] = false
+			}
+			if !skip[j][i] {
+				imports++
+				if rest := fb[min(len(fb), keyLen):]; len(rest) > 28 && rest[28] == 1 {
+					aliases++
+				}
+			}
 		}
 	}
 	return skip, imports, aliases
@@ -355,10 +377,12 @@ func (c *Chain) parseRecord(rec []byte) (ckRecord, error) {
 // versions go all the same.
 func (c *Chain) applyRecord(r *ckRecord, skip []bool) error {
 	gone, flows := r.gone, r.flows
-	if r.full {
-		var keys []packet.Key
-		c.table.Range(func(f *flowtable.Flow) bool { keys = append(keys, f.Key); return true })
-		gone = append(gone, keys...)
+	if r.full { // every flow goes (by flow: one may hold no key of its own)
+		var all []int32
+		c.table.Range(func(f *flowtable.Flow) bool { all = append(all, f.Index()); return true })
+		for _, i := range all {
+			c.detachFlow(c.table.Flow(i))
+		}
 	}
 	for i := range gone {
 		c.dropFlow(gone[i])
@@ -486,12 +510,16 @@ func (c *Chain) setCounters(vs []uint64) {
 	}
 }
 
-// dropFlow removes the flow with key k, if any, without FlowEnd hooks.
+// dropFlow removes the flow whose Key is k, if any, without FlowEnd hooks: found by k or its
+// reply key, not a flow that took k over.
 func (c *Chain) dropFlow(k packet.Key) {
-	f, _, ok := c.table.Find(k)
-	if !ok {
-		return
+	if f, ok := c.table.FindFlow(k); ok {
+		c.detachFlow(f)
 	}
+}
+
+// detachFlow removes flow f silently: its values freed, no FlowEnd hooks.
+func (c *Chain) detachFlow(f *flowtable.Flow) {
 	slots := c.table.Slots(f.Index())
 	for s, i := range slots {
 		if i >= 0 {

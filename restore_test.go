@@ -1,8 +1,13 @@
 package snf_test
 
 import (
+	"encoding/binary"
+	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/internal/pkttest"
@@ -68,5 +73,104 @@ func TestRestoreRunsNoHooks(t *testing.T) {
 	}
 	if takerEnds != 0 {
 		t.Errorf("the restore ran %d FlowEnd hooks", takerEnds)
+	}
+}
+
+// Flows of the collision tests: y (takerKey, whose key k takes over), its reply, and k.
+var (
+	collideY  = func() []byte { return pkttest.UDP(collideH[0], collideH[1], 1000, 2000, nil) }
+	collideYr = func() []byte { return pkttest.UDP(collideH[1], collideH[0], 2000, 1000, nil) }
+	collideK  = func() []byte { return pkttest.UDP(collideH[2], collideH[3], 3000, 4000, nil) }
+	collideH  = [4]netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"),
+		netip.MustParseAddr("10.0.0.3"), netip.MustParseAddr("10.0.0.4")}
+)
+
+// tables describes a chain's flows (with their times) and the flow each key of the
+// collision tests finds, for comparing chains.
+func tables(t *testing.T, c *snf.Chain) string {
+	t.Helper()
+	desc := func(st []byte) string {
+		r := st[38:] // (the exported state: key, first, last, packets, flowlets, alias)
+		return fmt.Sprintf("%x{first %d last %d packets %d alias %v}", st[:38], binary.BigEndian.Uint64(r), binary.BigEndian.Uint64(r[8:]), binary.BigEndian.Uint64(r[16:]), r[28] == 1)
+	}
+	var fl []string
+	if err := c.Flows(func(k packet.Key, st []byte) bool { fl = append(fl, desc(st)); return true }); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(fl)
+	s := "flows " + strings.Join(fl, ", ")
+	kk := packet.KeyFrom(collideH[2], collideH[3], 3000, 4000, packet.ProtoUDP)
+	for _, k := range []packet.Key{takerKey, takerKey.Reverse(), kk} {
+		if b, err := c.ExportFlow(k, nil); err != nil {
+			s += fmt.Sprintf("; %s finds none", k)
+		} else {
+			s += fmt.Sprintf("; %s finds %s", k, desc(b))
+		}
+	}
+	return s
+}
+
+// TestRestoreCollisions: records of flows that took over one another's keys restore, one by
+// one (Restore) and at once (RestoreAll), to the table the chain had: the same flows, and
+// each key finding the same flow.
+//   - gone: y's key was taken by k's alias, then y ended: the record's gone entry for y's
+//     key drops y (not k, which holds the key);
+//   - twice: k took y's key and ended, and a packet with y's key made z: a record lists y
+//     (now without keys) and z, both with y's Key;
+//   - full: as gone, with a full record last (the records before it are left out).
+func TestRestoreCollisions(t *testing.T) {
+	spec, err := snf.ChainFromNames("taker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := func() *snf.Chain {
+		c, err := snf.NewChain(spec, snf.ChainOptions{Checkpoints: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	ck := func(c *snf.Chain, full bool) []byte {
+		r, _, err := c.Checkpoint(nil, full)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	s := int64(time.Second)
+	for _, tc := range []struct {
+		name  string
+		later [][][]byte // batches after the first record (at 30 s, 61 s: the timeout is 60 s)
+		full  bool       // the last record is a full one
+	}{
+		{"gone", [][][]byte{{collideK()}, {collideK()}}, false},
+		{"twice", [][][]byte{{collideYr()}, {collideY()}}, false},
+		{"full", [][][]byte{{collideK()}, {collideK()}}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := chain()
+			o.Process(pkttest.Batch(0, collideY(), collideK()), nil) // k takes y's key
+			recs := [][]byte{ck(o, true)}
+			for i, b := range tc.later {
+				o.Process(pkttest.Batch([]int64{30 * s, 61 * s}[i], b...), nil)
+			}
+			recs = append(recs, ck(o, tc.full))
+			one, all := chain(), chain()
+			for _, r := range recs {
+				if err := one.Restore(r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := all.RestoreAll(recs); err != nil {
+				t.Fatal(err)
+			}
+			want := tables(t, o)
+			for name, c := range map[string]*snf.Chain{"Restore": one, "RestoreAll": all} {
+				if got := tables(t, c); got != want {
+					t.Errorf("%s:\n got %s\nwant %s", name, got, want)
+				}
+			}
+		})
 	}
 }

@@ -521,6 +521,30 @@ func (t *Table) Restore(k packet.Key, first, last int64, packets uint64, flowlet
 	return f
 }
 
+// RestoreOver is Restore for a flow whose key another flow here may hold — as its alias or
+// reply key, or as its own (a checkpoint lists flows that took over one another's keys, and
+// even two flows with one Key: one whose key was taken, and the one made with it after): the
+// new flow takes the key over, as Alias does, and the other flow lives on without it.
+func (t *Table) RestoreOver(k packet.Key, first, last int64, packets uint64, flowlets uint32, alias packet.Key, aliasDir Dir, hasAlias bool) *Flow {
+	if _, e := t.m.find(&k); e >= 0 {
+		holder := t.m.ents[e].r.idx
+		t.dropKey(&t.flows[holder], k)
+		t.m.delIf(&k, holder)
+	}
+	return t.Restore(k, first, last, packets, flowlets, alias, aliasDir, hasAlias)
+}
+
+// FindFlow returns the live flow whose Key (its first packet's key) is k, if one of its
+// keys still maps to it: another flow may have taken over k itself.
+func (t *Table) FindFlow(k packet.Key) (*Flow, bool) {
+	for _, x := range [2]packet.Key{k, k.Reverse()} {
+		if r, ok := t.m.get(&x); ok && t.flows[r.idx].Key == k {
+			return &t.flows[r.idx], true
+		}
+	}
+	return nil, false
+}
+
 // AliasKey returns the flow's alias key and its direction, if it has one.
 func (f *Flow) AliasKey() (packet.Key, Dir, bool) {
 	return f.keys[keyAlias], f.aliasDir, f.mapped&(1<<keyAlias) != 0

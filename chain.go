@@ -481,7 +481,7 @@ var errStateTruncated = errors.New("state truncated")
 func (c *Chain) ImportFlow(b []byte) error { return c.importFlow(b, false) }
 
 // importFlow is ImportFlow; with restore (Chain.Restore: the record is the state, not
-// events) a flow here that holds the key goes silently, without FlowEnd hooks.
+// events) no flow here ends: the flow takes its keys over from the flows that hold them.
 func (c *Chain) importFlow(b []byte, restore bool) error {
 	errTrunc := errStateTruncated
 	k, b, ok := readKey(b)

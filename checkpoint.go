@@ -156,9 +156,10 @@ func CheckpointClock(rec []byte) (clock uint64, full bool, err error) {
 // values are set or deleted — all without FlowEnd hooks (the record is the state, not
 // events). Flows are known by their Key: a flow that took over another's key (a NAT's
 // alias) does not go in its place, and a restored flow takes its keys over from the flows
-// that hold them. A full record first clears the chain's flows. Restore checks the whole record
-// before it changes anything about the flows; a bad Scoped section fails after the flows
-// were applied (the error says so).
+// that hold them. (An older version left with none of its keys is not found: it stays
+// until it expires.) A full record first clears the chain's flows. Restore checks the
+// whole record before it changes anything about the flows; a bad Scoped section fails
+// after the flows were applied (the error says so).
 func (c *Chain) Restore(rec []byte) error {
 	r, err := c.parseRecord(rec)
 	if err != nil {
@@ -169,7 +170,8 @@ func (c *Chain) Restore(rec []byte) error {
 
 // RestoreAll applies records, a full one and those written after it, in order, as Restore
 // one after the other would; but it checks them all before it changes anything, and it
-// imports only the flow versions no later record replaces. (A recovery restores a unit's
+// imports only the flow versions no later record replaces (so a malformed version that a
+// later one replaces goes unnoticed). (A recovery restores a unit's
 // records since its last full one; at full speed most of its flows are in every record.)
 //
 // A version is left out when the flow's next version, in a later record, has the same alias

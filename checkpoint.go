@@ -393,9 +393,12 @@ func (c *Chain) applyRecord(r *ckRecord, skip []bool) error {
 	// they free is what Reserve counts on (a recovery restores several records, most of
 	// whose flows replace ones restored before).
 	imports, aliases := 0, 0
+	empty := c.table.Stats().Active == 0 // (a fresh chain, or after a full record's clear)
 	for i, fb := range flows {
 		if k, rest, ok := readKey(fb); ok {
-			c.dropFlow(k)
+			if !empty {
+				c.dropFlow(k)
+			}
 			if skip != nil && skip[i] {
 				continue
 			}

@@ -458,6 +458,17 @@ func appendKey(b []byte, k *packet.Key) []byte {
 	return append(b, k.Proto, v6)
 }
 
+// exportedAlias returns the alias key of a flow as exportFlow wrote it, from rest, what
+// follows the flow's key (first, last, packets, flowlets, then the alias flag, direction
+// and key, as importFlow reads them); false when it has none or it is malformed.
+func exportedAlias(rest []byte) (packet.Key, bool) {
+	if len(rest) < 30 || rest[28] != 1 {
+		return packet.Key{}, false
+	}
+	alias, _, ok := readKey(rest[30:])
+	return alias, ok
+}
+
 func readKey(b []byte) (k packet.Key, rest []byte, ok bool) {
 	if len(b) < keyLen {
 		return k, b, false

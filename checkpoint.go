@@ -235,11 +235,7 @@ func superseded(recs []ckRecord) (skip [][]bool, imports, aliases int) {
 				continue // (its import fails, as Restore's would)
 			}
 			ev := event{version: true, rec: j}
-			if len(rest) > 29 && rest[28] == 1 { // ImportFlow's hasAlias, direction, alias key
-				if ev.alias, _, ok = readKey(rest[30:]); ok {
-					ev.hasAlias = true
-				}
-			}
+			ev.alias, ev.hasAlias = exportedAlias(rest)
 			nx, seen := next[k]
 			if seen && nx.rec == j {
 				// Two flows with one Key: one whose key another took over, and one made with
@@ -260,12 +256,13 @@ func superseded(recs []ckRecord) (skip [][]bool, imports, aliases int) {
 	}
 	for j := lastFull; j < len(recs); j++ {
 		for i, fb := range recs[j].flows {
-			if k, _, ok := readKey(fb); ok && twice[k] {
+			k, rest, ok := readKey(fb)
+			if ok && twice[k] {
 				skip[j][i] = false
 			}
 			if !skip[j][i] {
 				imports++
-				if rest := fb[min(len(fb), keyLen):]; len(rest) > 28 && rest[28] == 1 {
+				if _, has := exportedAlias(rest); has {
 					aliases++
 				}
 			}
@@ -402,7 +399,7 @@ func (c *Chain) applyRecord(r *ckRecord, skip []bool) error {
 			if skip != nil && skip[i] {
 				continue
 			}
-			if len(rest) > 28 && rest[28] == 1 { // (ImportFlow's hasAlias)
+			if _, has := exportedAlias(rest); has {
 				aliases++
 			}
 		}

@@ -312,8 +312,7 @@ func (t *Table) Alias(f *Flow, k packet.Key, dir Dir) {
 
 // Unalias removes the mapping of k if it points to f.
 func (t *Table) Unalias(f *Flow, k packet.Key) {
-	if r, ok := t.m.get(&k); ok && r.idx == f.idx {
-		t.m.del(&k)
+	if t.m.delIf(&k, f.idx) {
 		t.dropKey(f, k)
 	}
 }
@@ -508,17 +507,7 @@ func (t *Table) Restore(k packet.Key, first, last int64, packets uint64, flowlet
 	if e >= 0 {
 		return nil
 	}
-	f := t.create(k, h, last, true)
-	f.First, f.Packets, f.Flowlets, f.newFlowlet = first, packets, flowlets, false
-	// create linked it by its time into the restored list, whose flows are only those
-	// moved in and not touched since: a few, usually all older than it.
-	t.stats.Created--
-	t.stats.Flowlets--
-	t.stats.MovedIn++
-	if hasAlias {
-		t.Alias(f, alias, aliasDir)
-	}
-	return f
+	return t.restore(k, h, first, last, packets, flowlets, alias, aliasDir, hasAlias)
 }
 
 // RestoreOver is Restore for a flow whose key another flow here may hold — as its alias or
@@ -526,12 +515,28 @@ func (t *Table) Restore(k packet.Key, first, last int64, packets uint64, flowlet
 // even two flows with one Key: one whose key was taken, and the one made with it after): the
 // new flow takes the key over, as Alias does, and the other flow lives on without it.
 func (t *Table) RestoreOver(k packet.Key, first, last int64, packets uint64, flowlets uint32, alias packet.Key, aliasDir Dir, hasAlias bool) *Flow {
-	if _, e := t.m.find(&k); e >= 0 {
+	h, e := t.m.find(&k)
+	if e >= 0 {
 		holder := t.m.ents[e].r.idx
 		t.dropKey(&t.flows[holder], k)
 		t.m.delIf(&k, holder)
 	}
-	return t.Restore(k, first, last, packets, flowlets, alias, aliasDir, hasAlias)
+	return t.restore(k, h, first, last, packets, flowlets, alias, aliasDir, hasAlias)
+}
+
+// restore creates the restored flow of key k, of hash h, which the index does not hold.
+func (t *Table) restore(k packet.Key, h uint64, first, last int64, packets uint64, flowlets uint32, alias packet.Key, aliasDir Dir, hasAlias bool) *Flow {
+	f := t.create(k, h, last, true)
+	f.First, f.Packets, f.Flowlets, f.newFlowlet = first, packets, flowlets, false
+	// create linked it into the restored list, whose flows are those moved in and not
+	// touched since: by its time (a few, usually all older than it), or first in Bulk.
+	t.stats.Created--
+	t.stats.Flowlets--
+	t.stats.MovedIn++
+	if hasAlias {
+		t.Alias(f, alias, aliasDir)
+	}
+	return f
 }
 
 // FindFlow returns the live flow whose Key (its first packet's key) is k, if one of its

@@ -118,10 +118,8 @@ func (x *keyIndex) insert(k *packet.Key, h uint64, r ref) {
 	}
 }
 
-func (x *keyIndex) del(k *packet.Key) { x.delIf(k, -1) }
-
-// delIf deletes k's mapping if it maps to flow idx (any flow if idx < 0), in one walk.
-func (x *keyIndex) delIf(k *packet.Key, idx int32) {
+// delIf deletes k's mapping if it maps to flow idx, in one walk, and reports whether it did.
+func (x *keyIndex) delIf(k *packet.Key, idx int32) bool {
 	h := x.hash(k)
 	b := h & uint64(len(x.heads)-1)
 	for p, i := int32(-1), x.heads[b]; i >= 0; p, i = i, x.ents[i].next {
@@ -129,8 +127,8 @@ func (x *keyIndex) delIf(k *packet.Key, idx int32) {
 		if e.h != h || e.k != *k {
 			continue
 		}
-		if idx >= 0 && e.r.idx != idx {
-			return
+		if e.r.idx != idx {
+			return false
 		}
 		if p < 0 {
 			x.heads[b] = e.next
@@ -140,8 +138,9 @@ func (x *keyIndex) delIf(k *packet.Key, idx int32) {
 		e.next = -1
 		x.free = append(x.free, i)
 		x.n--
-		return
+		return true
 	}
+	return false
 }
 
 // reserve makes room for k more keys: entries, and buckets for them (set doubles the buckets

@@ -212,9 +212,10 @@ type live struct {
 	genMu        sync.RWMutex
 	gen          []uint64 // by slot: the generation of the unit in it (recovery)
 	zombieStates atomic.Uint64
-	closing      bool  // the run is ending: units' inputs are being closed
-	fatal        error // a recovery that failed: the run stops
-	mover        bool  // the policy moves flows between units (root.Mover)
+	closing      bool   // the run is ending: units' inputs are being closed
+	fatal        error  // a recovery that failed: the run stops
+	mover        bool   // the policy moves flows between units (root.Mover)
+	marked       []bool // by slot: the batch being filled holds a Marker (a peer waits for it)
 
 	// Recovery (nil log: off).
 	log        *replay.Log
@@ -389,6 +390,7 @@ func (l *live) Handover(k packet.Key, flow uint64, from, to int) {
 	l.hid++
 	bf := l.batch(from)
 	bf.Ctl = append(bf.Ctl, unit.Control{At: bf.N, Kind: unit.Marker, Key: k, Flow: flow, Peer: to, Hid: l.hid})
+	l.marked[from] = true
 	bt := l.batch(to)
 	bt.Ctl = append(bt.Ctl, unit.Control{At: bt.N, Kind: unit.Expect, Key: k, Flow: flow, Peer: from, Hid: l.hid})
 }
@@ -412,6 +414,7 @@ func (l *live) flush(u int) {
 		return
 	}
 	full := false
+	l.marked[u] = false
 	l.number(u, lu.cur)
 	if l.log != nil {
 		full = l.logBatch(lu.cur)
@@ -596,7 +599,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	}
 	n := cfg.MaxUnits
 	l := &live{cfg: cfg, st: st, pool: &policy.Pool{Target: cfg.Target, MaxBacklog: cfg.MaxBacklog.Seconds() * cfg.Capacity}, egress: make(chan *unit.Batch, n*batchesPerUnit),
-		mail: make([]*mailbox, n), quit: make([]chan struct{}, n), fwdDone: make([]chan struct{}, n),
+		mail: make([]*mailbox, n), marked: make([]bool, n), quit: make([]chan struct{}, n), fwdDone: make([]chan struct{}, n),
 		faults: append([]Fault(nil), cfg.Faults...)}
 	if cfg.Checkpoint > 0 {
 		t, err := st.Table("runtime", CheckpointTable)
@@ -773,11 +776,14 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			for u := range l.units {
 				l.flush(u)
 			}
-		} else if l.lend != nil {
-			// A batch open for many reads (a unit that gets few packets) goes now: it holds
-			// the lender's memory from its first frame on.
+		} else {
 			for u := range l.units {
-				if l.lend.stale(u) {
+				// A batch holding a Marker goes now: the flow's new unit holds its packets
+				// until the state comes, and the unit the flow leaves may get no more
+				// packets to fill the batch (a draining unit). A batch open for many reads
+				// (a unit that gets few packets) goes too: it holds the lender's memory
+				// from its first frame on.
+				if l.marked[u] || l.lend.stale(u) {
 					l.flush(u)
 				}
 			}

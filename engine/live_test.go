@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -515,6 +516,97 @@ func TestLendIdleUnit(t *testing.T) {
 		}
 		if s.Written != uint64(len(frames)) || s.LendOverflows != 0 || s.LendBytes > 2<<20 {
 			t.Errorf("recovery %v: %d of %d out, lender arena %d bytes, %d frames overflowed: want all out, at most 2 MiB, none", recovery, s.Written, len(frames), s.LendBytes, s.LendOverflows)
+		}
+	}
+}
+
+// moveFirst is a policy that places the first flow's first flowlet on unit 1 and every other
+// flowlet (the first flow's later ones too) on unit 0: the first flow moves once, from a
+// unit that then gets no more packets.
+type moveFirst struct{ placed bool }
+
+func (*moveFirst) Name() string    { return "move-first" }
+func (*moveFirst) PerPacket() bool { return false }
+func (*moveFirst) Elastic() bool   { return false }
+func (p *moveFirst) Place(policy.Flowlet, *policy.Pool) policy.Decision {
+	if !p.placed {
+		p.placed = true
+		return policy.Decision{Unit: 1}
+	}
+	return policy.Decision{Unit: 0}
+}
+
+// gated is an input that, from its gate-th read on, reads only once open is closed (or
+// fails after a while).
+type gated struct {
+	*mem.Reader
+	reads, gate int
+	open        chan struct{}
+}
+
+func (g *gated) Read(pkts []packet.Packet) (int, error) {
+	if g.reads++; g.reads == g.gate {
+		select {
+		case <-g.open:
+		case <-time.After(10 * time.Second):
+			return 0, errors.New("the moved flow's held packet did not come out in 10 s")
+		}
+	}
+	return g.Reader.Read(pkts)
+}
+
+// watch is an output that closes seen when it writes the second packet from port 1000.
+type watch struct {
+	seen chan struct{}
+	n    int
+}
+
+func (w *watch) Write(pkts []*packet.Packet) error {
+	for _, p := range pkts {
+		if p.Key.SrcPort == 1000 {
+			if w.n++; w.n == 2 {
+				close(w.seen)
+			}
+		}
+	}
+	return nil
+}
+func (*watch) Close() error { return nil }
+
+// TestMarkerLeavesAtOnce: a flow moves from a unit that gets no more packets while the input
+// runs at full speed (full reads). The batch that carries the flow's Marker to that unit
+// leaves at the end of the read, not when the input ends: the flow's new unit holds the
+// flow's packets until the Marker's state comes. The input stops reading two reads after
+// the move until the held packet is out; a Marker left in an open batch would never leave.
+func TestMarkerLeavesAtOnce(t *testing.T) {
+	spec, err := snf.ChainFromNames("firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.1")
+	moved := pkttest.UDP(a, b, 1000, 53, make([]byte, 100))
+	other := pkttest.UDP(a, b, 2000, 53, make([]byte, 100))
+	frames := []mem.Frame{{Data: moved, Time: 1}}
+	const at = 64 * 40 // the moved flow's second packet: a new flowlet, well past the gap
+	for i := 1; i < 64*80; i++ {
+		f := other
+		if i == at {
+			f = moved
+		}
+		frames = append(frames, mem.Frame{Data: f, Time: int64(i) * int64(time.Microsecond)})
+	}
+	for _, recovery := range []bool{false, true} {
+		out := &watch{seen: make(chan struct{})}
+		// Read at/64+1 holds the moved packet; the next one fills unit 0's batch, which
+		// holds it, and sends it; the one after waits for the packet at the output.
+		in := &gated{Reader: mem.NewReader(frames), gate: at/64 + 3, open: out.seen}
+		s, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: in, Out: out,
+			Policy: &moveFirst{}, MinUnits: 2, MaxUnits: 2, Capacity: 1e9, Recovery: recovery})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.InputErr != nil || s.Written != uint64(len(frames)) || s.Handovers != 1 {
+			t.Errorf("recovery %v: input error %v, %d of %d out, %d handovers: want none, all, 1", recovery, s.InputErr, s.Written, len(frames), s.Handovers)
 		}
 	}
 }

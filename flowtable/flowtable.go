@@ -191,9 +191,9 @@ type Table struct {
 	free  []int32
 	head  [numLists]int32 // by list (listOf): most recent flow
 	tail  [numLists]int32 // by list: least recent flow
-	// finger is, by list, the flow insertByLast linked last (-1: none; it may have left
-	// the list since: check before use).
-	finger [numLists]int32
+	// finger holds, by list, the two flows insertByLast last placed by a walk (-1: none;
+	// one may have left the list since: check before use).
+	finger [2][numLists]int32
 	// bulk is set while Bulk runs fn: insertByLast links flows first in their list and
 	// marks the list in unsorted; settle sorts those lists.
 	bulk     bool
@@ -219,7 +219,7 @@ func New(cfg Config) *Table {
 	}
 	t := &Table{cfg: cfg, m: newKeyIndex(cfg.Seed)}
 	for c := range t.head {
-		t.head[c], t.tail[c], t.finger[c] = -1, -1, -1
+		t.head[c], t.tail[c], t.finger[0][c], t.finger[1][c] = -1, -1, -1, -1
 	}
 	return t
 }
@@ -586,10 +586,12 @@ func (t *Table) drop(f *Flow) {
 
 // insertByLast links f into its list (f.list) after every flow with a later Last and before
 // every flow with an earlier or equal one. A flow at least as recent as the head (the usual
-// case) goes to the head; otherwise the walk starts at the list's finger, the flow inserted
-// there last, if it is still in the list: flows restored one after the other (a draining
-// unit's idle flows, oldest first) then cost a walk over the flows between them, not over
-// all the newer ones each time.
+// case) goes to the head; otherwise a walk places it, from the nearest in time of the head,
+// the tail and the list's two fingers — the flows last placed by a walk, if still in the
+// list. Flows imported one after the other (a draining unit's idle flows, oldest first)
+// then cost a walk over the flows between them, not over all the newer ones each time, and
+// so do the packets held for them (a few ms old) that a unit processes between imports:
+// one finger follows each.
 func (t *Table) insertByLast(f *Flow) {
 	c := f.list
 	if t.unsorted&(1<<c) != 0 && !t.bulk {
@@ -604,10 +606,27 @@ func (t *Table) insertByLast(f *Flow) {
 		next = h // first, out of order: settle sorts the list
 		t.unsorted |= 1 << c
 	default:
-		s := h
-		if g := t.finger[c]; g >= 0 && g != f.idx && g < int32(len(t.flows)) && t.flows[g].live && t.flows[g].list == c {
-			s = g
+		s, d, used := h, t.flows[h].Last-f.Last, -1
+		if tl := t.tail[c]; f.Last-t.flows[tl].Last < d {
+			s, d = tl, max(f.Last-t.flows[tl].Last, t.flows[tl].Last-f.Last)
 		}
+		var fd [2]int64 // the fingers' distances in time (max: none)
+		for j := range t.finger {
+			fd[j] = math.MaxInt64
+			if g := t.finger[j][c]; g >= 0 && g != f.idx && g < int32(len(t.flows)) && t.flows[g].live && t.flows[g].list == c {
+				fd[j] = max(f.Last-t.flows[g].Last, t.flows[g].Last-f.Last)
+				if fd[j] < d {
+					s, d, used = g, fd[j], j
+				}
+			}
+		}
+		if used < 0 { // the farther finger follows f from now on
+			used = 0
+			if fd[1] > fd[0] {
+				used = 1
+			}
+		}
+		t.finger[used][c] = f.idx
 		if t.flows[s].Last > f.Last {
 			// Toward the tail, past the flows later than f.
 			for s >= 0 && t.flows[s].Last > f.Last {
@@ -621,7 +640,6 @@ func (t *Table) insertByLast(f *Flow) {
 		}
 		next = s
 	}
-	t.finger[c] = f.idx
 	if next < 0 { // f is the oldest: new tail
 		tl := t.tail[c]
 		f.next, f.prev = -1, tl
@@ -686,7 +704,7 @@ func (t *Table) settle() {
 			t.flows[prev].next = -1
 		}
 		t.tail[c] = prev
-		t.finger[c] = -1
+		t.finger[0][c], t.finger[1][c] = -1, -1
 	}
 	t.unsorted = 0
 }

@@ -405,11 +405,33 @@ func (u *Unit) Run() {
 		case s := <-u.State:
 			if !u.killed.Load() {
 				u.arrive(s)
+				u.arriveQueued()
 				// A record that was due while states were awaited can be taken now.
 				if u.ckWant && len(u.pending) == 0 && u.ckw.Ready() {
 					u.checkpoint()
 				}
 			}
+		}
+	}
+}
+
+// stateBurst bounds the states Run takes in a row before it looks at its batches again.
+const stateBurst = 1024
+
+// arriveQueued takes the states already queued, up to stateBurst: a unit that takes one
+// state per batch (select's fair choice) falls behind a peer that ships thousands at once —
+// a draining unit moving its idle flows off — and the packets held for those states wait
+// for a batch's time each.
+func (u *Unit) arriveQueued() {
+	for range stateBurst {
+		if u.killed.Load() {
+			return
+		}
+		select {
+		case s := <-u.State:
+			u.arrive(s)
+		default:
+			return
 		}
 	}
 }

@@ -215,7 +215,7 @@ type live struct {
 	closing      bool   // the run is ending: units' inputs are being closed
 	fatal        error  // a recovery that failed: the run stops
 	mover        bool   // the policy moves flows between units (root.Mover)
-	marked       []bool // by slot: the batch being filled holds a Marker (a peer waits for it)
+	marked       []bool // by slot: the batch being filled holds a Marker (flushMarked)
 
 	// Recovery (nil log: off).
 	log        *replay.Log
@@ -377,9 +377,22 @@ func (l *live) Send(u int, p *packet.Packet) {
 	}
 }
 
+// flushMarked sends the batches being filled that hold a Marker: a handover's new unit holds
+// the flow's packets until the state comes, and the unit the flow leaves may get no more
+// packets to fill its batch (a draining unit) — with full reads, the batch would otherwise
+// wait for the input's end.
+func (l *live) flushMarked() {
+	for u := range l.units {
+		if l.marked[u] {
+			l.flush(u)
+		}
+	}
+}
+
 // number gives unit u's batch being filled, which leaves now, its Seq (the egress reports the
-// batches it is done with by it), and tells the lender it left.
+// batches it is done with by it), and tells the lender it left (and flushMarked).
 func (l *live) number(u int, b *unit.Batch) {
+	l.marked[u] = false
 	l.seqs[u]++
 	b.Seq = l.seqs[u]
 	l.lend.sentBatch(u, b.Seq)
@@ -406,7 +419,7 @@ func (l *live) flush(u int) {
 	if lu.closed || l.fatal != nil {
 		// A run that failed for good (a recovery that could not restore): the batch is not
 		// sent; the run stops and reports why.
-		lu.cur = nil
+		lu.cur, l.marked[u] = nil, false
 		l.lend.drop(u)
 		if l.log != nil {
 			l.log.Drop(u)
@@ -414,7 +427,6 @@ func (l *live) flush(u int) {
 		return
 	}
 	full := false
-	l.marked[u] = false
 	l.number(u, lu.cur)
 	if l.log != nil {
 		full = l.logBatch(lu.cur)
@@ -777,19 +789,18 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 				l.flush(u)
 			}
 		} else {
+			l.flushMarked()
+			// A batch open for many reads (a unit that gets few packets) goes too: it
+			// holds the lender's memory from its first frame on.
 			for u := range l.units {
-				// A batch holding a Marker goes now: the flow's new unit holds its packets
-				// until the state comes, and the unit the flow leaves may get no more
-				// packets to fill the batch (a draining unit). A batch open for many reads
-				// (a unit that gets few packets) goes too: it holds the lender's memory
-				// from its first frame on.
-				if l.marked[u] || l.lend.stale(u) {
+				if l.lend.stale(u) {
 					l.flush(u)
 				}
 			}
 		}
 		if now := time.Now(); now.Sub(lastTick) >= cfg.Tick {
 			tick(now)
+			l.flushMarked() // (the Markers of a draining unit's idle flows)
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {

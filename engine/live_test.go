@@ -597,8 +597,8 @@ func TestMarkerLeavesAtOnce(t *testing.T) {
 	}
 	for _, recovery := range []bool{false, true} {
 		out := &watch{seen: make(chan struct{})}
-		// Read at/64+1 holds the moved packet; the next one fills unit 0's batch, which
-		// holds it, and sends it; the one after waits for the packet at the output.
+		// Read at/64+1 holds the moved packet, and unit 0's batch that holds it leaves in
+		// it or the next one; the read after waits for the packet at the output.
 		in := &gated{Reader: mem.NewReader(frames), gate: at/64 + 3, open: out.seen}
 		s, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: in, Out: out,
 			Policy: &moveFirst{}, MinUnits: 2, MaxUnits: 2, Capacity: 1e9, Recovery: recovery})

@@ -191,8 +191,9 @@ type Table struct {
 	free  []int32
 	head  [numLists]int32 // by list (listOf): most recent flow
 	tail  [numLists]int32 // by list: least recent flow
-	// finger holds, by list, the two flows insertByLast last placed by a walk (-1: none;
-	// one may have left the list since: check before use).
+	// finger holds, by list, two flows insertByLast recently placed by a walk, each
+	// following one stream of such insertions (-1: none; one may have left the list
+	// since: check before use).
 	finger [2][numLists]int32
 	// bulk is set while Bulk runs fn: insertByLast links flows first in their list and
 	// marks the list in unsorted; settle sorts those lists.
@@ -587,8 +588,9 @@ func (t *Table) drop(f *Flow) {
 // insertByLast links f into its list (f.list) after every flow with a later Last and before
 // every flow with an earlier or equal one. A flow at least as recent as the head (the usual
 // case) goes to the head; otherwise a walk places it, from the nearest in time of the head,
-// the tail and the list's two fingers — the flows last placed by a walk, if still in the
-// list. Flows imported one after the other (a draining unit's idle flows, oldest first)
+// the tail and the list's two fingers — flows recently placed by a walk, if still in the
+// list (the one a walk starts from, or else the farther one, moves to f). Flows imported one
+// after the other (a draining unit's idle flows, oldest first)
 // then cost a walk over the flows between them, not over all the newer ones each time, and
 // so do the packets held for them (a few ms old) that a unit processes between imports:
 // one finger follows each.

@@ -415,16 +415,22 @@ func (u *Unit) Run() {
 	}
 }
 
-// stateBurst bounds the states Run takes in a row before it looks at its batches again.
-const stateBurst = 1024
+// stateBurst and stateBurstTime bound the states Run takes in a row before it looks at its
+// batches again (the time checked every 64 states): a unit's batches stay its progress, by
+// which a recovering engine tells a stalled unit.
+const (
+	stateBurst     = 1024
+	stateBurstTime = 2 * time.Millisecond
+)
 
 // arriveQueued takes the states already queued, up to stateBurst: a unit that takes one
 // state per batch (select's fair choice) falls behind a peer that ships thousands at once —
 // a draining unit moving its idle flows off — and the packets held for those states wait
 // for a batch's time each.
 func (u *Unit) arriveQueued() {
-	for range stateBurst {
-		if u.killed.Load() {
+	start := u.now()
+	for i := range stateBurst {
+		if u.killed.Load() || (i&63 == 63 && u.now()-start > int64(stateBurstTime)) {
 			return
 		}
 		select {

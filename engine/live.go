@@ -380,10 +380,12 @@ func (l *live) Send(u int, p *packet.Packet) {
 // flushMarked sends the batches being filled that hold a Marker: a handover's new unit holds
 // the flow's packets until the state comes, and the unit the flow leaves may get no more
 // packets to fill its batch (a draining unit) — with full reads, the batch would otherwise
-// wait for the input's end.
+// wait for the input's end. Not while the unit has no free batch left: the next Marker for
+// it would then wait for one, and the root with it (a straggler holds its batches); the
+// batch goes at a later read, once one came back.
 func (l *live) flushMarked() {
-	for u := range l.units {
-		if l.marked[u] {
+	for u, lu := range l.units {
+		if l.marked[u] && len(lu.free) > 0 {
 			l.flush(u)
 		}
 	}

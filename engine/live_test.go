@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -609,4 +610,79 @@ func TestMarkerLeavesAtOnce(t *testing.T) {
 			t.Errorf("recovery %v: input error %v, %d of %d out, %d handovers: want none, all, 1", recovery, s.InputErr, s.Written, len(frames), s.Handovers)
 		}
 	}
+}
+
+// leaveStalled is a policy that places the first n flows on unit 0 and moves each of them to
+// unit 1 at its next flowlet; every other flow goes to unit 1.
+type leaveStalled struct{ n, placed int }
+
+func (*leaveStalled) Name() string    { return "leave-stalled" }
+func (*leaveStalled) PerPacket() bool { return false }
+func (*leaveStalled) Elastic() bool   { return false }
+func (p *leaveStalled) Place(f policy.Flowlet, _ *policy.Pool) policy.Decision {
+	if f.Current < 0 && p.placed < p.n {
+		p.placed++
+		return policy.Decision{Unit: 0}
+	}
+	return policy.Decision{Unit: 1}
+}
+
+// TestMarkersDoNotWaitForStalledUnit: unit 0 stalls on its first packet, and the flows it
+// holds move to unit 1, one per read: each move's Marker goes to unit 0. The root sends
+// Markers while unit 0 has a free batch left, then keeps the rest in the open batch — it
+// does not wait for the stalled unit to give a batch back, and the other flows go on: the
+// input is read to its end while unit 0 still sleeps. Everything comes out once it wakes.
+func TestMarkersDoNotWaitForStalledUnit(t *testing.T) {
+	spec, err := snf.ChainFromNames("firewall,test-sleeper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.1")
+	const moving = 40
+	var frames []mem.Frame
+	for i := range moving { // the flows unit 0 holds
+		frames = append(frames, mem.Frame{Data: pkttest.UDP(a, b, uint16(1000+i), 53, make([]byte, 100)), Time: int64(i)})
+	}
+	other := pkttest.UDP(a, b, 9, 53, make([]byte, 100))
+	for r := range 80 { // reads of 64: in the first 40, one moving flow's next flowlet
+		for j := range 64 {
+			f := mem.Frame{Data: other, Time: int64(time.Millisecond) + int64(r*64+j)*1000}
+			if j == 0 && r < moving {
+				f.Data = pkttest.UDP(a, b, uint16(1000+r), 53, make([]byte, 100))
+			}
+			frames = append(frames, f)
+		}
+	}
+	sleepAt.Store(1) // the first packet: unit 0's
+	sleepFor.Store(int64(2 * time.Second))
+	slept.Store(false)
+	awake.Store(false)
+	defer sleepAt.Store(0)
+	in := &endWatch{Reader: mem.NewReader(frames)}
+	s, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: in,
+		Policy: &leaveStalled{n: moving}, MinUnits: 2, MaxUnits: 2, Capacity: 1e9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !in.ended.Load() || in.endedAwake.Load() {
+		t.Errorf("the input was read to its end: %v; unit 0 had woken by then: %v — want read to its end while it slept", in.ended.Load(), in.endedAwake.Load())
+	}
+	if s.Written != uint64(len(frames)) || s.Handovers != moving {
+		t.Errorf("%d of %d out, %d handovers: want all, %d", s.Written, len(frames), s.Handovers, moving)
+	}
+}
+
+// endWatch is an input that records, when it reaches its end, whether the sleeper had woken.
+type endWatch struct {
+	*mem.Reader
+	ended, endedAwake atomic.Bool
+}
+
+func (e *endWatch) Read(pkts []packet.Packet) (int, error) {
+	n, err := e.Reader.Read(pkts)
+	if n == 0 && !e.ended.Load() {
+		e.endedAwake.Store(awake.Load())
+		e.ended.Store(true)
+	}
+	return n, err
 }

@@ -107,6 +107,7 @@ var (
 	sleepAt  atomic.Uint64
 	sleepFor atomic.Int64
 	slept    atomic.Bool
+	awake    atomic.Bool // the sleep ended
 )
 
 func init() {
@@ -116,6 +117,7 @@ func init() {
 func (sleeper) Process(_ *snf.Context, p *packet.Packet) snf.Verdict {
 	if p.Clock == sleepAt.Load() && slept.CompareAndSwap(false, true) {
 		time.Sleep(time.Duration(sleepFor.Load()))
+		awake.Store(true)
 	}
 	return snf.Forward
 }

@@ -223,7 +223,7 @@ type live struct {
 	writers    []*replay.Writer
 	seqs       []uint64 // by slot: the last batch sequence number sent (Batch.Seq)
 	sentB      []uint64 // by slot: batches sent to the current unit
-	lastProg   []uint64
+	lastProg   []uint64 // by slot: the unit's Progress at the last check
 	stuckSince []time.Time
 	ckAsked    []time.Time
 	failAt     []atomic.Int64  // by slot: Unix ns of a failure whose replay has not reached the egress yet

@@ -358,9 +358,12 @@ func (l *live) checkFailures(now time.Time) error {
 		return nil
 	}
 	for u, lu := range l.units {
-		p := lu.u.Processed()
-		if l.sentB[u] <= p || p != l.lastProg[u] {
-			l.lastProg[u], l.stuckSince[u] = p, time.Time{}
+		// Stalled: batches sent it are waiting, and it made no progress — neither a batch
+		// nor one of a batch's controls (a drain's batch carries one per idle flow) —
+		// for FailTimeout.
+		p, w := lu.u.Processed(), lu.u.Progress()
+		if l.sentB[u] <= p || w != l.lastProg[u] {
+			l.lastProg[u], l.stuckSince[u] = w, time.Time{}
 			continue
 		}
 		if l.stuckSince[u].IsZero() {

@@ -220,6 +220,7 @@ type Unit struct {
 	pos      uint64 // Seq of the last batch processed
 	killed   atomic.Bool
 	done     atomic.Uint64 // batches processed
+	work     atomic.Uint64 // batches processed and controls carried out (Progress)
 	stall    atomic.Int64  // ns to sleep before the next batch (a fault)
 	heldHome chan *Batch
 	wake     chan struct{} // closed by Kill: wakes a unit that waits for states
@@ -371,6 +372,12 @@ func (u *Unit) Kill() {
 // engine watches it to detect a unit that stopped).
 func (u *Unit) Processed() uint64 { return u.done.Load() }
 
+// Progress counts the batches processed and the controls carried out: it moves while the
+// unit works through a batch that carries thousands of controls (a draining unit moving
+// every idle flow off takes one Marker per flow), which a failure detector must not take
+// for a stall.
+func (u *Unit) Progress() uint64 { return u.work.Load() }
+
 // Killed reports whether Kill was called.
 func (u *Unit) Killed() bool { return u.killed.Load() }
 
@@ -494,6 +501,7 @@ func (u *Unit) process(b *Batch) {
 		u.pos = seq
 	}
 	u.done.Add(1)
+	u.work.Add(1)
 	if u.ckw != nil {
 		if now := u.now(); now-u.ckLast >= u.ckEvery || ask {
 			u.ckWant = true
@@ -596,6 +604,7 @@ func (u *Unit) keepEmitted(b *Batch, from int) {
 }
 
 func (u *Unit) control(c *Control) {
+	u.work.Add(1)
 	switch c.Kind {
 	case Expect:
 		pe, ok := u.pending[c.Flow]

@@ -697,6 +697,27 @@ func TestMarkerUnknownFlow(t *testing.T) {
 	}
 }
 
+// TestProgressCountsControls: a unit's Progress moves with each control it carries out, not
+// only with each batch (Processed): a batch of a drain's Markers is work, not a stall.
+func TestProgressCountsControls(t *testing.T) {
+	h := newHarness(t, 2, seqSpec(t, 0), true)
+	const A, B = 0, 1
+	b := h.batch(A)
+	for f := range 5 {
+		b = h.marker(b, f+10, B)
+	}
+	h.send(h.add(b, h.pkts(3, 2)...))
+	h.sync(A)
+	u := h.units[A]
+	if u.Processed() != 1 || u.Progress() != 6 {
+		t.Errorf("processed %d, progress %d: want 1 batch, 6 (the batch and its 5 Markers)", u.Processed(), u.Progress())
+	}
+	for range 5 {
+		h.deliver(h.nextState(), false)
+	}
+	h.finish()
+}
+
 // TestHeldStateCorrupt: a state that does not import is dropped: the flow restarts at B
 // (counted from 1), its packets still leave in order.
 func TestHeldStateCorrupt(t *testing.T) {

@@ -18,18 +18,8 @@ import (
 // rebuilds the unit's state. A full record makes the ones before it useless: the writer
 // deletes them once the full one is in the store.
 
-// DefaultFullEvery is how many records a writer writes between two full ones, at most: it
-// writes a full one sooner once the incremental records since the last full one hold as
-// many bytes as it did (at least MinFullBytes). A restore reads the records from the last
-// full one on, so it reads at most about twice a full record's bytes, however many flows
-// change between records — with a third of a unit's flows changing every 10 ms, 64 records
-// held 20 full records' worth, and a long run's replacement took 40–300 ms to restore them.
+// DefaultFullEvery is how many records a writer writes between two full ones.
 const DefaultFullEvery = 64
-
-// MinFullBytes is the least the incremental records since the last full one hold before the
-// writer writes a full one for their bytes (a small table's full record is cheap to restore
-// anyway).
-const MinFullBytes = 64 << 10
 
 // Writer writes one unit's checkpoint records to the store in the background: the unit
 // hands a record over without waiting (Offer), a goroutine writes it. It is what makes the
@@ -47,11 +37,7 @@ type Writer struct {
 	done    chan struct{}
 	closed  bool
 
-	seq, base uint64 // goroutine only
-	// Under mu: the records offered since the last full one, the bytes of that full one and
-	// of the incremental ones since (NextFull).
-	n                   uint64
-	fullBytes, incBytes int
+	seq, base, n uint64 // goroutine only (n: records since the last full one)
 
 	durable atomic.Uint64 // clock of the latest record in the store
 	written atomic.Uint64
@@ -115,7 +101,7 @@ func (w *Writer) Buffer() []byte {
 func (w *Writer) NextFull() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.n >= uint64(w.full) || w.broken || w.incBytes >= max(w.fullBytes, MinFullBytes)
+	return w.n >= uint64(w.full) || w.broken
 }
 
 // Offer hands a record over (the writer keeps rec). It returns false, keeping nothing, when
@@ -128,10 +114,9 @@ func (w *Writer) Offer(rec []byte, clock uint64, full bool) bool {
 	}
 	w.pending = &job{rec, clock, full}
 	if full {
-		w.n, w.fullBytes, w.incBytes = 0, len(rec), 0
+		w.n = 0
 	} else {
 		w.n++
-		w.incBytes += len(rec)
 	}
 	select { // under the lock: Close closes wake under it
 	case w.wake <- struct{}{}:

@@ -79,61 +79,6 @@ func TestWriterSequence(t *testing.T) {
 	}
 }
 
-// TestWriterFullByBytes: a writer writes a full record once the incremental records since
-// the last full one hold as many bytes as it did (at least MinFullBytes), before fullEvery
-// records, so that a restore reads at most about two full records' bytes; below
-// MinFullBytes it waits for fullEvery.
-func TestWriterFullByBytes(t *testing.T) {
-	tb := table(t)
-	w := NewWriter(tb, 1, 64)
-	full := strings.Repeat("F", 3*MinFullBytes)
-	inc := strings.Repeat("i", MinFullBytes)
-	var kinds []string
-	for i := range 9 {
-		for !w.Ready() {
-			time.Sleep(10 * time.Microsecond)
-		}
-		rec := inc
-		if w.NextFull() {
-			rec, kinds = full, append(kinds, "F")
-		} else {
-			kinds = append(kinds, "i")
-		}
-		if !w.Offer([]byte(rec), uint64(i+1), rec == full) {
-			t.Fatal("a ready writer refused a record")
-		}
-	}
-	if got := strings.Join(kinds, ""); got != "FiiiFiiiF" {
-		t.Errorf("records %s, want FiiiFiiiF (a full one after three incremental ones of a third of its size)", got)
-	}
-	w.Close()
-	total := 0
-	for _, r := range loadStrings(t, tb, 1) {
-		total += len(r)
-	}
-	if total > 2*len(full) {
-		t.Errorf("a restore reads %d bytes, want at most twice the full record's %d", total, len(full))
-	}
-
-	// Small records: fullEvery decides.
-	w = NewWriter(tb, 2, 4)
-	kinds = nil
-	for i := range 9 {
-		for !w.Ready() {
-			time.Sleep(10 * time.Microsecond)
-		}
-		f := w.NextFull()
-		kinds = append(kinds, map[bool]string{true: "F", false: "i"}[f])
-		if !w.Offer([]byte("small"), uint64(i+1), f) {
-			t.Fatal("a ready writer refused a record")
-		}
-	}
-	w.Close()
-	if got := strings.Join(kinds, ""); got != "FiiiiFiii" {
-		t.Errorf("small records %s, want FiiiiFiii (a full one every 4 incremental)", got)
-	}
-}
-
 // TestWriterBusy: a record offered while another waits is refused (the unit keeps its
 // changes tracked); Close writes the waiting one; a closed writer takes nothing.
 func TestWriterBusy(t *testing.T) {

@@ -392,7 +392,8 @@ func (l *live) flushMarked() {
 }
 
 // number gives unit u's batch being filled, which leaves now, its Seq (the egress reports the
-// batches it is done with by it), and tells the lender it left (and flushMarked).
+// batches it is done with by it), tells the lender it left, and clears its Marker flag
+// (flushMarked).
 func (l *live) number(u int, b *unit.Batch) {
 	l.marked[u] = false
 	l.seqs[u]++

@@ -232,6 +232,7 @@ func superseded(recs []ckRecord) (skip [][]bool, imports, aliases int) {
 		for i, fb := range r.flows {
 			k, rest, ok := readKey(fb)
 			if !ok {
+				imports++
 				continue // (its import fails, as Restore's would)
 			}
 			ev := event{version: true, rec: j}
@@ -247,6 +248,11 @@ func superseded(recs []ckRecord) (skip [][]bool, imports, aliases int) {
 			}
 			if seen && nx.version && nx.hasAlias == ev.hasAlias && nx.alias == ev.alias {
 				skip[j][i] = true
+			} else {
+				imports++
+				if ev.hasAlias {
+					aliases++
+				}
 			}
 			next[k] = ev
 		}
@@ -254,13 +260,16 @@ func superseded(recs []ckRecord) (skip [][]bool, imports, aliases int) {
 			next[g] = event{rec: j}
 		}
 	}
-	for j := lastFull; j < len(recs); j++ {
+	if twice == nil {
+		return skip, imports, aliases
+	}
+	for j := lastFull; j < len(recs); j++ { // a twice-listed Key's versions all go in
 		for i, fb := range recs[j].flows {
-			k, rest, ok := readKey(fb)
-			if ok && twice[k] {
-				skip[j][i] = false
-			}
 			if !skip[j][i] {
+				continue
+			}
+			if k, rest, ok := readKey(fb); ok && twice[k] {
+				skip[j][i] = false
 				imports++
 				if _, has := exportedAlias(rest); has {
 					aliases++

@@ -478,21 +478,29 @@ func TestLendInFlight(t *testing.T) {
 	}
 }
 
-// pinFirst is a policy that places the first flow on unit 1 and every other on unit 0.
-type pinFirst struct{ placed bool }
+// placer is a fixed-pool test policy that places each flowlet where its function says.
+type placer func(f policy.Flowlet) int
 
-func (*pinFirst) Name() string    { return "pin-first" }
-func (*pinFirst) PerPacket() bool { return false }
-func (*pinFirst) Elastic() bool   { return false }
-func (p *pinFirst) Place(f policy.Flowlet, _ *policy.Pool) policy.Decision {
-	if f.Current >= 0 {
-		return policy.Decision{Unit: f.Current}
+func (placer) Name() string    { return "test-placer" }
+func (placer) PerPacket() bool { return false }
+func (placer) Elastic() bool   { return false }
+func (p placer) Place(f policy.Flowlet, _ *policy.Pool) policy.Decision {
+	return policy.Decision{Unit: p(f)}
+}
+
+// pinFirst returns a policy that places the first flow on unit 1 and every other on unit 0.
+func pinFirst() placer {
+	placed := false
+	return func(f policy.Flowlet) int {
+		if f.Current >= 0 {
+			return f.Current
+		}
+		if !placed {
+			placed = true
+			return 1
+		}
+		return 0
 	}
-	if !p.placed {
-		p.placed = true
-		return policy.Decision{Unit: 1}
-	}
-	return policy.Decision{Unit: 0}
 }
 
 // TestLendIdleUnit: a unit that gets one packet and then nothing while the input runs at
@@ -511,7 +519,7 @@ func TestLendIdleUnit(t *testing.T) {
 	}
 	for _, recovery := range []bool{false, true} {
 		s, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: mem.NewReader(frames),
-			Policy: &pinFirst{}, MinUnits: 2, MaxUnits: 2, Capacity: 1e9, Recovery: recovery})
+			Policy: pinFirst(), MinUnits: 2, MaxUnits: 2, Capacity: 1e9, Recovery: recovery})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -521,20 +529,18 @@ func TestLendIdleUnit(t *testing.T) {
 	}
 }
 
-// moveFirst is a policy that places the first flow's first flowlet on unit 1 and every other
-// flowlet (the first flow's later ones too) on unit 0: the first flow moves once, from a
-// unit that then gets no more packets.
-type moveFirst struct{ placed bool }
-
-func (*moveFirst) Name() string    { return "move-first" }
-func (*moveFirst) PerPacket() bool { return false }
-func (*moveFirst) Elastic() bool   { return false }
-func (p *moveFirst) Place(policy.Flowlet, *policy.Pool) policy.Decision {
-	if !p.placed {
-		p.placed = true
-		return policy.Decision{Unit: 1}
+// moveFirst returns a policy that places the first flow's first flowlet on unit 1 and every
+// other flowlet (the first flow's later ones too) on unit 0: the first flow moves once, from
+// a unit that then gets no more packets.
+func moveFirst() placer {
+	placed := false
+	return func(policy.Flowlet) int {
+		if !placed {
+			placed = true
+			return 1
+		}
+		return 0
 	}
-	return policy.Decision{Unit: 0}
 }
 
 // gated is an input that, from its gate-th read on, reads only once open is closed (or
@@ -602,7 +608,7 @@ func TestMarkerLeavesAtOnce(t *testing.T) {
 		// it or the next one; the read after waits for the packet at the output.
 		in := &gated{Reader: mem.NewReader(frames), gate: at/64 + 3, open: out.seen}
 		s, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: in, Out: out,
-			Policy: &moveFirst{}, MinUnits: 2, MaxUnits: 2, Capacity: 1e9, Recovery: recovery})
+			Policy: moveFirst(), MinUnits: 2, MaxUnits: 2, Capacity: 1e9, Recovery: recovery})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -612,19 +618,17 @@ func TestMarkerLeavesAtOnce(t *testing.T) {
 	}
 }
 
-// leaveStalled is a policy that places the first n flows on unit 0 and moves each of them to
-// unit 1 at its next flowlet; every other flow goes to unit 1.
-type leaveStalled struct{ n, placed int }
-
-func (*leaveStalled) Name() string    { return "leave-stalled" }
-func (*leaveStalled) PerPacket() bool { return false }
-func (*leaveStalled) Elastic() bool   { return false }
-func (p *leaveStalled) Place(f policy.Flowlet, _ *policy.Pool) policy.Decision {
-	if f.Current < 0 && p.placed < p.n {
-		p.placed++
-		return policy.Decision{Unit: 0}
+// leaveStalled returns a policy that places the first n flows on unit 0 and moves each of
+// them to unit 1 at its next flowlet; every other flow goes to unit 1.
+func leaveStalled(n int) placer {
+	placed := 0
+	return func(f policy.Flowlet) int {
+		if f.Current < 0 && placed < n {
+			placed++
+			return 0
+		}
+		return 1
 	}
-	return policy.Decision{Unit: 1}
 }
 
 // TestMarkersDoNotWaitForStalledUnit: unit 0 stalls on its first packet, and the flows it
@@ -660,7 +664,7 @@ func TestMarkersDoNotWaitForStalledUnit(t *testing.T) {
 	defer sleepAt.Store(0)
 	in := &endWatch{Reader: mem.NewReader(frames)}
 	s, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: in,
-		Policy: &leaveStalled{n: moving}, MinUnits: 2, MaxUnits: 2, Capacity: 1e9})
+		Policy: leaveStalled(moving), MinUnits: 2, MaxUnits: 2, Capacity: 1e9})
 	if err != nil {
 		t.Fatal(err)
 	}

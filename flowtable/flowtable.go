@@ -608,16 +608,16 @@ func (t *Table) insertByLast(f *Flow) {
 		next = h // first, out of order: settle sorts the list
 		t.unsorted |= 1 << c
 	default:
-		s, d, used := h, t.flows[h].Last-f.Last, -1
-		if tl := t.tail[c]; f.Last-t.flows[tl].Last < d {
-			s, d = tl, max(f.Last-t.flows[tl].Last, t.flows[tl].Last-f.Last)
+		dist := func(g int32) int64 { return max(f.Last-t.flows[g].Last, t.flows[g].Last-f.Last) }
+		s, d, used := h, dist(h), -1
+		if tl := t.tail[c]; dist(tl) < d {
+			s, d = tl, dist(tl)
 		}
 		var fd [2]int64 // the fingers' distances in time (max: none)
 		for j := range t.finger {
 			fd[j] = math.MaxInt64
 			if g := t.finger[j][c]; g >= 0 && g != f.idx && g < int32(len(t.flows)) && t.flows[g].live && t.flows[g].list == c {
-				fd[j] = max(f.Last-t.flows[g].Last, t.flows[g].Last-f.Last)
-				if fd[j] < d {
+				if fd[j] = dist(g); fd[j] < d {
 					s, d, used = g, fd[j], j
 				}
 			}

@@ -30,9 +30,12 @@ func chainOn(b *testing.B, seed uint64, packets, flows int, rate float64) (*snf.
 	for {
 		k, err := g.Read(batch)
 		for i := range batch[:k] {
-			p := new(packet.Packet)
+			p := byFlow[batch[i].Key]
+			if p == nil {
+				p = new(packet.Packet)
+				byFlow[batch[i].Key], byFlow[batch[i].Key.Reverse()] = p, p
+			}
 			p.CopyFrom(&batch[i])
-			byFlow[p.Key], byFlow[p.Key.Reverse()] = p, p
 		}
 		c.Process(batch[:k], nil)
 		if k > 0 {

@@ -165,7 +165,7 @@ func (c *Chain) Restore(rec []byte) error {
 	if err != nil {
 		return err
 	}
-	return c.applyRecord(&r, nil)
+	return c.applyRecord(&r, recordPlan{})
 }
 
 // RestoreAll applies records, a full one and those written after it, in order, as Restore
@@ -189,27 +189,43 @@ func (c *Chain) RestoreAll(recs [][]byte) error {
 			return fmt.Errorf("record %d of %d: %w", i+1, len(recs), err)
 		}
 	}
-	skip, imports, aliases := superseded(parsed)
-	c.table.Reserve(imports, aliases) // (once: each record's own would grow the table again)
+	plan := superseded(parsed)
+	c.table.Reserve(plan.imports, plan.aliases) // (once: each record's own would grow the table again)
 	for i := range parsed {
-		if err := c.applyRecord(&parsed[i], skip[i]); err != nil {
+		if err := c.applyRecord(&parsed[i], plan.recs[i]); err != nil {
 			return fmt.Errorf("record %d of %d: %w", i+1, len(recs), err)
 		}
 	}
 	return nil
 }
 
-// superseded returns, by record and flow, whether a later record replaces the flow version
-// (see RestoreAll), and how many versions are left to import, with how many alias keys.
-func superseded(recs []ckRecord) (skip [][]bool, imports, aliases int) {
+// restorePlan is what RestoreAll does with each record's flow versions and gone keys.
+type restorePlan struct {
+	recs             []recordPlan
+	imports, aliases int // versions to import, and how many of them have an alias key
+}
+
+// recordPlan says, by flow version, whether a later record replaces it (skip), and, by
+// flow version and gone key, whether a flow with that Key may be in the table when the
+// record comes (drop): one the version or key before it in the records put there.
+// Nil slices: import every version, look up every key (Restore).
+type recordPlan struct {
+	skip, drop, dropGone []bool
+}
+
+// superseded plans RestoreAll: which flow versions a later record replaces, and which keys
+// need a look-up to drop an older version. A Key's drop is needed when the version before
+// it in the records was imported; the first one since a full record finds none, since the
+// full record cleared the table (without one, every first look-up is kept).
+func superseded(recs []ckRecord) (p restorePlan) {
 	type event struct {
 		version, hasAlias bool
 		alias             packet.Key
-		rec               int
+		rec, idx          int32
 	}
-	skip = make([][]bool, len(recs))
+	p.recs = make([]recordPlan, len(recs))
 	if len(recs) < 2 {
-		return skip, 0, 0 // (nothing to leave out; the record reserves its own room)
+		return p // (nothing to leave out; the record reserves its own room)
 	}
 	lastFull, n := 0, 0
 	for i := range recs {
@@ -218,27 +234,45 @@ func superseded(recs []ckRecord) (skip [][]bool, imports, aliases int) {
 		}
 		n += len(recs[i].flows)
 	}
+	cleared := recs[lastFull].full
 	next := make(map[packet.Key]event, n) // by flow: its next event, going back in time
 	var twice map[packet.Key]bool         // keys a record lists twice: two flows (see below)
+	// mark records, at the event after a version, whether that version was imported.
+	mark := func(nx event, imported bool) {
+		if nx.version {
+			p.recs[nx.rec].drop[nx.idx] = imported
+		} else {
+			p.recs[nx.rec].dropGone[nx.idx] = imported
+		}
+	}
 	for j := len(recs) - 1; j >= 0; j-- {
-		r := &recs[j]
-		skip[j] = make([]bool, len(r.flows))
+		r, rp := &recs[j], &p.recs[j]
+		rp.skip = make([]bool, len(r.flows))
 		if j < lastFull {
-			for i := range skip[j] {
-				skip[j][i] = true
+			for i := range rp.skip {
+				rp.skip[i] = true
 			}
 			continue
+		}
+		rp.drop, rp.dropGone = make([]bool, len(r.flows)), make([]bool, len(r.gone))
+		if !cleared { // (a first event's look-up stays)
+			for i := range rp.drop {
+				rp.drop[i] = true
+			}
+			for i := range rp.dropGone {
+				rp.dropGone[i] = true
+			}
 		}
 		for i, fb := range r.flows {
 			k, rest, ok := readKey(fb)
 			if !ok {
-				imports++
+				p.imports++
 				continue // (its import fails, as Restore's would)
 			}
-			ev := event{version: true, rec: j}
+			ev := event{version: true, rec: int32(j), idx: int32(i)}
 			ev.alias, ev.hasAlias = exportedAlias(rest)
 			nx, seen := next[k]
-			if seen && nx.rec == j {
+			if seen && nx.rec == int32(j) && nx.version {
 				// Two flows with one Key: one whose key another took over, and one made with
 				// it after. Which later version is whose is not known: keep them all.
 				if twice == nil {
@@ -246,38 +280,53 @@ func superseded(recs []ckRecord) (skip [][]bool, imports, aliases int) {
 				}
 				twice[k] = true
 			}
+			imported := true
 			if seen && nx.version && nx.hasAlias == ev.hasAlias && nx.alias == ev.alias {
-				skip[j][i] = true
+				rp.skip[i], imported = true, false
 			} else {
-				imports++
+				p.imports++
 				if ev.hasAlias {
-					aliases++
+					p.aliases++
 				}
+			}
+			if seen {
+				mark(nx, imported)
 			}
 			next[k] = ev
 		}
-		for _, g := range r.gone { // (before the record's versions)
-			next[g] = event{rec: j}
+		for i, g := range r.gone { // (before the record's versions)
+			if nx, seen := next[g]; seen {
+				mark(nx, false) // (the gone key's drop removed the flow)
+			}
+			next[g] = event{rec: int32(j), idx: int32(i)}
 		}
 	}
 	if twice == nil {
-		return skip, imports, aliases
+		return p
 	}
 	for j := lastFull; j < len(recs); j++ { // a twice-listed Key's versions all go in
+		rp := &p.recs[j]
 		for i, fb := range recs[j].flows {
-			if !skip[j][i] {
+			k, rest, ok := readKey(fb)
+			if !ok || !twice[k] {
 				continue
 			}
-			if k, rest, ok := readKey(fb); ok && twice[k] {
-				skip[j][i] = false
-				imports++
+			rp.drop[i] = true
+			if rp.skip[i] {
+				rp.skip[i] = false
+				p.imports++
 				if _, has := exportedAlias(rest); has {
-					aliases++
+					p.aliases++
 				}
 			}
 		}
+		for i, g := range recs[j].gone {
+			if twice[g] {
+				rp.dropGone[i] = true
+			}
+		}
 	}
-	return skip, imports, aliases
+	return p
 }
 
 // ckRecord is a checkpoint record, parsed and checked.
@@ -380,10 +429,11 @@ func (c *Chain) parseRecord(rec []byte) (ckRecord, error) {
 	return ckRecord{clock: clock, full: full, expireOps: expireOps, gone: gone, flows: flows, secs: secs, counters: counters}, nil
 }
 
-// applyRecord applies a parsed record (Restore); skip, if not nil, leaves out the imports
-// of the flow versions it marks (RestoreAll: a later record replaces them). Their older
-// versions go all the same.
-func (c *Chain) applyRecord(r *ckRecord, skip []bool) error {
+// applyRecord applies a parsed record (Restore); plan's slices, if not nil, leave out the
+// imports of the flow versions a later record replaces (skip), and the look-ups of older
+// versions no earlier record put in the table (drop, dropGone): RestoreAll's plan.
+func (c *Chain) applyRecord(r *ckRecord, plan recordPlan) error {
+	skip := plan.skip
 	gone, flows := r.gone, r.flows
 	if r.full { // every flow goes (by flow: one may hold no key of its own)
 		var all []int32
@@ -393,7 +443,9 @@ func (c *Chain) applyRecord(r *ckRecord, skip []bool) error {
 		}
 	}
 	for i := range gone {
-		c.dropFlow(gone[i])
+		if plan.dropGone == nil || plan.dropGone[i] {
+			c.dropFlow(gone[i])
+		}
 	}
 	// The record's flows replace their older versions, which go first, silently: the room
 	// they free is what Reserve counts on (a recovery restores several records, most of
@@ -402,7 +454,7 @@ func (c *Chain) applyRecord(r *ckRecord, skip []bool) error {
 	empty := c.table.Stats().Active == 0 // (a fresh chain, or after a full record's clear)
 	for i, fb := range flows {
 		if k, rest, ok := readKey(fb); ok {
-			if !empty {
+			if !empty && (plan.drop == nil || plan.drop[i]) {
 				c.dropFlow(k)
 			}
 			if skip != nil && skip[i] {

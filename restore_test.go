@@ -3,6 +3,7 @@ package snf_test
 import (
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -172,5 +173,132 @@ func TestRestoreCollisions(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// retaker is a test NF for TestRestoreAllRandom: a packet whose payload's first byte is
+// below len(retakeKeys) makes its flow take over that key (as a NAT maps a reply key); a
+// later packet may pick another, so flows change their alias and take keys from each other.
+type retaker struct{}
+
+type retakerConfig struct{}
+
+var retakeKeys = func() (ks []packet.Key) {
+	for i := range 4 {
+		ks = append(ks, packet.KeyFrom(collideH[i%2], collideH[2+i/2], 1000+uint16(i), 2000, packet.ProtoUDP))
+	}
+	return ks
+}()
+
+func init() {
+	snf.Register("retaker", "test NF", func() *retakerConfig { return &retakerConfig{} },
+		func(env *snf.Env, cfg *retakerConfig) (snf.NF, error) { return retaker{}, nil })
+}
+
+func (retaker) Process(ctx *snf.Context, p *packet.Packet) snf.Verdict {
+	if pl := p.Payload(); len(pl) > 0 && int(pl[0]) < len(retakeKeys) {
+		ctx.ExpectReply(retakeKeys[pl[0]])
+	}
+	return snf.Forward
+}
+
+// TestRestoreAllRandom: RestoreAll ends with the table that Restore, record by record, ends
+// with — the same flows, and every key finding the same flow — over random traffic of a few
+// hosts and ports whose flows take over one another's keys, change their aliases, end and
+// come back, with records written at random (some full), restored into a fresh chain and
+// into one holding state of its own.
+func TestRestoreAllRandom(t *testing.T) {
+	spec, err := snf.ChainFromNames("retaker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := func() *snf.Chain {
+		c, err := snf.NewChain(spec, snf.ChainOptions{Checkpoints: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// Every key the traffic can have, both ways, and the keys taken over.
+	var keys []packet.Key
+	for a := range 4 {
+		for b := range 4 {
+			for sp := range 3 {
+				for dp := range 2 {
+					k := packet.KeyFrom(collideH[a], collideH[b], 1000+uint16(sp), 2000+uint16(dp), packet.ProtoUDP)
+					keys = append(keys, k, k.Reverse())
+				}
+			}
+		}
+	}
+	for _, k := range retakeKeys {
+		keys = append(keys, k, k.Reverse())
+	}
+	describe := func(c *snf.Chain) string {
+		var fl []string
+		if err := c.Flows(func(k packet.Key, st []byte) bool { fl = append(fl, fmt.Sprintf("%x", st)); return true }); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(fl)
+		s := strings.Join(fl, "\n")
+		for _, k := range keys {
+			if b, err := c.ExportFlow(k, nil); err == nil {
+				s += fmt.Sprintf("\n%s → %x", k, b[:38])
+			}
+		}
+		return s
+	}
+	for seed := range uint64(300) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		o := chain()
+		var recs [][]byte
+		now := int64(0)
+		for range 4 + rng.IntN(12) {
+			var frames [][]byte
+			for range 1 + rng.IntN(6) {
+				a, b := rng.IntN(4), rng.IntN(4)
+				sp, dp := 1000+uint16(rng.IntN(3)), 2000+uint16(rng.IntN(2))
+				frames = append(frames, pkttest.UDP(collideH[a], collideH[b], sp, dp, []byte{byte(rng.IntN(6))}))
+			}
+			// Mostly seconds apart; now and then past the UDP timeout, so that flows end.
+			now += int64(time.Second) * int64(1+rng.IntN(20))
+			if rng.IntN(6) == 0 {
+				now += int64(61 * time.Second)
+			}
+			o.Process(pkttest.Batch(now, frames...), nil)
+			o.Expire(now)
+			if rng.IntN(3) > 0 {
+				r, _, err := o.Checkpoint(nil, len(recs) == 0 || rng.IntN(5) == 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				recs = append(recs, r)
+			}
+		}
+		for from := range recs {
+			one, all := chain(), chain()
+			if from > 0 { // the records restored into a chain that holds the ones before
+				for _, r := range recs[:from] {
+					if err := one.Restore(r); err != nil {
+						t.Fatal(err)
+					}
+					if err := all.Restore(r); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			for _, r := range recs[from:] {
+				if err := one.Restore(r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := all.RestoreAll(recs[from:]); err != nil {
+				t.Fatal(err)
+			}
+			if want, got := describe(one), describe(all); got != want {
+				t.Fatalf("seed %d, records %d–%d of %d: RestoreAll\n%s\nRestore one by one\n%s", seed, from+1, len(recs), len(recs), got, want)
+			}
+		}
 	}
 }

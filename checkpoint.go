@@ -207,16 +207,20 @@ type restorePlan struct {
 
 // recordPlan says, by flow version, whether a later record replaces it (skip), and, by
 // flow version and gone key, whether a flow with that Key may be in the table when the
-// record comes (drop): one the version or key before it in the records put there.
+// record comes (drop): the event just before it for the same Key was an imported version.
 // Nil slices: import every version, look up every key (Restore).
 type recordPlan struct {
 	skip, drop, dropGone []bool
 }
 
 // superseded plans RestoreAll: which flow versions a later record replaces, and which keys
-// need a look-up to drop an older version. A Key's drop is needed when the version before
-// it in the records was imported; the first one since a full record finds none, since the
-// full record cleared the table (without one, every first look-up is kept).
+// need a look-up to drop an older version. After a full record, only imports make flows,
+// and each Key-k flow imported holds k and its reverse from then on, so at most one flow
+// with Key k — the latest imported — can be found: a Key's look-up is needed only when the
+// event just before it for the Key (a version or a gone key) was an imported version, and
+// the first event since the full record finds none. Without a full record first the table
+// may hold flows of its own (two with one Key, one holding k and one its reverse): every
+// look-up is kept. So is every one of a Key a record lists twice.
 func superseded(recs []ckRecord) (p restorePlan) {
 	type event struct {
 		version, hasAlias bool
@@ -235,10 +239,13 @@ func superseded(recs []ckRecord) (p restorePlan) {
 		n += len(recs[i].flows)
 	}
 	cleared := recs[lastFull].full
-	next := make(map[packet.Key]event, n) // by flow: its next event, going back in time
+	next := make(map[packet.Key]event, n) // by Key: its next event, going back in time
 	var twice map[packet.Key]bool         // keys a record lists twice: two flows (see below)
 	// mark records, at the event after a version, whether that version was imported.
 	mark := func(nx event, imported bool) {
+		if !cleared {
+			return // (every look-up stays)
+		}
 		if nx.version {
 			p.recs[nx.rec].drop[nx.idx] = imported
 		} else {

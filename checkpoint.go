@@ -181,6 +181,10 @@ func (c *Chain) Restore(rec []byte) error {
 // Key a record lists twice (two flows: one whose key was taken over, one made with it
 // after). Versions before a full record are all left out: the full record drops every
 // flow. (TestRestoreCollisions checks both ways against the chain that wrote the records.)
+// One case differs from Restore one by one: records without a full one, restored into a
+// chain that ran traffic of its own and holds two flows of one Key; a version left out
+// there leaves one of them where Restore would drop both. A recovery always restores from
+// a full record into a new chain.
 func (c *Chain) RestoreAll(recs [][]byte) error {
 	parsed := make([]ckRecord, len(recs))
 	for i, rec := range recs {

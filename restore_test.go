@@ -120,18 +120,7 @@ func tables(t *testing.T, c *snf.Chain) string {
 //     (now without keys) and z, both with y's Key;
 //   - full: as gone, with a full record last (the records before it are left out).
 func TestRestoreCollisions(t *testing.T) {
-	spec, err := snf.ChainFromNames("taker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain := func() *snf.Chain {
-		c, err := snf.NewChain(spec, snf.ChainOptions{Checkpoints: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
+	chain := checkpointingChains(t, "taker")
 	ck := func(c *snf.Chain, full bool) []byte {
 		r, _, err := c.Checkpoint(nil, full)
 		if err != nil {
@@ -208,18 +197,7 @@ func (retaker) Process(ctx *snf.Context, p *packet.Packet) snf.Verdict {
 // come back, with records written at random (some full), restored into a fresh chain and
 // into one that restored the records before them.
 func TestRestoreAllRandom(t *testing.T) {
-	spec, err := snf.ChainFromNames("retaker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain := func() *snf.Chain {
-		c, err := snf.NewChain(spec, snf.ChainOptions{Checkpoints: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
+	chain := checkpointingChains(t, "retaker")
 	// Every key the traffic can have, both ways, and the keys taken over.
 	var keys []packet.Key
 	for a := range 4 {
@@ -313,18 +291,7 @@ func TestRestoreAllRandom(t *testing.T) {
 // other its reverse): the records' gone k and then a new version of k drop both, as Restore
 // one by one does. (RestoreAll's planned look-ups must all stay without a full record.)
 func TestRestoreAllIntoLiveChain(t *testing.T) {
-	spec, err := snf.ChainFromNames("retaker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain := func() *snf.Chain {
-		c, err := snf.NewChain(spec, snf.ChainOptions{Checkpoints: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
+	chain := checkpointingChains(t, "retaker")
 	s := int64(time.Second)
 	H := collideH
 	pk := func(pl byte) []byte { return pkttest.UDP(H[0], H[2], 1000, 2000, []byte{pl}) } // k = retakeKeys[0]
@@ -372,5 +339,23 @@ func TestRestoreAllIntoLiveChain(t *testing.T) {
 	}
 	if got, want := describe(all), describe(one); got != want {
 		t.Errorf("RestoreAll\n%s\nRestore one by one\n%s", got, want)
+	}
+}
+
+// checkpointingChains returns a function that builds chains of the named NFs with
+// checkpoints on, closed when the test ends.
+func checkpointingChains(t *testing.T, names string) func() *snf.Chain {
+	t.Helper()
+	spec, err := snf.ChainFromNames(names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() *snf.Chain {
+		c, err := snf.NewChain(spec, snf.ChainOptions{Checkpoints: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
 	}
 }

@@ -265,14 +265,8 @@ func superseded(recs []ckRecord) (p restorePlan) {
 			}
 			continue
 		}
-		rp.drop, rp.dropGone = make([]bool, len(r.flows)), make([]bool, len(r.gone))
-		if !cleared { // (a first event's look-up stays)
-			for i := range rp.drop {
-				rp.drop[i] = true
-			}
-			for i := range rp.dropGone {
-				rp.dropGone[i] = true
-			}
+		if cleared { // (else nil: every look-up stays)
+			rp.drop, rp.dropGone = make([]bool, len(r.flows)), make([]bool, len(r.gone))
 		}
 		for i, fb := range r.flows {
 			k, rest, ok := readKey(fb)
@@ -322,7 +316,9 @@ func superseded(recs []ckRecord) (p restorePlan) {
 			if !ok || !twice[k] {
 				continue
 			}
-			rp.drop[i] = true
+			if rp.drop != nil {
+				rp.drop[i] = true
+			}
 			if rp.skip[i] {
 				rp.skip[i] = false
 				p.imports++
@@ -332,7 +328,7 @@ func superseded(recs []ckRecord) (p restorePlan) {
 			}
 		}
 		for i, g := range recs[j].gone {
-			if twice[g] {
+			if twice[g] && rp.dropGone != nil {
 				rp.dropGone[i] = true
 			}
 		}

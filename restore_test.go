@@ -147,14 +147,7 @@ func TestRestoreCollisions(t *testing.T) {
 			}
 			recs = append(recs, ck(o, tc.full))
 			one, all := chain(), chain()
-			for _, r := range recs {
-				if err := one.Restore(r); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := all.RestoreAll(recs); err != nil {
-				t.Fatal(err)
-			}
+			restoreBothWays(t, one, all, recs)
 			want := tables(t, o)
 			for name, c := range map[string]*snf.Chain{"Restore": one, "RestoreAll": all} {
 				if got := tables(t, c); got != want {
@@ -271,14 +264,7 @@ func TestRestoreAllRandom(t *testing.T) {
 					}
 				}
 			}
-			for _, r := range recs[from:] {
-				if err := one.Restore(r); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := all.RestoreAll(recs[from:]); err != nil {
-				t.Fatal(err)
-			}
+			restoreBothWays(t, one, all, recs[from:])
 			if want, got := describe(one), describe(all); got != want {
 				t.Fatalf("seed %d, records %d–%d of %d: RestoreAll\n%s\nRestore one by one\n%s", seed, from+1, len(recs), len(recs), got, want)
 			}
@@ -329,14 +315,7 @@ func TestRestoreAllIntoLiveChain(t *testing.T) {
 	w.Process(pkttest.Batch(101*s, pk(9)), nil)
 	recs := [][]byte{r1, ck(w)}
 	one, all := live(), live()
-	for _, r := range recs {
-		if err := one.Restore(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := all.RestoreAll(recs); err != nil {
-		t.Fatal(err)
-	}
+	restoreBothWays(t, one, all, recs)
 	if got, want := describe(all), describe(one); got != want {
 		t.Errorf("RestoreAll\n%s\nRestore one by one\n%s", got, want)
 	}
@@ -357,5 +336,19 @@ func checkpointingChains(t *testing.T, names string) func() *snf.Chain {
 		}
 		t.Cleanup(func() { c.Close() })
 		return c
+	}
+}
+
+// restoreBothWays restores recs into one with Restore, record by record, and into all with
+// RestoreAll.
+func restoreBothWays(t *testing.T, one, all *snf.Chain, recs [][]byte) {
+	t.Helper()
+	for _, r := range recs {
+		if err := one.Restore(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := all.RestoreAll(recs); err != nil {
+		t.Fatal(err)
 	}
 }

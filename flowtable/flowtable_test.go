@@ -73,6 +73,15 @@ func checkInvariants(t *testing.T, tb *Table) {
 	if count != tb.m.len() {
 		t.Fatalf("index holds %d entries, counts %d", count, tb.m.len())
 	}
+	for b, bk := range tb.m.heads {
+		var sig uint32
+		for i := bk.first; i >= 0; i = tb.m.ents[i].next {
+			sig |= sigBit(tb.m.ents[i].h)
+		}
+		if sig != bk.sig {
+			t.Fatalf("bucket %d's signature is %#x, its chain's %#x", b, bk.sig, sig)
+		}
+	}
 	live := 0
 	for i := range tb.flows {
 		f := &tb.flows[i]

@@ -12,12 +12,37 @@ import (
 // seeded hash of the key's five words. It replaces a Go map keyed by the 40-byte Key, whose
 // generic hashing and probing cost about twice as much per lookup (see BenchmarkLookup).
 // The seed keeps an attacker from choosing 5-tuples that collide.
+//
+// Each bucket also holds a signature of its chain: one bit, of 32, per entry, chosen by the
+// top bits of its hash. A look-up whose bit is clear misses without reading an entry: a
+// restore's look-ups are mostly misses (a new flow's keys), and each entry read is a cache
+// miss in a table of thousands of flows, where the buckets, 8 bytes each, stay in cache.
 type keyIndex struct {
 	seed  [3]uint64
-	heads []int32 // bucket → first entry, -1 for none; len is a power of two
+	heads []bucket // len is a power of two
 	ents  []entry
 	free  []int32
 	n     int
+}
+
+// bucket is a chain's first entry (-1 for none) and the signature of its entries' hashes:
+// the OR of their sigBits (insert adds a bit, a deletion recomputes it from what is left).
+type bucket struct {
+	first int32
+	sig   uint32
+}
+
+// sigBit is the bit of hash h in a bucket's signature: from its top bits, where the bucket
+// index takes the low ones.
+func sigBit(h uint64) uint32 { return 1 << (h >> 59) }
+
+// emptyHeads returns n empty buckets.
+func emptyHeads(n int) []bucket {
+	heads := make([]bucket, n)
+	for i := range heads {
+		heads[i].first = -1
+	}
+	return heads
 }
 
 type entry struct {
@@ -28,10 +53,7 @@ type entry struct {
 }
 
 func newKeyIndex(seed uint64) keyIndex {
-	x := keyIndex{heads: make([]int32, 64)}
-	for i := range x.heads {
-		x.heads[i] = -1
-	}
+	x := keyIndex{heads: emptyHeads(64)}
 	for i := range x.seed {
 		seed += 0x9e3779b97f4a7c15
 		x.seed[i] = mix64(seed)
@@ -70,7 +92,11 @@ func (x *keyIndex) len() int { return x.n }
 // find returns k's hash and its entry, -1 when the index does not hold k.
 func (x *keyIndex) find(k *packet.Key) (uint64, int32) {
 	h := x.hash(k)
-	for i := x.heads[h&uint64(len(x.heads)-1)]; i >= 0; {
+	b := &x.heads[h&uint64(len(x.heads)-1)]
+	if b.sig&sigBit(h) == 0 {
+		return h, -1
+	}
+	for i := b.first; i >= 0; {
 		e := &x.ents[i]
 		if e.h == h && e.k == *k {
 			return h, i
@@ -109,9 +135,10 @@ func (x *keyIndex) insert(k *packet.Key, h uint64, r ref) {
 		i = int32(len(x.ents))
 		x.ents = append(x.ents, entry{})
 	}
-	b := h & uint64(len(x.heads)-1)
-	x.ents[i] = entry{k: *k, h: h, r: r, next: x.heads[b]}
-	x.heads[b] = i
+	b := &x.heads[h&uint64(len(x.heads)-1)]
+	x.ents[i] = entry{k: *k, h: h, r: r, next: b.first}
+	b.first = i
+	b.sig |= sigBit(h)
 	x.n++
 	if x.n > len(x.heads) {
 		x.grow()
@@ -121,8 +148,11 @@ func (x *keyIndex) insert(k *packet.Key, h uint64, r ref) {
 // delIf deletes k's mapping if it maps to flow idx, in one walk, and reports whether it did.
 func (x *keyIndex) delIf(k *packet.Key, idx int32) bool {
 	h := x.hash(k)
-	b := h & uint64(len(x.heads)-1)
-	for p, i := int32(-1), x.heads[b]; i >= 0; p, i = i, x.ents[i].next {
+	b := &x.heads[h&uint64(len(x.heads)-1)]
+	if b.sig&sigBit(h) == 0 {
+		return false
+	}
+	for p, i := int32(-1), b.first; i >= 0; p, i = i, x.ents[i].next {
 		e := &x.ents[i]
 		if e.h != h || e.k != *k {
 			continue
@@ -131,11 +161,17 @@ func (x *keyIndex) delIf(k *packet.Key, idx int32) bool {
 			return false
 		}
 		if p < 0 {
-			x.heads[b] = e.next
+			b.first = e.next
 		} else {
 			x.ents[p].next = e.next
 		}
 		e.next = -1
+		// The signature of what is left, so that bits of deleted keys do not pile up (a
+		// chain is short: its load is at most one entry per bucket on average).
+		b.sig = 0
+		for j := b.first; j >= 0; j = x.ents[j].next {
+			b.sig |= sigBit(x.ents[j].h)
+		}
 		x.free = append(x.free, i)
 		x.n--
 		return true
@@ -166,17 +202,16 @@ func (x *keyIndex) grow() { x.rehash(2 * len(x.heads)) }
 
 // rehash spreads the entries over n buckets (a power of two).
 func (x *keyIndex) rehash(n int) {
-	heads := make([]int32, n)
-	for i := range heads {
-		heads[i] = -1
-	}
+	heads := emptyHeads(n)
 	mask := uint64(len(heads) - 1)
 	for b := range x.heads {
-		for i := x.heads[b]; i >= 0; {
+		for i := x.heads[b].first; i >= 0; {
 			e := &x.ents[i]
 			next := e.next
-			e.next = heads[e.h&mask]
-			heads[e.h&mask] = i
+			nb := &heads[e.h&mask]
+			e.next = nb.first
+			nb.first = i
+			nb.sig |= sigBit(e.h)
 			i = next
 		}
 	}
@@ -186,7 +221,7 @@ func (x *keyIndex) rehash(n int) {
 // each calls fn for every mapping (tests).
 func (x *keyIndex) each(fn func(k packet.Key, r ref)) {
 	for b := range x.heads {
-		for i := x.heads[b]; i >= 0; i = x.ents[i].next {
+		for i := x.heads[b].first; i >= 0; i = x.ents[i].next {
 			fn(x.ents[i].k, x.ents[i].r)
 		}
 	}

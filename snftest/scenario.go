@@ -145,13 +145,31 @@ func LoadInput(input, tracesDir string) ([]mem.Frame, error) {
 type Options struct {
 	Store       store.Store // nil: a fresh embedded store per run
 	Checkpoint  time.Duration
-	FailTimeout time.Duration
+	FailTimeout time.Duration // 0: a second, or half the shortest stall (failTimeout)
 	LogPackets  int
 	Batch       int
 	// Copied hides that the input can be read again (port.Copied): the packet log keeps
 	// copies of the frames, lent to the units, as from a live interface; else it keeps their
 	// positions in the input.
 	Copied bool
+}
+
+// failTimeout is a run's FailTimeout when Options leave it 0. A killed unit is replaced at
+// once, with no timeout: a schedule without stalls gets a second, so that a unit the machine
+// does not run for a while — a loaded host runs several race-enabled test binaries on its
+// cores — is not declared failed, a failure the schedule does not have. A stall is found by
+// the timeout: half the shortest stall, at least 30 ms.
+func failTimeout(faults []engine.Fault) time.Duration {
+	d := time.Duration(0)
+	for _, f := range faults {
+		if f.Kind == engine.FaultStall && (d == 0 || f.For/2 < d) {
+			d = f.For / 2
+		}
+	}
+	if d == 0 {
+		return time.Second
+	}
+	return max(d, 30*time.Millisecond)
 }
 
 // Report is a checked run.
@@ -181,7 +199,7 @@ func Run(ctx context.Context, sc Scenario, frames []mem.Frame, want Result, opt 
 		cfg.Checkpoint = time.Millisecond
 	}
 	if cfg.FailTimeout == 0 {
-		cfg.FailTimeout = 30 * time.Millisecond
+		cfg.FailTimeout = failTimeout(sc.Faults)
 	}
 	if opt.Copied {
 		cfg.In = port.Copied(mem.NewReader(frames))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/snf-dev/snf/flowtable"
 	"github.com/snf-dev/snf/packet"
@@ -99,7 +100,20 @@ type Chain struct {
 	emitted []packet.Packet // this batch's emitted packets (reused)
 	nEmit   int
 	pending int // emitted packets of the current packet not yet placed in out
+
+	work  atomic.Uint64 // Work: chunks of bulk work done (workChunk flows each)
+	ended uint64        // flows ended (their FlowEnd hooks run), for work
 }
+
+// workChunk is how many flows a chunk of Work is: a checkpoint's flows exported, flows ended.
+const workChunk = 1024
+
+// Work counts the chunks of bulk work the chain has done — workChunk flows exported to a
+// checkpoint record, or ended (their FlowEnd hooks run), each — plus each Scoped state a
+// record took. It may be read from any goroutine while the chain works: a unit building a
+// full record of a hundred thousand flows, or expiring them, in one call is busy, not
+// stalled, and an engine watching for stalled units reads this to tell the two apart.
+func (c *Chain) Work() uint64 { return c.work.Load() }
 
 // NewChain builds one instance of every NF of spec.
 func NewChain(spec *ChainSpec, opt ChainOptions) (*Chain, error) {
@@ -231,6 +245,9 @@ func (c *Chain) emit(ctx *Context, frame []byte) {
 func (c *Chain) flowRemoved(f *flowtable.Flow, now int64, _ bool) {
 	if c.ck.on {
 		c.ck.gone = append(c.ck.gone, f.Key)
+	}
+	if c.ended++; c.ended%workChunk == 0 {
+		c.work.Add(1)
 	}
 	saved := c.ctx
 	ctx := &c.ctx

@@ -99,7 +99,9 @@ func (c *Chain) Checkpoint(b []byte, full bool) ([]byte, uint64, error) {
 			return false
 		}
 		binary.BigEndian.PutUint32(b[lenAt:], uint32(len(b)-lenAt-4))
-		n++
+		if n++; n%workChunk == 0 {
+			c.work.Add(1)
+		}
 		return true
 	}
 	if full {
@@ -128,6 +130,7 @@ func (c *Chain) Checkpoint(b []byte, full bool) ([]byte, uint64, error) {
 			return b[:start], 0, fmt.Errorf("snf: checkpoint: %s: %w", name, err)
 		}
 		binary.BigEndian.PutUint32(b[lenAt:], uint32(len(b)-lenAt-4))
+		c.work.Add(1)
 	}
 	b = c.appendCounters(b)
 	t.dirty, t.gone = t.dirty[:0], t.gone[:0]

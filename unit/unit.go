@@ -372,11 +372,13 @@ func (u *Unit) Kill() {
 // engine watches it to detect a unit that stopped).
 func (u *Unit) Processed() uint64 { return u.done.Load() }
 
-// Progress counts the batches processed and the controls carried out: it moves while the
-// unit works through a batch that carries thousands of controls (a draining unit moving
-// every idle flow off takes one Marker per flow), which a failure detector must not take
+// Progress counts the batches processed, the controls carried out and the chain's bulk
+// work (snf.Chain.Work: a checkpoint record's flows exported, flows expired, 1,024 at a
+// time): it moves while the unit works through a batch that carries thousands of controls
+// (a draining unit moving every idle flow off takes one Marker per flow), or builds a full
+// record of a hundred thousand flows (tens of ms), which a failure detector must not take
 // for a stall.
-func (u *Unit) Progress() uint64 { return u.work.Load() }
+func (u *Unit) Progress() uint64 { return u.work.Load() + u.Chain.Work() }
 
 // Killed reports whether Kill was called.
 func (u *Unit) Killed() bool { return u.killed.Load() }

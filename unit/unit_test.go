@@ -717,6 +717,30 @@ func TestProgressCountsControls(t *testing.T) {
 	h.finish()
 }
 
+// TestProgressCountsChainWork: a unit's Progress includes its chain's bulk work (a full
+// record of thousands of flows, built in one call, is progress).
+func TestProgressCountsChainWork(t *testing.T) {
+	chain, err := snf.NewChain(seqSpec(t, 0), snf.ChainOptions{Checkpoints: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chain.Close()
+	u := unit.New(0, chain, make(chan *unit.Batch, 1), &directTransport{}, nil)
+	in, out := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	frames := make([][]byte, 3000)
+	for i := range frames {
+		frames[i] = pkttest.UDP(in, out, uint16(1024+i), 53, nil)
+	}
+	chain.Process(pkttest.Batch(0, frames...), nil)
+	p0 := u.Progress()
+	if _, _, err := chain.Checkpoint(nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if p := u.Progress(); p < p0+2 || p != chain.Work() {
+		t.Errorf("progress %d → %d over a record of 3,000 flows (chain's work %d), want it to move with the chain's work", p0, p, chain.Work())
+	}
+}
+
 // TestHeldStateCorrupt: a state that does not import is dropped: the flow restarts at B
 // (counted from 1), its packets still leave in order.
 func TestHeldStateCorrupt(t *testing.T) {

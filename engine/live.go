@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"math/bits"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -494,9 +495,30 @@ func (l *live) waitUnits() error {
 				lu.u.Kill()
 			}
 			<-done
-			return fmt.Errorf("units %v did not end %s after the input did: they wait for handover states that never came (a bug; the output is short)", stuck, limit)
+			return fmt.Errorf("units %v did not end %s after the input did: they wait for handover states that never came (a bug; the output is short): %s", stuck, limit, l.awaited(stuck))
 		}
 	}
+}
+
+// awaited says what the given units, ended, waited for: the handovers whose states did
+// not come (the first few of each unit).
+func (l *live) awaited(units []int) string {
+	var b strings.Builder
+	for i, u := range units {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		list, n := l.units[u].u.Awaited(3)
+		if n == 0 {
+			fmt.Fprintf(&b, "unit %d waited for no state", u)
+			continue
+		}
+		fmt.Fprintf(&b, "unit %d waited for %d states:", u, n)
+		for _, a := range list {
+			fmt.Fprintf(&b, " flow %d's (handover %d, from unit %d, %d packets held)", a.Flow, a.Hid, a.From, a.Held)
+		}
+	}
+	return b.String()
 }
 
 // newUnit makes the unit of slot u running chain, with its checkpoint writer.

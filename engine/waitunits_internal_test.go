@@ -15,7 +15,8 @@ func (discard) SendState(int, unit.State) {}
 func (discard) SendOut(*unit.Batch)       {}
 
 // TestWaitUnitsStuck: a unit that waits, after its input ended, for a handover state that
-// never comes is stopped, and the run ends with an error naming it instead of hanging.
+// never comes is stopped, and the run ends with an error naming it, and the state, instead
+// of hanging.
 func TestWaitUnitsStuck(t *testing.T) {
 	defer func(d time.Duration) { unitsStuckAfter = d }(unitsStuckAfter)
 	unitsStuckAfter = 300 * time.Millisecond
@@ -46,8 +47,9 @@ func TestWaitUnitsStuck(t *testing.T) {
 	go func() { done <- l.waitUnits() }()
 	select {
 	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "units [1] did not end") {
-			t.Errorf("got %v, want an error naming unit 1", err)
+		if err == nil || !strings.Contains(err.Error(), "units [1] did not end") ||
+			!strings.Contains(err.Error(), "unit 1 waited for 1 states: flow 7's (handover 1, from unit 0, 0 packets held)") {
+			t.Errorf("got %v, want an error naming unit 1 and the state it waited for", err)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("waitUnits hangs")

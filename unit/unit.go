@@ -9,7 +9,9 @@
 package unit
 
 import (
+	"cmp"
 	"encoding/binary"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -169,6 +171,7 @@ type Stats struct {
 // flow on. A flow that leaves and comes back before its first state arrived has several.
 type segment struct {
 	hid     uint64 // the Expect's handover id (0: any)
+	from    int    // the Expect's Peer: the unit the state comes from
 	state   State
 	arrived bool
 	held    []packet.Packet
@@ -528,6 +531,33 @@ func (u *Unit) awaiting() bool {
 	return false
 }
 
+// Awaited is a handover whose state a unit waits for.
+type Awaited struct {
+	Flow, Hid uint64
+	From      int // the unit that was to send it
+	Held      int // packets held for it
+}
+
+// Awaited lists the handovers whose states the unit waits for (Expects without their
+// state), at most max of them, and how many there are. Only once Run has returned: it reads
+// what the unit's goroutine owns (an engine that gave up on a unit names what it waited for).
+func (u *Unit) Awaited(max int) ([]Awaited, int) {
+	var list []Awaited
+	n := 0
+	for flow, pe := range u.pending {
+		for _, sg := range pe.segs {
+			if sg.arrived {
+				continue
+			}
+			if n++; len(list) < max {
+				list = append(list, Awaited{Flow: flow, Hid: sg.hid, From: sg.from, Held: len(sg.held)})
+			}
+		}
+	}
+	slices.SortFunc(list, func(a, b Awaited) int { return cmp.Compare(a.Hid, b.Hid) })
+	return list, n
+}
+
 // drainKilled returns the batches still coming to a killed unit until In closes, and drops
 // the states sent to it.
 func (u *Unit) drainKilled(in chan *Batch) {
@@ -614,7 +644,7 @@ func (u *Unit) control(c *Control) {
 			pe = &pending{key: c.Key}
 			u.pending[c.Flow] = pe
 		}
-		sg := &segment{hid: c.Hid, moveTo: -1}
+		sg := &segment{hid: c.Hid, from: c.Peer, moveTo: -1}
 		for i, s := range pe.early {
 			if c.Hid == 0 || s.Hid == 0 || s.Hid == c.Hid {
 				sg.state, sg.arrived = s, true

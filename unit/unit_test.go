@@ -1008,24 +1008,7 @@ func TestRandomMoves(t *testing.T) {
 			}
 			cfg := trace.DefaultGenConfig()
 			cfg.Packets, cfg.Flows, cfg.Rate = n, 300, tc.rate
-			g, err := trace.NewGenerator(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			pkts := make([]packet.Packet, n)
-			got := 0
-			for got < n {
-				k, err := g.Read(pkts[got:])
-				got += k
-				if err != nil {
-					break
-				}
-			}
-			pkts = pkts[:got]
-			frames := make([][]byte, len(pkts))
-			for i := range pkts {
-				frames[i] = append([]byte(nil), pkts[i].Data...)
-			}
+			pkts, frames := generate(t, cfg, 0, 0)
 
 			h := newHarness(t, 3, spec, true)
 			d := &driver{h: h, cur: make([]*unit.Batch, 3)}
@@ -1061,42 +1044,7 @@ func TestRandomMoves(t *testing.T) {
 			}
 			h.finish()
 			h.checkOutput()
-			end := pkts[len(pkts)-1].Time
-			gotStates := finalStates(t, h.chains, end)
-
-			// The reference: one chain, the same packets in clock order.
-			ref, err := snf.NewChain(spec, snf.ChainOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ref.Close()
-			var want []outPkt
-			one := make([]packet.Packet, 1)
-			for i, f := range frames {
-				one[0].SetData(f, pkts[i].Time, 0)
-				one[0].Clock = uint64(i + 1)
-				for _, p := range ref.Process(one, nil) {
-					want = append(want, outPkt{clock: p.Clock, data: string(p.Data)})
-				}
-			}
-			wantStates := finalStates(t, []*snf.Chain{ref}, end)
-			wf, gf := flowOutputs(want, h.flowOf), flowOutputs(h.out, h.flowOf)
-			if len(want) != len(h.out) {
-				t.Errorf("%d packets out, the one chain %d", len(h.out), len(want))
-			}
-			for f, w := range wf {
-				if !slices.Equal(gf[f], w) {
-					t.Fatalf("flow %d: output differs from the one chain's (%d and %d packets)", f, len(gf[f]), len(w))
-				}
-			}
-			if len(gotStates) != len(wantStates) {
-				t.Errorf("%d flows at the end, the one chain %d", len(gotStates), len(wantStates))
-			}
-			for k, w := range wantStates {
-				if gotStates[k] != w {
-					t.Errorf("flow %s: final state differs from the one chain's", k)
-				}
-			}
+			checkOneChain(t, spec, h, pkts, frames)
 			var held, in, out, moved, shipped uint64
 			for _, s := range h.stats() {
 				held += s.Held
@@ -1116,6 +1064,154 @@ func TestRandomMoves(t *testing.T) {
 			}
 			t.Logf("%d packets, %d flows, %d flowlets, %d handovers, %d packets held, %d bytes moved", rs.Packets, rs.Flows, rs.Flowlets, rs.Handovers, held, moved)
 		})
+	}
+}
+
+// generate returns cfg's generated packets and copies of their frames; from packet gapAt on
+// (if gap > 0), the packets come gap later (every flow idles past its timeout).
+func generate(t *testing.T, cfg trace.GenConfig, gapAt int, gap time.Duration) ([]packet.Packet, [][]byte) {
+	t.Helper()
+	g, err := trace.NewGenerator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkts := make([]packet.Packet, cfg.Packets)
+	got := 0
+	for got < len(pkts) {
+		k, err := g.Read(pkts[got:])
+		got += k
+		if err != nil {
+			break
+		}
+	}
+	pkts = pkts[:got]
+	frames := make([][]byte, len(pkts))
+	for i := range pkts {
+		if gap > 0 && i >= gapAt {
+			pkts[i].Time += int64(gap)
+		}
+		frames[i] = append([]byte(nil), pkts[i].Data...)
+	}
+	return pkts, frames
+}
+
+// checkOneChain checks the harness's finished run of pkts against one chain that processed
+// the same frames in clock order: the same output frames for each flow, in the same order,
+// and the same final flow states.
+func checkOneChain(t *testing.T, spec *snf.ChainSpec, h *harness, pkts []packet.Packet, frames [][]byte) {
+	t.Helper()
+	end := pkts[len(pkts)-1].Time
+	gotStates := finalStates(t, h.chains, end)
+	ref, err := snf.NewChain(spec, snf.ChainOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	var want []outPkt
+	one := make([]packet.Packet, 1)
+	for i, f := range frames {
+		one[0].SetData(f, pkts[i].Time, 0)
+		one[0].Clock = uint64(i + 1)
+		for _, p := range ref.Process(one, nil) {
+			want = append(want, outPkt{clock: p.Clock, data: string(p.Data)})
+		}
+	}
+	wantStates := finalStates(t, []*snf.Chain{ref}, end)
+	wf, gf := flowOutputs(want, h.flowOf), flowOutputs(h.out, h.flowOf)
+	if len(want) != len(h.out) {
+		t.Errorf("%d packets out, the one chain %d", len(h.out), len(want))
+	}
+	for f, w := range wf {
+		if !slices.Equal(gf[f], w) {
+			t.Fatalf("flow %d: output differs from the one chain's (%d and %d packets)", f, len(gf[f]), len(w))
+		}
+	}
+	if len(gotStates) != len(wantStates) {
+		t.Errorf("%d flows at the end, the one chain %d", len(gotStates), len(wantStates))
+	}
+	for k, w := range wantStates {
+		if gotStates[k] != w {
+			t.Errorf("flow %s: final state differs from the one chain's", k)
+		}
+	}
+}
+
+// hidDriver is a driver that numbers its handovers, as the live engine does: a state goes
+// to the Expect of its handover only.
+type hidDriver struct {
+	driver
+	hid uint64
+}
+
+func (d *hidDriver) Handover(k packet.Key, flow uint64, from, to int) {
+	d.hid++
+	bf := d.batch(from)
+	bf.Ctl = append(bf.Ctl, unit.Control{At: bf.N, Kind: unit.Marker, Key: k, Flow: flow, Peer: to, Hid: d.hid})
+	bt := d.batch(to)
+	bt.Ctl = append(bt.Ctl, unit.Control{At: bt.N, Kind: unit.Expect, Key: k, Flow: flow, Peer: from, Hid: d.hid})
+}
+
+// TestRandomEvacuations: TestRandomMoves with numbered handovers, the root evacuating a
+// random unit at random moments (idle flows, or all), and a ten-minute gap somewhere in the
+// traffic, after which every flow has ended and comes back under the id and on the unit the
+// root remembers (its tombstone): the same outputs and final states as one chain.
+func TestRandomEvacuations(t *testing.T) {
+	spec, err := snf.ChainFromNames("firewall," + seqName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seeds := uint64(30)
+	if testing.Short() {
+		seeds = 5
+	}
+	for seed := uint64(1); seed <= seeds; seed++ {
+		cfg := trace.DefaultGenConfig()
+		cfg.Packets, cfg.Flows, cfg.Rate, cfg.Seed = 6000, 200, 5000, seed
+		rng := rand.New(rand.NewPCG(seed, 9))
+		pkts, frames := generate(t, cfg, rng.IntN(cfg.Packets), 10*time.Minute)
+		h := newHarness(t, 3, spec, true)
+		d := &hidDriver{driver: driver{h: h, cur: make([]*unit.Batch, 3)}}
+		pool := &policy.Pool{Target: 0.8}
+		for i := range 3 {
+			pool.Units = append(pool.Units, policy.UnitView{ID: i, Active: true, Capacity: 1e12})
+		}
+		r := root.New(root.Config{Policy: &mover{}, Pool: pool, FlowletGap: 500 * time.Microsecond,
+			Timeouts: h.chains[0].FlowTimeouts()})
+		var waiting []routed
+		evacuated := 0
+		for i := range pkts {
+			p := &pkts[i]
+			d.now = max(d.now, p.Time)
+			r.Dispatch(p, d)
+			if rng.IntN(50) == 0 {
+				evacuated += r.Evacuate(rng.IntN(3), d.now, d, rng.IntN(3) == 0)
+			}
+			if rng.IntN(10) == 0 {
+				d.flush(rng.IntN(3))
+			}
+			for len(h.intercept) > 0 {
+				waiting = append(waiting, <-h.intercept)
+			}
+			if len(waiting) > 0 && rng.IntN(5) == 0 {
+				j := rng.IntN(len(waiting))
+				h.deliver(waiting[j], false)
+				waiting = slices.Delete(waiting, j, j+1)
+			}
+		}
+		for u := range 3 {
+			d.flush(u)
+		}
+		for _, w := range waiting {
+			h.deliver(w, false)
+		}
+		h.finish()
+		checkOneChain(t, spec, h, pkts, frames)
+		if t.Failed() {
+			t.Fatalf("seed %d", seed)
+		}
+		if evacuated == 0 {
+			t.Errorf("seed %d: no flow evacuated", seed)
+		}
 	}
 }
 

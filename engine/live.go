@@ -80,7 +80,10 @@ type LiveSummary struct {
 	// Evacuated counts the handovers (among Handovers) that moved idle flows off draining
 	// units (and flows moved by forced scale events and moves: FaultScale, FaultMove).
 	Evacuated uint64
-	Chain     snf.ChainStats // summed over units
+	// Settled counts the handovers whose state the new unit installed (a run without
+	// failures settles every one of Handovers; a failed unit's count is lost with it).
+	Settled uint64
+	Chain   snf.ChainStats // summed over units
 	// Billed counts each packet once per NF it reached, as one chain does: a replacement
 	// unit restores the failed one's counters with its state, and the packets replayed to
 	// it are counted there, not twice.
@@ -735,7 +738,9 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		l.mover = m.MovesFlows()
 	}
 	l.start = time.Now()
-	tick := func(now time.Time) {
+	// tick runs the controller; with final (the run's end: the units ended), it only takes
+	// its last sample — a handover now would never happen.
+	tick := func(now time.Time, final bool) {
 		dt := now.Sub(lastTick)
 		if dt <= 0 {
 			return
@@ -747,6 +752,9 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			}
 		}
 		l.ctl.Tick(now.Sub(l.start), dt, l.pool, r.Stats().Sent, r.Held)
+		if final {
+			return
+		}
 		if l.mover {
 			l.ctl.Draining(l.pool, func(u int, busy bool) { r.Evacuate(u, l.now, l, busy) })
 		}
@@ -824,7 +832,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			}
 		}
 		if now := time.Now(); now.Sub(lastTick) >= cfg.Tick {
-			tick(now)
+			tick(now, false)
 			l.flushMarked() // (the Markers of a draining unit's idle flows)
 		}
 		if err != nil {
@@ -878,7 +886,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	if err := <-egDone; err != nil && runErr == nil {
 		runErr = fmt.Errorf("write output: %w", err)
 	}
-	tick(time.Now())
+	tick(time.Now(), true)
 	s.Elapsed = time.Since(l.start)
 	if cfg.OnDone != nil {
 		chains := make([]*snf.Chain, len(l.units))
@@ -907,6 +915,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			held.add(w)
 		}
 		s.Held += us.Held
+		s.Settled += us.HandoversIn
 		s.addChain(lu.chain)
 	}
 	s.HandoverWait, s.HeldWait = waits.percentiles(), held.percentiles()

@@ -156,6 +156,9 @@ func elasticOn(t *testing.T, spec *snf.ChainSpec, frames []mem.Frame, pol policy
 	if err != nil {
 		t.Fatal(err)
 	}
+	if s.Settled != s.Handovers {
+		t.Errorf("%d handovers, %d settled: want every one settled", s.Handovers, s.Settled)
+	}
 	return o, s
 }
 
@@ -285,6 +288,9 @@ func TestEvacuationEqualsOneUnit(t *testing.T) {
 	compare(t, want, got)
 	if s.Evacuated == 0 || s.Reorders != 0 {
 		t.Errorf("%d idle flows evacuated, %d reorderings; want some moved and none reordered", s.Evacuated, s.Reorders)
+	}
+	if s.Settled != s.Handovers {
+		t.Errorf("%d handovers, %d settled: want every one settled", s.Handovers, s.Settled)
 	}
 	t.Logf("%d handovers, %d of them evacuations; units %d-%d, %.3f unit-seconds", s.Handovers, s.Evacuated, s.UnitsMin, s.UnitsMax, s.UnitSeconds)
 }

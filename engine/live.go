@@ -456,8 +456,9 @@ func (l *live) flush(u int) {
 var unitsStuckAfter = 10 * time.Second
 
 // waitUnits waits for the units to end, once their inputs are closed. A unit waits for the
-// states of the handovers it expects; if none of them makes progress for unitsStuckAfter,
-// the ones still running are stopped and the run fails with an error that names them: a
+// states of the handovers it expects; if none of them makes progress (unit.Unit.Progress:
+// batches, controls, states received) for unitsStuckAfter, the ones still running are
+// stopped and the run fails with an error that names them: a
 // state that never comes is a bug, and a run must end rather than hang.
 func (l *live) waitUnits() error {
 	done := make(chan struct{})
@@ -479,7 +480,7 @@ func (l *live) waitUnits() error {
 		case now := <-t.C:
 			var p uint64
 			for _, lu := range l.units {
-				p += lu.u.Processed()
+				p += lu.u.Progress()
 			}
 			if p != last {
 				last, since = p, now

@@ -260,10 +260,21 @@ func TestElasticEqualsOneUnit(t *testing.T) {
 	}
 }
 
-// evacuator is mover that also moves idle flows off draining units (root.Mover).
+// evacuator is mover that also moves idle flows off draining units (root.Mover), onto units
+// that are not draining, as every real policy does. (Placed on any active unit, idle flows
+// bounced between draining units at every tick: under load, half a million handovers for
+// 20,000 packets, some flows' states hundreds of hops behind at the input's end.)
 type evacuator struct{ mover }
 
 func (*evacuator) MovesFlows() bool { return true }
+
+func (e *evacuator) Place(f policy.Flowlet, p *policy.Pool) policy.Decision {
+	d := e.mover.Place(f, p)
+	for i := 0; d.Unit >= 0 && p.Units[d.Unit].Draining && i < len(p.Units); i++ {
+		d = e.mover.Place(f, p) // the next active unit, until one that is not draining
+	}
+	return d
+}
 
 // TestEvacuationEqualsOneUnit: units drain as soon as the load fits in fewer (a capacity far
 // above the offered load), so the root keeps moving idle flows off draining units and units

@@ -55,3 +55,42 @@ func TestWaitUnitsStuck(t *testing.T) {
 		t.Fatal("waitUnits hangs")
 	}
 }
+
+// TestWaitUnitsStatesAreProgress: a unit that takes states one by one after its input ended,
+// for longer than unitsStuckAfter in all, is working, not stuck (a run whose units hand
+// thousands of flows to each other at its end took over 10 s, under load, without a batch).
+func TestWaitUnitsStatesAreProgress(t *testing.T) {
+	defer func(d time.Duration) { unitsStuckAfter = d }(unitsStuckAfter)
+	unitsStuckAfter = 300 * time.Millisecond
+	spec, err := snf.ChainFromNames("firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := snf.NewChain(spec, snf.ChainOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chain.Close()
+	in := make(chan *unit.Batch, 1)
+	l := &live{}
+	lu := &liveUnit{u: unit.New(0, chain, in, discard{}, nil), chain: chain}
+	l.units = append(l.units, lu)
+	const states = 8
+	b := unit.NewBatch(1, nil)
+	for i := range states {
+		b.Ctl = append(b.Ctl, unit.Control{Kind: unit.Expect, Flow: uint64(100 + i), Peer: 1, Hid: uint64(1 + i)})
+	}
+	in <- b
+	close(in)
+	l.wg.Add(1)
+	go func() { defer l.wg.Done(); defer lu.ended.Store(true); lu.u.Run() }()
+	go func() {
+		for i := range states { // 8 × 100 ms: longer than unitsStuckAfter in all
+			time.Sleep(100 * time.Millisecond)
+			lu.u.State <- unit.State{Flow: uint64(100 + i), From: 1, Hid: uint64(1 + i)}
+		}
+	}()
+	if err := l.waitUnits(); err != nil {
+		t.Errorf("a unit taking a state every 100 ms was declared stuck: %v", err)
+	}
+}

@@ -375,11 +375,12 @@ func (u *Unit) Kill() {
 // engine watches it to detect a unit that stopped).
 func (u *Unit) Processed() uint64 { return u.done.Load() }
 
-// Progress counts the batches processed, the controls carried out and the chain's bulk
-// work (snf.Chain.Work: a checkpoint record's flows exported, flows expired, 1,024 at a
-// time): it moves while the unit works through a batch that carries thousands of controls
-// (a draining unit moving every idle flow off takes one Marker per flow), or builds a full
-// record of a hundred thousand flows (tens of ms), which a failure detector must not take
+// Progress counts the batches processed, the controls carried out, the states received
+// and the chain's bulk work (snf.Chain.Work: a checkpoint record's flows exported, flows
+// expired, 1,024 at a time): it moves while the unit works through a batch that carries
+// thousands of controls (a draining unit moving every idle flow off takes one Marker per
+// flow), builds a full record of a hundred thousand flows (tens of ms), or takes the states
+// of thousands of handovers after its input ended, which a failure detector must not take
 // for a stall.
 func (u *Unit) Progress() uint64 { return u.work.Load() + u.Chain.Work() }
 
@@ -692,6 +693,7 @@ func (u *Unit) flushOutbox() {
 // arrive handles a state from a peer: it belongs to the flow's first segment still
 // without one (states of a flow arrive in the order they were shipped).
 func (u *Unit) arrive(s State) {
+	u.work.Add(1)
 	if w := time.Duration(u.now() - s.Sent); len(u.stats.Waits) < MaxWaits {
 		u.stats.Waits = append(u.stats.Waits, w)
 	} else {

@@ -110,9 +110,10 @@ const workChunk = 1024
 
 // Work counts the chunks of bulk work the chain has done — workChunk flows exported to a
 // checkpoint record, or ended (their FlowEnd hooks run), each — plus each Scoped state a
-// record took. It may be read from any goroutine while the chain works: a unit building a
-// full record of a hundred thousand flows, or expiring them, in one call is busy, not
-// stalled, and an engine watching for stalled units reads this to tell the two apart.
+// record took (one chunk, however large the state: a NAT's port table is one). It may be
+// read from any goroutine while the chain works: a unit building a full record of a hundred
+// thousand flows, or expiring them, in one call is busy, not stalled, and an engine
+// watching for stalled units reads this to tell the two apart.
 func (c *Chain) Work() uint64 { return c.work.Load() }
 
 // NewChain builds one instance of every NF of spec.

@@ -457,7 +457,7 @@ var unitsStuckAfter = 10 * time.Second
 
 // waitUnits waits for the units to end, once their inputs are closed. A unit waits for the
 // states of the handovers it expects; if none of them makes progress (unit.Unit.Progress:
-// batches, controls, states received) for unitsStuckAfter, the ones still running are
+// batches, controls, states received, the chain's bulk work) for unitsStuckAfter, the ones still running are
 // stopped and the run fails with an error that names them: a
 // state that never comes is a bug, and a run must end rather than hang.
 func (l *live) waitUnits() error {
@@ -505,7 +505,7 @@ func (l *live) waitUnits() error {
 }
 
 // awaited says what the given units, ended, waited for: the handovers whose states did
-// not come (the first few of each unit).
+// not come (each unit's oldest few).
 func (l *live) awaited(units []int) string {
 	var b strings.Builder
 	for i, u := range units {
@@ -517,7 +517,7 @@ func (l *live) awaited(units []int) string {
 			fmt.Fprintf(&b, "unit %d waited for no state", u)
 			continue
 		}
-		fmt.Fprintf(&b, "unit %d waited for %d states:", u, n)
+		fmt.Fprintf(&b, "unit %d waited for %d state(s), the oldest:", u, n)
 		for _, a := range list {
 			fmt.Fprintf(&b, " flow %d's (handover %d, from unit %d, %d packets held)", a.Flow, a.Hid, a.From, a.Held)
 		}

@@ -351,16 +351,16 @@ func (l *live) onTrim(e *replay.Entry) {
 	}
 }
 
-// checkFailures declares failed the units that have work waiting and processed nothing for
+// checkFailures declares failed the units that have work waiting and made no progress for
 // FailTimeout, and recovers them.
 func (l *live) checkFailures(now time.Time) error {
 	if l.closing {
 		return nil
 	}
 	for u, lu := range l.units {
-		// Stalled: batches sent it are waiting, and it made no progress — neither a batch
-		// nor one of a batch's controls (a drain's batch carries one per idle flow) —
-		// for FailTimeout.
+		// Stalled: batches sent it are waiting, and it made no progress — no batch, none of
+		// a batch's controls (a drain's batch carries one per idle flow), no state received,
+		// none of its chain's bulk work (a full record of many flows) — for FailTimeout.
 		p, w := lu.u.Processed(), lu.u.Progress()
 		if l.sentB[u] <= p || w != l.lastProg[u] {
 			l.lastProg[u], l.stuckSince[u] = w, time.Time{}

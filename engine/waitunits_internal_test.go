@@ -48,7 +48,7 @@ func TestWaitUnitsStuck(t *testing.T) {
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "units [1] did not end") ||
-			!strings.Contains(err.Error(), "unit 1 waited for 1 states: flow 7's (handover 1, from unit 0, 0 packets held)") {
+			!strings.Contains(err.Error(), "unit 1 waited for 1 state(s), the oldest: flow 7's (handover 1, from unit 0, 0 packets held)") {
 			t.Errorf("got %v, want an error naming unit 1 and the state it waited for", err)
 		}
 	case <-time.After(10 * time.Second):
@@ -61,7 +61,7 @@ func TestWaitUnitsStuck(t *testing.T) {
 // thousands of flows to each other at its end took over 10 s, under load, without a batch).
 func TestWaitUnitsStatesAreProgress(t *testing.T) {
 	defer func(d time.Duration) { unitsStuckAfter = d }(unitsStuckAfter)
-	unitsStuckAfter = 300 * time.Millisecond
+	unitsStuckAfter = time.Second
 	spec, err := snf.ChainFromNames("firewall")
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestWaitUnitsStatesAreProgress(t *testing.T) {
 	l := &live{}
 	lu := &liveUnit{u: unit.New(0, chain, in, discard{}, nil), chain: chain}
 	l.units = append(l.units, lu)
-	const states = 8
+	const states = 40
 	b := unit.NewBatch(1, nil)
 	for i := range states {
 		b.Ctl = append(b.Ctl, unit.Control{Kind: unit.Expect, Flow: uint64(100 + i), Peer: 1, Hid: uint64(1 + i)})
@@ -85,12 +85,12 @@ func TestWaitUnitsStatesAreProgress(t *testing.T) {
 	l.wg.Add(1)
 	go func() { defer l.wg.Done(); defer lu.ended.Store(true); lu.u.Run() }()
 	go func() {
-		for i := range states { // 8 × 100 ms: longer than unitsStuckAfter in all
-			time.Sleep(100 * time.Millisecond)
+		for i := range states { // 40 × 50 ms: twice unitsStuckAfter in all
+			time.Sleep(50 * time.Millisecond)
 			lu.u.State <- unit.State{Flow: uint64(100 + i), From: 1, Hid: uint64(1 + i)}
 		}
 	}()
 	if err := l.waitUnits(); err != nil {
-		t.Errorf("a unit taking a state every 100 ms was declared stuck: %v", err)
+		t.Errorf("a unit taking a state every 50 ms was declared stuck: %v", err)
 	}
 }

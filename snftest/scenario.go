@@ -145,7 +145,7 @@ func LoadInput(input, tracesDir string) ([]mem.Frame, error) {
 type Options struct {
 	Store       store.Store // nil: a fresh embedded store per run
 	Checkpoint  time.Duration
-	FailTimeout time.Duration // 0: a second, or half the shortest stall (failTimeout)
+	FailTimeout time.Duration // 0: a second, or 3/4 of the shortest stall (failTimeout)
 	LogPackets  int
 	Batch       int
 	// Copied hides that the input can be read again (port.Copied): the packet log keeps
@@ -158,12 +158,13 @@ type Options struct {
 // once, with no timeout: a schedule without stalls gets a second, so that a unit the machine
 // does not run for a while — a loaded host runs several race-enabled test binaries on its
 // cores — is not declared failed, a failure the schedule does not have. A stall is found by
-// the timeout: half the shortest stall, at least 30 ms.
+// the timeout: three quarters of the shortest stall (as long as the stall allows, against
+// the same false failures), at least 30 ms.
 func failTimeout(faults []engine.Fault) time.Duration {
 	d := time.Duration(0)
 	for _, f := range faults {
-		if f.Kind == engine.FaultStall && (d == 0 || f.For/2 < d) {
-			d = f.For / 2
+		if t := f.For * 3 / 4; f.Kind == engine.FaultStall && (d == 0 || t < d) {
+			d = t
 		}
 	}
 	if d == 0 {

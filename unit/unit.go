@@ -223,7 +223,7 @@ type Unit struct {
 	pos      uint64 // Seq of the last batch processed
 	killed   atomic.Bool
 	done     atomic.Uint64 // batches processed
-	work     atomic.Uint64 // batches processed and controls carried out (Progress)
+	work     atomic.Uint64 // batches processed, controls carried out, states received (Progress)
 	stall    atomic.Int64  // ns to sleep before the next batch (a fault)
 	heldHome chan *Batch
 	wake     chan struct{} // closed by Kill: wakes a unit that waits for states
@@ -377,7 +377,7 @@ func (u *Unit) Processed() uint64 { return u.done.Load() }
 
 // Progress counts the batches processed, the controls carried out, the states received
 // and the chain's bulk work (snf.Chain.Work: a checkpoint record's flows exported, flows
-// expired, 1,024 at a time): it moves while the unit works through a batch that carries
+// ended, 1,024 at a time): it moves while the unit works through a batch that carries
 // thousands of controls (a draining unit moving every idle flow off takes one Marker per
 // flow), builds a full record of a hundred thousand flows (tens of ms), or takes the states
 // of thousands of handovers after its input ended, which a failure detector must not take
@@ -429,8 +429,8 @@ func (u *Unit) Run() {
 }
 
 // stateBurst and stateBurstTime bound the states Run takes in a row before it looks at its
-// batches again (the time checked every 64 states): a unit's batches stay its progress, by
-// which a recovering engine tells a stalled unit.
+// batches again (the time checked every 64 states): the batches waiting behind a peer's
+// thousands of states, and their packets' latency, are not left for long.
 const (
 	stateBurst     = 1024
 	stateBurstTime = 2 * time.Millisecond
@@ -540,23 +540,20 @@ type Awaited struct {
 }
 
 // Awaited lists the handovers whose states the unit waits for (Expects without their
-// state), at most max of them, and how many there are. Only once Run has returned: it reads
-// what the unit's goroutine owns (an engine that gave up on a unit names what it waited for).
+// state), the max oldest (by handover id), and how many there are. Only once Run has
+// returned: it reads what the unit's goroutine owns (an engine that gave up on a unit names
+// what it waited for).
 func (u *Unit) Awaited(max int) ([]Awaited, int) {
 	var list []Awaited
-	n := 0
 	for flow, pe := range u.pending {
 		for _, sg := range pe.segs {
-			if sg.arrived {
-				continue
-			}
-			if n++; len(list) < max {
+			if !sg.arrived {
 				list = append(list, Awaited{Flow: flow, Hid: sg.hid, From: sg.from, Held: len(sg.held)})
 			}
 		}
 	}
 	slices.SortFunc(list, func(a, b Awaited) int { return cmp.Compare(a.Hid, b.Hid) })
-	return list, n
+	return list[:min(max, len(list))], len(list)
 }
 
 // drainKilled returns the batches still coming to a killed unit until In closes, and drops

@@ -1019,7 +1019,7 @@ func TestRandomMoves(t *testing.T) {
 			r := root.New(root.Config{Policy: &mover{}, Pool: pool, FlowletGap: 500 * time.Microsecond,
 				Timeouts: h.chains[0].FlowTimeouts()})
 			rng := rand.New(rand.NewPCG(tc.seed, 2))
-			var waiting []routed
+			states := &stateShuffler{h: h, rng: rng}
 			for i := range pkts {
 				p := &pkts[i]
 				d.now = max(d.now, p.Time)
@@ -1027,22 +1027,9 @@ func TestRandomMoves(t *testing.T) {
 				if rng.IntN(tc.flushOne) == 0 {
 					d.flush(rng.IntN(3))
 				}
-				for len(h.intercept) > 0 {
-					waiting = append(waiting, <-h.intercept)
-				}
-				if len(waiting) > 0 && rng.IntN(tc.deliver) == 0 {
-					j := rng.IntN(len(waiting))
-					h.deliver(waiting[j], false)
-					waiting = slices.Delete(waiting, j, j+1)
-				}
+				states.step(tc.deliver)
 			}
-			for u := range 3 {
-				d.flush(u)
-			}
-			for _, w := range waiting {
-				h.deliver(w, false)
-			}
-			h.finish()
+			states.finish(d)
 			h.checkOutput()
 			checkOneChain(t, spec, h, pkts, frames)
 			var held, in, out, moved, shipped uint64
@@ -1136,6 +1123,40 @@ func checkOneChain(t *testing.T, spec *snf.ChainSpec, h *harness, pkts []packet.
 	}
 }
 
+// stateShuffler holds the states the harness's units send (its intercept) and delivers them
+// one at a time, at random moments and in random order: flows move on before their state
+// arrived.
+type stateShuffler struct {
+	h       *harness
+	rng     *rand.Rand
+	waiting []routed
+}
+
+// step takes the states sent since the last step, and delivers one of those waiting with
+// probability 1/every.
+func (s *stateShuffler) step(every int) {
+	for len(s.h.intercept) > 0 {
+		s.waiting = append(s.waiting, <-s.h.intercept)
+	}
+	if len(s.waiting) > 0 && s.rng.IntN(every) == 0 {
+		j := s.rng.IntN(len(s.waiting))
+		s.h.deliver(s.waiting[j], false)
+		s.waiting = slices.Delete(s.waiting, j, j+1)
+	}
+}
+
+// finish sends d's batches being filled, delivers the states still held and finishes the
+// harness.
+func (s *stateShuffler) finish(d *driver) {
+	for u := range d.cur {
+		d.flush(u)
+	}
+	for _, w := range s.waiting {
+		s.h.deliver(w, false)
+	}
+	s.h.finish()
+}
+
 // hidDriver is a driver that numbers its handovers, as the live engine does: a state goes
 // to the Expect of its handover only.
 type hidDriver struct {
@@ -1180,7 +1201,7 @@ func TestRandomEvacuations(t *testing.T) {
 			}
 			r := root.New(root.Config{Policy: &mover{}, Pool: pool, FlowletGap: 500 * time.Microsecond,
 				Timeouts: h.chains[0].FlowTimeouts()})
-			var waiting []routed
+			states := &stateShuffler{h: h, rng: rng}
 			evacuated := 0
 			for i := range pkts {
 				p := &pkts[i]
@@ -1192,22 +1213,9 @@ func TestRandomEvacuations(t *testing.T) {
 				if rng.IntN(10) == 0 {
 					d.flush(rng.IntN(3))
 				}
-				for len(h.intercept) > 0 {
-					waiting = append(waiting, <-h.intercept)
-				}
-				if len(waiting) > 0 && rng.IntN(5) == 0 {
-					j := rng.IntN(len(waiting))
-					h.deliver(waiting[j], false)
-					waiting = slices.Delete(waiting, j, j+1)
-				}
+				states.step(5)
 			}
-			for u := range 3 {
-				d.flush(u)
-			}
-			for _, w := range waiting {
-				h.deliver(w, false)
-			}
-			h.finish()
+			states.finish(&d.driver)
 			checkOneChain(t, spec, h, pkts, frames)
 			if evacuated == 0 {
 				t.Errorf("no flow evacuated")

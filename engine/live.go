@@ -457,9 +457,9 @@ var unitsStuckAfter = 10 * time.Second
 
 // waitUnits waits for the units to end, once their inputs are closed. A unit waits for the
 // states of the handovers it expects; if none of them makes progress (unit.Unit.Progress:
-// batches, controls, states received, the chain's bulk work) for unitsStuckAfter, the ones still running are
-// stopped and the run fails with an error that names them: a
-// state that never comes is a bug, and a run must end rather than hang.
+// batches, controls, states received, the chain's bulk work) for unitsStuckAfter, the ones
+// still running are stopped and the run fails with an error that names them and what they
+// waited for: a state that never comes is a bug, and a run must end rather than hang.
 func (l *live) waitUnits() error {
 	done := make(chan struct{})
 	go func() { l.wg.Wait(); close(done) }()

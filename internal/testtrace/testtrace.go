@@ -327,3 +327,16 @@ func ConfigError(tb testing.TB, nf, config, want string) {
 		tb.Errorf("%s %s: error %v, want one line starting %q and containing %q", nf, config, err, prefix, want)
 	}
 }
+
+// AllocsPerRun is testing.AllocsPerRun, the fewest of three measurements. testing's counts
+// the whole process's allocations, and with SNF_TEST_STORE the process holds a Redis
+// client whose goroutines allocate now and then in the background (under -race, half the
+// runs of a 37,000-packet pass counted 2): an allocation of f's own shows in every
+// measurement, one of theirs in few.
+func AllocsPerRun(runs int, f func()) float64 {
+	best := testing.AllocsPerRun(runs, f)
+	for i := 1; i < 3 && best > 0; i++ {
+		best = min(best, testing.AllocsPerRun(runs, f))
+	}
+	return best
+}

@@ -117,7 +117,7 @@ func TestDefaultRulesOnWebTraffic(t *testing.T) {
 	}
 	out := make([]*packet.Packet, 0, 128)
 	i := 0
-	if n := testing.AllocsPerRun(200, func() {
+	if n := testtrace.AllocsPerRun(200, func() {
 		if i+64 > len(pkts) {
 			i = 0
 		}

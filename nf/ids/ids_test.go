@@ -327,7 +327,7 @@ func TestProcessAllocatesNothing(t *testing.T) {
 	batch := pkttest.Batch(0, frames...)
 	out := make([]*packet.Packet, 0, 128)
 	c.Process(batch, out)
-	if n := testing.AllocsPerRun(100, func() { out = c.Process(batch, out[:0]) }); n != 0 {
+	if n := testtrace.AllocsPerRun(100, func() { out = c.Process(batch, out[:0]) }); n != 0 {
 		t.Errorf("Process allocates %v per batch of 64", n)
 	}
 }
@@ -339,7 +339,7 @@ func TestAllocationOnContentHit(t *testing.T) {
 	batch := pkttest.Batch(0, tcp(1, "xx abc yy")) // "abc" occurs; rule both needs xyz too
 	out := make([]*packet.Packet, 0, 4)
 	c.Process(batch, out)
-	n := testing.AllocsPerRun(100, func() { out = c.Process(batch, out[:0]) })
+	n := testtrace.AllocsPerRun(100, func() { out = c.Process(batch, out[:0]) })
 	if n > 1 {
 		t.Errorf("a packet with one content occurrence allocates %v times, want at most 1", n)
 	}

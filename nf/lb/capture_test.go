@@ -150,7 +150,7 @@ func TestZeroAllocs(t *testing.T) {
 	for range 2 {
 		r.RunPass(c)
 	}
-	if a := testing.AllocsPerRun(3, func() { r.RunPass(c) }); a != 0 {
+	if a := testtrace.AllocsPerRun(3, func() { r.RunPass(c) }); a != 0 {
 		t.Errorf("%v allocations per pass of %d packets", a, r.Packets())
 	}
 	if testtrace.Metric(c, 0, "to_backend") == 0 {

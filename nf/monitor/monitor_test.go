@@ -219,7 +219,7 @@ func TestNoAllocs(t *testing.T) {
 	for range 3 {
 		run()
 	}
-	if n := testing.AllocsPerRun(100, run); n != 0 {
+	if n := testtrace.AllocsPerRun(100, run); n != 0 {
 		t.Errorf("%v allocations per batch", n)
 	}
 	if testtrace.Metric(c, 0, "flushes") < 100 {

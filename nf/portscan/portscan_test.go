@@ -429,7 +429,7 @@ func TestNoAllocs(t *testing.T) {
 	for range 3 {
 		run()
 	}
-	if n := testing.AllocsPerRun(50, run); n != 0 {
+	if n := testtrace.AllocsPerRun(50, run); n != 0 {
 		t.Errorf("%v allocations per batch", n)
 	}
 }

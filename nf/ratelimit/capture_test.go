@@ -162,7 +162,7 @@ func TestZeroAllocsOnCaptures(t *testing.T) {
 		for range 8 {
 			r.RunPass(c)
 		}
-		if a := testing.AllocsPerRun(3, func() { r.RunPass(c) }); a != 0 {
+		if a := testtrace.AllocsPerRun(3, func() { r.RunPass(c) }); a != 0 {
 			t.Errorf("%s: %v allocations per pass of %d packets", name, a, r.Packets())
 		}
 	}

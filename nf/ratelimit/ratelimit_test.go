@@ -235,7 +235,7 @@ func TestZeroAllocs(t *testing.T) {
 		fill()
 		c.Process(batch, out[:0])
 	}
-	if a := testing.AllocsPerRun(200, func() {
+	if a := testtrace.AllocsPerRun(200, func() {
 		fill()
 		out = c.Process(batch, out[:0])
 	}); a != 0 {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/snf-dev/snf"
+	"github.com/snf-dev/snf/internal/testtrace"
 	"github.com/snf-dev/snf/unit"
 )
 
@@ -20,17 +21,9 @@ func (discard) SendOut(*unit.Batch)       {}
 func TestWaitUnitsStuck(t *testing.T) {
 	defer func(d time.Duration) { unitsStuckAfter = d }(unitsStuckAfter)
 	unitsStuckAfter = 300 * time.Millisecond
-	spec, err := snf.ChainFromNames("firewall")
-	if err != nil {
-		t.Fatal(err)
-	}
 	l := &live{}
 	for i, stuck := range []bool{false, true} {
-		chain, err := snf.NewChain(spec, snf.ChainOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer chain.Close()
+		chain := testtrace.ChainOf(t, "firewall", snf.ChainOptions{})
 		in := make(chan *unit.Batch, 1)
 		lu := &liveUnit{u: unit.New(i, chain, in, discard{}, nil), chain: chain}
 		b := unit.NewBatch(1, nil)
@@ -62,15 +55,7 @@ func TestWaitUnitsStuck(t *testing.T) {
 func TestWaitUnitsStatesAreProgress(t *testing.T) {
 	defer func(d time.Duration) { unitsStuckAfter = d }(unitsStuckAfter)
 	unitsStuckAfter = time.Second
-	spec, err := snf.ChainFromNames("firewall")
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain, err := snf.NewChain(spec, snf.ChainOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer chain.Close()
+	chain := testtrace.ChainOf(t, "firewall", snf.ChainOptions{})
 	in := make(chan *unit.Batch, 1)
 	l := &live{}
 	lu := &liveUnit{u: unit.New(0, chain, in, discard{}, nil), chain: chain}

@@ -37,7 +37,8 @@ type Writer struct {
 	done    chan struct{}
 	closed  bool
 
-	seq, base, n uint64 // goroutine only (n: records since the last full one)
+	seq, base uint64 // goroutine only
+	n         uint64 // under mu: the records offered since the last full one
 
 	durable atomic.Uint64 // clock of the latest record in the store
 	written atomic.Uint64

@@ -908,6 +908,10 @@ type driver struct {
 	h   *harness
 	cur []*unit.Batch
 	now int64
+	// numbered: handovers carry ids, as the live engine's do (a state goes to the Expect of
+	// its handover only); else id 0 (a flow's states go to its Expects in order).
+	numbered bool
+	hid      uint64
 }
 
 func (d *driver) batch(u int) *unit.Batch {
@@ -931,10 +935,15 @@ func (d *driver) Send(u int, p *packet.Packet) {
 }
 
 func (d *driver) Handover(k packet.Key, flow uint64, from, to int) {
+	var hid uint64
+	if d.numbered {
+		d.hid++
+		hid = d.hid
+	}
 	bf := d.batch(from)
-	bf.Ctl = append(bf.Ctl, unit.Control{At: bf.N, Kind: unit.Marker, Key: k, Flow: flow, Peer: to})
+	bf.Ctl = append(bf.Ctl, unit.Control{At: bf.N, Kind: unit.Marker, Key: k, Flow: flow, Peer: to, Hid: hid})
 	bt := d.batch(to)
-	bt.Ctl = append(bt.Ctl, unit.Control{At: bt.N, Kind: unit.Expect, Key: k, Flow: flow, Peer: from})
+	bt.Ctl = append(bt.Ctl, unit.Control{At: bt.N, Kind: unit.Expect, Key: k, Flow: flow, Peer: from, Hid: hid})
 }
 
 func (d *driver) ScaleOut() int { return -1 }
@@ -1157,21 +1166,6 @@ func (s *stateShuffler) finish(d *driver) {
 	s.h.finish()
 }
 
-// hidDriver is a driver that numbers its handovers, as the live engine does: a state goes
-// to the Expect of its handover only.
-type hidDriver struct {
-	driver
-	hid uint64
-}
-
-func (d *hidDriver) Handover(k packet.Key, flow uint64, from, to int) {
-	d.hid++
-	bf := d.batch(from)
-	bf.Ctl = append(bf.Ctl, unit.Control{At: bf.N, Kind: unit.Marker, Key: k, Flow: flow, Peer: to, Hid: d.hid})
-	bt := d.batch(to)
-	bt.Ctl = append(bt.Ctl, unit.Control{At: bt.N, Kind: unit.Expect, Key: k, Flow: flow, Peer: from, Hid: d.hid})
-}
-
 // TestRandomEvacuations: TestRandomMoves with numbered handovers, the root evacuating a
 // random unit at random moments (idle flows, or all), and a ten-minute gap somewhere in the
 // traffic, after which every flow has ended and comes back under the id and on the unit the
@@ -1194,7 +1188,7 @@ func TestRandomEvacuations(t *testing.T) {
 			gapAt := rng.IntN(cfg.Packets)
 			pkts, frames := generate(t, cfg, gapAt, 10*time.Minute)
 			h := newHarness(t, 3, spec, true)
-			d := &hidDriver{driver: driver{h: h, cur: make([]*unit.Batch, 3)}}
+			d := &driver{h: h, cur: make([]*unit.Batch, 3), numbered: true}
 			pool := &policy.Pool{Target: 0.8}
 			for i := range 3 {
 				pool.Units = append(pool.Units, policy.UnitView{ID: i, Active: true, Capacity: 1e12})
@@ -1215,7 +1209,7 @@ func TestRandomEvacuations(t *testing.T) {
 				}
 				states.step(5)
 			}
-			states.finish(&d.driver)
+			states.finish(d)
 			checkOneChain(t, spec, h, pkts, frames)
 			if evacuated == 0 {
 				t.Errorf("no flow evacuated")

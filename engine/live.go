@@ -237,6 +237,7 @@ type live struct {
 	src        port.Rereader   // the input, when the log keeps positions in it (packet.Packet.Pos)
 	lastPos    uint64          // with src: the Pos of the last packet read (if posSeen)
 	posSeen    bool            // with src: a packet was read
+	rel        port.Releaser   // src, if it keeps what reads its frames again until released
 	lend       *lender         // nil: the root copies packets into batches, or the log lends
 	faults     []Fault
 	oldChains  []*snf.Chain
@@ -403,6 +404,16 @@ func (l *live) number(u int, b *unit.Batch) {
 	l.seqs[u]++
 	b.Seq = l.seqs[u]
 	l.lend.sentBatch(u, b.Seq)
+}
+
+// release tells an input that keeps what reads its frames again (port.Releaser: a generator)
+// which frames no replay can need any more: those before the lowest position the log
+// holds, and before the next one read — once every unit's batch was flushed into the log
+// (tick), so that no packet read is in neither.
+func (l *live) release() {
+	if l.rel != nil && l.posSeen {
+		l.rel.Release(min(l.log.LowPos(), l.lastPos+1))
+	}
 }
 
 // Handover implements root.Target.
@@ -720,6 +731,9 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	if rr, ok := cfg.In.(port.Rereader); ok && l.log != nil && rr.Rereadable() {
 		// The input can read its frames again: the log keeps their positions in it.
 		l.src, l.log.Src = rr, rr
+		l.rel, _ = rr.(port.Releaser) // (released as the log trims: release)
+	} else if rl, ok := cfg.In.(port.Releaser); ok && rl.Rereadable() {
+		rl.Release(math.MaxUint64) // nothing reads its frames again: it need not keep them
 	}
 	var arena *packet.Arena // the root reads into it (packet.Packet.UseArena; nil: no arena)
 	switch {
@@ -767,6 +781,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 				l.flush(u)
 			}
 			l.updateCovered()
+			l.release()
 			l.nudgeHead(now)
 			l.fatal = l.checkFailures(now)
 		}

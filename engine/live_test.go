@@ -64,10 +64,15 @@ func readFrames(t *testing.T, path string) []mem.Frame {
 	return fr
 }
 
-func generated(t *testing.T, n int) []mem.Frame {
+// genConfig is the generated traffic of the engine's tests: n packets.
+func genConfig(n int) trace.GenConfig {
 	cfg := trace.DefaultGenConfig()
 	cfg.Packets, cfg.Flows, cfg.Rate = n, 300, 20000 // slower than the 500µs flowlet gap for many flows
-	g, err := trace.NewGenerator(cfg)
+	return cfg
+}
+
+func generated(t *testing.T, n int) []mem.Frame {
+	g, err := trace.NewGenerator(genConfig(n))
 	if err != nil {
 		t.Fatal(err)
 	}

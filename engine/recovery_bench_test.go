@@ -21,6 +21,7 @@ import (
 	"github.com/snf-dev/snf/port"
 	"github.com/snf-dev/snf/port/mem"
 	"github.com/snf-dev/snf/replay"
+	"github.com/snf-dev/snf/trace"
 	"github.com/snf-dev/snf/unit"
 	"golang.org/x/sys/unix"
 )
@@ -73,15 +74,19 @@ func BenchmarkRecovery(b *testing.B) {
 	full := func() port.Reader { return mem.NewReader(frames) }
 	// generated traffic is 20,000 packets/s of capture time: ×10 paces it at 200,000.
 	paced := func() port.Reader { return port.Paced(mem.NewReader(frames[:40000]), 10, time.Sleep, time.Now) }
-	throughput := func(b *testing.B, full func() port.Reader) {
+	throughput := func(b *testing.B, full, reread func() port.Reader) {
 		// Three modes: off; on, the log keeping each packet's position in the input (memory
-		// can be read again, as a capture file can); on, the input read once (port.Copied,
-		// as a live interface): the log keeps a copy of each frame, lent to the units.
+		// can be read again, as a capture file can; reread's input, full's when nil); on, the
+		// input read once (port.Copied, as a live interface): the log keeps a copy of each
+		// frame, lent to the units.
+		if reread == nil {
+			reread = full
+		}
 		modes := []struct {
 			name string
 			on   bool
 			in   func() port.Reader
-		}{{"off", false, full}, {"on", true, full}, {"copied", true, func() port.Reader { return port.Copied(full()) }}}
+		}{{"off", false, full}, {"on", true, reread}, {"copied", true, func() port.Reader { return port.Copied(full()) }}}
 		var (
 			pkts  [3]uint64
 			took  [3]time.Duration
@@ -143,7 +148,24 @@ func BenchmarkRecovery(b *testing.B) {
 			b.ReportMetric(100*(perPkt/offCPU-1), m+"-cpu-cost-%")
 		}
 	}
-	b.Run("throughput", func(b *testing.B) { throughput(b, full) })
+	b.Run("throughput", func(b *testing.B) { throughput(b, full, nil) })
+	b.Run("throughput-generator", func(b *testing.B) {
+		// The same traffic read from its generator, as 'snf run' reads it: on, the generator
+		// is Rereadable (it keeps each frame's recipe until the log releases it, and a replay
+		// builds the frame again); copied, it is read once.
+		gen := func(rereadable bool) func() port.Reader {
+			return func() port.Reader {
+				cfg := genConfig(len(frames))
+				cfg.Rereadable = rereadable
+				g, err := trace.NewGenerator(cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				return g
+			}
+		}
+		throughput(b, gen(false), gen(true))
+	})
 	b.Run("throughput-capture", func(b *testing.B) {
 		// A real capture (../shared/traces, beside the repository in CI) end to end, copies
 		// one after the other in time to 1,000,000 packets: fewer new flows than the
@@ -162,7 +184,7 @@ func BenchmarkRecovery(b *testing.B) {
 			}
 		}
 		capture = capture[:len(frames)]
-		throughput(b, func() port.Reader { return mem.NewReader(capture) })
+		throughput(b, func() port.Reader { return mem.NewReader(capture) }, nil)
 	})
 	b.Run("latency", func(b *testing.B) {
 		modes := []struct {

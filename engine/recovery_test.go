@@ -19,6 +19,7 @@ import (
 	"github.com/snf-dev/snf/port/mem"
 	"github.com/snf-dev/snf/port/pcapfile"
 	"github.com/snf-dev/snf/store"
+	"github.com/snf-dev/snf/trace"
 )
 
 // faulty runs frames on an elastic pool with recovery and faults, and returns its outcome.
@@ -316,6 +317,64 @@ func TestRecoveryFromCaptureFile(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "cannot be replayed") || !strings.Contains(err.Error(), path) {
 		t.Errorf("a replay from a truncated file: err %v, want one naming the file and that the packets cannot be replayed", err)
 	}
+}
+
+// keptMax is a Rereadable generator that records the most frames it kept for reading
+// again (trace.Generator.Kept), after each Read.
+type keptMax struct {
+	*trace.Generator
+	max int
+}
+
+func (k *keptMax) Read(pkts []packet.Packet) (int, error) {
+	n, err := k.Generator.Read(pkts)
+	k.max = max(k.max, k.Kept())
+	return n, err
+}
+
+// TestRecoveryFromGenerator: generated traffic read from the generator itself, Rereadable
+// (as 'snf run' reads it with a packet log): the log keeps the packets' positions, a replay
+// has the generator build their frames again, and the engine releases them as the log
+// trims — the generator keeps about the log's bound, not the run. With kills: the output
+// and final state equal one chain's.
+func TestRecoveryFromGenerator(t *testing.T) {
+	spec, err := snf.ChainFromNames("firewall,test-rewriter") // (rewrites: the replay must not see the units' copies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const packets, logPackets = 100000, 8000
+	frames := generated(t, packets)
+	want := reference(t, spec, frames)
+	cfg := genConfig(packets)
+	cfg.Rereadable = true
+	g, err := trace.NewGenerator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &keptMax{Generator: g}
+	w := &mem.Writer{}
+	var got outcome
+	pol, _ := policy.New("static", policy.Options{StaticUnits: 2})
+	s, err := engine.RunLive(context.Background(), engine.LiveConfig{
+		Spec: spec, In: in, Out: w, Policy: pol, MinUnits: 2, MaxUnits: 2, Batch: 16, Capacity: 1e9,
+		Tick: time.Millisecond, Recovery: true, Checkpoint: 2 * time.Millisecond, LogPackets: logPackets,
+		FailTimeout: time.Second, // kills only: no false stall on a loaded machine (the test counts failures)
+		Faults:      []engine.Fault{{Kind: engine.FaultKill, Unit: 0, AtPacket: 30000}, {Kind: engine.FaultKill, Unit: 1, AtPacket: 70000}},
+		OnDone:      func(chains []*snf.Chain) { got = collect(t, w, chains, frames[len(frames)-1].Time) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	compare(t, want, got)
+	if !s.LogPositions || s.LogMaxBytes != 0 || s.Failures != 2 || s.Replayed == 0 {
+		t.Errorf("positions %v, log bytes %d, %d failures, %d replayed: want the log to keep positions, 2 failures replayed", s.LogPositions, s.LogMaxBytes, s.Failures, s.Replayed)
+	}
+	// Released as the log trims: the log's bound, a batch per unit, and what the root reads
+	// between two ticks (1 ms; at most some thousands of packets).
+	if in.max > logPackets+20000 {
+		t.Errorf("the generator kept up to %d frames' recipes in a run of %d packets whose log holds at most %d: not released", in.max, packets, logPackets)
+	}
+	t.Logf("%d packets replayed; the generator kept at most %d recipes, the log %d packets", s.Replayed, in.max, s.LogMaxPackets)
 }
 
 // badPositions is a memory input that says it can read its packets again but gives them

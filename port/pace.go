@@ -159,3 +159,11 @@ func (p *paced) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
 	}
 	return p.rr.Reread(dst, pos, n)
 }
+
+// Release passes to r, if it is a Releaser (Releaser): the packets read ahead are after
+// any position the caller releases, which are the ones it read.
+func (p *paced) Release(pos uint64) {
+	if rl, ok := p.rr.(Releaser); ok {
+		rl.Release(pos)
+	}
+}

@@ -308,9 +308,24 @@ func TestPacedRereads(t *testing.T) {
 	if seen != len(fs) {
 		t.Fatalf("%d packets read, want %d", seen, len(fs))
 	}
-	// Not a Rereader underneath (a pipe, a generator): not rereadable.
+	// Not a Rereader underneath (a pipe, a generator read once): not rereadable.
 	once := port.Paced(port.Copied(mem.NewReader(fs)), 1, c.sleep, c.now)
 	if rr, ok := once.(port.Rereader); ok && rr.Rereadable() {
 		t.Error("a paced input read once says it can read its packets again")
 	}
+	// A Releaser underneath (a Rereadable generator): its Releases pass through.
+	rl := &releaser{Reader: mem.NewReader(fs)}
+	if pr, ok := port.Paced(rl, 1, c.sleep, c.now).(port.Releaser); !ok {
+		t.Error("a paced Releaser is not one")
+	} else if pr.Release(7); rl.released != 7 {
+		t.Errorf("paced Release(7) released %d underneath", rl.released)
+	}
 }
+
+// releaser is a memory input that records its last Release.
+type releaser struct {
+	*mem.Reader
+	released uint64
+}
+
+func (r *releaser) Release(pos uint64) { r.released = pos }

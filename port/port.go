@@ -34,6 +34,17 @@ type Rereader interface {
 	Reread(dst []byte, pos uint64, n int) ([]byte, error)
 }
 
+// Releaser is a Rereader that keeps in memory what reads its frames again (a traffic
+// generator keeps what builds each frame again), until its reader releases them: its
+// reader calls Release as it goes, else that memory grows with every frame read.
+type Releaser interface {
+	Rereader
+	// Release tells the input that no frame before position pos will be read again
+	// (Reread of one then fails). Release(math.MaxUint64): none will, and the input stops
+	// keeping them.
+	Release(pos uint64)
+}
+
 // Copied hides r's Rereader methods (and its other methods but Read and Close: a
 // LinkTyper's link type too): the packet log then copies each frame, as it does from an
 // input that cannot be read again (a live interface).

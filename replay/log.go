@@ -59,6 +59,11 @@ type Log struct {
 
 	covered []uint64 // by unit: the position its latest durable checkpoint reflects
 
+	// With Src: the entries whose first packet's position is below every later entry's,
+	// oldest first (a monotonic queue: its front is LowPos), and the entries pushed so far.
+	lows   queue.FIFO[lowMark]
+	pushes uint64
+
 	// OnTrim, if set, is called with every entry leaving the log (covered by a checkpoint);
 	// it may read the entry's Unit, Seq and Ctl.
 	OnTrim func(e *Entry)
@@ -70,6 +75,10 @@ type Log struct {
 	stats   LogStats
 	tickets uint64 // the last ticket given to an entry (newTicket)
 }
+
+// lowMark is an entry of Log.lows: the entry pushed pushed-th, and its first packet's
+// position in the input.
+type lowMark struct{ pushed, pos uint64 }
 
 // LogStats counts a log's work.
 type LogStats struct {
@@ -87,21 +96,23 @@ type Source interface {
 
 // Entry is one logged batch.
 type Entry struct {
-	Unit  int
-	Seq   uint64
-	Now   int64
-	Ctl   []unit.Control
-	pkts  []Meta   // its packets (Len, Meta) — or, kept by their positions, at
-	at    []atMeta // (kept by position, compact: each relative to at0)
-	at0   Meta     // at's base: Clock, Time and pos
-	tunit int64    // at's unit of time: 1 ns, or 1 µs (times seconds apart)
-	mem   int      // bytes of its frames (and saved headers)
-	low   uint64   // the lowest arena position of its frames (noPos: none there)
-	own   [][]byte // frames not in the arena (Meta.own indexes them)
-	hdrs  []byte   // the saved headers of the frames lent (Meta.hoff, Meta.hlen)
-	arena *packet.Arena
-	src   Source
-	n     int // packets (set when pushed: the log's count)
+	Unit   int
+	Seq    uint64
+	Now    int64
+	Ctl    []unit.Control
+	pkts   []Meta   // its packets (Len, Meta) — or, kept by their positions, at
+	at     []atMeta // (kept by position, compact: each relative to at0)
+	at0    Meta     // at's base: Clock, Time and pos
+	tunit  int64    // at's unit of time: 1 ns, or 1 µs (times seconds apart)
+	mem    int      // bytes of its frames (and saved headers)
+	low    uint64   // the lowest arena position of its frames (noPos: none there)
+	own    [][]byte // frames not in the arena (Meta.own indexes them)
+	hdrs   []byte   // the saved headers of the frames lent (Meta.hoff, Meta.hlen)
+	arena  *packet.Arena
+	src    Source
+	n      int    // packets (set when pushed: the log's count)
+	first  uint64 // (with Src) its first packet's position in the input
+	pushed uint64 // (with Src) which push logged it (Log.lows), from 1; 0: none
 
 	// An entry made with Src is filled lazily (Prepare): by the unit, once its chain
 	// processed the batch, or by the log when it needs the entry first (a replay). st is the
@@ -527,6 +538,16 @@ func (l *Log) push(e *Entry, b *unit.Batch) {
 	e.Ctl = append(e.Ctl[:0], b.Ctl...)
 	l.q.Push(e)
 	e.n = b.N
+	if l.Src != nil && b.N > 0 {
+		// A unit's packets go into its batches in the order they were read, so a batch's
+		// first packet is its lowest position; entries of different units interleave.
+		l.pushes++
+		e.pushed, e.first = l.pushes, b.Pkts[0].Pos
+		for l.lows.Len() > 0 && l.lows.Back().pos >= e.first {
+			l.lows.DropBack()
+		}
+		l.lows.Push(lowMark{e.pushed, e.first})
+	}
 	l.bytes += e.mem
 	l.packets += e.n
 	l.stats.Appended++
@@ -562,7 +583,7 @@ func (l *Log) recycle(e *Entry) {
 		e.own[i] = nil
 	}
 	e.pkts, e.at, e.Ctl, e.mem, e.low, e.own, e.hdrs = e.pkts[:0], e.at[:0], e.Ctl[:0], 0, noPos, e.own[:0], e.hdrs[:0]
-	e.lazy, e.batch = false, nil
+	e.lazy, e.batch, e.pushed = false, nil, 0
 	l.newTicket(e) // (a unit still holding e's batch — one that failed — has the old one)
 	l.free = append(l.free, e)
 }
@@ -595,11 +616,24 @@ func (l *Log) trim() {
 			l.OnTrim(e)
 		}
 		l.q.Drop()
+		if l.lows.Len() > 0 && l.lows.Front().pushed == e.pushed {
+			l.lows.Drop()
+		}
 		l.bytes -= e.mem
 		l.packets -= e.n
 		l.stats.Trimmed++
 		l.recycle(e)
 	}
+}
+
+// LowPos returns the lowest input position (Src) of the packets the log holds (^uint64(0):
+// none): a replay may read any frame from there on again, none before it. (In O(1): a
+// monotonic queue of the entries' first positions.)
+func (l *Log) LowPos() uint64 {
+	if l.lows.Len() == 0 {
+		return noPos
+	}
+	return l.lows.Front().pos
 }
 
 // Over reports whether the log holds more than its bounds (after Force).

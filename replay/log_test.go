@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
@@ -683,5 +684,69 @@ func BenchmarkLogAppend(b *testing.B) {
 		bt.Seq = seq
 		l.Append(bt)
 		l.Covered(0, seq)
+	}
+}
+
+// TestLogLowPos: LowPos is the lowest input position of the packets the log holds, across
+// units whose batches interleave (a unit's batch may start before another's that was logged
+// earlier), trims, refused batches and entries reused — against a brute-force model.
+func TestLogLowPos(t *testing.T) {
+	const units = 3
+	r := rand.New(rand.NewPCG(5, 6))
+	l := NewLog(1<<30, 400, units)
+	l.Src = &source{}
+	type logged struct {
+		unit       int
+		seq, first uint64
+	}
+	var (
+		model   []logged
+		pos     uint64 // the next packet read
+		seqs    [units]uint64
+		open    [units][]uint64 // by unit: the positions of its batch being filled
+		covered [units]uint64
+	)
+	if l.LowPos() != ^uint64(0) {
+		t.Fatalf("empty log: LowPos %d", l.LowPos())
+	}
+	for step := range 20000 {
+		switch k := r.IntN(10); {
+		case k < 6: // the root reads a packet for some unit
+			u := r.IntN(units)
+			open[u] = append(open[u], pos)
+			pos += 1 + uint64(r.IntN(3)) // (some packets dropped, or sent nowhere)
+		case k < 8: // a unit's batch is logged
+			u := r.IntN(units)
+			if len(open[u]) == 0 {
+				continue
+			}
+			b := unit.NewBatch(len(open[u]), nil)
+			b.Unit, b.Seq, b.N = u, seqs[u]+1, len(open[u])
+			for i, p := range open[u] {
+				b.Pkts[i].Pos = p
+			}
+			if !l.Append(b) {
+				continue // (full: the batch stays open; the engine would send it later)
+			}
+			seqs[u]++
+			model = append(model, logged{u, b.Seq, open[u][0]})
+			open[u] = open[u][:0]
+		default: // a checkpoint covers a unit up to some batch
+			u := r.IntN(units)
+			if seqs[u] > covered[u] {
+				covered[u] += 1 + uint64(r.IntN(int(seqs[u]-covered[u])))
+				l.Covered(u, covered[u])
+				for len(model) > 0 && model[0].seq <= covered[model[0].unit] {
+					model = model[1:]
+				}
+			}
+		}
+		want := ^uint64(0)
+		for _, m := range model {
+			want = min(want, m.first)
+		}
+		if got := l.LowPos(); got != want || l.Len() != len(model) {
+			t.Fatalf("step %d: LowPos %d, %d entries; want %d, %d", step, got, l.Len(), want, len(model))
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -82,7 +83,7 @@ func TestRandomFaults(t *testing.T) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var total, storms, restarts, scales, moves, copiedRuns int
+	var total, storms, restarts, scales, moves, copiedRuns, genRuns int
 	for _, stName := range stores {
 		// Redis: one server for the schedules without a restart, and, per input, one that
 		// persists what it acknowledges (append-only file) for those with one: a restart
@@ -139,6 +140,9 @@ func TestRandomFaults(t *testing.T) {
 					opt := Options{Copied: rapid.Bool().Draw(rt, "copied"), FailTimeout: 30 * time.Millisecond}
 					if opt.Copied {
 						copiedRuns++
+					} else if strings.HasPrefix(name, "generated:") && rapid.Bool().Draw(rt, "generator") {
+						opt.Generator = true // (read from the generator itself, Rereadable)
+						genRuns++
 					}
 					if st != nil {
 						opt.Store = testtrace.Namespaced(st, fmt.Sprintf("%s/%d", t.Name(), runs))
@@ -169,7 +173,7 @@ func TestRandomFaults(t *testing.T) {
 							moves++
 						}
 					}
-					sc := Scenario{Name: fmt.Sprint(faults), NFs: chains[ci].nfs, Policy: pol, Units: units, Mode: chains[ci].mode, Faults: faults}
+					sc := Scenario{Name: fmt.Sprint(faults), Input: name, NFs: chains[ci].nfs, Policy: pol, Units: units, Mode: chains[ci].mode, Faults: faults}
 					runs++
 					start := time.Now()
 					// A run that hangs says which one it is, with every goroutine's stack, rather
@@ -206,7 +210,7 @@ func TestRandomFaults(t *testing.T) {
 			})
 		}
 	}
-	t.Logf("%d runs in all: %d with a scale storm (%d scale events, %d forced moves), %d with a store restart, %d with the frames copied into the log (the others: kept in the input)", total, storms, scales, moves, restarts, copiedRuns)
+	t.Logf("%d runs in all: %d with a scale storm (%d scale events, %d forced moves), %d with a store restart, %d with the frames copied into the log (the others: kept in the input), %d reading generated traffic from its generator (its frames built again to replay)", total, storms, scales, moves, restarts, copiedRuns, genRuns)
 }
 
 // storm draws a scale storm: 3 to 8 forced scale events and flowlet moves within a few

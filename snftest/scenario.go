@@ -114,14 +114,7 @@ func ParseScenario(name string, r io.Reader) (Scenario, error) {
 // LoadInput reads a scenario input: "generated:N" (the built-in generator, N packets), or a
 // capture file name, looked up in tracesDir when it is not a path.
 func LoadInput(input, tracesDir string) ([]mem.Frame, error) {
-	if n, ok := strings.CutPrefix(input, "generated:"); ok {
-		k, err := strconv.Atoi(n)
-		if err != nil || k < 1 {
-			return nil, fmt.Errorf("input %q: want generated:N with N >= 1", input)
-		}
-		cfg := trace.DefaultGenConfig()
-		cfg.Packets, cfg.Flows, cfg.Rate = k, 300, 20000
-		g, err := trace.NewGenerator(cfg)
+	if g, ok, err := generator(input, false); ok {
 		if err != nil {
 			return nil, err
 		}
@@ -141,6 +134,22 @@ func LoadInput(input, tracesDir string) ([]mem.Frame, error) {
 	return mem.ReadAll(r)
 }
 
+// generator opens input "generated:N" (ok false: another input), Rereadable or not.
+func generator(input string, rereadable bool) (g *trace.Generator, ok bool, err error) {
+	n, ok := strings.CutPrefix(input, "generated:")
+	if !ok {
+		return nil, false, nil
+	}
+	k, err := strconv.Atoi(n)
+	if err != nil || k < 1 {
+		return nil, true, fmt.Errorf("input %q: want generated:N with N >= 1", input)
+	}
+	cfg := trace.DefaultGenConfig()
+	cfg.Packets, cfg.Flows, cfg.Rate, cfg.Rereadable = k, 300, 20000, rereadable
+	g, err = trace.NewGenerator(cfg)
+	return g, true, err
+}
+
 // Options tune a scenario run.
 type Options struct {
 	Store       store.Store // nil: a fresh embedded store per run
@@ -152,6 +161,11 @@ type Options struct {
 	// copies of the frames, lent to the units, as from a live interface; else it keeps their
 	// positions in the input.
 	Copied bool
+	// Generator reads generated traffic (the scenario's Input "generated:N") from its
+	// generator, Rereadable, as 'snf run' does with a packet log: the log keeps positions,
+	// a replay has the generator build the frames again, and the engine releases them as
+	// the log trims. Ignored with Copied, or another input.
+	Generator bool
 }
 
 // failTimeout is a run's FailTimeout when Options leave it 0. A killed unit is replaced at
@@ -204,6 +218,13 @@ func Run(ctx context.Context, sc Scenario, frames []mem.Frame, want Result, opt 
 	}
 	if opt.Copied {
 		cfg.In = port.Copied(mem.NewReader(frames))
+	} else if opt.Generator {
+		if g, ok, err := generator(sc.Input, true); ok {
+			if err != nil {
+				return Report{Err: err}
+			}
+			cfg.In = g
+		}
 	}
 	got, s, err := Live(ctx, cfg, frames)
 	if err != nil {

@@ -53,23 +53,29 @@ func TestScenarios(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := reference(t, sc.NFs, frames)
-			rep := Run(context.Background(), sc, frames, want, Options{})
-			if rep.Err != nil {
-				t.Fatal(rep.Err)
+			opts := map[string]Options{"": {}}
+			if strings.HasPrefix(sc.Input, "generated:") {
+				opts[" from the generator"] = Options{Generator: true} // (Rereadable: its frames built again)
 			}
-			s := rep.Summary
-			kills := 0
-			for _, f := range sc.Faults {
-				if f.Kind == engine.FaultKill {
-					kills++
+			for how, opt := range opts {
+				rep := Run(context.Background(), sc, frames, want, opt)
+				if rep.Err != nil {
+					t.Fatalf("%s%s: %v", sc.Input, how, rep.Err)
 				}
+				s := rep.Summary
+				kills := 0
+				for _, f := range sc.Faults {
+					if f.Kind == engine.FaultKill {
+						kills++
+					}
+				}
+				// A stall counts when its unit had work waiting (an idle unit is not failed).
+				if s.Failures < uint64(kills) || s.Failures > uint64(len(sc.Faults)) {
+					t.Errorf("%s%s: %d failures recovered; the schedule has %d kills and %d faults", sc.Input, how, s.Failures, kills, len(sc.Faults))
+				}
+				t.Logf("%s%s: %d packets; %d failures recovered, %d replayed, %d duplicate outputs, %d duplicate alerts dropped; recovery p50 %v; %d handovers (%d evacuated), units %d-%d",
+					sc.Input, how, s.Packets, s.Failures, s.Replayed, s.Duplicates, s.AlertDuplicates, s.RecoveryTime.P50, s.Handovers, s.Evacuated, s.UnitsMin, s.UnitsMax)
 			}
-			// A stall counts when its unit had work waiting (an idle unit is not failed).
-			if s.Failures < uint64(kills) || s.Failures > uint64(len(sc.Faults)) {
-				t.Errorf("%d failures recovered; the schedule has %d kills and %d faults", s.Failures, kills, len(sc.Faults))
-			}
-			t.Logf("%d packets; %d failures recovered, %d replayed, %d duplicate outputs, %d duplicate alerts dropped; recovery p50 %v; %d handovers (%d evacuated), units %d-%d",
-				s.Packets, s.Failures, s.Replayed, s.Duplicates, s.AlertDuplicates, s.RecoveryTime.P50, s.Handovers, s.Evacuated, s.UnitsMin, s.UnitsMax)
 		})
 	}
 }

@@ -47,7 +47,7 @@ import (
 )
 
 var (
-	_ port.Reader    = (*Generator)(nil)
+	_ port.Releaser  = (*Generator)(nil)
 	_ port.LinkTyper = (*Generator)(nil)
 )
 
@@ -71,6 +71,11 @@ type GenConfig struct {
 	Rate float64
 	// Start is the timestamp of the first packet (default 2026-01-01T00:00:00Z).
 	Start time.Time
+	// Rereadable makes the Generator a port.Releaser: it keeps what builds each frame it
+	// delivered again (28 bytes a frame) until its reader releases it, so that a packet log
+	// keeps the frames' positions (Packet.Pos) instead of copies. Its reader must call
+	// Release as it goes (the live engine does), else the memory grows with every frame.
+	Rereadable bool
 }
 
 // DefaultGenConfig returns the default configuration: seed 1, 100000 packets, 1000 flows
@@ -201,6 +206,9 @@ type Generator struct {
 	now      int64
 	left     int
 	closed   bool
+	pos      uint64  // the next frame's position (Packet.Pos): frames delivered
+	rec      recipe  // the last frame built's recipe
+	keep     recipes // with Rereadable: the recipes of the frames not released
 	frame    [maxFrame]byte
 }
 
@@ -238,6 +246,7 @@ func NewGenerator(cfg GenConfig) (*Generator, error) {
 		meanGap:  1e9 / cfg.Rate,
 		now:      cfg.Start.UnixNano(),
 		left:     cfg.Packets,
+		keep:     recipes{on: cfg.Rereadable},
 	}
 	g.servers = rand.NewZipf(g.rng, 1.2, 1, hostsIn(cfg.Outside)-1)
 	if cfg.Hosts > 1 {
@@ -312,8 +321,27 @@ func (g *Generator) Close() error {
 	return nil
 }
 
+// Rereadable reports GenConfig.Rereadable (port.Rereader), until a Release of every frame.
+func (g *Generator) Rereadable() bool { return g.keep.on }
+
+// Reread appends frame pos (a packet's Pos: frames are numbered from 0), of n bytes, to
+// dst, built again from its recipe (port.Rereader). It fails when the Generator is not
+// Rereadable, or the frame was released or not delivered yet.
+func (g *Generator) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
+	return g.reread(dst, pos, n)
+}
+
+// Release forgets the recipes of the frames before pos (port.Releaser): they cannot be read
+// again. Release(math.MaxUint64) forgets every one and stops keeping them.
+func (g *Generator) Release(pos uint64) { g.keep.release(pos) }
+
+// Kept returns how many frames the Generator can read again now (Rereadable: 28 bytes of
+// memory each).
+func (g *Generator) Kept() int { return g.keep.kept() }
+
 // Read fills pkts with the next frames and returns how many it filled: n > 0 and a nil
-// error until GenConfig.Packets frames have been generated, then 0 and io.EOF.
+// error until GenConfig.Packets frames have been generated, then 0 and io.EOF. Their Pos
+// number them from 0.
 func (g *Generator) Read(pkts []packet.Packet) (int, error) {
 	if g.closed {
 		return 0, ErrClosed
@@ -324,6 +352,11 @@ func (g *Generator) Read(pkts []packet.Packet) (int, error) {
 	n := min(len(pkts), g.left)
 	for i := range pkts[:n] {
 		pkts[i].SetData(g.next(), g.now, 0)
+		pkts[i].Pos = g.pos
+		g.pos++
+		if g.keep.on {
+			g.keep.add(&g.rec)
+		}
 		g.now += max(1, int64(g.rng.ExpFloat64()*g.meanGap+0.5))
 	}
 	g.left -= n
@@ -460,6 +493,7 @@ func l4Sum(b []byte, off int) {
 
 // tcp builds a TCP segment from side s carrying n payload bytes.
 func (g *Generator) tcp(f *flow, s int, flags uint8, n int) []byte {
+	g.note(opTCP, f, s, flags, n)
 	hl := 20
 	if flags&packet.TCPSyn != 0 {
 		hl += len(synOptions)
@@ -553,6 +587,12 @@ func (g *Generator) nextUDP(f *flow) []byte {
 	if f.step = 1; f.left == 0 {
 		f.kind = kindNone
 	}
+	return g.udpStream(f, s, n)
+}
+
+// udpStream builds a datagram from side s carrying the next n bytes of its stream.
+func (g *Generator) udpStream(f *flow, s int, n int) []byte {
+	g.note(opUDP, f, s, 0, n)
 	b, p := g.udp(f, s, n)
 	copy(p, g.payload[f.seq[s]%payloadLen:])
 	f.seq[s] += uint32(n)
@@ -568,6 +608,12 @@ func (g *Generator) nextDNS(f *flow) []byte {
 		s, n = 1, n+16
 		f.kind = kindNone
 	}
+	return g.dns(f, s, n)
+}
+
+// dns builds f's query (side 0) or its response (side 1), n bytes of DNS.
+func (g *Generator) dns(f *flow, s int, n int) []byte {
+	g.note(opDNS, f, s, 0, n)
 	b, p := g.udp(f, s, n)
 	g.fillDNS(f, p)
 	l4Sum(b, 6)
@@ -593,6 +639,7 @@ func (g *Generator) fillDNS(f *flow, p []byte) {
 
 // icmp builds an echo request (side 0) or reply (side 1) with a Linux ping payload.
 func (g *Generator) icmp(f *flow, s int) []byte {
+	g.note(opICMP, f, s, 0, 0)
 	b := g.ipv4(f, s, packet.ProtoICMP, 8+56)
 	m := b[l4Off:]
 	m[0], m[1], m[2], m[3] = byte(8*(1-s)), 0, 0, 0

@@ -18,6 +18,7 @@ import (
 var (
 	_ port.Reader    = (*Workload)(nil)
 	_ port.LinkTyper = (*Workload)(nil)
+	_ port.Releaser  = (*Workload)(nil)
 )
 
 // WorkloadConfig configures a Workload: traffic of a link at a given load, with flow sizes
@@ -76,6 +77,9 @@ type WorkloadConfig struct {
 	// (long flows make the load reach Load only after about their lifetime). The profile
 	// is read at negative times then (ramp: its start value).
 	Warmup time.Duration
+	// Rereadable makes the Workload a port.Releaser, as GenConfig.Rereadable does a
+	// Generator.
+	Rereadable bool
 }
 
 // DefaultWorkloadConfig returns the default workload: web-search flows at 50 % of a
@@ -369,7 +373,7 @@ func NewWorkload(cfg WorkloadConfig) (*Workload, error) {
 		start:    cfg.Start.UnixNano(),
 		dur:      cfg.Duration,
 		left:     cfg.Packets,
-		b:        Generator{payload: make([]byte, payloadLen+maxSeg)},
+		b:        Generator{payload: make([]byte, payloadLen+maxSeg), keep: recipes{on: cfg.Rereadable}},
 	}
 	w.end = w.start + int64(cfg.Duration)
 	w.from = w.start - int64(cfg.Warmup)
@@ -405,6 +409,22 @@ func (w *Workload) Close() error {
 	w.closed = true
 	return nil
 }
+
+// Rereadable reports WorkloadConfig.Rereadable (port.Rereader), until a Release of every
+// frame.
+func (w *Workload) Rereadable() bool { return w.b.keep.on }
+
+// Reread appends frame pos (a packet's Pos: frames are numbered from 0), of n bytes, to
+// dst, built again (port.Rereader), as Generator.Reread does.
+func (w *Workload) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
+	return w.b.reread(dst, pos, n)
+}
+
+// Release forgets the frames before pos (port.Releaser), as Generator.Release does.
+func (w *Workload) Release(pos uint64) { w.b.keep.release(pos) }
+
+// Kept returns how many frames the Workload can read again now (as Generator.Kept).
+func (w *Workload) Kept() int { return w.b.keep.kept() }
 
 // Stats returns what the Workload has produced so far.
 func (w *Workload) Stats() WorkloadStats {
@@ -460,6 +480,11 @@ func (w *Workload) Read(pkts []packet.Packet) (int, error) {
 		next, b := w.step(f, t)
 		if t >= w.start { // not in the warm-up
 			pkts[n].SetData(b, t, 0)
+			pkts[n].Pos = w.b.pos
+			w.b.pos++
+			if w.b.keep.on {
+				w.b.keep.add(&w.b.rec)
+			}
 			n++
 			if w.left > 0 {
 				w.left--
@@ -619,7 +644,7 @@ func (w *Workload) step(f *wflow, t int64) (int64, []byte) {
 		}
 		if f.wkind == wUDP {
 			f.phase = phData
-			return t + rtt, w.udp(f, 0, 20+r.IntN(120))
+			return t + rtt, w.b.udpStream(&f.flow, 0, 20+r.IntN(120))
 		}
 		f.phase = phSynAck
 		return t + rtt, w.b.tcp(&f.flow, 0, syn, 0)
@@ -637,7 +662,7 @@ func (w *Workload) step(f *wflow, t int64) (int64, []byte) {
 				next = min(f.pending, t+1000)
 			}
 			if f.wkind == wUDP {
-				return next, w.udp(f, 0, 20+r.IntN(80))
+				return next, w.b.udpStream(&f.flow, 0, 20+r.IntN(80))
 			}
 			return next, w.b.tcp(&f.flow, 0, ack, 0)
 		}
@@ -649,7 +674,7 @@ func (w *Workload) step(f *wflow, t int64) (int64, []byte) {
 		f.left -= int64(n)
 		var b []byte
 		if f.wkind == wUDP {
-			b = w.udp(f, 1, n)
+			b = w.b.udpStream(&f.flow, 1, n)
 		} else if f.left == 0 {
 			b = w.b.tcp(&f.flow, 1, psh|ack, n)
 		} else {
@@ -684,13 +709,4 @@ func (w *Workload) step(f *wflow, t int64) (int64, []byte) {
 	}
 	f.wkind = 0
 	return 0, w.b.tcp(&f.flow, 1, ack, 0)
-}
-
-// udp builds a datagram from side s with n payload bytes.
-func (w *Workload) udp(f *wflow, s, n int) []byte {
-	b, p := w.b.udp(&f.flow, s, n)
-	copy(p, w.b.payload[f.seq[s]%payloadLen:])
-	f.seq[s] += uint32(n)
-	l4Sum(b, 6)
-	return b
 }

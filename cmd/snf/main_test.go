@@ -380,6 +380,24 @@ func TestTraceCommands(t *testing.T) {
 	}
 }
 
+// TestRunFailGenerated: with a packet log, generated traffic (the built-in generator, and a
+// workload: gen:) is read so that the log keeps positions, not copies — a replay builds the
+// frames again (trace.GenConfig.Rereadable).
+func TestRunFailGenerated(t *testing.T) {
+	for _, in := range [][]string{{"--packets", "20000"}, {"--in", "gen:websearch,load=0.1,duration=2s,packets=20000"}} {
+		code, stdout, stderr := runSnf(append([]string{"run", "--nfs", "nat,firewall", "--units", "1-4", "--quiet",
+			"--fail", "unit=0@3000", "--fail", "unit=0@12000"}, in...)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d\n%s\n%s", in, code, stdout, stderr)
+		}
+		for _, want := range []string{"2 units failed and replaced", "their positions in the input"} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("%v: no %q in\n%s", in, want, stdout)
+			}
+		}
+	}
+}
+
 // TestRunFailVerify: --fail kills units and forces scale events and moves during an elastic
 // run, --verify checks chain output equivalence against one chain and says so; a fault
 // outside the pool is refused.

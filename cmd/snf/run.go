@@ -64,13 +64,16 @@ Examples:
 `
 
 // openInput opens --in: a capture file, a generated workload ("gen:SPEC", see 'snf trace gen
-// --help'), or, when empty, the built-in generator (packets and seed apply to it).
-func openInput(in string, packets int, seed uint64) (port.Reader, uint32, error) {
+// --help'), or, when empty, the built-in generator (packets and seed apply to it). With
+// rereadable (a run with a packet log), generated traffic keeps what builds each frame again,
+// so that the log keeps positions rather than copies (trace.GenConfig.Rereadable).
+func openInput(in string, packets int, seed uint64, rereadable bool) (port.Reader, uint32, error) {
 	if spec, ok := strings.CutPrefix(in, "gen:"); ok {
 		cfg, err := trace.ParseWorkload(spec)
 		if err != nil {
 			return nil, 0, &exitError{2, "--in: " + err.Error()}
 		}
+		cfg.Rereadable = rereadable
 		w, err := trace.NewWorkload(cfg)
 		if err != nil {
 			return nil, 0, &exitError{2, "--in: " + err.Error()}
@@ -85,7 +88,7 @@ func openInput(in string, packets int, seed uint64) (port.Reader, uint32, error)
 		return pr, pr.LinkType(), nil
 	}
 	cfg := trace.DefaultGenConfig()
-	cfg.Packets, cfg.Seed = packets, seed
+	cfg.Packets, cfg.Seed, cfg.Rereadable = packets, seed, rereadable
 	g, err := trace.NewGenerator(cfg)
 	if err != nil {
 		return nil, 0, err
@@ -178,7 +181,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	// open opens the input afresh (--compare reads it once per policy).
 	open := func() (port.Reader, uint32, error) {
-		r, linkType, err := openInput(*in, *packets, *seed)
+		r, linkType, err := openInput(*in, *packets, *seed, *recovery && !*verify) // (--verify reads it into memory)
 		if err != nil {
 			return nil, 0, err
 		}

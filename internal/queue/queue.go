@@ -50,6 +50,16 @@ func (q *FIFO[T]) Drop() {
 	q.n--
 }
 
+// Back returns the element at the back of q (q must not be empty).
+func (q *FIFO[T]) Back() *T { return q.At(q.n - 1) }
+
+// DropBack removes the element at the back of q (its slot zeroed, as Drop's).
+func (q *FIFO[T]) DropBack() {
+	var zero T
+	*q.Back() = zero
+	q.n--
+}
+
 // Reset empties q, keeping its memory.
 func (q *FIFO[T]) Reset() {
 	clear(q.buf)

@@ -24,8 +24,13 @@ func TestFIFOModel(t *testing.T) {
 			}
 			model = model[1:]
 		case k < 9:
-			q.Drop()
-			model = model[1:]
+			if r.IntN(2) == 0 {
+				q.Drop()
+				model = model[1:]
+			} else {
+				q.DropBack()
+				model = model[:len(model)-1]
+			}
 		default:
 			if step%7 == 0 {
 				q.Reset()
@@ -37,8 +42,8 @@ func TestFIFOModel(t *testing.T) {
 		}
 		if len(model) > 0 {
 			i := r.IntN(len(model))
-			if *q.Front() != model[0] || *q.At(i) != model[i] {
-				t.Fatalf("step %d: Front %d At(%d) %d, want %d, %d", step, *q.Front(), i, *q.At(i), model[0], model[i])
+			if *q.Front() != model[0] || *q.At(i) != model[i] || *q.Back() != model[len(model)-1] {
+				t.Fatalf("step %d: Front %d At(%d) %d Back %d, want %d, %d, %d", step, *q.Front(), i, *q.At(i), *q.Back(), model[0], model[i], model[len(model)-1])
 			}
 		}
 	}

@@ -57,8 +57,10 @@ type LiveConfig struct {
 	// checkpoints to free room (back-pressure, never loss); the log may exceed a bound by one
 	// batch per unit (batches sent on while the root waits: they may carry a Marker a unit
 	// awaits). From an input that can read its packets again (port.Rereader: memory, a
-	// capture file opened by its path, paced or not) the log keeps their positions in it,
-	// and metadata; from any other, the root reads packets into the log's arena (no copy
+	// capture file opened by its path, a Rereadable generator, paced or not) the log keeps
+	// their positions in it, and metadata — a generator keeps what builds each frame again
+	// until the engine releases it (port.Releaser: at each tick, below the lowest position a
+	// replay may need); from any other, the root reads packets into the log's arena (no copy
 	// into the log), which takes memory as the log grows, up to 2×LogBytes + 1 MiB.
 	// (port.Copied makes an input be taken as one read once.) Either way, and without
 	// recovery, the units' batches borrow the frames where the root read them (the log's
@@ -238,6 +240,7 @@ type live struct {
 	lastPos    uint64          // with src: the Pos of the last packet read (if posSeen)
 	posSeen    bool            // with src: a packet was read
 	rel        port.Releaser   // src, if it keeps what reads its frames again until released
+	released   uint64          // with rel: the position below which its frames were released
 	lend       *lender         // nil: the root copies packets into batches, or the log lends
 	faults     []Fault
 	oldChains  []*snf.Chain
@@ -407,12 +410,29 @@ func (l *live) number(u int, b *unit.Batch) {
 }
 
 // release tells an input that keeps what reads its frames again (port.Releaser: a generator)
-// which frames no replay can need any more: those before the lowest position the log
-// holds, and before the next one read — once every unit's batch was flushed into the log
-// (tick), so that no packet read is in neither.
+// which frames no replay can need any more: those before the lowest position of the packets
+// the log holds, of the batches being filled (none right after a tick's flush), and of the
+// next packet to read. A batch logged later that starts below it would be a bug here: the
+// root checks (logged).
 func (l *live) release() {
-	if l.rel != nil && l.posSeen {
-		l.rel.Release(min(l.log.LowPos(), l.lastPos+1))
+	if l.rel == nil || !l.posSeen {
+		return
+	}
+	low := min(l.log.LowPos(), l.lastPos+1)
+	for _, lu := range l.units {
+		if lu.cur != nil && lu.cur.N > 0 {
+			low = min(low, lu.cur.Pkts[0].Pos)
+		}
+	}
+	l.released = max(l.released, low)
+	l.rel.Release(l.released)
+}
+
+// logged checks, for an input that forgets the frames released (release), that batch b,
+// logged now, holds none of them: a replay would fail to read them again.
+func (l *live) logged(b *unit.Batch) {
+	if l.rel != nil && b.N > 0 && b.Pkts[0].Pos < l.released && l.fatal == nil {
+		l.fatal = fmt.Errorf("engine: bug: unit %d's batch %d holds input position %d, but the input was told that no frame before %d would be read again", b.Unit, b.Seq, b.Pkts[0].Pos, l.released)
 	}
 }
 
@@ -732,8 +752,8 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		// The input can read its frames again: the log keeps their positions in it.
 		l.src, l.log.Src = rr, rr
 		l.rel, _ = rr.(port.Releaser) // (released as the log trims: release)
-	} else if rl, ok := cfg.In.(port.Releaser); ok && rl.Rereadable() {
-		rl.Release(math.MaxUint64) // nothing reads its frames again: it need not keep them
+	} else {
+		port.ReleaseAll(cfg.In) // nothing reads its frames again: it need not keep them
 	}
 	var arena *packet.Arena // the root reads into it (packet.Packet.UseArena; nil: no arena)
 	switch {
@@ -783,7 +803,11 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			l.updateCovered()
 			l.release()
 			l.nudgeHead(now)
-			l.fatal = l.checkFailures(now)
+			if err := l.checkFailures(now); err != nil && l.fatal == nil {
+				// (not over an error a flush above met: a recovery that failed while the
+				// root waited for room — the units' batches since are dropped, not sent)
+				l.fatal = err
+			}
 		}
 	}
 	var (

@@ -217,6 +217,7 @@ func (l *live) applyFaults(idx uint64, t time.Duration, r *root.Root) error {
 // it may carry the handover Marker a unit waits for, and a unit waiting for a state cannot
 // checkpoint — holding b back could hold the log full for ever.
 func (l *live) logBatch(b *unit.Batch) (full bool) {
+	l.logged(b)
 	ok := l.log.Append(b)
 	if !ok {
 		l.log.Force(b)
@@ -234,6 +235,7 @@ func (l *live) waitRoom() error {
 		for v, lv := range l.units {
 			if lv.cur != nil && len(lv.cur.Ctl) > 0 {
 				l.number(v, lv.cur)
+				l.logged(lv.cur)
 				l.log.Force(lv.cur)
 				lv.cur.Stamp = time.Now().UnixNano()
 				lv.u.In <- lv.cur

@@ -79,6 +79,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		s.Chain = cfg.Chain.Stats()
 		return s, err
 	}
+	port.ReleaseAll(cfg.In) // (no frame is read again)
 	for {
 		if err := ctx.Err(); err != nil {
 			return finish(err)

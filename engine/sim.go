@@ -588,6 +588,7 @@ func (s *sim) loop() error {
 		prevPkts, prevHand, prevDrop = rs.Packets, rs.Handovers, s.dropped
 		prevOut, prevOv = s.written, s.overSLO
 	}
+	port.ReleaseAll(s.cfg.In) // (no frame is read again)
 	for {
 		for !inDone && i == n {
 			if inErr != nil {

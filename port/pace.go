@@ -150,7 +150,7 @@ func (p *paced) fill(n int) bool {
 func (p *paced) Close() error { return p.r.Close() }
 
 // Rereadable reports whether r can read its packets again (Rereader).
-func (p *paced) Rereadable() bool { return p.rr != nil }
+func (p *paced) Rereadable() bool { return p.rr != nil && p.rr.Rereadable() }
 
 // Reread reads a packet of r again (Rereader).
 func (p *paced) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
@@ -160,8 +160,9 @@ func (p *paced) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
 	return p.rr.Reread(dst, pos, n)
 }
 
-// Release passes to r, if it is a Releaser (Releaser): the packets read ahead are after
-// any position the caller releases, which are the ones it read.
+// Release passes to r, if it is a Releaser (Releaser). (The packets read ahead, not handed
+// out yet, are after the positions a caller that reads them again may release: those of
+// packets it has.)
 func (p *paced) Release(pos uint64) {
 	if rl, ok := p.rr.(Releaser); ok {
 		rl.Release(pos)

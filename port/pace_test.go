@@ -320,6 +320,10 @@ func TestPacedRereads(t *testing.T) {
 	} else if pr.Release(7); rl.released != 7 {
 		t.Errorf("paced Release(7) released %d underneath", rl.released)
 	}
+	// Read once (port.Copied): its frames will not be read again, and it is told so.
+	if port.Copied(rl); rl.released != math.MaxUint64 {
+		t.Errorf("Copied of a Releaser released below %d, want every frame", rl.released)
+	}
 }
 
 // releaser is a memory input that records its last Release.

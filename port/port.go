@@ -3,7 +3,11 @@
 // (tests); trace.Generator is a Reader of synthetic traffic.
 package port
 
-import "github.com/snf-dev/snf/packet"
+import (
+	"math"
+
+	"github.com/snf-dev/snf/packet"
+)
 
 // Reader reads packets in batches.
 //
@@ -45,10 +49,23 @@ type Releaser interface {
 	Release(pos uint64)
 }
 
+// ReleaseAll tells r, if it is a Releaser, that none of its frames will be read again: it
+// keeps nothing for that from then on. A reader that never reads frames again calls it
+// before its first Read (the engines do, but for a packet log that keeps positions).
+func ReleaseAll(r Reader) {
+	if rl, ok := r.(Releaser); ok {
+		rl.Release(math.MaxUint64)
+	}
+}
+
 // Copied hides r's Rereader methods (and its other methods but Read and Close: a
 // LinkTyper's link type too): the packet log then copies each frame, as it does from an
-// input that cannot be read again (a live interface).
-func Copied(r Reader) Reader { return copied{r} }
+// input that cannot be read again (a live interface). Its frames will not be read again
+// through it: r is told so (ReleaseAll).
+func Copied(r Reader) Reader {
+	ReleaseAll(r)
+	return copied{r}
+}
 
 type copied struct{ Reader }
 

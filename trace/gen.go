@@ -74,7 +74,8 @@ type GenConfig struct {
 	// Rereadable makes the Generator a port.Releaser: it keeps what builds each frame it
 	// delivered again (28 bytes a frame) until its reader releases it, so that a packet log
 	// keeps the frames' positions (Packet.Pos) instead of copies. Its reader must call
-	// Release as it goes (the live engine does), else the memory grows with every frame.
+	// Release as it goes, else the memory grows with every frame: the engines do (the live
+	// one as its packet log trims; the others, and port.Copied, release every frame at once).
 	Rereadable bool
 }
 
@@ -326,7 +327,7 @@ func (g *Generator) Rereadable() bool { return g.keep.on }
 
 // Reread appends frame pos (a packet's Pos: frames are numbered from 0), of n bytes, to
 // dst, built again from its recipe (port.Rereader). It fails when the Generator is not
-// Rereadable, or the frame was released or not delivered yet.
+// Rereadable, the frame was released or not delivered yet, or it is not n bytes.
 func (g *Generator) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
 	return g.reread(dst, pos, n)
 }

@@ -119,7 +119,7 @@ func (g *Generator) reread(dst []byte, pos uint64, n int) ([]byte, error) {
 	case !k.on:
 		return dst, fmt.Errorf("trace: frame %d cannot be read again: the generator keeps no recipes (Rereadable not set, or every frame released)", pos)
 	case pos < k.head:
-		return dst, fmt.Errorf("trace: frame %d cannot be read again: released (the generator keeps frames %d to %d)", pos, k.head, k.tail)
+		return dst, fmt.Errorf("trace: frame %d cannot be read again: released (the generator keeps frames %d to %d)", pos, k.head, k.tail-1)
 	case pos >= k.tail:
 		return dst, fmt.Errorf("trace: frame %d cannot be read again: not generated yet (%d so far)", pos, k.tail)
 	}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -390,10 +392,13 @@ func TestRunFailGenerated(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("%v: exit %d\n%s\n%s", in, code, stdout, stderr)
 		}
-		for _, want := range []string{"2 units failed and replaced", "their positions in the input"} {
-			if !strings.Contains(stdout, want) {
-				t.Errorf("%v: no %q in\n%s", in, want, stdout)
-			}
+		// (At least the two kills: a loaded machine may stall a unit past the 100 ms timeout.)
+		m := regexp.MustCompile(`recovery  (\d+) units failed and replaced, (\d+) packets replayed`).FindStringSubmatch(stdout)
+		if m == nil {
+			t.Fatalf("%v: no recovery line in\n%s", in, stdout)
+		}
+		if failed, _ := strconv.Atoi(m[1]); failed < 2 || m[2] == "0" || !strings.Contains(stdout, "their positions in the input") {
+			t.Errorf("%v: want 2 or more units failed, packets replayed, the log keeping positions in the input:\n%s", in, stdout)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -41,7 +42,9 @@ func StartRedis(tb testing.TB, persist bool) *Redis {
 	r.URL = "redis://" + r.addr
 	r.args = []string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--dir", tb.TempDir()}
 	if persist {
-		r.args = append(r.args, "--appendonly", "yes", "--appendfsync", "always")
+		// (No background rewrite of the file: its child process would outlive a Stop and
+		// write into the test's directory while the test removes it.)
+		r.args = append(r.args, "--appendonly", "yes", "--appendfsync", "always", "--auto-aof-rewrite-percentage", "0")
 	} else {
 		r.args = append(r.args, "--appendonly", "no")
 	}
@@ -54,6 +57,7 @@ func StartRedis(tb testing.TB, persist bool) *Redis {
 func (r *Redis) Start() {
 	r.tb.Helper()
 	r.cmd = exec.Command(r.bin, r.args...)
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // (Stop kills its children too)
 	if err := r.cmd.Start(); err != nil {
 		r.tb.Fatal(err)
 	}
@@ -69,11 +73,17 @@ func (r *Redis) Start() {
 	}
 }
 
-// Stop kills the server (as a crash would).
+// Stop kills the server (as a crash would), and any child it forked (a background save):
+// none writes into the test's directory once Stop returns.
 func (r *Redis) Stop() {
 	if r.cmd != nil && r.cmd.Process != nil {
-		r.cmd.Process.Kill()
+		pid := r.cmd.Process.Pid
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		r.cmd.Wait()
+		// A child outlives its parent until the kill reaches it (then init reaps it).
+		for deadline := time.Now().Add(2 * time.Second); syscall.Kill(-pid, 0) == nil && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
 		r.cmd = nil
 	}
 }

@@ -537,8 +537,11 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 				logs[m].Append(bt)
 			}
 			t1 := time.Now()
+			if bt.Log != nil && bt.LogFirst {
+				bt.Log.Prepare(bt) // as the unit does, before its chain (the frames the log kept)
+			}
 			out = chains[m].Process(bt.Pkts[:bt.N], out[:0])
-			if bt.Log != nil {
+			if bt.Log != nil && !bt.LogFirst {
 				bt.Log.Prepare(bt) // as the unit does, after it processed the batch
 			}
 			took[m] = append(took[m], time.Since(t0))

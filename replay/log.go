@@ -30,7 +30,9 @@ import (
 // hands each packet over as it dispatches it (Keep), which lends the frame to the unit's
 // batch (Lend): the unit rewrites it in place, and the log keeps a copy of the headers
 // rewrites change, to replay the frame as it was read. Append then logs the batch those
-// packets went into. The arena's memory is freed as entries leave the log (Covered) and
+// packets went into. The root writes nothing else per packet: the unit fills the entry —
+// the packets' metadata and that copy of their headers — before its chain runs
+// (Entry.Prepare; unit.Batch.LogFirst), on its core. The arena's memory is freed as entries leave the log (Covered) and
 // nothing holds it (Hold), and reused while it is still in cache. (A batch whose packets
 // were not kept is copied.)
 //
@@ -114,10 +116,20 @@ type Entry struct {
 	first  uint64 // (with Src) its first packet's position in the input
 	pushed uint64 // (with Src) which push logged it (Log.lows), from 1; 0: none
 
-	// An entry made with Src is filled lazily (Prepare): by the unit, once its chain
-	// processed the batch, or by the log when it needs the entry first (a replay). st is the
-	// entry's ticket << 2 | its state (0 to fill, 1 being filled, 2 filled): a unit that holds a
-	// batch of an entry since reused (a failed unit waking up) has another ticket.
+	// Frames Keep kept, before the entry is filled: how many, the first's and the last's
+	// clocks (holds), whether Keep lent them (Lend), and (at) where each packet's saved
+	// headers are in hdrs (hoffs[i] to hoffs[i+1]).
+	kept           int
+	clock0, clockN uint64
+	lend           bool
+	hoffs          []uint32
+
+	// An entry is filled lazily (Prepare): made with Src, by the unit once its chain
+	// processed the batch; of frames Keep kept, by the unit before its chain runs (it saves
+	// the headers the chain may rewrite: unit.Batch.LogFirst) — or by the log when it
+	// needs the entry first (a replay). st is the entry's ticket << 2 | its state (0 to
+	// fill, 1 being filled, 2 filled): a unit that holds a batch of an entry since reused (a
+	// failed unit waking up) has another ticket.
 	lazy   bool
 	st     atomic.Uint64
 	ticket uint64
@@ -161,8 +173,12 @@ func (e *Entry) Meta(i int) Meta {
 		return e.pkts[i]
 	}
 	a := &e.at[i]
-	return Meta{Time: e.at0.Time + int64(a.time)*e.tunit, Clock: e.at0.Clock + uint64(a.clock), Flow: a.flow,
+	m := Meta{Time: e.at0.Time + int64(a.time)*e.tunit, Clock: e.at0.Clock + uint64(a.clock), Flow: a.flow,
 		pos: e.at0.pos + uint64(a.pos), WireLen: int32(a.wire), len: int32(a.len), where: inSource}
+	if len(e.hoffs) > 0 { // frames Keep kept, in the arena
+		m.where, m.hoff, m.hlen = inArena, e.hoffs[i], uint8(e.hoffs[i+1]-e.hoffs[i])
+	}
+	return m
 }
 
 // Where a logged packet's frame is (Meta.where).
@@ -243,24 +259,30 @@ func (l *Log) Arena() *packet.Arena { return l.arena }
 //
 // Keep returns the frame, in the arena, for the batch's packet to borrow
 // (packet.Packet.Borrow) instead of copying it — nil when it is not lent (Lend off, not in
-// the arena, or headers longer than MaxHeader): the unit then rewrites the frame in place, and
-// the log saves a copy of the headers the rewrites may change (packet.Packet.Rewritable),
-// from which a replay restores the frame as read (Entry.Original). The frame's memory stays
-// the frame's until its entry leaves the log, and past that as long as Hold says.
+// the arena, or headers longer than MaxHeader): the unit then rewrites the frame in place,
+// having saved a copy of the headers the rewrites may change (packet.Packet.Rewritable)
+// into the entry before its chain ran (Prepare), from which a replay restores the frame as
+// read (Entry.Original). The frame's memory stays the frame's until its entry leaves the
+// log, and past that as long as Hold says. Keep sets p's Pos to where the log holds its
+// frame (the batch's packet takes it to the unit, which fills the entry from it).
 func (l *Log) Keep(u int, p *packet.Packet) []byte {
+	// Per packet, the root writes nothing but p's Pos and the entry's counters, in cache:
+	// the unit takes the metadata and saves the headers, on its core (fillKept).
 	e := l.pending(u)
+	if e.kept == 0 {
+		e.clock0, e.lend = p.Clock, l.Lend
+	}
+	e.kept++
+	e.clockN = p.Clock
 	if pos, ok := p.ArenaPos(); ok {
-		m := e.add(p)
-		m.pos, m.where = pos, inArena
 		e.mem += (len(p.Data) + 63) &^ 63
 		e.low = min(e.low, pos)
 		l.keptEnd = max(l.keptEnd, pos+uint64(len(p.Data)))
+		p.Pos = pos // (the batch's packet takes it along)
 		w := p.Rewritable()
 		if !l.Lend || w > MaxHeader {
 			return nil
 		}
-		m.hoff, m.hlen = uint32(len(e.hdrs)), uint8(w)
-		e.hdrs = append(e.hdrs, p.Data[:w]...)
 		e.mem += w
 		return p.Data
 	}
@@ -268,16 +290,23 @@ func (l *Log) Keep(u int, p *packet.Packet) []byte {
 	if d == nil { // p.Data is not p's own buffer
 		d = append(l.buf(), p.Data...)
 	}
-	e.addOwn(p, d)
+	p.Pos = ownPos | uint64(len(e.own))
+	e.own = append(e.own, d)
+	e.mem += cap(d)
 	return nil // its buffer is reused once trimmed: not lent
 }
 
-// Prepare fills the entry Append made for batch b (with Src) from b's packets, unless it was
-// filled already or is another batch's now (unit.Preparer: the unit calls it once its chain
-// processed b, before it sends b on). It reads only what no NF rewrites (Time, Clock, Flow,
-// Pos, WireLen, the frame's length), so the log may fill the entry from b while a unit
-// declared failed still processes b. If the log is filling it, Prepare returns once the log
-// is done.
+// ownPos marks a kept packet's Pos as an index in Entry.own (a frame not in the arena).
+const ownPos = 1 << 63
+
+// Prepare fills the entry Append made for batch b from b's packets, unless it was filled
+// already or is another batch's now (unit.Preparer). With Src, the unit calls it once its
+// chain processed b, before it sends b on: it reads only what no NF rewrites (Time, Clock,
+// Flow, Pos, WireLen, the frame's length), so the log may fill the entry from b while a
+// unit declared failed still processes b. Of frames Keep kept (b.LogFirst), the unit calls
+// it before its chain runs: it also copies the headers of the frames lent, which the chain
+// rewrites next — and a unit whose entry the log fills first waits here until the log has
+// copied them. If the log is filling it, Prepare returns once the log is done.
 func (e *Entry) Prepare(b *unit.Batch) {
 	t := b.LogTicket
 	if !e.claim(t, b) {
@@ -316,12 +345,48 @@ func (e *Entry) claim(t uint64, b *unit.Batch) bool {
 // fill keeps b's packets, at their Pos in Src, compactly when they fit (fillAt), else in
 // Metas.
 func (e *Entry) fill(b *unit.Batch) {
+	if e.kept > 0 {
+		e.fillKept(b)
+		return
+	}
 	if !e.fillAt(b) {
 		for i := range b.N {
 			p := &b.Pkts[i]
 			m := e.add(p)
 			m.pos, m.where = p.Pos, inSource
 		}
+	}
+}
+
+// fillKept fills an entry of frames Keep kept from b, before b's chain runs: each packet's
+// metadata, its frame's place (its Pos: Keep's), and a copy of the headers the chain may
+// rewrite in a frame lent to it — compactly (at, hoffs) when they fit, else in Metas.
+func (e *Entry) fillKept(b *unit.Batch) {
+	compact := len(e.own) == 0 && e.fillAt(b)
+	if compact {
+		e.hoffs = slices.Grow(e.hoffs[:0], b.N+1)[:b.N+1]
+	}
+	for i := range b.N {
+		p := &b.Pkts[i]
+		hoff := len(e.hdrs)
+		// Lent as Keep lends (its frame in the arena; the same headers, parsed alike):
+		// the chain rewrites it in place.
+		if w := p.Rewritable(); e.lend && p.Pos&ownPos == 0 && w <= MaxHeader {
+			e.hdrs = append(e.hdrs, p.Data[:w]...)
+		}
+		if compact {
+			e.hoffs[i] = uint32(hoff)
+			continue
+		}
+		m := e.add(p)
+		m.pos, m.where = p.Pos, inArena
+		if p.Pos&ownPos != 0 {
+			m.pos, m.where = p.Pos&^ownPos, inOwn
+		}
+		m.hoff, m.hlen = uint32(hoff), uint8(len(e.hdrs)-hoff)
+	}
+	if compact {
+		e.hoffs[b.N] = uint32(len(e.hdrs))
 	}
 }
 
@@ -381,6 +446,9 @@ func (e *Entry) fillIn(b *unit.Batch, micro bool) (ok, far bool) {
 func (e *Entry) holds(b *unit.Batch) bool {
 	if e.lazy {
 		return e.batch == b && b.Log == e && b.LogTicket == e.ticket
+	}
+	if e.kept > 0 {
+		return e.kept == b.N && e.clock0 == b.Pkts[0].Clock && e.clockN == b.Pkts[b.N-1].Clock
 	}
 	n := len(e.pkts)
 	return n == b.N && (n == 0 || e.pkts[0].Clock == b.Pkts[0].Clock && e.pkts[n-1].Clock == b.Pkts[n-1].Clock)
@@ -474,7 +542,12 @@ func (l *Log) buf() []byte {
 func (l *Log) entry(b *unit.Batch) *Entry {
 	e := l.pend[b.Unit]
 	if e != nil && e.holds(b) {
-		return e // (refused before: the same batch)
+		if e.kept > 0 && !e.lazy {
+			// Frames Keep kept for b: the unit fills the entry before its chain runs.
+			e.lazy, e.batch = true, b
+			b.Log, b.LogTicket, b.LogFirst = e, e.ticket, true
+		}
+		return e // (or refused before: the same batch)
 	}
 	if e != nil {
 		if !e.lazy {
@@ -583,7 +656,7 @@ func (l *Log) recycle(e *Entry) {
 		e.own[i] = nil
 	}
 	e.pkts, e.at, e.Ctl, e.mem, e.low, e.own, e.hdrs = e.pkts[:0], e.at[:0], e.Ctl[:0], 0, noPos, e.own[:0], e.hdrs[:0]
-	e.lazy, e.batch, e.pushed = false, nil, 0
+	e.lazy, e.batch, e.pushed, e.kept, e.hoffs = false, nil, 0, 0, e.hoffs[:0]
 	l.newTicket(e) // (a unit still holding e's batch — one that failed — has the old one)
 	l.free = append(l.free, e)
 }

@@ -241,7 +241,12 @@ func TestLogKeep(t *testing.T) {
 	if !l.Append(b) {
 		t.Fatal("refused")
 	}
-	read() // the root reads its next packets; the unit rewrites its batch in place
+	if !b.LogFirst || b.Log == nil {
+		t.Fatal("a batch of kept frames: want the unit to prepare its entry first (LogFirst)")
+	}
+	read() // the root reads its next packets; the unit prepares the entry (it saves the
+	// headers), then its chain rewrites the batch in place
+	b.Log.Prepare(b)
 	for i := range b.N {
 		b.Pkts[i].SetSrcPort(4242)
 		b.Pkts[i].SetDstAddr(netip.MustParseAddr("192.0.2.7"))
@@ -753,5 +758,85 @@ func TestLogLowPos(t *testing.T) {
 		if got := l.LowPos(); got != want || l.Len() != len(model) {
 			t.Fatalf("step %d: LowPos %d, %d entries; want %d, %d", step, got, l.Len(), want, len(model))
 		}
+	}
+}
+
+// TestLogKeepLazy: an entry of kept frames is filled by the unit before its chain runs
+// (Prepare: the metadata and the headers the chain rewrites), or by the log when it needs
+// it first (a unit that failed before it started); compactly, or in Metas when some frames
+// are not in the arena (own buffers) or the packets' times are too far apart; with Lend
+// off nothing is lent and no header saved. A replay gives every frame as read.
+func TestLogKeepLazy(t *testing.T) {
+	cases := []struct {
+		name                    string
+		unitFirst, lend, spread bool
+		own                     []bool // by packet: read into a buffer of its own, not the arena
+	}{
+		{"unit, compact", true, true, false, nil},
+		{"log first", false, true, false, nil},
+		{"own frames", true, true, false, []bool{false, true, false, true}},
+		{"times far apart", true, true, true, nil},
+		{"log first, own frames", false, true, false, []bool{true, false, false, false}},
+		{"lend off", true, false, false, []bool{false, false, true, false}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l := NewLog(1<<20, 1000, 1)
+			l.Lend = c.lend
+			src := batch(0, 0, 4).Pkts[:4]
+			if c.spread {
+				for i := range src {
+					src[i].Time = int64(i) * (3e9 + 7) // (seconds apart, not whole µs: not compact)
+				}
+			}
+			in := make([]packet.Packet, len(src))
+			b := unit.NewBatch(4, nil)
+			b.Unit, b.Seq = 0, 1
+			for i := range in {
+				if c.own == nil || !c.own[i] {
+					in[i].UseArena(l.Arena())
+				}
+				in[i].SetData(src[i].Data, src[i].Time, 0)
+				in[i].Clock, in[i].Flow = src[i].Clock, 9
+				if f := l.Keep(0, &in[i]); f != nil {
+					b.Pkts[i].Borrow(&in[i], f)
+				} else {
+					b.Pkts[i].CopyFrom(&in[i])
+				}
+				b.N++
+			}
+			if !l.Append(b) || !b.LogFirst {
+				t.Fatalf("appended: want a lazy entry the unit prepares first")
+			}
+			var e *Entry
+			if !c.unitFirst { // the log needs the entry before any unit prepared it
+				l.Since(0, 0, func(x *Entry) { e = x })
+			}
+			b.Log.Prepare(b)     // (the unit: filled already, if the log was first)
+			for i := range b.N { // its chain rewrites the batch (lent frames: the log's)
+				b.Pkts[i].SetSrcPort(4242)
+			}
+			l.Since(0, 0, func(x *Entry) { e = x })
+			r := unit.NewBatch(1, nil)
+			if err := e.Fill(r); err != nil {
+				t.Fatal(err)
+			}
+			for i := range src {
+				o, err := e.Original(nil, i)
+				if err != nil || !bytes.Equal(o, src[i].Data) || !bytes.Equal(r.Pkts[i].Data, src[i].Data) {
+					t.Errorf("packet %d: Original %v (%v), replayed frame equal %v: want the frame as read", i, bytes.Equal(o, src[i].Data), err, bytes.Equal(r.Pkts[i].Data, src[i].Data))
+				}
+				if m := e.Meta(i); m.Clock != src[i].Clock || m.Time != src[i].Time || m.Flow != 9 || int(m.len) != len(src[i].Data) {
+					t.Errorf("packet %d: meta %+v", i, m)
+				}
+				lent := c.lend && (c.own == nil || !c.own[i])
+				if f := e.Frame(i); lent == bytes.Equal(f, src[i].Data) {
+					t.Errorf("packet %d: the log's frame rewritten %v, want %v (lent)", i, !bytes.Equal(f, src[i].Data), lent)
+				}
+			}
+			if compact := len(e.at) > 0; compact != (c.own == nil && !c.spread) {
+				t.Errorf("compact %v", compact)
+			}
+		})
 	}
 }

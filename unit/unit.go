@@ -78,11 +78,14 @@ type Batch struct {
 
 	// Log, if set, is the root's packet log's entry for the batch, which the unit prepares
 	// (takes the packets' metadata into) once its chain processed the batch — before, for a
-	// chain that writes frames itself — and before it sends it on: on the unit's core, not
-	// the root's (replay.Log.Append). LogTicket says which use of the entry is this
-	// batch's.
+	// chain that writes frames itself or when LogFirst says so — and before it sends it on:
+	// on the unit's core, not the root's (replay.Log.Append). LogTicket says which use of
+	// the entry is this batch's.
 	Log       Preparer
 	LogTicket uint64
+	// LogFirst: the unit prepares Log before its chain runs (the log saves the headers the
+	// chain may rewrite in frames it lends).
+	LogFirst bool
 
 	extra []packet.Packet // copies of emitted packets
 }
@@ -104,7 +107,7 @@ func NewBatch(n int, home chan *Batch) *Batch {
 // Reset empties the batch for refilling.
 func (b *Batch) Reset() {
 	b.N, b.Ctl, b.Out, b.OutStamp, b.OutClock = 0, b.Ctl[:0], b.Out[:0], b.OutStamp[:0], b.OutClock[:0]
-	b.Seq, b.Checkpoint, b.Replay, b.Log, b.LogTicket = 0, false, false, nil, 0
+	b.Seq, b.Checkpoint, b.Replay, b.Log, b.LogTicket, b.LogFirst = 0, false, false, nil, 0, false
 	b.extra = b.extra[:0] // the copies of emitted packets went out with the batch
 }
 
@@ -458,7 +461,8 @@ func (u *Unit) arriveQueued() {
 // process runs a batch: runs of packets through the chain, controls between them, packets
 // of flows whose state has not arrived held aside.
 func (u *Unit) process(b *Batch) {
-	if b.Log != nil && u.prepFirst {
+	first := u.prepFirst || b.LogFirst
+	if b.Log != nil && first {
 		b.Log.Prepare(b)
 	}
 	u.inBatch = true
@@ -493,7 +497,7 @@ func (u *Unit) process(b *Batch) {
 	}
 	u.run(b, start, b.N)
 	u.inBatch = false
-	if b.Log != nil && !u.prepFirst {
+	if b.Log != nil && !first {
 		// After the chain, whose reads brought the packets into this core's cache (the
 		// fields the log takes, no NF changes: snf.NF), and before the batch is sent on
 		// (the root reuses it once the egress is done).

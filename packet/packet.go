@@ -81,7 +81,8 @@ type Packet struct {
 
 	// Pos is where the frame is in its input, set by a Reader that can read it again
 	// (port.Rereader: an index in memory, a capture file's offset), for a packet log to keep
-	// instead of the frame; it travels with the packet. (After the parse results, which
+	// instead of the frame; it travels with the packet. (From an input read once, the packet
+	// log sets it to where it keeps the frame: replay.Log.Keep.) (After the parse results, which
 	// stay in the Packet's first cache lines; beside the buffer fields SetData reads.)
 	Pos uint64
 

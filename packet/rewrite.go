@@ -77,7 +77,8 @@ func rewriteWords(b []byte, at int, new []byte, ipCsum, l4 int) {
 // SetDstAddr, SetSrcPort, SetDstPort, SetEchoID) may change: the IP header's addresses and
 // checksum (an IPv6 header's first 40 bytes) and, with an L4 header, up to its payload — at
 // most len(Data). Bytes past it are never written by the rewrites: a packet log that lends
-// its frames to be rewritten in place keeps a copy of this prefix only (replay.Log.Keep).
+// its frames to be rewritten in place keeps a copy of this prefix only (replay.Log.Keep,
+// Entry.Prepare).
 func (p *Packet) Rewritable() int {
 	if p.Flags&(IPv4|IPv6) == 0 {
 		return 0 // not IP: nothing to rewrite

@@ -102,8 +102,8 @@ type Entry struct {
 	Seq    uint64
 	Now    int64
 	Ctl    []unit.Control
-	pkts   []Meta   // its packets (Len, Meta) — or, kept by their positions, at
-	at     []atMeta // (kept by position, compact: each relative to at0)
+	pkts   []Meta   // its packets (Len, Meta) — or, filled compactly, at
+	at     []atMeta // (positions, or frames Keep kept: compact, each relative to at0)
 	at0    Meta     // at's base: Clock, Time and pos
 	tunit  int64    // at's unit of time: 1 ns, or 1 µs (times seconds apart)
 	mem    int      // bytes of its frames (and saved headers)
@@ -117,10 +117,12 @@ type Entry struct {
 	pushed uint64 // (with Src) which push logged it (Log.lows), from 1; 0: none
 
 	// Frames Keep kept, before the entry is filled: how many, the first's and the last's
-	// clocks (holds), whether Keep lent them (Lend), and (at) where each packet's saved
-	// headers are in hdrs (hoffs[i] to hoffs[i+1]).
+	// clocks and Pos (holds), whether Keep lends (Lend at its first Keep); and,
+	// filled compactly (at), where each packet's saved headers are in hdrs (hoffs[i] to
+	// hoffs[i+1]).
 	kept           int
 	clock0, clockN uint64
+	pos0, posN     uint64
 	lend           bool
 	hoffs          []uint32
 
@@ -150,7 +152,8 @@ type Meta struct {
 	where   uint8 // inOwn, inArena (pos: its position) or inSource (pos: its Source position)
 }
 
-// atMeta is a packet kept by its position, compactly: half a Meta. The log holds
+// atMeta is a packet kept by its position (in the input, or in the log's arena: frames
+// Keep kept), compactly: half a Meta. The log holds
 // a packet's metadata for a checkpoint interval, milliseconds, long out of the cache when
 // it is reused: what the root pays for it is the cache lines it writes (measured: 48 bytes
 // a packet cost the root ~7 ns of its ~60 in BenchmarkRecoveryPath). Times are in ns, or in
@@ -202,8 +205,8 @@ func (e *Entry) Frame(i int) []byte {
 	return e.own[m.pos]
 }
 
-// Original appends the i-th packet's frame as the root read it to dst: the headers Keep
-// saved, then the rest of the frame (which no rewrite touches) — it does not read the saved
+// Original appends the i-th packet's frame as the root read it to dst: the headers saved
+// when the entry was filled (before the unit's chain ran), then the rest of the frame (which no rewrite touches) — it does not read the saved
 // part of the frame itself, which the unit it was lent to may be rewriting still; or the
 // frame read again from the input (Src), which fails when the input no longer holds it.
 func (e *Entry) Original(dst []byte, i int) ([]byte, error) {
@@ -264,10 +267,12 @@ func (l *Log) Arena() *packet.Arena { return l.arena }
 // into the entry before its chain ran (Prepare), from which a replay restores the frame as
 // read (Entry.Original). The frame's memory stays the frame's until its entry leaves the
 // log, and past that as long as Hold says. Keep sets p's Pos to where the log holds its
-// frame (the batch's packet takes it to the unit, which fills the entry from it).
+// frame: the batch's packet must be made from p after Keep (Borrow, CopyFrom), and take it
+// to the unit, which fills the entry from it. (Not with Src: Pos is then the input's.)
 func (l *Log) Keep(u int, p *packet.Packet) []byte {
-	// Per packet, the root writes nothing but p's Pos and the entry's counters, in cache:
-	// the unit takes the metadata and saves the headers, on its core (fillKept).
+	// Per packet, the root writes p's Pos and the entry's counters (in cache), and takes a
+	// frame not in the arena: the unit takes the metadata and copies the headers, on its
+	// core (fillKept).
 	e := l.pending(u)
 	if e.kept == 0 {
 		e.clock0, e.lend = p.Clock, l.Lend
@@ -279,21 +284,26 @@ func (l *Log) Keep(u int, p *packet.Packet) []byte {
 		e.low = min(e.low, pos)
 		l.keptEnd = max(l.keptEnd, pos+uint64(len(p.Data)))
 		p.Pos = pos // (the batch's packet takes it along)
-		w := p.Rewritable()
-		if !l.Lend || w > MaxHeader {
-			return nil
+	} else {
+		d := p.SwapBuf(nil)
+		if d == nil { // p.Data is not p's own buffer
+			d = append(l.buf(), p.Data...)
 		}
+		p.Pos = ownPos | uint64(len(e.own))
+		e.own = append(e.own, d)
+		e.mem += cap(d)
+	}
+	if e.kept == 1 {
+		e.pos0 = p.Pos
+	}
+	e.posN = p.Pos
+	// Lent as fillKept takes it lent (the entry's Lend; the same parse): the unit copies
+	// its headers before its chain rewrites it in place.
+	if w := p.Rewritable(); e.lend && p.Pos&ownPos == 0 && w <= MaxHeader {
 		e.mem += w
 		return p.Data
 	}
-	d := p.SwapBuf(nil)
-	if d == nil { // p.Data is not p's own buffer
-		d = append(l.buf(), p.Data...)
-	}
-	p.Pos = ownPos | uint64(len(e.own))
-	e.own = append(e.own, d)
-	e.mem += cap(d)
-	return nil // its buffer is reused once trimmed: not lent
+	return nil // (a frame not in the arena: its buffer is reused once trimmed)
 }
 
 // ownPos marks a kept packet's Pos as an index in Entry.own (a frame not in the arena).
@@ -342,8 +352,8 @@ func (e *Entry) claim(t uint64, b *unit.Batch) bool {
 	return true
 }
 
-// fill keeps b's packets, at their Pos in Src, compactly when they fit (fillAt), else in
-// Metas.
+// fill keeps b's packets, at their Pos (in Src; or frames Keep kept: fillKept), compactly
+// when they fit (fillAt), else in Metas.
 func (e *Entry) fill(b *unit.Batch) {
 	if e.kept > 0 {
 		e.fillKept(b)
@@ -390,7 +400,7 @@ func (e *Entry) fillKept(b *unit.Batch) {
 	}
 }
 
-// fillAt keeps b's packets, at their Pos in the input, in e.at, and reports whether they fit
+// fillAt keeps b's packets, at their Pos, in e.at, and reports whether they fit
 // it: times in ns, or in µs when they are more than 2.1 s apart (a sparse capture at full speed,
 // whose batches span seconds of its time; a classic pcap's times are whole µs).
 func (e *Entry) fillAt(b *unit.Batch) bool {
@@ -448,7 +458,8 @@ func (e *Entry) holds(b *unit.Batch) bool {
 		return e.batch == b && b.Log == e && b.LogTicket == e.ticket
 	}
 	if e.kept > 0 {
-		return e.kept == b.N && e.clock0 == b.Pkts[0].Clock && e.clockN == b.Pkts[b.N-1].Clock
+		return e.kept == b.N && e.clock0 == b.Pkts[0].Clock && e.clockN == b.Pkts[b.N-1].Clock &&
+			e.pos0 == b.Pkts[0].Pos && e.posN == b.Pkts[b.N-1].Pos
 	}
 	n := len(e.pkts)
 	return n == b.N && (n == 0 || e.pkts[0].Clock == b.Pkts[0].Clock && e.pkts[n-1].Clock == b.Pkts[n-1].Clock)
@@ -537,8 +548,9 @@ func (l *Log) buf() []byte {
 }
 
 // entry returns the entry for batch b: with Src, one that keeps its packets' positions
-// (filled lazily: Prepare); else the frames kept for it, or (when they are not b's packets)
-// a copy of b's. It stays pending until it is pushed.
+// (filled lazily: Prepare); else the frames kept for it (filled lazily too, by the unit
+// before its chain runs: b.LogFirst), or (when they are not b's packets) a copy of b's. It
+// stays pending until it is pushed.
 func (l *Log) entry(b *unit.Batch) *Entry {
 	e := l.pend[b.Unit]
 	if e != nil && e.holds(b) {
@@ -550,7 +562,7 @@ func (l *Log) entry(b *unit.Batch) *Entry {
 		return e // (or refused before: the same batch)
 	}
 	if e != nil {
-		if !e.lazy {
+		if !e.lazy || e.kept > 0 {
 			// b's packets may borrow frames e kept, which go with e: they take copies first.
 			for i := range b.N {
 				b.Pkts[i].Own()
@@ -587,7 +599,9 @@ func (l *Log) entry(b *unit.Batch) *Entry {
 // every packet, is the pipeline's busiest stage — or, for a batch no unit finished (its
 // unit failed first), the log when a replay needs it. Until then b's packets' Time, Clock,
 // Flow, Pos, WireLen and frame lengths must stay as the root sent them (no NF rewrites
-// those: it rewrites headers in place).
+// those: it rewrites headers in place). Of frames Keep kept, the same, and the unit calls
+// b.Log.Prepare before its chain runs (b.LogFirst): nothing may write the frames lent
+// before, as the entry copies their headers then.
 func (l *Log) Append(b *unit.Batch) bool { return l.appendEntry(l.entry(b), b) }
 
 func (l *Log) appendEntry(e *Entry, b *unit.Batch) bool {
@@ -638,10 +652,11 @@ func (l *Log) alloc() *Entry {
 	}
 	e := &Entry{low: noPos, arena: l.arena, src: l.Src}
 	l.newTicket(e)
-	if l.Src != nil {
-		e.at = make([]atMeta, 0, 64)
-	} else {
-		e.pkts = make([]Meta, 0, 64)
+	// (What a batch of 64 fills: positions, or frames kept, compactly — Metas grow when
+	// used, for frames copied or kept but not compact.)
+	e.at = make([]atMeta, 0, 64)
+	if l.Src == nil {
+		e.hoffs = make([]uint32, 0, 65)
 	}
 	return e
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -279,7 +280,7 @@ func TestLogKeep(t *testing.T) {
 	}
 
 	// Covered: a long run reuses the arena's memory (a few blocks at most) and allocates
-	// nothing once warm.
+	// nothing once warm (the unit filling each entry before its chain runs).
 	seq := uint64(1)
 	step := func() {
 		read()
@@ -287,11 +288,15 @@ func TestLogKeep(t *testing.T) {
 		seq++
 		b.Unit, b.Seq = 1, seq
 		for i := range in {
-			b.Pkts[i].CopyFrom(&in[i])
-			l.Keep(1, &in[i])
+			if f := l.Keep(1, &in[i]); f != nil {
+				b.Pkts[i].Borrow(&in[i], f)
+			} else {
+				b.Pkts[i].CopyFrom(&in[i])
+			}
 			b.N++
 		}
 		l.Append(b)
+		b.Log.Prepare(b)
 		l.Covered(1, seq)
 	}
 	for range 100000 {
@@ -352,12 +357,22 @@ func TestLogKeep(t *testing.T) {
 			t.Errorf("packet %d of a mismatched lent batch: still in the arena %v", i, &y.Pkts[i].Data[0] == &in[i].Data[0])
 		}
 	}
-	// Lend off (an NF writes frames itself): Keep keeps the frame, lends nothing, saves no
-	// headers.
+	// Lend off (an NF writes frames itself): Keep keeps the frame, lends nothing, and the
+	// entry saves no headers.
 	l.Lend = false
 	read()
-	if f := l.Keep(1, &in[0]); f != nil || len(l.pend[1].hdrs) != 0 {
-		t.Errorf("Lend off: Keep lent %v, saved %d header bytes", f != nil, len(l.pend[1].hdrs))
+	z := unit.NewBatch(1, nil)
+	z.Unit, z.Seq = 1, seq+1
+	if f := l.Keep(1, &in[0]); f != nil {
+		t.Error("Lend off: Keep lent the frame")
+	}
+	z.Pkts[0].CopyFrom(&in[0])
+	z.N = 1
+	l.Append(z)
+	z.Log.Prepare(z)
+	l.Since(1, seq, func(x *Entry) { e = x })
+	if e.Len() != 1 || len(e.hdrs) != 0 {
+		t.Errorf("Lend off: %d packets, %d header bytes saved; want 1, none", e.Len(), len(e.hdrs))
 	}
 }
 
@@ -601,9 +616,17 @@ func (s *mapSource) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
 	return append(dst, f...), nil
 }
 
-// BenchmarkLogKeep: the cost of logging, per packet, when the root keeps its packets (no
-// copy; the time includes the reader's SetData into the buffer the log gave), batches of 32.
-func BenchmarkLogKeep(b *testing.B) {
+// BenchmarkLogKeep: the root's cost of logging, per packet, when it keeps its packets (no
+// copy; the time includes the reader's SetData into the buffer the log gave, and the batch's
+// packet borrowing the frame), batches of 32. (The unit fills the entry before its chain
+// runs: BenchmarkLogKeepFill.)
+func BenchmarkLogKeep(b *testing.B) { benchKeep(b, false) }
+
+// BenchmarkLogKeepFill: BenchmarkLogKeep, and the unit's fill of each entry (Prepare: the
+// metadata and the headers of the frames lent).
+func BenchmarkLogKeepFill(b *testing.B) { benchKeep(b, true) }
+
+func benchKeep(b *testing.B, fill bool) {
 	l := NewLog(1<<26, 1<<20, 1)
 	in := batch(0, 0, 32).Pkts[:32]
 	frames := make([][]byte, len(in))
@@ -615,16 +638,20 @@ func BenchmarkLogKeep(b *testing.B) {
 	logBatches(b, l, len(in), func(bt *unit.Batch, _ int) {
 		for j := range in {
 			in[j].SetData(frames[j], 0, 0) // as the root's reader does
-			bt.Pkts[j].Clock = in[j].Clock
-			l.Keep(0, &in[j])
+			if f := l.Keep(0, &in[j]); f != nil {
+				bt.Pkts[j].Borrow(&in[j], f)
+			} else {
+				bt.Pkts[j].CopyFrom(&in[j])
+			}
 			bt.N++
 		}
-	})
+	}, fill)
 }
 
 // logBatches runs the loop of the Log benchmarks: batches of n packets, filled by fill (i:
-// the index of the batch's first packet), logged, and covered at once.
-func logBatches(b *testing.B, l *Log, n int, fill func(bt *unit.Batch, i int)) {
+// the index of the batch's first packet), logged, prepared (with prepare, as the unit
+// does), and covered at once.
+func logBatches(b *testing.B, l *Log, n int, fill func(bt *unit.Batch, i int), prepare bool) {
 	bt := unit.NewBatch(n, nil)
 	b.ResetTimer()
 	seq := uint64(0)
@@ -634,6 +661,9 @@ func logBatches(b *testing.B, l *Log, n int, fill func(bt *unit.Batch, i int)) {
 		bt.Seq = seq
 		fill(bt, i)
 		l.Append(bt)
+		if prepare && bt.Log != nil {
+			bt.Log.Prepare(bt)
+		}
 		l.Covered(0, seq)
 	}
 }
@@ -837,6 +867,97 @@ func TestLogKeepLazy(t *testing.T) {
 			if compact := len(e.at) > 0; compact != (c.own == nil && !c.spread) {
 				t.Errorf("compact %v", compact)
 			}
+			// What the root counted (Keep) is what the entry holds once filled.
+			held := len(e.hdrs)
+			for i := range src {
+				if m := e.Meta(i); m.where == inArena {
+					held += (int(m.len) + 63) &^ 63
+				} else {
+					held += cap(e.own[m.pos])
+				}
+			}
+			if l.Bytes() != held {
+				t.Errorf("the log counts %d bytes, holds %d", l.Bytes(), held)
+			}
 		})
+	}
+
+	// A batch whose packets were made from the root's before Keep (their Pos not Keep's):
+	// not the kept frames' batch — it is copied.
+	l := NewLog(1<<20, 1000, 1)
+	src := batch(0, 0, 3).Pkts[:3]
+	b := unit.NewBatch(3, nil)
+	b.Unit, b.Seq = 0, 1
+	for i := range src {
+		var p packet.Packet
+		p.UseArena(l.Arena())
+		p.SetData(src[i].Data, src[i].Time, 0)
+		p.Clock = src[i].Clock
+		b.Pkts[i].CopyFrom(&p)
+		l.Keep(0, &p)
+		b.N++
+	}
+	l.Append(b)
+	var e *Entry
+	l.Since(0, 0, func(x *Entry) { e = x })
+	for i := range src {
+		if o, err := e.Original(nil, i); err != nil || !bytes.Equal(o, src[i].Data) || b.LogFirst {
+			t.Errorf("packet %d of a batch made before Keep: Original right %v (%v), lazy %v", i, bytes.Equal(o, src[i].Data), err, b.LogFirst)
+		}
+	}
+	if l.Stats().Copied != 1 {
+		t.Errorf("stats %+v: want the batch copied", l.Stats())
+	}
+}
+
+// TestLogKeepRace: the unit fills its entry and its chain rewrites the frames while the log,
+// on the root's goroutine, fills the same entry for a replay (a unit declared failed): the
+// claim lets one of them copy the headers, before the chain writes them; the replay gives
+// the frames as read (under -race: no data race).
+func TestLogKeepRace(t *testing.T) {
+	l := NewLog(1<<26, 1<<20, 1)
+	src := batch(0, 0, 256).Pkts[:256] // (long enough for the two to meet while one fills)
+	in := make([]packet.Packet, len(src))
+	for i := range in {
+		in[i].UseArena(l.Arena())
+	}
+	r := unit.NewBatch(1, nil)
+	b := unit.NewBatch(len(src), nil)
+	for round := range 200 {
+		b.Reset()
+		b.Unit, b.Seq = 0, uint64(round+1)
+		for i := range in {
+			in[i].SetData(src[i].Data, src[i].Time, 0)
+			in[i].Clock = src[i].Clock
+			b.Pkts[i].Borrow(&in[i], l.Keep(0, &in[i]))
+			b.N++
+		}
+		l.Append(b)
+		started, done := make(chan struct{}), make(chan struct{})
+		go func() { // the unit
+			defer close(done)
+			close(started)
+			for range round % 4 {
+				runtime.Gosched()
+			}
+			b.Log.Prepare(b)
+			for i := range b.N {
+				b.Pkts[i].SetSrcPort(4242)
+				b.Pkts[i].SetDstAddr(netip.MustParseAddr("192.0.2.9"))
+			}
+		}()
+		<-started
+		var e *Entry
+		l.Since(0, uint64(round), func(x *Entry) { e = x }) // (fills it, unless the unit did)
+		<-done
+		if err := e.Fill(r); err != nil {
+			t.Fatal(err)
+		}
+		for i := range src {
+			if !bytes.Equal(r.Pkts[i].Data, src[i].Data) {
+				t.Fatalf("round %d, packet %d: replayed frame differs from the frame read", round, i)
+			}
+		}
+		l.Covered(0, uint64(round+1))
 	}
 }

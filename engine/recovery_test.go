@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -316,6 +317,49 @@ func TestRecoveryFromCaptureFile(t *testing.T) {
 		{Kind: engine.FaultKill, Unit: 0, AtPacket: 10001}})
 	if err == nil || !strings.Contains(err.Error(), "cannot be replayed") || !strings.Contains(err.Error(), path) {
 		t.Errorf("a replay from a truncated file: err %v, want one naming the file and that the packets cannot be replayed", err)
+	}
+}
+
+// losing is a memory input that stops holding its frames (Reread fails) once lost is set,
+// as a capture file truncated after it was read.
+type losing struct {
+	*mem.Reader
+	lost atomic.Bool
+}
+
+func (r *losing) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
+	if r.lost.Load() {
+		return dst, errors.New("lost")
+	}
+	return r.Reader.Reread(dst, pos, n)
+}
+
+// TestRecoveryFailsWhileWaitingForRoom: a recovery that fails while the root waits for room
+// in the log — the log full behind a stalled unit, which cannot checkpoint, and its packets
+// no longer in the input — ends the run with its error. (A controller tick used to overwrite
+// an error its flush met: the run then went on, its units' batches dropped, and ended
+// without one.)
+func TestRecoveryFailsWhileWaitingForRoom(t *testing.T) {
+	spec, err := snf.ChainFromNames("firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &losing{Reader: mem.NewReader(generated(t, 30000))}
+	pol, _ := policy.New("static", policy.Options{StaticUnits: 2})
+	// Batches of 1,024 that the reads, split between two units, never fill: they leave at
+	// the controller's ticks (or when stale), and each one overfills the log.
+	s, err := engine.RunLive(context.Background(), engine.LiveConfig{
+		Spec: spec, In: in, Policy: pol, MinUnits: 2, MaxUnits: 2, Batch: 1024, Capacity: 1e9,
+		Tick: time.Millisecond, Recovery: true, Checkpoint: time.Hour, LogPackets: 512, FailTimeout: 50 * time.Millisecond,
+		Faults: []engine.Fault{
+			{Kind: engine.FaultCall, AtPacket: 5000, Do: func() { in.lost.Store(true) }},
+			{Kind: engine.FaultStall, Unit: 0, AtPacket: 5001, For: 300 * time.Millisecond}},
+	})
+	if err == nil || !strings.Contains(err.Error(), "cannot be replayed") || !strings.Contains(err.Error(), "lost") {
+		t.Fatalf("a recovery that cannot replay, while the log is full: err %v (%d of 30000 packets out, %d waits for room), want the run to fail saying why", err, s.Packets, s.LogWaits)
+	}
+	if s.LogWaits == 0 {
+		t.Errorf("no wait for room: the test did not fill the log")
 	}
 }
 

@@ -303,7 +303,7 @@ func (l *Log) Keep(u int, p *packet.Packet) []byte {
 		e.mem += w
 		return p.Data
 	}
-	return nil // (a frame not in the arena: its buffer is reused once trimmed)
+	return nil // not lent: the batch takes a copy (Lend off, long headers, or a frame not in the arena)
 }
 
 // ownPos marks a kept packet's Pos as an index in Entry.own (a frame not in the arena).

@@ -179,9 +179,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *in != "" {
 		inName = *in
 	}
-	// open opens the input afresh (--compare reads it once per policy).
-	open := func() (port.Reader, uint32, error) {
-		r, linkType, err := openInput(*in, *packets, *seed, *recovery && !*verify) // (--verify reads it into memory)
+	// openAs opens the input afresh (--compare reads it once per policy), generated traffic
+	// rereadable or not (openInput).
+	openAs := func(rereadable bool) (port.Reader, uint32, error) {
+		r, linkType, err := openInput(*in, *packets, *seed, rereadable)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -189,6 +190,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			r = port.Paced(r, speed, time.Sleep, time.Now)
 		}
 		return r, linkType, nil
+	}
+	open := func() (port.Reader, uint32, error) {
+		return openAs(*recovery && !*verify) // (--verify reads it into memory)
 	}
 	if *compare && (len(faults) > 0 || *verify || *recovery) {
 		return &exitError{2, "run: --compare runs every policy once: --fail, --recovery and --verify apply to one policy (--policy)"}
@@ -264,7 +268,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		var sum engine.LiveSummary
 		var runErr, coe error
 		if *verify {
-			sum, coe, runErr = runVerified(ctx, lc, stderr, *quiet)
+			// Generated traffic gives the same frames when opened again: the run reads it
+			// so, as it would without --verify (with a log: rereadable, positions kept).
+			var again func() (port.Reader, error)
+			if *in == "" || strings.HasPrefix(*in, "gen:") {
+				again = func() (port.Reader, error) {
+					r, _, err := openAs(*recovery)
+					return r, err
+				}
+			}
+			sum, coe, runErr = runVerified(ctx, lc, again, stderr, *quiet)
 		} else {
 			sum, runErr = engine.RunLive(ctx, lc)
 		}

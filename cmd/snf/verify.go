@@ -14,8 +14,10 @@ import (
 )
 
 // runVerified reads the whole input, runs the one-chain reference and the elastic run, and
-// compares them (snftest). coe is nil when chain output equivalence holds.
-func runVerified(ctx context.Context, lc engine.LiveConfig, stderr io.Writer, quiet bool) (s engine.LiveSummary, coe, err error) {
+// compares them (snftest). coe is nil when chain output equivalence holds. The elastic run
+// reads the frames read, from memory — or, when again is set, the input opened again, which
+// gives the same frames (generated traffic).
+func runVerified(ctx context.Context, lc engine.LiveConfig, again func() (port.Reader, error), stderr io.Writer, quiet bool) (s engine.LiveSummary, coe, err error) {
 	frames, err := mem.ReadAll(lc.In)
 	if err != nil {
 		return s, nil, err
@@ -29,6 +31,12 @@ func runVerified(ctx context.Context, lc engine.LiveConfig, stderr io.Writer, qu
 	}
 	out := lc.Out
 	lc.In = nil // the run reads the frames read above, from memory
+	if again != nil {
+		if lc.In, err = again(); err != nil {
+			return s, nil, err
+		}
+		defer lc.In.Close()
+	}
 	got, s, err := snftest.Live(ctx, lc, frames)
 	if err != nil {
 		return s, nil, err

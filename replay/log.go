@@ -32,9 +32,9 @@ import (
 // rewrites change, to replay the frame as it was read. Append then logs the batch those
 // packets went into. The root writes nothing else per packet: the unit fills the entry —
 // the packets' metadata and that copy of their headers — before its chain runs
-// (Entry.Prepare; unit.Batch.LogFirst), on its core. The arena's memory is freed as entries leave the log (Covered) and
-// nothing holds it (Hold), and reused while it is still in cache. (A batch whose packets
-// were not kept is copied.)
+// (Entry.Prepare; unit.Batch.LogFirst), on its core. The arena's memory is freed as entries
+// leave the log (Covered) and nothing holds it (Hold), and reused while it is still in
+// cache. (A batch whose packets were not kept is copied.)
 //
 // The log is bounded (bytes of frames, and packets): Append refuses a batch that does not
 // fit, and the engine then waits (back-pressure) and asks the units whose batches hold the
@@ -113,7 +113,6 @@ type Entry struct {
 	arena  *packet.Arena
 	src    Source
 	n      int    // packets (set when pushed: the log's count)
-	first  uint64 // (with Src) its first packet's position in the input
 	pushed uint64 // (with Src) which push logged it (Log.lows), from 1; 0: none
 
 	// Frames Keep kept, before the entry is filled: how many, the first's and the last's
@@ -176,8 +175,9 @@ func (e *Entry) Meta(i int) Meta {
 		return e.pkts[i]
 	}
 	a := &e.at[i]
-	m := Meta{Time: e.at0.Time + int64(a.time)*e.tunit, Clock: e.at0.Clock + uint64(a.clock), Flow: a.flow,
-		pos: e.at0.pos + uint64(a.pos), WireLen: int32(a.wire), len: int32(a.len), where: inSource}
+	m := Meta{Time: e.at0.Time + int64(a.time)*e.tunit, Clock: e.at0.Clock + uint64(a.clock),
+		Flow: a.flow, pos: e.at0.pos + uint64(a.pos), WireLen: int32(a.wire), len: int32(a.len),
+		where: inSource}
 	if len(e.hoffs) > 0 { // frames Keep kept, in the arena
 		m.where, m.hoff, m.hlen = inArena, e.hoffs[i], uint8(e.hoffs[i+1]-e.hoffs[i])
 	}
@@ -206,9 +206,10 @@ func (e *Entry) Frame(i int) []byte {
 }
 
 // Original appends the i-th packet's frame as the root read it to dst: the headers saved
-// when the entry was filled (before the unit's chain ran), then the rest of the frame (which no rewrite touches) — it does not read the saved
-// part of the frame itself, which the unit it was lent to may be rewriting still; or the
-// frame read again from the input (Src), which fails when the input no longer holds it.
+// when the entry was filled (before the unit's chain ran), then the rest of the frame
+// (which no rewrite touches) — it does not read the saved part of the frame itself, which
+// the unit it was lent to may be rewriting still; or the frame read again from the input
+// (Src), which fails when the input no longer holds it.
 func (e *Entry) Original(dst []byte, i int) ([]byte, error) {
 	m := e.Meta(i)
 	if m.where == inSource {
@@ -297,13 +298,18 @@ func (l *Log) Keep(u int, p *packet.Packet) []byte {
 		e.pos0 = p.Pos
 	}
 	e.posN = p.Pos
-	// Lent as fillKept takes it lent (the entry's Lend; the same parse): the unit copies
-	// its headers before its chain rewrites it in place.
-	if w := p.Rewritable(); e.lend && p.Pos&ownPos == 0 && w <= MaxHeader {
+	if w, ok := e.lends(p); ok { // the unit copies its headers before its chain rewrites it
 		e.mem += w
 		return p.Data
 	}
-	return nil // not lent: the batch takes a copy (Lend off, long headers, or a frame not in the arena)
+	return nil // not lent: the batch takes a copy (Lend off, long headers, or not in the arena)
+}
+
+// lends reports whether e's kept packet p (its Pos Keep's) is lent, and its headers'
+// length: Keep and fillKept decide alike (the entry's Lend, the same parse).
+func (e *Entry) lends(p *packet.Packet) (w int, ok bool) {
+	w = p.Rewritable()
+	return w, e.lend && p.Pos&ownPos == 0 && w <= MaxHeader
 }
 
 // ownPos marks a kept packet's Pos as an index in Entry.own (a frame not in the arena).
@@ -379,9 +385,7 @@ func (e *Entry) fillKept(b *unit.Batch) {
 	for i := range b.N {
 		p := &b.Pkts[i]
 		hoff := len(e.hdrs)
-		// Lent as Keep lends (its frame in the arena; the same headers, parsed alike):
-		// the chain rewrites it in place.
-		if w := p.Rewritable(); e.lend && p.Pos&ownPos == 0 && w <= MaxHeader {
+		if w, ok := e.lends(p); ok { // the chain rewrites it in place
 			e.hdrs = append(e.hdrs, p.Data[:w]...)
 		}
 		if compact {
@@ -629,11 +633,12 @@ func (l *Log) push(e *Entry, b *unit.Batch) {
 		// A unit's packets go into its batches in the order they were read, so a batch's
 		// first packet is its lowest position; entries of different units interleave.
 		l.pushes++
-		e.pushed, e.first = l.pushes, b.Pkts[0].Pos
-		for l.lows.Len() > 0 && l.lows.Back().pos >= e.first {
+		e.pushed = l.pushes
+		first := b.Pkts[0].Pos
+		for l.lows.Len() > 0 && l.lows.Back().pos >= first {
 			l.lows.DropBack()
 		}
-		l.lows.Push(lowMark{e.pushed, e.first})
+		l.lows.Push(lowMark{e.pushed, first})
 	}
 	l.bytes += e.mem
 	l.packets += e.n

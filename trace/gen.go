@@ -329,7 +329,20 @@ func (g *Generator) Rereadable() bool { return g.keep.on }
 // dst, built again from its recipe (port.Rereader). It fails when the Generator is not
 // Rereadable, the frame was released or not delivered yet, or it is not n bytes.
 func (g *Generator) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
-	return g.reread(dst, pos, n)
+	k := &g.keep
+	switch {
+	case !k.on:
+		return dst, fmt.Errorf("trace: frame %d cannot be read again: the generator keeps no recipes (Rereadable not set, or every frame released)", pos)
+	case pos < k.head:
+		return dst, fmt.Errorf("trace: frame %d cannot be read again: released (the generator keeps frames %d to %d)", pos, k.head, k.tail-1)
+	case pos >= k.tail:
+		return dst, fmt.Errorf("trace: frame %d cannot be read again: not generated yet (%d so far)", pos, k.tail)
+	}
+	b := g.build(&k.ring[pos&uint64(len(k.ring)-1)])
+	if len(b) != n {
+		return dst, fmt.Errorf("trace: frame %d is %d bytes, not %d", pos, len(b), n)
+	}
+	return append(dst, b...), nil
 }
 
 // Release forgets the recipes of the frames before pos (port.Releaser): they cannot be read
@@ -352,12 +365,7 @@ func (g *Generator) Read(pkts []packet.Packet) (int, error) {
 	}
 	n := min(len(pkts), g.left)
 	for i := range pkts[:n] {
-		pkts[i].SetData(g.next(), g.now, 0)
-		pkts[i].Pos = g.pos
-		g.pos++
-		if g.keep.on {
-			g.keep.add(&g.rec)
-		}
+		g.deliver(&pkts[i], g.next(), g.now)
 		g.now += max(1, int64(g.rng.ExpFloat64()*g.meanGap+0.5))
 	}
 	g.left -= n

@@ -2,8 +2,9 @@ package trace
 
 import (
 	"encoding/binary"
-	"fmt"
 	"math"
+
+	"github.com/snf-dev/snf/packet"
 )
 
 // Reading generated frames again (port.Rereader, port.Releaser).
@@ -75,7 +76,7 @@ func (g *Generator) build(r *recipe) []byte {
 		f.dnsID, f.name = uint16(r.b), uint8(r.b>>16)
 		return g.dns(&f, s, int(r.n))
 	}
-	f.echoT, f.seq[0], f.port[1] = int64(uint64(r.a)|uint64(r.b)<<32), uint32(r.port[1]), 0
+	f.echoT, f.seq[0] = int64(uint64(r.a)|uint64(r.b)<<32), uint32(r.port[1])
 	return g.icmp(&f, s)
 }
 
@@ -111,23 +112,15 @@ func (k *recipes) release(pos uint64) {
 	k.head = max(k.head, min(pos, k.tail))
 }
 
-// reread appends the n-byte frame at pos to dst, built again from its recipe (Reread of a
-// Generator, and of a Workload: its builder's).
-func (g *Generator) reread(dst []byte, pos uint64, n int) ([]byte, error) {
-	k := &g.keep
-	switch {
-	case !k.on:
-		return dst, fmt.Errorf("trace: frame %d cannot be read again: the generator keeps no recipes (Rereadable not set, or every frame released)", pos)
-	case pos < k.head:
-		return dst, fmt.Errorf("trace: frame %d cannot be read again: released (the generator keeps frames %d to %d)", pos, k.head, k.tail-1)
-	case pos >= k.tail:
-		return dst, fmt.Errorf("trace: frame %d cannot be read again: not generated yet (%d so far)", pos, k.tail)
+// deliver puts frame, of time t, the last one built, in p: its Pos numbers the frames
+// delivered (a Workload's builder delivers for it), and with Rereadable its recipe is kept.
+func (g *Generator) deliver(p *packet.Packet, frame []byte, t int64) {
+	p.SetData(frame, t, 0)
+	p.Pos = g.pos
+	g.pos++
+	if g.keep.on {
+		g.keep.add(&g.rec)
 	}
-	b := g.build(&k.ring[pos&uint64(len(k.ring)-1)])
-	if len(b) != n {
-		return dst, fmt.Errorf("trace: frame %d is %d bytes, not %d", pos, len(b), n)
-	}
-	return append(dst, b...), nil
 }
 
 func (k *recipes) kept() int { return int(k.tail - k.head) }

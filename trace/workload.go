@@ -417,7 +417,7 @@ func (w *Workload) Rereadable() bool { return w.b.keep.on }
 // Reread appends frame pos (a packet's Pos: frames are numbered from 0), of n bytes, to
 // dst, built again (port.Rereader), as Generator.Reread does.
 func (w *Workload) Reread(dst []byte, pos uint64, n int) ([]byte, error) {
-	return w.b.reread(dst, pos, n)
+	return w.b.Reread(dst, pos, n)
 }
 
 // Release forgets the frames before pos (port.Releaser), as Generator.Release does.
@@ -479,12 +479,7 @@ func (w *Workload) Read(pkts []packet.Packet) (int, error) {
 		t := h.t
 		next, b := w.step(f, t)
 		if t >= w.start { // not in the warm-up
-			pkts[n].SetData(b, t, 0)
-			pkts[n].Pos = w.b.pos
-			w.b.pos++
-			if w.b.keep.on {
-				w.b.keep.add(&w.b.rec)
-			}
+			w.b.deliver(&pkts[n], b, t)
 			n++
 			if w.left > 0 {
 				w.left--

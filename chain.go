@@ -343,6 +343,18 @@ func (c *Chain) WritesFrames() bool {
 	return false
 }
 
+// HeadersOnly reports whether every NF of the chain reads only its packets' headers
+// (HeaderReader) and none writes frames (FrameWriter): a replay may then zero the payloads
+// of packets whose outputs were written.
+func (c *Chain) HeadersOnly() bool {
+	for _, n := range c.nfs {
+		if h, ok := n.nf.(HeaderReader); !ok || !h.HeadersOnly() {
+			return false
+		}
+	}
+	return !c.WritesFrames()
+}
+
 // FlowTimeouts returns the idle timeouts of the chain's flow table (the defaults raised to
 // what its NFs asked for).
 func (c *Chain) FlowTimeouts() flowtable.Timeouts { return c.table.Timeouts() }

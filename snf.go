@@ -134,6 +134,20 @@ type FrameWriter interface {
 	WritesFrames() bool
 }
 
+// HeaderReader is implemented by NFs whose every decision, state change, alert and emitted
+// packet depends only on a packet's headers — the bytes before its L4 payload
+// (packet.Packet.PayloadOff) of a packet parsed to its L4 header — and on its Time,
+// WireLen, Clock and frame length, never on its payload's bytes, HeadersOnly returning
+// true. With recovery on, from an input that cannot read a frame again (a live interface),
+// the packet log of a chain of such NFs keeps each frame only until the egress wrote its
+// batch, and then only its headers: a replay gives the chain the payloads of those
+// packets, whose outputs the egress already wrote (and drops), zeroed — the same decisions,
+// as the NFs promise. (It saves the log the memory of a checkpoint interval of frames,
+// most of its cost: BENCHMARKS.md.) An NF that does not say so gets the frames as read.
+type HeaderReader interface {
+	HeadersOnly() bool
+}
+
 // Verdict is what an NF decides for a packet.
 type Verdict uint8
 

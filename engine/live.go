@@ -124,6 +124,10 @@ type LiveSummary struct {
 	// LogPositions: the log kept the packets' positions in the input (port.Rereader), not
 	// their frames.
 	LogPositions bool
+	// LogShortened counts the batches whose frames the log forgot once the egress wrote
+	// them, keeping their headers (a chain that reads only headers: snf.HeaderReader, from
+	// an input read once); LogTailed those of them whose payloads it kept (replay.LogStats).
+	LogShortened, LogTailed uint64
 	// LendBytes is the memory of the arena the root read packets into to lend their frames to
 	// the units' batches until the egress was done with them (0: it did not lend; see
 	// lender); LendOverflows counts frames read while it was full (given memory of their own).
@@ -761,6 +765,11 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		// The root reads into the log's arena: the log keeps each frame where it was read,
 		// and lends it.
 		l.log.Lend = lend
+		if lend && l.units[0].chain.HeadersOnly() {
+			// Its NFs read only headers: once the egress wrote a batch, the log keeps
+			// its frames' headers only, and reuses their memory while in cache.
+			l.log.HeadersOnly(l.egressed)
+		}
 		arena = l.log.Arena()
 	case lend:
 		// The root reads into the lender's arena, and lends the frames until the egress is
@@ -966,6 +975,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		s.LogMaxBytes, s.LogMaxPackets, s.LogWaits = ls.MaxBytes, ls.MaxPackets, l.logWaits
 		s.LogArenaBytes, s.LogOverflows = ls.Arena.Bytes, ls.Arena.Overflows
 		s.LogPositions = l.src != nil
+		s.LogShortened, s.LogTailed = ls.Shortened, ls.Tailed
 	}
 	if l.lend != nil {
 		as := l.lend.arena.Stats()

@@ -66,6 +66,11 @@ type Log struct {
 	lows   queue.FIFO[lowMark]
 	pushes uint64
 
+	// HeadersOnly (Short): by unit, the highest Seq of a batch the egress wrote; and by
+	// unit, the entries of frames Keep kept whose batch it had not written yet, oldest first.
+	done   []atomic.Uint64
+	flight []queue.FIFO[flightMark]
+
 	// OnTrim, if set, is called with every entry leaving the log (covered by a checkpoint);
 	// it may read the entry's Unit, Seq and Ctl.
 	OnTrim func(e *Entry)
@@ -78,6 +83,13 @@ type Log struct {
 	tickets uint64 // the last ticket given to an entry (newTicket)
 }
 
+// flightMark is an entry of Log.flight: an entry (in its use ticket) of unit's batch seq, and
+// its frames' lowest arena position.
+type flightMark struct {
+	e                *Entry
+	ticket, seq, low uint64
+}
+
 // lowMark is an entry of Log.lows: the entry pushed pushed-th, and its first packet's
 // position in the input.
 type lowMark struct{ pushed, pos uint64 }
@@ -86,8 +98,12 @@ type lowMark struct{ pushed, pos uint64 }
 type LogStats struct {
 	Appended, Trimmed, Refused uint64 // batches
 	Copied                     uint64 // batches whose frames were copied (not kept)
-	MaxBytes, MaxPackets       int    // high-water marks
-	Arena                      packet.ArenaStats
+	// With HeadersOnly: batches whose frames the log forgot once the egress wrote them
+	// (Shortened), and of those, the batches whose payloads it copied first (Tailed: a
+	// unit held some of their packets, they were replayed, or a frame was not lent).
+	Shortened, Tailed    uint64
+	MaxBytes, MaxPackets int // high-water marks
+	Arena                packet.ArenaStats
 }
 
 // Source is an input that can read a frame again (port.Rereader).
@@ -124,6 +140,20 @@ type Entry struct {
 	pos0, posN     uint64
 	lend           bool
 	hoffs          []uint32
+
+	// With HeadersOnly: short (at its first Keep) makes a frame not parsed to its L4 header
+	// save whole; abytes counts its frames' bytes in the arena (in mem until gone); whole
+	// says a frame in the arena is not lent (no headers saved). Once the egress wrote the
+	// batch the entry is gone: its frames in the arena are forgotten, a replay takes the
+	// saved headers and zeroes (HeaderReader) — or its frames' tails past them (tails, at
+	// toffs by packet), copied as it went when a unit held some of its packets for a
+	// handover (held: that use's ticket), it was replayed, or a frame was not lent: their
+	// outputs may not all be written.
+	short, whole, gone, replayed bool
+	abytes                       int
+	held                         atomic.Uint64
+	tails                        []byte
+	toffs                        []uint32
 
 	// An entry is filled lazily (Prepare): made with Src, by the unit once its chain
 	// processed the batch; of frames Keep kept, by the unit before its chain runs (it saves
@@ -193,7 +223,7 @@ const (
 
 // Frame returns the i-th packet's frame as the log holds it: a frame Keep lent may have had
 // its headers rewritten in place since (Original returns it as it was read); nil for a
-// frame left in the input (Src).
+// frame left in the input (Src). (Not once the entry is gone: HeadersOnly.)
 func (e *Entry) Frame(i int) []byte {
 	m := e.Meta(i)
 	switch m.where {
@@ -218,9 +248,16 @@ func (e *Entry) Original(dst []byte, i int) ([]byte, error) {
 		}
 		return e.src.Reread(dst, m.pos, int(m.len))
 	}
-	f := e.Frame(i)
 	dst = append(dst, e.hdrs[m.hoff:m.hoff+uint32(m.hlen)]...)
-	return append(dst, f[m.hlen:]...), nil
+	if m.where == inArena && e.gone {
+		if len(e.toffs) > 0 {
+			return append(dst, e.tails[e.toffs[i]:e.toffs[i+1]]...), nil
+		}
+		// Forgotten once the egress wrote the packet's outputs: the chain reads no
+		// payload (HeaderReader), and the egress drops the outputs again.
+		return append(dst, make([]byte, int(m.len)-int(m.hlen))...), nil
+	}
+	return append(dst, e.Frame(i)[m.hlen:]...), nil
 }
 
 const (
@@ -276,12 +313,16 @@ func (l *Log) Keep(u int, p *packet.Packet) []byte {
 	// core (fillKept).
 	e := l.pending(u)
 	if e.kept == 0 {
-		e.clock0, e.lend = p.Clock, l.Lend
+		e.clock0, e.lend, e.short = p.Clock, l.Lend, l.done != nil
 	}
 	e.kept++
 	e.clockN = p.Clock
+	arena := false
 	if pos, ok := p.ArenaPos(); ok {
-		e.mem += (len(p.Data) + 63) &^ 63
+		n := (len(p.Data) + 63) &^ 63
+		e.mem += n
+		e.abytes += n
+		arena = true
 		e.low = min(e.low, pos)
 		l.keptEnd = max(l.keptEnd, pos+uint64(len(p.Data)))
 		p.Pos = pos // (the batch's packet takes it along)
@@ -302,13 +343,19 @@ func (l *Log) Keep(u int, p *packet.Packet) []byte {
 		e.mem += w
 		return p.Data
 	}
+	e.whole = e.whole || arena
 	return nil // not lent: the batch takes a copy (Lend off, long headers, or not in the arena)
 }
 
 // lends reports whether e's kept packet p (its Pos Keep's) is lent, and its headers'
-// length: Keep and fillKept decide alike (the entry's Lend, the same parse).
+// length: Keep and fillKept decide alike (the entry's Lend, the same parse). With
+// HeadersOnly, the headers saved are also all a replay gives the chain once the entry is
+// gone: a frame not parsed to its L4 header (an NF may read any of it) is saved whole.
 func (e *Entry) lends(p *packet.Packet) (w int, ok bool) {
 	w = p.Rewritable()
+	if e.short && p.Flags&packet.HasL4 == 0 {
+		w = len(p.Data)
+	}
 	return w, e.lend && p.Pos&ownPos == 0 && w <= MaxHeader
 }
 
@@ -331,6 +378,10 @@ func (e *Entry) Prepare(b *unit.Batch) {
 		}
 	}
 }
+
+// Held records that the unit holds packets of batch b for a handover (unit.Preparer): they
+// leave after b went to the egress, so the log keeps b's payloads (HeadersOnly).
+func (e *Entry) Held(b *unit.Batch) { e.held.Store(b.LogTicket) }
 
 // ready makes sure a lazy entry is filled (the log's goroutine, before it reads the entry's
 // packets): it fills it from its batch if no unit started to, else waits for the unit to
@@ -530,8 +581,12 @@ func (l *Log) LowSince(unit int, pos uint64) uint64 {
 // release frees the arena below the frames the log still holds (the arena's OnNeed).
 func (l *Log) release() {
 	low := min(l.keptEnd, l.hold)
-	for i := range l.q.Len() {
-		low = min(low, (*l.q.At(i)).low)
+	if l.done != nil {
+		low = min(low, l.inFlight())
+	} else {
+		for i := range l.q.Len() {
+			low = min(low, (*l.q.At(i)).low)
+		}
 	}
 	for _, e := range l.pend {
 		if e != nil {
@@ -539,6 +594,68 @@ func (l *Log) release() {
 		}
 	}
 	l.arena.Free(low)
+}
+
+// HeadersOnly makes the log forget the frames Keep kept once the egress wrote their batch
+// (done: by unit, the highest Seq of a batch it wrote, which the engine's egress stores),
+// and keep their headers only (Entry.Original), for a chain whose NFs read nothing else
+// (snf.HeaderReader): the arena then holds the frames in flight, not a checkpoint
+// interval's, and reuses their memory while it is still in cache. The payloads of a batch
+// whose outputs may not all have been written when the egress wrote it — a unit held some of
+// its packets for a handover (Entry.Held), it was replayed, or a frame was not lent — are
+// copied before the frames are forgotten. Call it before the first Keep, with Lend on.
+func (l *Log) HeadersOnly(done []atomic.Uint64) {
+	l.done, l.flight = done, make([]queue.FIFO[flightMark], len(l.covered))
+}
+
+// inFlight forgets the frames of the entries whose batch the egress wrote (shorten), and
+// returns the lowest arena position of the others' (HeadersOnly). A unit's batches borrow
+// frames in the order the root read them: the front of its queue has its lowest.
+func (l *Log) inFlight() uint64 {
+	low := noPos
+	for u := range l.flight {
+		q := &l.flight[u]
+		done := l.done[u].Load()
+		for q.Len() > 0 && q.Front().seq <= done && l.shorten(q.Front()) {
+			q.Drop()
+		}
+		if q.Len() > 0 {
+			low = min(low, q.Front().low)
+		}
+	}
+	return low
+}
+
+// shorten forgets the frames of m's entry, whose batch the egress wrote, copying their
+// payloads first when a replay may need them (Entry.gone), and reports whether it did — not
+// while the entry is not filled (a batch reaches the egress only once its entry is: its
+// unit filled it before its chain ran, or a replay did; the frames stay if not).
+func (l *Log) shorten(m *flightMark) bool {
+	e := m.e
+	if e.ticket != m.ticket {
+		return true // it left the log since: nothing replays it
+	}
+	if e.st.Load() != e.ticket<<2|2 {
+		return false
+	}
+	if e.whole || e.replayed || e.held.Load() == e.ticket {
+		n := e.Len()
+		e.toffs = slices.Grow(e.toffs[:0], n+1)[:n+1]
+		for i := range n {
+			e.toffs[i] = uint32(len(e.tails))
+			if m := e.Meta(i); m.where == inArena {
+				e.tails = append(e.tails, e.arena.Frame(m.pos, int(m.len))[m.hlen:]...)
+			}
+		}
+		e.toffs[n] = uint32(len(e.tails))
+		l.stats.Tailed++
+	}
+	e.gone = true
+	d := len(e.tails) - e.abytes
+	e.mem += d
+	l.bytes += d
+	l.stats.Shortened++
+	return true
 }
 
 // buf returns a free buffer for a copied frame.
@@ -629,6 +746,9 @@ func (l *Log) push(e *Entry, b *unit.Batch) {
 	e.Ctl = append(e.Ctl[:0], b.Ctl...)
 	l.q.Push(e)
 	e.n = b.N
+	if l.done != nil && e.kept > 0 && e.low != noPos {
+		l.flight[b.Unit].Push(flightMark{e, e.ticket, b.Seq, e.low})
+	}
 	if l.Src != nil && b.N > 0 {
 		// A unit's packets go into its batches in the order they were read, so a batch's
 		// first packet is its lowest position; entries of different units interleave.
@@ -661,7 +781,9 @@ func (l *Log) alloc() *Entry {
 	// used, for frames copied or kept but not compact.)
 	e.at = make([]atMeta, 0, 64)
 	if l.Src == nil {
-		e.hoffs = make([]uint32, 0, 65)
+		// (And the headers of 64 frames: grown in the unit's fill, they would be grown
+		// again by every entry made as the log grows to its peak, hundreds a run.)
+		e.hoffs, e.hdrs = make([]uint32, 0, 65), make([]byte, 0, 64*80)
 	}
 	return e
 }
@@ -677,6 +799,7 @@ func (l *Log) recycle(e *Entry) {
 	}
 	e.pkts, e.at, e.Ctl, e.mem, e.low, e.own, e.hdrs = e.pkts[:0], e.at[:0], e.Ctl[:0], 0, noPos, e.own[:0], e.hdrs[:0]
 	e.lazy, e.batch, e.pushed, e.kept, e.hoffs = false, nil, 0, 0, e.hoffs[:0]
+	e.short, e.whole, e.gone, e.replayed, e.abytes, e.tails, e.toffs = false, false, false, false, 0, e.tails[:0], e.toffs[:0]
 	l.newTicket(e) // (a unit still holding e's batch — one that failed — has the old one)
 	l.free = append(l.free, e)
 }
@@ -751,6 +874,7 @@ func (l *Log) Since(unit int, pos uint64, fn func(e *Entry)) {
 	for i := range l.q.Len() {
 		if e := *l.q.At(i); e.Unit == unit && e.Seq > pos {
 			e.ready()
+			e.replayed = true // (its payloads are kept once the egress wrote it: HeadersOnly)
 			fn(e)
 		}
 	}

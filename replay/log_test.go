@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -959,5 +960,170 @@ func TestLogKeepRace(t *testing.T) {
 			}
 		}
 		l.Covered(0, uint64(round+1))
+	}
+}
+
+// keepBatch reads frames into l's arena as the root does and sends them as unit u's batch
+// seq: Keep, the batch borrows what is lent, Append. It returns the batch and the packets
+// read (whose frames the arena holds).
+func keepBatch(t *testing.T, l *Log, u int, seq uint64, frames [][]byte) (*unit.Batch, []packet.Packet) {
+	t.Helper()
+	in := make([]packet.Packet, len(frames))
+	b := unit.NewBatch(len(frames), nil)
+	b.Unit, b.Seq = u, seq
+	for i, f := range frames {
+		clockNext++
+		in[i].UseArena(l.Arena())
+		in[i].SetData(f, int64(clockNext)*1000, 0)
+		in[i].Clock, in[i].Flow = clockNext, uint64(u)
+		if d := l.Keep(u, &in[i]); d != nil {
+			b.Pkts[i].Borrow(&in[i], d)
+		} else {
+			b.Pkts[i].CopyFrom(&in[i])
+		}
+		b.N++
+	}
+	if !l.Append(b) {
+		t.Fatalf("batch %d of unit %d refused", seq, u)
+	}
+	return b, in
+}
+
+// TestLogHeadersOnly: with HeadersOnly, once the egress wrote a batch the log forgets its
+// frames: a replay gets the headers saved and the payloads zeroed (the frame whole when it
+// was not parsed to its L4 header) — or, when a unit held packets of the batch or it was
+// replayed, the frames as read; the arena's memory is reused while batches are in flight
+// only; what the log counts is what it holds.
+func TestLogHeadersOnly(t *testing.T) {
+	a, d := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.9.9.9")
+	payload := bytes.Repeat([]byte("payload!"), 80)
+	udp := pkttest.UDP(a, d, 1000, 53, payload)
+	nonIP := append(bytes.Repeat([]byte{0xff}, 12), 0x08, 0x06) // ARP's EtherType
+	nonIP = append(nonIP, payload[:100]...)
+	truncated := udp[:14+20+4] // IPv4, half a UDP header: not parsed to L4
+	frames := [][]byte{udp, nonIP, truncated, pkttest.TCP(a, d, 5, 80, "PA", payload)}
+	zeroed := func(i int) []byte { // what a replay gives frame i once forgotten
+		f := frames[i]
+		var p packet.Packet
+		p.SetData(f, 0, 0)
+		if p.Flags&packet.HasL4 == 0 {
+			return f
+		}
+		w := p.Rewritable()
+		return append(append([]byte(nil), f[:w]...), make([]byte, len(f)-w)...)
+	}
+
+	for _, c := range []string{"written", "held", "replayed", "held before", "not written"} {
+		t.Run(c, func(t *testing.T) {
+			done := make([]atomic.Uint64, 2)
+			l := NewLog(1<<20, 1000, 2)
+			l.HeadersOnly(done)
+			if c == "held before" { // a unit held packets of an earlier use of the entry
+				b, _ := keepBatch(t, l, 1, 1, frames)
+				b.Log.Prepare(b)
+				b.Log.Held(b)
+				l.Covered(1, 1)
+				done[1].Store(1)
+				l.release()
+			}
+			b, _ := keepBatch(t, l, 0, 1, frames)
+			b.Log.Prepare(b) // the unit, before its chain
+			for i := range b.N {
+				b.Pkts[i].SetSrcPort(4242) // its chain rewrites the lent frames
+			}
+			switch c {
+			case "held":
+				b.Log.Held(b)
+			case "replayed":
+				l.Since(0, 0, func(*Entry) {})
+			}
+			if c != "not written" {
+				done[0].Store(1) // the egress wrote it
+			}
+			l.release()
+			var e *Entry
+			l.Since(0, 0, func(x *Entry) { e = x })
+			r := unit.NewBatch(1, nil)
+			if err := e.Fill(r); err != nil {
+				t.Fatal(err)
+			}
+			st := l.Stats()
+			tailed := c == "held" || c == "replayed"
+			gone := c != "not written"
+			if e.gone != gone || (st.Shortened > 0) != gone || (st.Tailed > 0) != (tailed && gone) {
+				t.Fatalf("gone %v, stats %+v: want gone %v, tails kept %v", e.gone, st, gone, tailed)
+			}
+			for i := range frames {
+				want := frames[i]
+				if gone && !tailed {
+					want = zeroed(i)
+				}
+				if !bytes.Equal(r.Pkts[i].Data, want) {
+					t.Errorf("frame %d replayed as %x, want %x", i, r.Pkts[i].Data, want)
+				}
+			}
+			held := len(e.hdrs) + len(e.tails) // what the log counts is what it holds
+			if !gone {
+				held += e.abytes
+			}
+			if l.Bytes() != held {
+				t.Errorf("the log counts %d bytes, holds %d", l.Bytes(), held)
+			}
+		})
+	}
+
+	// The arena holds the batches in flight only: 2,000 batches of 64 frames of ~700 bytes
+	// read through an arena that stays at a few blocks while the log keeps 100 batches
+	// (checkpoints cover the older ones) — without HeadersOnly it holds those 100 batches'
+	// frames, 5 MB; and the log allocates nothing once warm.
+	for _, short := range []bool{true, false} {
+		done := make([]atomic.Uint64, 1)
+		l := NewLog(1<<30, 1<<30, 1)
+		if short {
+			l.HeadersOnly(done)
+		}
+		in := make([]packet.Packet, 64)
+		b := unit.NewBatch(len(in), nil)
+		seq := uint64(0)
+		step := func() {
+			seq++
+			b.Reset()
+			b.Unit, b.Seq = 0, seq
+			for i := range in {
+				in[i].UseArena(l.Arena())
+				in[i].SetData(frames[0], int64(seq), 0)
+				in[i].Clock = seq*64 + uint64(i)
+				if f := l.Keep(0, &in[i]); f != nil {
+					b.Pkts[i].Borrow(&in[i], f)
+				} else {
+					b.Pkts[i].CopyFrom(&in[i])
+				}
+				b.N++
+			}
+			if !l.Append(b) {
+				t.Fatal("refused")
+			}
+			b.Log.Prepare(b)
+			if seq > 4 {
+				done[0].Store(seq - 4) // four batches in flight
+			}
+			if seq > 100 {
+				l.Covered(0, seq-100)
+			}
+		}
+		for range 2000 {
+			step()
+		}
+		st := l.Stats()
+		t.Logf("HeadersOnly %v: %d arena blocks, %d batches shortened, %d bytes held", short, st.Arena.Blocks, st.Shortened, l.Bytes())
+		if blocks := st.Arena.Blocks; short != (blocks <= 8) || short != (st.Shortened >= 1990) {
+			t.Errorf("HeadersOnly %v: %d arena blocks, %d batches shortened", short, blocks, st.Shortened)
+		}
+		if short && l.Bytes() > 100*64*128 {
+			t.Errorf("the log counts %d bytes for 6,400 frames' headers", l.Bytes())
+		}
+		if a := testing.AllocsPerRun(500, step); short && a != 0 {
+			t.Errorf("%.1f allocations per batch", a)
+		}
 	}
 }

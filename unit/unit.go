@@ -93,6 +93,10 @@ type Batch struct {
 // Preparer is a packet log's entry for a batch (Batch.Log).
 type Preparer interface {
 	Prepare(b *Batch)
+	// Held tells the entry that the unit holds packets of the batch for a handover: they
+	// leave in a later batch, after the batch itself went to the egress (a log that forgets
+	// a frame's payload once the egress wrote its batch keeps theirs).
+	Held(b *Batch)
 }
 
 // NewBatch returns a batch for up to n packets that returns to home when written.
@@ -490,6 +494,9 @@ func (u *Unit) process(b *Batch) {
 				sg := pe.segs[len(pe.segs)-1]
 				sg.held = append(sg.held, packet.Packet{})
 				sg.held[len(sg.held)-1].CopyFrom(p)
+				if b.Log != nil {
+					b.Log.Held(b)
+				}
 				sg.stamps = append(sg.stamps, b.Stamp)
 				u.stats.Held++
 			}

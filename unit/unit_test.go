@@ -1402,6 +1402,8 @@ type orderLog struct {
 	prepared int
 }
 
+func (o *orderLog) Held(*unit.Batch) {}
+
 func (o *orderLog) Prepare(*unit.Batch) {
 	o.prepared++
 	o.in = o.chain.Stats().In

@@ -59,6 +59,8 @@ func printLiveSummary(w io.Writer, inName string, spec *snf.ChainSpec, pol strin
 		held := fmt.Sprintf("%d bytes (arena %d bytes, %d frames past it)", s.LogMaxBytes, s.LogArenaBytes, s.LogOverflows)
 		if s.LogPositions {
 			held = "their positions in the input (read again to replay)"
+		} else if s.LogShortened > 0 {
+			held += fmt.Sprintf("; headers only for %d batches once written (%d with payloads kept)", s.LogShortened, s.LogTailed)
 		}
 		fmt.Fprintf(w, "recovery  %d units failed and replaced, %d packets replayed (billed once), %d duplicate outputs, %d states, %d alerts dropped; failure to first replayed batch out p50 %s p99 %s; packet log peak %d packets, %s, %d waits for room\n",
 			s.Failures, s.Replayed, s.Duplicates, s.StateDuplicates, s.AlertDuplicates, s.RecoveryTime.P50, s.RecoveryTime.P99, s.LogMaxPackets, held, s.LogWaits)

@@ -285,6 +285,9 @@ func New(env *snf.Env, cfg *Config) (snf.NF, error) {
 	return f, nil
 }
 
+// HeadersOnly implements snf.HeaderReader: Firewall reads only packets' headers.
+func (f *Firewall) HeadersOnly() bool { return true }
+
 // Process implements snf.NF.
 func (f *Firewall) Process(ctx *snf.Context, p *packet.Packet) snf.Verdict {
 	c := f.conns.GetOrCreate(ctx)

@@ -355,6 +355,9 @@ func (l *LB) forService(p *packet.Packet) bool {
 	return !l.vipSet || p.Key.V6 == l.vip6 && p.Key.Dst == l.vip
 }
 
+// HeadersOnly implements snf.HeaderReader: LB reads only packets' headers.
+func (l *LB) HeadersOnly() bool { return true }
+
 // Process implements snf.NF.
 func (l *LB) Process(ctx *snf.Context, p *packet.Packet) snf.Verdict {
 	if !p.IP() {

@@ -218,6 +218,9 @@ func (m *Monitor) cell(h uint64, r int) int {
 	return r*int(m.width) + int(col)
 }
 
+// HeadersOnly implements snf.HeaderReader: Monitor reads only packets' headers.
+func (m *Monitor) HeadersOnly() bool { return true }
+
 // Process implements snf.NF.
 func (m *Monitor) Process(ctx *snf.Context, p *packet.Packet) snf.Verdict {
 	st := m.flows.GetOrCreate(ctx)

@@ -197,6 +197,9 @@ func (n *NAT) isInside(b []byte) bool {
 	return false
 }
 
+// HeadersOnly implements snf.HeaderReader: NAT reads only packets' headers.
+func (n *NAT) HeadersOnly() bool { return true }
+
 // Process implements snf.NF.
 func (n *NAT) Process(ctx *snf.Context, p *packet.Packet) snf.Verdict {
 	if !p.IP() {

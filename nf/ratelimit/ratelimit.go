@@ -230,6 +230,9 @@ func (r *RateLimit) source(p *packet.Packet) (k srcKey, ok bool) {
 	return k, false
 }
 
+// HeadersOnly implements snf.HeaderReader: RateLimit reads only packets' headers.
+func (r *RateLimit) HeadersOnly() bool { return true }
+
 // Process implements snf.NF.
 func (r *RateLimit) Process(ctx *snf.Context, p *packet.Packet) snf.Verdict {
 	k, ok := r.source(p)

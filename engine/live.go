@@ -239,20 +239,22 @@ type live struct {
 	failAt     []atomic.Int64  // by slot: Unix ns of a failure whose replay has not reached the egress yet
 	replaced   []atomic.Bool   // by slot: a unit of it failed (its outputs may repeat: the egress checks them)
 	egressed   []atomic.Uint64 // by slot: the highest Seq the egress is done with (its frames read)
-	zombies    []zombie        // failed units that may still rewrite frames lent to them
-	src        port.Rereader   // the input, when the log keeps positions in it (packet.Packet.Pos)
-	lastPos    uint64          // with src: the Pos of the last packet read (if posSeen)
-	posSeen    bool            // with src: a packet was read
-	rel        port.Releaser   // src, if it keeps what reads its frames again until released
-	released   uint64          // with rel: the position below which its frames were released
-	lend       *lender         // nil: the root copies packets into batches, or the log lends
-	faults     []Fault
-	oldChains  []*snf.Chain
-	failures   uint64
-	replayed   uint64
-	logWaits   uint64
-	recTimes   durations // recoveries with nothing to replay
-	head       struct {  // the log's head: its unit and that unit's covered position, since when
+	// egressTaken counts the batches the egress is done with, whatever their unit (zombie).
+	egressTaken atomic.Uint64
+	zombies     []zombie      // failed units that may still rewrite frames lent to them
+	src         port.Rereader // the input, when the log keeps positions in it (packet.Packet.Pos)
+	lastPos     uint64        // with src: the Pos of the last packet read (if posSeen)
+	posSeen     bool          // with src: a packet was read
+	rel         port.Releaser // src, if it keeps what reads its frames again until released
+	released    uint64        // with rel: the position below which its frames were released
+	lend        *lender       // nil: the root copies packets into batches, or the log lends
+	faults      []Fault
+	oldChains   []*snf.Chain
+	failures    uint64
+	replayed    uint64
+	logWaits    uint64
+	recTimes    durations // recoveries with nothing to replay
+	head        struct {  // the log's head: its unit and that unit's covered position, since when
 		unit  int
 		cov   uint64
 		since time.Time
@@ -735,7 +737,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		MaxFlows: cfg.MaxFlows, Timeouts: l.units[0].chain.FlowTimeouts(),
 		ByInitiator: len(l.units[0].chain.Scopes()) > 0, MaxFlowRate: cfg.Target * cfg.Capacity})
 
-	eg := &egress{out: cfg.Out, failAt: l.failAt, replaced: l.replaced, done: l.egressed, order: newFlowOrder(1 << 16)}
+	eg := &egress{out: cfg.Out, failAt: l.failAt, replaced: l.replaced, done: l.egressed, taken: &l.egressTaken, order: newFlowOrder(1 << 16)}
 	if cfg.Recovery {
 		eg.dedupOn(cfg.LogPackets + n*batchesPerUnit*cfg.Batch)
 	}
@@ -1041,6 +1043,7 @@ type egress struct {
 	failAt   []atomic.Int64
 	replaced []atomic.Bool   // by slot (live.replaced)
 	done     []atomic.Uint64 // by slot: the highest Seq of a batch written (live.egressed)
+	taken    *atomic.Uint64  // the batches it is done with (live.egressTaken)
 	recTimes durations
 	fresh    []bool // scratch: per output of a batch, not seen before
 }
@@ -1198,6 +1201,9 @@ func (e *egress) run(in chan *unit.Batch) error {
 			// Done with b's frames (the outputs of packets written before, dropped above,
 			// were not read): the log, or the lender, may reuse memory it lent b.
 			e.done[b.Unit].Store(b.Seq)
+		}
+		if e.taken != nil {
+			e.taken.Add(1) // (after b's frames were read: zombie)
 		}
 		select {
 		case b.Home <- b:

@@ -263,7 +263,7 @@ func (l *live) waitRoom() error {
 // A batch leaves the log once its unit's durable checkpoints cover it and the egress is done
 // with it: the frames the log lent it are read until then (the unit rewrites them, the
 // egress writes them out). Frames lent to a failed unit are held until it ended and the
-// egress is done with every batch it had (zombie).
+// egress is done with every batch it sent (zombie).
 func (l *live) updateCovered() {
 	for u, w := range l.writers {
 		// (The egress's mark, on a cache line it writes per batch, is read only when the
@@ -276,7 +276,15 @@ func (l *live) updateCovered() {
 		hold := ^uint64(0)
 		k := 0
 		for _, z := range l.zombies {
-			if z.lu.ended.Load() && l.egressed[z.slot].Load() >= z.sent {
+			if z.lu.ended.Load() && z.drain == 0 {
+				// Its last batches may wait in the egress's queue still, borrowing the
+				// frames: they are written once the egress took as many more batches as
+				// the queue holds now (and the one it may be writing). (The queue's
+				// length first: batches queued meanwhile only raise the mark.)
+				q := uint64(len(l.egress))
+				z.drain = l.egressTaken.Load() + q + 1
+			}
+			if z.drain != 0 && l.egressTaken.Load() >= z.drain && l.egressed[z.slot].Load() >= z.sent {
 				continue
 			}
 			l.zombies[k] = z
@@ -293,13 +301,16 @@ func (l *live) updateCovered() {
 
 // zombie is a failed unit that may still rewrite frames the log lent it: one stalled in the
 // middle of a batch goes on with it when it wakes (its outputs are then dropped at the
-// egress as duplicates of its replacement's). Its frames — from low on in the log's arena —
-// are held until it ended and the egress is done with every batch sent to it (Seq ≤ sent).
+// egress as duplicates of its replacement's, or written first). Its frames — from low on in
+// the log's arena — are held until it ended, the egress is done with every batch it sent
+// (drain: the egress's count of batches taken that says so; 0 until it ended) and with
+// every batch of its slot up to the last sent to it (Seq ≤ sent).
 type zombie struct {
-	lu   *liveUnit
-	slot int
-	sent uint64
-	low  uint64
+	lu    *liveUnit
+	slot  int
+	sent  uint64
+	low   uint64
+	drain uint64
 }
 
 // nudgeHead asks the unit whose batch holds the log's head for a checkpoint when its

@@ -33,8 +33,10 @@ import (
 // packets went into. The root writes nothing else per packet: the unit fills the entry —
 // the packets' metadata and that copy of their headers — before its chain runs
 // (Entry.Prepare; unit.Batch.LogFirst), on its core. The arena's memory is freed as entries
-// leave the log (Covered) and nothing holds it (Hold), and reused while it is still in
-// cache. (A batch whose packets were not kept is copied.)
+// leave the log (Covered) and nothing holds it (Hold) — for a chain whose NFs read only
+// headers, as soon as the egress wrote the batch (HeadersOnly: the log then keeps the
+// headers) — and reused while it is still in cache. (A batch whose packets were not kept is
+// copied.)
 //
 // The log is bounded (bytes of frames, and packets): Append refuses a batch that does not
 // fit, and the engine then waits (back-pressure) and asks the units whose batches hold the
@@ -68,8 +70,9 @@ type Log struct {
 
 	// HeadersOnly (Short): by unit, the highest Seq of a batch the egress wrote; and by
 	// unit, the entries of frames Keep kept whose batch it had not written yet, oldest first.
-	done   []atomic.Uint64
-	flight []queue.FIFO[flightMark]
+	done     []atomic.Uint64
+	flight   []queue.FIFO[flightMark]
+	tailBufs [][]byte // free buffers for payloads kept (Entry.tails; length 0)
 
 	// OnTrim, if set, is called with every entry leaving the log (covered by a checkpoint);
 	// it may read the entry's Unit, Seq and Ctl.
@@ -304,7 +307,8 @@ func (l *Log) Arena() *packet.Arena { return l.arena }
 // having saved a copy of the headers the rewrites may change (packet.Packet.Rewritable)
 // into the entry before its chain ran (Prepare), from which a replay restores the frame as
 // read (Entry.Original). The frame's memory stays the frame's until its entry leaves the
-// log, and past that as long as Hold says. Keep sets p's Pos to where the log holds its
+// log (with HeadersOnly, until the egress wrote its batch), and past that as long as Hold
+// says. Keep sets p's Pos to where the log holds its
 // frame: the batch's packet must be made from p after Keep (Borrow, CopyFrom), and take it
 // to the unit, which fills the entry from it. (Not with Src: Pos is then the input's.)
 func (l *Log) Keep(u int, p *packet.Packet) []byte {
@@ -381,7 +385,12 @@ func (e *Entry) Prepare(b *unit.Batch) {
 
 // Held records that the unit holds packets of batch b for a handover (unit.Preparer): they
 // leave after b went to the egress, so the log keeps b's payloads (HeadersOnly).
-func (e *Entry) Held(b *unit.Batch) { e.held.Store(b.LogTicket) }
+// Tickets only grow: a failed unit's late call for an earlier use of the entry does not undo
+// a later use's.
+func (e *Entry) Held(b *unit.Batch) {
+	for t := e.held.Load(); t < b.LogTicket && !e.held.CompareAndSwap(t, b.LogTicket); t = e.held.Load() {
+	}
+}
 
 // ready makes sure a lazy entry is filled (the log's goroutine, before it reads the entry's
 // packets): it fills it from its batch if no unit started to, else waits for the unit to
@@ -608,6 +617,11 @@ func (l *Log) HeadersOnly(done []atomic.Uint64) {
 	l.done, l.flight = done, make([]queue.FIFO[flightMark], len(l.covered))
 }
 
+// maxTailBufs bounds the free buffers of payloads kept (HeadersOnly) the log keeps for reuse:
+// the others go to the garbage collector (payloads are kept for a few batches, those held
+// for handovers or replayed; the log counts a buffer's capacity while an entry holds it).
+const maxTailBufs = 64
+
 // inFlight forgets the frames of the entries whose batch the egress wrote (shorten), and
 // returns the lowest arena position of the others' (HeadersOnly). A unit's batches borrow
 // frames in the order the root read them: the front of its queue has its lowest.
@@ -641,6 +655,9 @@ func (l *Log) shorten(m *flightMark) bool {
 	if e.whole || e.replayed || e.held.Load() == e.ticket {
 		n := e.Len()
 		e.toffs = slices.Grow(e.toffs[:0], n+1)[:n+1]
+		if k := len(l.tailBufs); k > 0 {
+			e.tails, l.tailBufs = l.tailBufs[k-1], l.tailBufs[:k-1]
+		}
 		for i := range n {
 			e.toffs[i] = uint32(len(e.tails))
 			if m := e.Meta(i); m.where == inArena {
@@ -651,7 +668,7 @@ func (l *Log) shorten(m *flightMark) bool {
 		l.stats.Tailed++
 	}
 	e.gone = true
-	d := len(e.tails) - e.abytes
+	d := cap(e.tails) - e.abytes
 	e.mem += d
 	l.bytes += d
 	l.stats.Shortened++
@@ -726,12 +743,23 @@ func (l *Log) entry(b *unit.Batch) *Entry {
 func (l *Log) Append(b *unit.Batch) bool { return l.appendEntry(l.entry(b), b) }
 
 func (l *Log) appendEntry(e *Entry, b *unit.Batch) bool {
-	if l.q.Len() > 0 && (l.bytes+e.mem > l.maxBytes || l.packets+b.N > l.maxPackets) {
+	if l.q.Len() > 0 && !l.fits(e, b) {
 		l.stats.Refused++
 		return false
 	}
 	l.push(e, b)
 	return true
+}
+
+// fits reports whether e, of batch b, fits in the bounds — after forgetting the frames of
+// the batches the egress wrote (HeadersOnly), if it does not otherwise: the arena does so only
+// when it needs memory.
+func (l *Log) fits(e *Entry, b *unit.Batch) bool {
+	in := func() bool { return l.bytes+e.mem <= l.maxBytes && l.packets+b.N <= l.maxPackets }
+	if !in() && l.done != nil {
+		l.inFlight()
+	}
+	return in()
 }
 
 // Force logs b even beyond the bounds (Over then reports it). The engine logs a refused
@@ -799,7 +827,10 @@ func (l *Log) recycle(e *Entry) {
 	}
 	e.pkts, e.at, e.Ctl, e.mem, e.low, e.own, e.hdrs = e.pkts[:0], e.at[:0], e.Ctl[:0], 0, noPos, e.own[:0], e.hdrs[:0]
 	e.lazy, e.batch, e.pushed, e.kept, e.hoffs = false, nil, 0, 0, e.hoffs[:0]
-	e.short, e.whole, e.gone, e.replayed, e.abytes, e.tails, e.toffs = false, false, false, false, 0, e.tails[:0], e.toffs[:0]
+	if cap(e.tails) > 0 && len(l.tailBufs) < maxTailBufs {
+		l.tailBufs = append(l.tailBufs, e.tails[:0])
+	}
+	e.short, e.whole, e.gone, e.replayed, e.abytes, e.tails, e.toffs = false, false, false, false, 0, nil, e.toffs[:0]
 	l.newTicket(e) // (a unit still holding e's batch — one that failed — has the old one)
 	l.free = append(l.free, e)
 }
@@ -854,7 +885,11 @@ func (l *Log) LowPos() uint64 {
 
 // Over reports whether the log holds more than its bounds (after Force).
 func (l *Log) Over() bool {
-	return l.q.Len() > 1 && (l.bytes > l.maxBytes || l.packets > l.maxPackets)
+	over := func() bool { return l.q.Len() > 1 && (l.bytes > l.maxBytes || l.packets > l.maxPackets) }
+	if over() && l.done != nil {
+		l.inFlight() // (see fits)
+	}
+	return over()
 }
 
 // CoveredAt returns the position unit's checkpoints are known to cover (Covered).

@@ -1013,20 +1013,27 @@ func TestLogHeadersOnly(t *testing.T) {
 		return append(append([]byte(nil), f[:w]...), make([]byte, len(f)-w)...)
 	}
 
-	for _, c := range []string{"written", "held", "replayed", "held before", "not written"} {
+	const late = "held, and late for an earlier use" // (a failed unit's call, after a new use's)
+	for _, c := range []string{"written", "held", "replayed", "held before", late, "not written"} {
 		t.Run(c, func(t *testing.T) {
 			done := make([]atomic.Uint64, 2)
 			l := NewLog(1<<20, 1000, 2)
 			l.HeadersOnly(done)
-			if c == "held before" { // a unit held packets of an earlier use of the entry
-				b, _ := keepBatch(t, l, 1, 1, frames)
-				b.Log.Prepare(b)
-				b.Log.Held(b)
+			var old *unit.Batch
+			if c == "held before" || c == late { // an earlier use of the entry, trimmed
+				old, _ = keepBatch(t, l, 1, 1, frames)
+				old.Log.Prepare(old)
+				if c == "held before" {
+					old.Log.Held(old) // (a unit held packets of it)
+				}
 				l.Covered(1, 1)
 				done[1].Store(1)
 				l.release()
 			}
 			b, _ := keepBatch(t, l, 0, 1, frames)
+			if old != nil && old.Log != b.Log {
+				t.Fatal("the entry was not reused")
+			}
 			b.Log.Prepare(b) // the unit, before its chain
 			for i := range b.N {
 				b.Pkts[i].SetSrcPort(4242) // its chain rewrites the lent frames
@@ -1034,6 +1041,9 @@ func TestLogHeadersOnly(t *testing.T) {
 			switch c {
 			case "held":
 				b.Log.Held(b)
+			case late:
+				b.Log.Held(b)
+				old.Log.Held(old)
 			case "replayed":
 				l.Since(0, 0, func(*Entry) {})
 			}
@@ -1048,7 +1058,7 @@ func TestLogHeadersOnly(t *testing.T) {
 				t.Fatal(err)
 			}
 			st := l.Stats()
-			tailed := c == "held" || c == "replayed"
+			tailed := c == "held" || c == "replayed" || c == late
 			gone := c != "not written"
 			if e.gone != gone || (st.Shortened > 0) != gone || (st.Tailed > 0) != (tailed && gone) {
 				t.Fatalf("gone %v, stats %+v: want gone %v, tails kept %v", e.gone, st, gone, tailed)
@@ -1062,7 +1072,7 @@ func TestLogHeadersOnly(t *testing.T) {
 					t.Errorf("frame %d replayed as %x, want %x", i, r.Pkts[i].Data, want)
 				}
 			}
-			held := len(e.hdrs) + len(e.tails) // what the log counts is what it holds
+			held := len(e.hdrs) + cap(e.tails) // what the log counts is what it holds
 			if !gone {
 				held += e.abytes
 			}
@@ -1070,6 +1080,21 @@ func TestLogHeadersOnly(t *testing.T) {
 				t.Errorf("the log counts %d bytes, holds %d", l.Bytes(), held)
 			}
 		})
+	}
+
+	// The bound counts the frames until the egress wrote their batch, the headers after: a
+	// log bounded at 40 KB (a hundred batches' headers; their frames take 170) takes them
+	// all once written, without waiting for the arena to need memory (which forgets them too).
+	done := make([]atomic.Uint64, 1)
+	l := NewLog(40<<10, 1<<20, 1)
+	l.HeadersOnly(done)
+	for seq := uint64(1); seq <= 100; seq++ {
+		b, _ := keepBatch(t, l, 0, seq, frames) // (fails when refused)
+		b.Log.Prepare(b)
+		done[0].Store(seq)
+	}
+	if st := l.Stats(); st.Arena.Blocks != 1 || st.Refused != 0 || l.Len() != 100 {
+		t.Errorf("%+v, %d batches logged: want 100 in one block, none refused", st, l.Len())
 	}
 
 	// The arena holds the batches in flight only: 2,000 batches of 64 frames of ~700 bytes

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -418,7 +419,10 @@ func TestLogIdleUnit(t *testing.T) {
 //     input (packet.Packet.Pos), and whose metadata the batch's path then takes into
 //     the log as a unit does (Entry.Prepare: in the path, not the root's stage), and
 //     checkpoints as on (an input that can be read again: memory, a capture file); the
-//     frames are lent as in off.
+//     frames are lent as in off;
+//   - hdr: as on, the log keeping headers only once the egress wrote a batch
+//     (replay.Log.HeadersOnly: nat and firewall read only headers) — here once the chain
+//     processed it.
 //
 // It reports the root's stage per packet (read, copy or lend, log: the serial stage of the
 // pipeline, which bounds its throughput) and the whole path per batch, median and p99, for
@@ -442,7 +446,7 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	const modes = 3
+	const modes = 4
 	var chains [modes]*snf.Chain
 	open := func() {
 		for k := range chains {
@@ -455,8 +459,10 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 		}
 	}
 	open()
-	logs := [modes]*replay.Log{nil, replay.NewLog(64<<20, 1<<18, 1), replay.NewLog(64<<20, 1<<18, 1)}
+	logs := [modes]*replay.Log{nil, replay.NewLog(64<<20, 1<<18, 1), replay.NewLog(64<<20, 1<<18, 1), replay.NewLog(64<<20, 1<<18, 1)}
 	logs[2].Src = mem.NewReader(frames)
+	written := make([]atomic.Uint64, 1) // (hdr: the egress's mark)
+	logs[3].HeadersOnly(written)
 	// The lender's arenas (off, pos): the engine reuses a frame's memory once the egress is
 	// done with its batch; here, at the next batch.
 	var lent [modes]*packet.Arena
@@ -473,8 +479,11 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 	)
 	for m := range modes {
 		read[m] = make([]packet.Packet, batch)
-		a := logs[1].Arena() // as RunLive's root does
-		if m != 1 {
+		var a *packet.Arena
+		switch m {
+		case 1, 3:
+			a = logs[m].Arena() // as RunLive's root does
+		default:
 			lent[m] = packet.NewArena(8<<20, 256<<10)
 			a = lent[m]
 		}
@@ -516,12 +525,10 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 				in[j].Clock = uint64(n + j + 1)
 				var f []byte
 				switch m { // as live.Send
-				case 0:
+				case 0, 2:
 					f = in[j].Data
-				case 1:
+				case 1, 3:
 					f = logs[m].Keep(0, &in[j])
-				case 2:
-					f = in[j].Data
 				}
 				if f != nil {
 					bt.Pkts[j].Borrow(&in[j], f)
@@ -530,10 +537,7 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 				}
 				bt.N++
 			}
-			switch bt.Seq = seq; m {
-			case 1:
-				logs[m].Append(bt)
-			case 2:
+			if bt.Seq = seq; m > 0 {
 				logs[m].Append(bt)
 			}
 			t1 := time.Now()
@@ -546,6 +550,9 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 			}
 			took[m] = append(took[m], time.Since(t0))
 			rootTook[m] += t1.Sub(t0)
+			if m == 3 {
+				written[0].Store(seq) // the egress wrote it
+			}
 		}
 		if seq%uint64(every) == 0 {
 			for m := 1; m < modes; m++ {
@@ -566,7 +573,7 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 	pkts := float64(len(took[0]) * batch)
 	b.ReportMetric(float64(rootTook[0].Nanoseconds())/pkts, "off-root-ns/pkt")
 	b.ReportMetric(float64(q(took[0], 0.5).Nanoseconds())/1e3, "off-p50-µs/batch")
-	for m, name := range []string{"", "on", "pos"} {
+	for m, name := range []string{"", "on", "pos", "hdr"} {
 		if m == 0 {
 			continue
 		}
@@ -577,5 +584,7 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 		b.ReportMetric(float64((q(took[m], 0.5)-q(took[0], 0.5)).Nanoseconds())/float64(batch), name+"-added-p50-ns/pkt")
 	}
 	b.ReportMetric(float64(logs[1].Stats().MaxPackets), "log-peak-packets")
+	b.ReportMetric(float64(logs[3].Stats().Arena.Bytes), "hdr-arena-bytes")
+	b.ReportMetric(float64(logs[1].Stats().Arena.Bytes), "on-arena-bytes")
 	_ = sink
 }

@@ -576,11 +576,13 @@ func (l *Log) Drop(u int) {
 func (l *Log) Hold(pos uint64) { l.hold = pos }
 
 // LowSince returns the lowest arena position of unit's logged batches above pos (^uint64(0):
-// none), what a failed unit may still be rewriting.
+// none), what a failed unit may still be rewriting — not of those the egress wrote already
+// and the log forgot (HeadersOnly: their memory may be another frame's; a unit that fails now
+// is done with them, and a zombie of an earlier failure holds what it may still rewrite).
 func (l *Log) LowSince(unit int, pos uint64) uint64 {
 	low := noPos
 	for i := range l.q.Len() { // (e.low is the root's: no entry need be filled)
-		if e := *l.q.At(i); e.Unit == unit && e.Seq > pos {
+		if e := *l.q.At(i); e.Unit == unit && e.Seq > pos && !e.gone {
 			low = min(low, e.low)
 		}
 	}
@@ -660,8 +662,8 @@ func (l *Log) shorten(m *flightMark) bool {
 		}
 		for i := range n {
 			e.toffs[i] = uint32(len(e.tails))
-			if m := e.Meta(i); m.where == inArena {
-				e.tails = append(e.tails, e.arena.Frame(m.pos, int(m.len))[m.hlen:]...)
+			if pm := e.Meta(i); pm.where == inArena {
+				e.tails = append(e.tails, e.arena.Frame(pm.pos, int(pm.len))[pm.hlen:]...)
 			}
 		}
 		e.toffs[n] = uint32(len(e.tails))

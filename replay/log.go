@@ -745,7 +745,7 @@ func (l *Log) entry(b *unit.Batch) *Entry {
 func (l *Log) Append(b *unit.Batch) bool { return l.appendEntry(l.entry(b), b) }
 
 func (l *Log) appendEntry(e *Entry, b *unit.Batch) bool {
-	if l.q.Len() > 0 && !l.fits(e, b) {
+	if l.q.Len() > 0 && l.exceeds(e.mem, b.N) {
 		l.stats.Refused++
 		return false
 	}
@@ -753,15 +753,15 @@ func (l *Log) appendEntry(e *Entry, b *unit.Batch) bool {
 	return true
 }
 
-// fits reports whether e, of batch b, fits in the bounds — after forgetting the frames of
-// the batches the egress wrote (HeadersOnly), if it does not otherwise: the arena does so only
-// when it needs memory.
-func (l *Log) fits(e *Entry, b *unit.Batch) bool {
-	in := func() bool { return l.bytes+e.mem <= l.maxBytes && l.packets+b.N <= l.maxPackets }
-	if !in() && l.done != nil {
+// exceeds reports whether the log would exceed its bounds with n more bytes and k more
+// packets — after forgetting the frames of the batches the egress wrote (HeadersOnly), if it
+// would otherwise: the arena does so only when it needs memory.
+func (l *Log) exceeds(n, k int) bool {
+	over := func() bool { return l.bytes+n > l.maxBytes || l.packets+k > l.maxPackets }
+	if over() && l.done != nil {
 		l.inFlight()
 	}
-	return in()
+	return over()
 }
 
 // Force logs b even beyond the bounds (Over then reports it). The engine logs a refused
@@ -886,13 +886,7 @@ func (l *Log) LowPos() uint64 {
 }
 
 // Over reports whether the log holds more than its bounds (after Force).
-func (l *Log) Over() bool {
-	over := func() bool { return l.q.Len() > 1 && (l.bytes > l.maxBytes || l.packets > l.maxPackets) }
-	if over() && l.done != nil {
-		l.inFlight() // (see fits)
-	}
-	return over()
-}
+func (l *Log) Over() bool { return l.q.Len() > 1 && l.exceeds(0, 0) }
 
 // CoveredAt returns the position unit's checkpoints are known to cover (Covered).
 func (l *Log) CoveredAt(unit int) uint64 { return l.covered[unit] }

@@ -126,8 +126,10 @@ type LiveSummary struct {
 	LogPositions bool
 	// LogShortened counts the batches whose frames the log forgot once the egress wrote
 	// them, keeping their headers (a chain that reads only headers: snf.HeaderReader, from
-	// an input read once); LogTailed those of them whose payloads it kept (replay.LogStats).
-	LogShortened, LogTailed uint64
+	// an input read once); LogTailed those of them some of whose payloads it kept, and
+	// LogTailedPackets the packets whose payloads it kept: held for a handover, replayed, or
+	// not lent (replay.LogStats).
+	LogShortened, LogTailed, LogTailedPackets uint64
 	// LendBytes is the memory of the arena the root read packets into to lend their frames to
 	// the units' batches until the egress was done with them (0: it did not lend; see
 	// lender); LendOverflows counts frames read while it was full (given memory of their own).
@@ -977,7 +979,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		s.LogMaxBytes, s.LogMaxPackets, s.LogWaits = ls.MaxBytes, ls.MaxPackets, l.logWaits
 		s.LogArenaBytes, s.LogOverflows = ls.Arena.Bytes, ls.Arena.Overflows
 		s.LogPositions = l.src != nil
-		s.LogShortened, s.LogTailed = ls.Shortened, ls.Tailed
+		s.LogShortened, s.LogTailed, s.LogTailedPackets = ls.Shortened, ls.Tailed, ls.TailedPackets
 	}
 	if l.lend != nil {
 		as := l.lend.arena.Stats()

@@ -102,11 +102,12 @@ type LogStats struct {
 	Appended, Trimmed, Refused uint64 // batches
 	Copied                     uint64 // batches whose frames were copied (not kept)
 	// With HeadersOnly: batches whose frames the log forgot once the egress wrote them
-	// (Shortened), and of those, the batches whose payloads it copied first (Tailed: a
-	// unit held some of their packets, they were replayed, or a frame was not lent).
-	Shortened, Tailed    uint64
-	MaxBytes, MaxPackets int // high-water marks
-	Arena                packet.ArenaStats
+	// (Shortened), and of those, the batches some of whose payloads it copied first
+	// (Tailed), and the packets whose payloads it copied (TailedPackets: a unit held them,
+	// their batch was replayed, or the frame was not lent).
+	Shortened, Tailed, TailedPackets uint64
+	MaxBytes, MaxPackets             int // high-water marks
+	Arena                            packet.ArenaStats
 }
 
 // Source is an input that can read a frame again (port.Rereader).
@@ -149,9 +150,9 @@ type Entry struct {
 	// says a frame in the arena is not lent (no headers saved). Once the egress wrote the
 	// batch the entry is gone: its frames in the arena are forgotten, a replay takes the
 	// saved headers and zeroes (HeaderReader) — or its frames' tails past them (tails, at
-	// toffs by packet), copied as it went when a unit held some of its packets for a
-	// handover (held: that use's ticket), it was replayed, or a frame was not lent: their
-	// outputs may not all be written.
+	// toffs by packet), copied as it went for the packets whose outputs may not all be
+	// written: those a unit held for a handover (held: a bit per packet, bit 63 for any
+	// from the 64th on), all of them when the batch was replayed, a frame not lent.
 	short, whole, gone, replayed bool
 	abytes                       int
 	held                         atomic.Uint64
@@ -253,8 +254,11 @@ func (e *Entry) Original(dst []byte, i int) ([]byte, error) {
 	}
 	dst = append(dst, e.hdrs[m.hoff:m.hoff+uint32(m.hlen)]...)
 	if m.where == inArena && e.gone {
+		// Its payload, if kept (Held; those not kept have none), else zeroes.
 		if len(e.toffs) > 0 {
-			return append(dst, e.tails[e.toffs[i]:e.toffs[i+1]]...), nil
+			if t := e.tails[e.toffs[i]:e.toffs[i+1]]; len(t) == int(m.len)-int(m.hlen) {
+				return append(dst, t...), nil
+			}
 		}
 		// Forgotten once the egress wrote the packet's outputs: the chain reads no
 		// payload (HeaderReader), and the egress drops the outputs again.
@@ -383,13 +387,13 @@ func (e *Entry) Prepare(b *unit.Batch) {
 	}
 }
 
-// Held records that the unit holds packets of batch b for a handover (unit.Preparer): they
-// leave after b went to the egress, so the log keeps b's payloads (HeadersOnly).
-// Tickets only grow: a failed unit's late call for an earlier use of the entry does not undo
-// a later use's.
-func (e *Entry) Held(b *unit.Batch) {
-	for t := e.held.Load(); t < b.LogTicket && !e.held.CompareAndSwap(t, b.LogTicket); t = e.held.Load() {
-	}
+// Held records that the unit holds packet i of batch b for a handover (unit.Preparer): it
+// leaves after b went to the egress, so the log keeps its payload (HeadersOnly). Marks are
+// only ever added until the entry leaves the log: a failed unit's late call for an earlier
+// use of the entry, landing in a later use, makes the log keep a payload it did not need,
+// never forget one it does.
+func (e *Entry) Held(b *unit.Batch, i int) {
+	e.held.Or(1 << min(i, 63))
 }
 
 // ready makes sure a lazy entry is filled (the log's goroutine, before it reads the entry's
@@ -654,7 +658,7 @@ func (l *Log) shorten(m *flightMark) bool {
 	if e.st.Load() != e.ticket<<2|2 {
 		return false
 	}
-	if e.whole || e.replayed || e.held.Load() == e.ticket {
+	if held := e.held.Load(); e.whole || e.replayed || held != 0 {
 		n := e.Len()
 		e.toffs = slices.Grow(e.toffs[:0], n+1)[:n+1]
 		if k := len(l.tailBufs); k > 0 {
@@ -662,8 +666,10 @@ func (l *Log) shorten(m *flightMark) bool {
 		}
 		for i := range n {
 			e.toffs[i] = uint32(len(e.tails))
-			if pm := e.Meta(i); pm.where == inArena {
+			// Held, replayed, or not lent (no headers saved: hlen 0).
+			if pm := e.Meta(i); pm.where == inArena && (e.replayed || pm.hlen == 0 || held&(1<<min(i, 63)) != 0) {
 				e.tails = append(e.tails, e.arena.Frame(pm.pos, int(pm.len))[pm.hlen:]...)
+				l.stats.TailedPackets++
 			}
 		}
 		e.toffs[n] = uint32(len(e.tails))
@@ -833,6 +839,9 @@ func (l *Log) recycle(e *Entry) {
 		l.tailBufs = append(l.tailBufs, e.tails[:0])
 	}
 	e.short, e.whole, e.gone, e.replayed, e.abytes, e.tails, e.toffs = false, false, false, false, 0, nil, e.toffs[:0]
+	if e.held.Load() != 0 { // (a store is a fence: only when a unit held packets of it)
+		e.held.Store(0)
+	}
 	l.newTicket(e) // (a unit still holding e's batch — one that failed — has the old one)
 	l.free = append(l.free, e)
 }

@@ -84,7 +84,7 @@ func TestRandomFaults(t *testing.T) {
 	}
 	sort.Strings(names)
 	var total, storms, restarts, scales, moves, copiedRuns, genRuns, headerRuns int
-	var shortened, tailed uint64
+	var shortened, tailed, tailedPkts uint64
 	for _, stName := range stores {
 		// Redis: one server for the schedules without a restart, and, per input, one that
 		// persists what it acknowledges (append-only file) for those with one: a restart
@@ -216,6 +216,7 @@ func TestRandomFaults(t *testing.T) {
 							headerRuns++
 							shortened += rep.Summary.LogShortened
 							tailed += rep.Summary.LogTailed
+							tailedPkts += rep.Summary.LogTailedPackets
 						}
 					}
 				}
@@ -226,7 +227,7 @@ func TestRandomFaults(t *testing.T) {
 		}
 	}
 	t.Logf("%d runs in all: %d with a scale storm (%d scale events, %d forced moves), %d with a store restart, %d with the frames copied into the log (the others: kept in the input), %d reading generated traffic from its generator (its frames built again to replay)", total, storms, scales, moves, restarts, copiedRuns, genRuns)
-	t.Logf("of the runs with frames copied into the log, %d had a chain reading only headers: its log kept the headers only of %d batches once written (%d with their payloads, held or replayed)", headerRuns, shortened, tailed)
+	t.Logf("of the runs with frames copied into the log, %d had a chain reading only headers: its log kept the headers only of %d batches once written (%d with payloads kept, of %d packets: held or replayed)", headerRuns, shortened, tailed, tailedPkts)
 	if headerRuns > 0 && shortened == 0 {
 		t.Errorf("no run's log kept headers only")
 	}

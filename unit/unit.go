@@ -93,10 +93,10 @@ type Batch struct {
 // Preparer is a packet log's entry for a batch (Batch.Log).
 type Preparer interface {
 	Prepare(b *Batch)
-	// Held tells the entry that the unit holds packets of the batch for a handover: they
-	// leave in a later batch, after the batch itself went to the egress (a log that forgets
-	// a frame's payload once the egress wrote its batch keeps theirs).
-	Held(b *Batch)
+	// Held tells the entry that the unit holds packet i of the batch for a handover: it
+	// leaves in a later batch, after the batch itself went to the egress (a log that forgets
+	// a frame's payload once the egress wrote its batch keeps its).
+	Held(b *Batch, i int)
 }
 
 // NewBatch returns a batch for up to n packets that returns to home when written.
@@ -495,7 +495,7 @@ func (u *Unit) process(b *Batch) {
 				sg.held = append(sg.held, packet.Packet{})
 				sg.held[len(sg.held)-1].CopyFrom(p)
 				if b.Log != nil {
-					b.Log.Held(b)
+					b.Log.Held(b, i)
 				}
 				sg.stamps = append(sg.stamps, b.Stamp)
 				u.stats.Held++

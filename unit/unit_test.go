@@ -477,6 +477,8 @@ func TestHandoverHeld(t *testing.T) {
 	h.add(h.expect(bb, 1, A), atB[:2]...)
 	h.add(bb, other...)
 	h.add(bb, atB[2:]...)
+	marks := &heldMarks{}
+	bb.Log = marks
 	h.send(bb)
 	h.sync(B)
 	h.mu.Lock()
@@ -484,6 +486,10 @@ func TestHandoverHeld(t *testing.T) {
 	h.mu.Unlock()
 	if early != 2 {
 		t.Errorf("B output %d packets before the state arrived, want only the other flow's 2", early)
+	}
+	// The packet log is told which packets of the batch were held (it keeps their payloads).
+	if got := marks.held(); !slices.Equal(got, []int{0, 1, 4, 5}) {
+		t.Errorf("the log was told packets %v of the batch were held, want [0 1 4 5]", got)
 	}
 	ba := h.add(h.batch(A), atA...)
 	h.send(h.marker(ba, 1, B))
@@ -1393,6 +1399,26 @@ func TestNoCheckpointAfterKill(t *testing.T) {
 	}
 }
 
+// heldMarks is a packet log's entry that records which packets of its batch the unit held.
+type heldMarks struct {
+	mu sync.Mutex
+	is []int
+}
+
+func (m *heldMarks) Prepare(*unit.Batch) {}
+
+func (m *heldMarks) Held(_ *unit.Batch, i int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.is = append(m.is, i)
+}
+
+func (m *heldMarks) held() []int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.is)
+}
+
 // orderLog is a packet log's entry that records, as the unit prepares a batch, how many
 // packets the unit's chain had taken in and whether the batch had been sent on.
 type orderLog struct {
@@ -1402,7 +1428,7 @@ type orderLog struct {
 	prepared int
 }
 
-func (o *orderLog) Held(*unit.Batch) {}
+func (o *orderLog) Held(*unit.Batch, int) {}
 
 func (o *orderLog) Prepare(*unit.Batch) {
 	o.prepared++

@@ -60,7 +60,7 @@ func printLiveSummary(w io.Writer, inName string, spec *snf.ChainSpec, pol strin
 		if s.LogPositions {
 			held = "their positions in the input (read again to replay)"
 		} else if s.LogShortened > 0 {
-			held += fmt.Sprintf("; headers only for %d batches once written (%d with payloads kept)", s.LogShortened, s.LogTailed)
+			held += fmt.Sprintf("; headers only for %d batches once written (%d with payloads kept, of %d packets)", s.LogShortened, s.LogTailed, s.LogTailedPackets)
 		}
 		fmt.Fprintf(w, "recovery  %d units failed and replaced, %d packets replayed (billed once), %d duplicate outputs, %d states, %d alerts dropped; failure to first replayed batch out p50 %s p99 %s; packet log peak %d packets, %s, %d waits for room\n",
 			s.Failures, s.Replayed, s.Duplicates, s.StateDuplicates, s.AlertDuplicates, s.RecoveryTime.P50, s.RecoveryTime.P99, s.LogMaxPackets, held, s.LogWaits)

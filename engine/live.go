@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"math/bits"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,6 +114,9 @@ type LiveSummary struct {
 	// RecoveryTime is the time from a unit's failure to its replacement's first replayed
 	// batch processed (written at the egress).
 	RecoveryTime Percentiles
+	// FaultsMissed are the Faults never injected: the run ended before their packet or
+	// capture time (an input shorter than asked for, or a run stopped by an error).
+	FaultsMissed []Fault
 	// LogMaxBytes and LogMaxPackets are the packet log's high-water marks; LogWaits counts
 	// the times the root waited for room in it.
 	LogMaxBytes, LogMaxPackets int
@@ -986,6 +990,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		s.LendBytes, s.LendOverflows, s.LendFrames = as.Bytes, as.Overflows, l.lend.lent
 	}
 	s.Failures, s.Replayed, s.Duplicates = l.failures, l.replayed, eg.dups
+	s.FaultsMissed = slices.Clone(l.faults)
 	if alerts != nil {
 		s.AlertDuplicates = alerts.dups
 	}

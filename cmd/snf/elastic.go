@@ -65,6 +65,9 @@ func printLiveSummary(w io.Writer, inName string, spec *snf.ChainSpec, pol strin
 		fmt.Fprintf(w, "recovery  %d units failed and replaced, %d packets replayed (billed once), %d duplicate outputs, %d states, %d alerts dropped; failure to first replayed batch out p50 %s p99 %s; packet log peak %d packets, %s, %d waits for room\n",
 			s.Failures, s.Replayed, s.Duplicates, s.StateDuplicates, s.AlertDuplicates, s.RecoveryTime.P50, s.RecoveryTime.P99, s.LogMaxPackets, held, s.LogWaits)
 	}
+	if n := len(s.FaultsMissed); n > 0 {
+		fmt.Fprintf(w, "faults    %d not injected, the run ended first (at packet %d): %s\n", n, s.Packets, faultList(s.FaultsMissed))
+	}
 	if s.Checkpoints > 0 || s.CheckpointErrors > 0 {
 		fmt.Fprintf(w, "checkpoint %d records, %d bytes written to the store in the background, %d failed writes\n", s.Checkpoints, s.CheckpointBytes, s.CheckpointErrors)
 	}
@@ -192,4 +195,13 @@ func liveReportRun(name string, s engine.LiveSummary) report.Run {
 			{Latency: s.Latency.P999, Fraction: 0.999}}
 	}
 	return run
+}
+
+// faultList names faults as --fail spells them, comma-separated.
+func faultList(fs []engine.Fault) string {
+	names := make([]string, len(fs))
+	for i, f := range fs {
+		names[i] = f.String()
+	}
+	return strings.Join(names, ", ")
 }

@@ -403,6 +403,26 @@ func TestRunFailGenerated(t *testing.T) {
 	}
 }
 
+// TestRunFailPastEnd: a fault the run never reaches (past the input's last packet, or its
+// capture time) is not silent: the summary and a warning name it, after a run that went on.
+func TestRunFailPastEnd(t *testing.T) {
+	code, stdout, stderr := runSnf("run", "--packets", "5000", "--units", "1-2", "--quiet",
+		"--fail", "unit=0@3000", "--fail", "unit=0@9000", "--fail", "unit=1@1h")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if want := "faults    2 not injected, the run ended first (at packet 5000): unit=0@9000, unit=1@1h0m0s\n"; !strings.Contains(stdout, want) {
+		t.Errorf("no %q in\n%s", want, stdout)
+	}
+	if want := "snf: warning: --fail unit=0@9000, unit=1@1h0m0s: not injected, the run ended first (at packet 5000)\n"; stderr != want {
+		t.Errorf("stderr %q, want %q", stderr, want)
+	}
+	// (At least the one kill: a loaded machine may stall a unit past the 100 ms timeout.)
+	if !strings.Contains(stdout, "recovery  ") || strings.Contains(stdout, "recovery  0 units failed") {
+		t.Errorf("the fault in range was not injected:\n%s", stdout)
+	}
+}
+
 // TestRunFailVerify: --fail kills units and forces scale events and moves during an elastic
 // run, --verify checks chain output equivalence against one chain and says so; a fault
 // outside the pool is refused.
@@ -418,8 +438,8 @@ func TestRunFailVerify(t *testing.T) {
 			t.Errorf("no %q in\n%s", want, stdout)
 		}
 	}
-	if strings.Contains(stdout, "recovery  0 units failed") {
-		t.Errorf("no unit failed:\n%s", stdout)
+	if strings.Contains(stdout, "recovery  0 units failed") || strings.Contains(stdout, "not injected") {
+		t.Errorf("no unit failed, or a fault was not injected:\n%s", stdout)
 	}
 	for _, bad := range [][]string{
 		{"run", "--fail", "unit=7@10", "--units", "4"},

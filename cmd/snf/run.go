@@ -287,6 +287,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			}
 		}
 		printLiveSummary(stdout, inName, spec, *pol, minU, maxU, *gap, sum)
+		if len(sum.FaultsMissed) > 0 {
+			// Not an error (the input's length is known only once read), but not silent: a
+			// run that verifies COE "under a fault" that never happened says so.
+			fmt.Fprintf(stderr, "snf: warning: --fail %s: not injected, the run ended first (at packet %d)\n", faultList(sum.FaultsMissed), sum.Packets)
+		}
 		if *verify && runErr == nil {
 			if coe != nil {
 				fmt.Fprintf(stdout, "verify    %v\n", coe)

@@ -403,6 +403,29 @@ func TestRunFailGenerated(t *testing.T) {
 	}
 }
 
+// TestRunReadOnce: --read-once takes the input as a live interface: the packet log keeps
+// copies of the frames — for nat,firewall (NFs that read only headers) their headers once
+// written — and a kill is recovered from them, COE holding; without a log it is refused.
+func TestRunReadOnce(t *testing.T) {
+	code, stdout, stderr := runSnf("run", "--packets", "20000", "--units", "1-4", "--quiet", "--read-once",
+		"--fail", "unit=0@5000", "--verify")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"verify    COE holds", "bytes (arena ", "; headers only for "} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("no %q in\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "positions in the input") || strings.Contains(stdout, "recovery  0 units failed") {
+		t.Errorf("the log kept positions, or no unit failed:\n%s", stdout)
+	}
+	code, _, stderr = runSnf("run", "--read-once")
+	if code != 2 || stderr != "snf: run: --read-once applies to the packet log: give --recovery (or --fail)\n" {
+		t.Errorf("--read-once without a log: exit %d, stderr %q", code, stderr)
+	}
+}
+
 // TestRunFailPastEnd: a fault the run never reaches (past the input's last packet, or its
 // capture time) is not silent: the summary and a warning name it, after a run that went on.
 func TestRunFailPastEnd(t *testing.T) {

@@ -117,6 +117,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	alerts := fs.String("alerts", "", "write the NFs' alerts as JSON lines to this file (- for stderr)")
 	recovery := fs.Bool("recovery", false, "elastic runs: log packets at the root and checkpoint units, so that a failed unit is replaced and its packets replayed")
+	readOnce := fs.Bool("read-once", false, "with --recovery: take the input as one that cannot be read again, as a live interface: the packet log keeps copies of the frames (for a chain whose NFs read only headers, their headers once written), not their positions in the input")
 	var faults []engine.Fault
 	fs.Func("fail", "inject a fault before packet N (or at a capture time such as 1.5s instead of N): unit=K@N kills unit K, stall=K@N/50ms stalls it, scale=+K@N starts K more units at once, scale=-K@N drains K units at once (their flows move away under --policy snf), move=K@N moves every flow of unit K (snf); repeatable; turns on --recovery", func(v string) error {
 		f, err := engine.ParseFault(v)
@@ -189,10 +190,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if speed > 0 {
 			r = port.Paced(r, speed, time.Sleep, time.Now)
 		}
+		if *readOnce {
+			r = port.Copied(r)
+		}
 		return r, linkType, nil
 	}
 	open := func() (port.Reader, uint32, error) {
 		return openAs(*recovery && !*verify) // (--verify reads it into memory)
+	}
+	if *readOnce && !*recovery {
+		return &exitError{2, "run: --read-once applies to the packet log: give --recovery (or --fail)"}
 	}
 	if *compare && (len(faults) > 0 || *verify || *recovery) {
 		return &exitError{2, "run: --compare runs every policy once: --fail, --recovery and --verify apply to one policy (--policy)"}
@@ -277,7 +284,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 					return r, err
 				}
 			}
-			sum, coe, runErr = runVerified(ctx, lc, again, stderr, *quiet)
+			sum, coe, runErr = runVerified(ctx, lc, again, *readOnce, stderr, *quiet)
 		} else {
 			sum, runErr = engine.RunLive(ctx, lc)
 		}

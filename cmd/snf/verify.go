@@ -16,8 +16,9 @@ import (
 // runVerified reads the whole input, runs the one-chain reference and the elastic run, and
 // compares them (snftest). coe is nil when chain output equivalence holds. The elastic run
 // reads the frames read, from memory — or, when again is set, the input opened again, which
-// gives the same frames (generated traffic).
-func runVerified(ctx context.Context, lc engine.LiveConfig, again func() (port.Reader, error), stderr io.Writer, quiet bool) (s engine.LiveSummary, coe, err error) {
+// gives the same frames (generated traffic); with readOnce, taken as an input that cannot be
+// read again (port.Copied).
+func runVerified(ctx context.Context, lc engine.LiveConfig, again func() (port.Reader, error), readOnce bool, stderr io.Writer, quiet bool) (s engine.LiveSummary, coe, err error) {
 	frames, err := mem.ReadAll(lc.In)
 	if err != nil {
 		return s, nil, err
@@ -36,6 +37,12 @@ func runVerified(ctx context.Context, lc engine.LiveConfig, again func() (port.R
 			return s, nil, err
 		}
 		defer lc.In.Close()
+	}
+	if readOnce {
+		if lc.In == nil {
+			lc.In = mem.NewReader(frames)
+		}
+		lc.In = port.Copied(lc.In)
 	}
 	got, s, err := snftest.Live(ctx, lc, frames)
 	if err != nil {

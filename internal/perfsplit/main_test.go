@@ -84,3 +84,51 @@ func TestReadWindowsBad(t *testing.T) {
 		}
 	}
 }
+
+// TestSplitChains: with call chains (perf record -g), each sample goes to the first stage
+// whose function is in its chain (else "other"), by window; -stage keeps one stage's samples
+// in the functions' counts; the report gives each mode's stages, and the cores they kept busy.
+func TestSplitChains(t *testing.T) {
+	wins := []window{{bench: "B", mode: "off", start: 10, end: 11}, {bench: "B", mode: "on", start: 12, end: 14}}
+	script := "10.1: \n\t ffff01 hash\n\t ffff02 engine.(*egress).run\n\t ffff03 engine.RunLive.func3\n\n" + // egress: before root in the list
+		"10.2: \n\t ffff01 hash\n\t ffff04 root.Dispatch\n\t ffff03 engine.RunLive\n\n" +
+		"  12.5: \n\t ffff05 fillIn\n\t ffff06 unit.(*Unit).run\n\n" +
+		"12.6: \n\t ffff07 gcBgMarkWorker\n\n" +
+		"13.0: \n\t ffff01 hash\n\t ffff03 engine.RunLive\n" + // (no blank line at the end)
+		"20.0: \n\t ffff01 hash\n\t ffff03 engine.RunLive\n\n" // outside the runs
+	stages, err := parseStages("egress=engine.(*egress).run,unit=unit.(*Unit).run,root=engine.RunLive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts, byStage, unplaced, err := splitChains(strings.NewReader(script), wins, stages, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, on := key{"B", "off"}, key{"B", "on"}
+	if unplaced != 1 || byStage[off]["egress"] != 1 || byStage[off]["root"] != 1 || len(byStage[off]) != 2 ||
+		byStage[on]["unit"] != 1 || byStage[on]["other"] != 1 || byStage[on]["root"] != 1 || len(byStage[on]) != 3 ||
+		counts[off]["hash"] != 2 || counts[on]["fillIn"] != 1 || counts[on]["hash"] != 1 {
+		t.Fatalf("unplaced %d, by stage %v, counts %v", unplaced, byStage, counts)
+	}
+	counts, _, _, err = splitChains(strings.NewReader(script), wins, stages, "root")
+	if err != nil || counts[off]["hash"] != 1 || counts[on]["fillIn"] != 0 || counts[on]["hash"] != 1 {
+		t.Fatalf("-stage root: %v, %v", counts, err)
+	}
+	var out bytes.Buffer
+	reportStages(&out, wins, byStage, stages, 2) // 2 samples a second
+	for _, want := range []string{"B off         egress 1 (0.50 cores)  unit 0 (0.00 cores)  root 1 (0.50 cores)  other 0 (0.00 cores)\n",
+		"B on          egress 0 (0.00 cores)  unit 1 (0.25 cores)  root 1 (0.25 cores)  other 1 (0.25 cores)\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	// A profile without call chains, and a bad -stages, are errors.
+	if _, _, _, err := splitChains(strings.NewReader("10.5:  ffff0001 hash\n"), wins, stages, ""); err == nil || !strings.Contains(err.Error(), "-g") {
+		t.Errorf("no call chains: %v", err)
+	}
+	for _, bad := range []string{"root", "=x", "root=", "other=x", "a=b,,c=d"} {
+		if _, err := parseStages(bad); err == nil {
+			t.Errorf("-stages %q: no error", bad)
+		}
+	}
+}

@@ -664,16 +664,25 @@ func (l *Log) shorten(m *flightMark) bool {
 		if k := len(l.tailBufs); k > 0 {
 			e.tails, l.tailBufs = l.tailBufs[k-1], l.tailBufs[:k-1]
 		}
+		kept := 0
 		for i := range n {
 			e.toffs[i] = uint32(len(e.tails))
 			// Held, replayed, or not lent (no headers saved: hlen 0).
 			if pm := e.Meta(i); pm.where == inArena && (e.replayed || pm.hlen == 0 || held&(1<<min(i, 63)) != 0) {
 				e.tails = append(e.tails, e.arena.Frame(pm.pos, int(pm.len))[pm.hlen:]...)
-				l.stats.TailedPackets++
+				kept++
 			}
 		}
 		e.toffs[n] = uint32(len(e.tails))
-		l.stats.Tailed++
+		if kept == 0 { // (a failed unit's late marks past the batch, or frames not in the arena)
+			if cap(e.tails) > 0 && len(l.tailBufs) < maxTailBufs {
+				l.tailBufs = append(l.tailBufs, e.tails[:0])
+			}
+			e.tails, e.toffs = nil, e.toffs[:0]
+		} else {
+			l.stats.Tailed++
+			l.stats.TailedPackets += uint64(kept)
+		}
 	}
 	e.gone = true
 	d := cap(e.tails) - e.abytes

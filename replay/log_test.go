@@ -992,9 +992,10 @@ func keepBatch(t *testing.T, l *Log, u int, seq uint64, frames [][]byte) (*unit.
 
 // TestLogHeadersOnly: with HeadersOnly, once the egress wrote a batch the log forgets its
 // frames: a replay gets the headers saved and the payloads zeroed (the frame whole when it
-// was not parsed to its L4 header) — or, for the packets a unit held, and every packet of a
-// batch that was replayed, the frames as read; the arena's memory is reused while batches
-// are in flight only; what the log counts is what it holds.
+// was not parsed to its L4 header) — or, for the packets a unit held (from the 64th on, all of
+// them once one is), every packet of a batch that was replayed, and a frame not lent, the
+// frames as read; the arena's memory is reused while batches are in flight only; what the
+// log counts is what it holds.
 func TestLogHeadersOnly(t *testing.T) {
 	a, d := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.9.9.9")
 	payload := bytes.Repeat([]byte("payload!"), 80)
@@ -1003,8 +1004,13 @@ func TestLogHeadersOnly(t *testing.T) {
 	nonIP = append(nonIP, payload[:100]...)
 	truncated := udp[:14+20+4] // IPv4, half a UDP header: not parsed to L4
 	frames := [][]byte{udp, nonIP, truncated, pkttest.TCP(a, d, 5, 80, "PA", payload)}
-	zeroed := func(i int) []byte { // what a replay gives frame i once forgotten
-		f := frames[i]
+	// A frame not lent: its headers (the whole frame, not parsed to L4) past MaxHeader.
+	longNonIP := append(slices.Clone(nonIP[:14]), bytes.Repeat([]byte{7}, 400)...)
+	var long [][]byte // a batch of 80 frames
+	for len(long) < 80 {
+		long = append(long, frames...)
+	}
+	zeroed := func(f []byte) []byte { // what a replay gives frame f once forgotten
 		var p packet.Packet
 		p.SetData(f, 0, 0)
 		if p.Flags&packet.HasL4 == 0 {
@@ -1015,8 +1021,17 @@ func TestLogHeadersOnly(t *testing.T) {
 	}
 
 	const late = "held, and late for an earlier use" // (a failed unit's call, after a new use's)
-	for _, c := range []string{"written", "held", "replayed", "held before", late, "not written"} {
+	const past = "held, past the 64th packet"
+	const beyond = "marked past its end" // (a late call for a longer batch of an earlier use)
+	for _, c := range []string{"written", "held", "replayed", "held before", late, "not written", "not lent", past, beyond} {
 		t.Run(c, func(t *testing.T) {
+			fr := frames
+			switch c {
+			case "not lent":
+				fr = append(slices.Clone(frames), longNonIP)
+			case past:
+				fr = long
+			}
 			done := make([]atomic.Uint64, 2)
 			l := NewLog(1<<20, 1000, 2)
 			l.HeadersOnly(done)
@@ -1031,7 +1046,7 @@ func TestLogHeadersOnly(t *testing.T) {
 				done[1].Store(1)
 				l.release()
 			}
-			b, _ := keepBatch(t, l, 0, 1, frames)
+			b, _ := keepBatch(t, l, 0, 1, fr)
 			if old != nil && old.Log != b.Log {
 				t.Fatal("the entry was not reused")
 			}
@@ -1047,6 +1062,10 @@ func TestLogHeadersOnly(t *testing.T) {
 				old.Log.Held(old, 0) // (lands in b's use: its payload is kept too, needlessly)
 			case "replayed":
 				l.Since(0, 0, func(*Entry) {})
+			case past:
+				b.Log.Held(b, 70) // (its payload, and those of the others from the 64th on)
+			case beyond:
+				b.Log.Held(b, 40) // nothing to keep: none counted
 			}
 			if c != "not written" {
 				done[0].Store(1) // the egress wrote it
@@ -1059,7 +1078,12 @@ func TestLogHeadersOnly(t *testing.T) {
 				t.Fatal(err)
 			}
 			st := l.Stats()
-			kept := map[string][]int{"held": {3}, "replayed": {0, 1, 2, 3}, late: {0, 3}}[c] // payloads
+			kept := map[string][]int{"held": {3}, "replayed": {0, 1, 2, 3}, late: {0, 3}, "not lent": {4}, past: {}}[c] // payloads
+			if c == past {
+				for i := 63; i < len(fr); i++ {
+					kept = append(kept, i)
+				}
+			}
 			gone := c != "not written"
 			if e.gone != gone || (st.Shortened > 0) != gone || (st.Tailed > 0) != (len(kept) > 0 && gone) ||
 				st.TailedPackets != uint64(len(kept)) && gone {
@@ -1070,10 +1094,10 @@ func TestLogHeadersOnly(t *testing.T) {
 			if low := l.LowSince(0, 0); (low == noPos) != gone {
 				t.Errorf("LowSince %d with the batch gone %v", low, gone)
 			}
-			for i := range frames {
-				want := frames[i]
+			for i := range fr {
+				want := fr[i]
 				if gone && !slices.Contains(kept, i) {
-					want = zeroed(i)
+					want = zeroed(want)
 				}
 				if !bytes.Equal(r.Pkts[i].Data, want) {
 					t.Errorf("frame %d replayed as %x, want %x", i, r.Pkts[i].Data, want)

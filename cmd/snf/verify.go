@@ -38,11 +38,8 @@ func runVerified(ctx context.Context, lc engine.LiveConfig, again func() (port.R
 		}
 		defer lc.In.Close()
 	}
-	if readOnce {
-		if lc.In == nil {
-			lc.In = mem.NewReader(frames)
-		}
-		lc.In = port.Copied(lc.In)
+	if readOnce && lc.In == nil { // (again's input is taken so already)
+		lc.In = port.Copied(mem.NewReader(frames))
 	}
 	got, s, err := snftest.Live(ctx, lc, frames)
 	if err != nil {

@@ -249,18 +249,21 @@ type live struct {
 	egressTaken atomic.Uint64
 	zombies     []zombie      // failed units that may still rewrite frames lent to them
 	src         port.Rereader // the input, when the log keeps positions in it (packet.Packet.Pos)
-	lastPos     uint64        // with src: the Pos of the last packet read (if posSeen)
-	posSeen     bool          // with src: a packet was read
-	rel         port.Releaser // src, if it keeps what reads its frames again until released
-	released    uint64        // with rel: the position below which its frames were released
-	lend        *lender       // nil: the root copies packets into batches, or the log lends
-	faults      []Fault
-	oldChains   []*snf.Chain
-	failures    uint64
-	replayed    uint64
-	logWaits    uint64
-	recTimes    durations // recoveries with nothing to replay
-	head        struct {  // the log's head: its unit and that unit's covered position, since when
+	// prepEgress: the egress fills the log's entries of the batches it takes (they keep
+	// positions; unit.Batch.LogAtEgress), not the units — off the batches' path.
+	prepEgress bool
+	lastPos    uint64        // with src: the Pos of the last packet read (if posSeen)
+	posSeen    bool          // with src: a packet was read
+	rel        port.Releaser // src, if it keeps what reads its frames again until released
+	released   uint64        // with rel: the position below which its frames were released
+	lend       *lender       // nil: the root copies packets into batches, or the log lends
+	faults     []Fault
+	oldChains  []*snf.Chain
+	failures   uint64
+	replayed   uint64
+	logWaits   uint64
+	recTimes   durations // recoveries with nothing to replay
+	head       struct {  // the log's head: its unit and that unit's covered position, since when
 		unit  int
 		cov   uint64
 		since time.Time
@@ -784,6 +787,9 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		// done with them.
 		l.lend = newLender(n, cfg.Batch, l.egressed)
 		arena = l.lend.arena
+		// A log of positions takes no frame and nothing an NF changes (a chain whose NFs
+		// write frames may change their lengths: its units fill the entries first).
+		l.prepEgress = l.src != nil
 	}
 	defer l.lend.close() // (after the units and the egress ended: deferred before their wait)
 	if m, ok := cfg.Policy.(root.Mover); ok {
@@ -1203,6 +1209,11 @@ func (e *egress) run(in chan *unit.Batch) error {
 			e.written++
 			e.order.see(p)
 			e.lat.add(time.Duration(now - b.OutStamp[i]))
+		}
+		if b.LogAtEgress && b.Log != nil {
+			// The log's entry of b takes its packets' metadata now, after b's outputs went
+			// out, before the done mark below lets the log trim it (replay.Entry.Prepare).
+			b.Log.Prepare(b)
 		}
 		if e.done != nil && b.Seq > e.done[b.Unit].Load() {
 			// Done with b's frames (the outputs of packets written before, dropped above,

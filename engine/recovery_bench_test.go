@@ -416,10 +416,10 @@ func TestLogIdleUnit(t *testing.T) {
 //     two batches and the log is trimmed to it — so the log holds as much as in a run, and
 //     the root reads into memory the log freed (an input read once);
 //   - pos: as off, and the root logs the batch, whose packets carry their positions in the
-//     input (packet.Packet.Pos), and whose metadata the batch's path then takes into
-//     the log as a unit does (Entry.Prepare: in the path, not the root's stage), and
-//     checkpoints as on (an input that can be read again: memory, a capture file); the
-//     frames are lent as in off;
+//     input (packet.Packet.Pos), and whose metadata the log then takes as the egress does
+//     once it wrote the batch (Entry.Prepare: not in the batch's path, nor the root's
+//     stage), and checkpoints as on (an input that can be read again: memory, a capture
+//     file); the frames are lent as in off;
 //   - hdr: as on, the log keeping headers only once the egress wrote a batch
 //     (replay.Log.HeadersOnly: nat and firewall read only headers) — here once the chain
 //     processed it.
@@ -545,11 +545,11 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 				bt.Log.Prepare(bt) // as the unit does, before its chain (the frames the log kept)
 			}
 			out = chains[m].Process(bt.Pkts[:bt.N], out[:0])
-			if bt.Log != nil && !bt.LogFirst {
-				bt.Log.Prepare(bt) // as the unit does, after it processed the batch
-			}
 			took[m] = append(took[m], time.Since(t0))
 			rootTook[m] += t1.Sub(t0)
+			if bt.Log != nil && !bt.LogFirst {
+				bt.Log.Prepare(bt) // as the egress does, once it wrote the batch's outputs
+			}
 			if m == 3 {
 				written[0].Store(seq) // the egress wrote it
 			}

@@ -22,8 +22,9 @@ import (
 // keeps where each packet is in it (packet.Packet.Pos) and its metadata, no frame: a replay
 // reads the frames again; the units get the frames as without a log (the live engine lends
 // them from an arena of its own, reused as soon as the egress wrote them: engine/lend.go).
-// The metadata is taken from the batch by the unit, once its chain processed it
-// (Entry.Prepare), not by the root.
+// The metadata is taken from the batch once its unit processed it (Entry.Prepare), not by
+// the root: by the unit, or by the engine's egress once it wrote the batch's outputs (off the
+// batch's path: unit.Batch.LogAtEgress).
 //
 // From any other input, frames are not copied into the log either: the root reads its
 // packets into the log's arena (Arena: packet.Packet.UseArena), one after another, and
@@ -160,7 +161,7 @@ type Entry struct {
 	toffs                        []uint32
 
 	// An entry is filled lazily (Prepare): made with Src, by the unit once its chain
-	// processed the batch; of frames Keep kept, by the unit before its chain runs (it saves
+	// processed the batch (or the egress once it took it); of frames Keep kept, by the unit before its chain runs (it saves
 	// the headers the chain may rewrite: unit.Batch.LogFirst) — or by the log when it
 	// needs the entry first (a replay). st is the entry's ticket << 2 | its state (0 to
 	// fill, 1 being filled, 2 filled): a unit that holds a batch of an entry since reused (a
@@ -372,9 +373,10 @@ const ownPos = 1 << 63
 
 // Prepare fills the entry Append made for batch b from b's packets, unless it was filled
 // already or is another batch's now (unit.Preparer). With Src, the unit calls it once its
-// chain processed b, before it sends b on: it reads only what no NF rewrites (Time, Clock,
-// Flow, Pos, WireLen, the frame's length), so the log may fill the entry from b while a
-// unit declared failed still processes b. Of frames Keep kept (b.LogFirst), the unit calls
+// chain processed b, before it sends b on — or the egress once it took b, before it hands b
+// back (b.LogAtEgress) and says it is done with it: it reads only what no NF rewrites (Time,
+// Clock, Flow, Pos, WireLen, the frame's length), so the log may fill the entry from b while
+// a unit declared failed still processes b. Of frames Keep kept (b.LogFirst), the unit calls
 // it before its chain runs: it also copies the headers of the frames lent, which the chain
 // rewrites next — and a unit whose entry the log fills first waits here until the log has
 // copied them. If the log is filling it, Prepare returns once the log is done.
@@ -750,9 +752,10 @@ func (l *Log) entry(b *unit.Batch) *Entry {
 // With Src, the log keeps each packet's position in it (its Pos) and metadata, no frame,
 // and lends nothing (the caller gives the batch the frames). It does not even take the
 // metadata: b.Log.Prepare does, which the unit calls once its chain processed b (the
-// packets in its core's cache), on its own core — the root, which reads and dispatches
-// every packet, is the pipeline's busiest stage — or, for a batch no unit finished (its
-// unit failed first), the log when a replay needs it. Until then b's packets' Time, Clock,
+// packets in its core's cache), on its own core, or the egress once it wrote b's outputs
+// (b.LogAtEgress) — the root, which reads and dispatches every packet, is the pipeline's
+// busiest stage — or, for a batch no unit finished (its unit failed first), the log when a
+// replay needs it. Until then b's packets' Time, Clock,
 // Flow, Pos, WireLen and frame lengths must stay as the root sent them (no NF rewrites
 // those: it rewrites headers in place). Of frames Keep kept, the same, and the unit calls
 // b.Log.Prepare before its chain runs (b.LogFirst): nothing may write the frames lent

@@ -86,6 +86,10 @@ type Batch struct {
 	// LogFirst: the unit prepares Log before its chain runs (the log saves the headers the
 	// chain may rewrite in frames it lends).
 	LogFirst bool
+	// LogAtEgress: the unit leaves Log to the egress, which prepares it once it took the
+	// batch, before it hands the batch back (an entry that keeps positions: the metadata it
+	// takes no NF changes) — off the batch's path to the egress, and off the unit's core.
+	LogAtEgress bool
 
 	extra []packet.Packet // copies of emitted packets
 }
@@ -111,7 +115,7 @@ func NewBatch(n int, home chan *Batch) *Batch {
 // Reset empties the batch for refilling.
 func (b *Batch) Reset() {
 	b.N, b.Ctl, b.Out, b.OutStamp, b.OutClock = 0, b.Ctl[:0], b.Out[:0], b.OutStamp[:0], b.OutClock[:0]
-	b.Seq, b.Checkpoint, b.Replay, b.Log, b.LogTicket, b.LogFirst = 0, false, false, nil, 0, false
+	b.Seq, b.Checkpoint, b.Replay, b.Log, b.LogTicket, b.LogFirst, b.LogAtEgress = 0, false, false, nil, 0, false, false
 	b.extra = b.extra[:0] // the copies of emitted packets went out with the batch
 }
 
@@ -504,7 +508,7 @@ func (u *Unit) process(b *Batch) {
 	}
 	u.run(b, start, b.N)
 	u.inBatch = false
-	if b.Log != nil && !first {
+	if b.Log != nil && !first && !b.LogAtEgress {
 		// After the chain, whose reads brought the packets into this core's cache (the
 		// fields the log takes, no NF changes: snf.NF), and before the batch is sent on
 		// (the root reuses it once the egress is done).

@@ -1446,17 +1446,19 @@ func (s sendOut) SendOut(*unit.Batch)       { s.sent.Store(true) }
 
 // TestPrepareOrder: a unit prepares a logged batch's entry once, after its chain processed the
 // batch (the packets in the unit's cache) and before it sends the batch on — before the chain
-// for a chain that writes frames itself (it may change a frame's length, which the log takes).
+// for a chain that writes frames itself (it may change a frame's length, which the log takes);
+// not at all when the egress does (LogAtEgress).
 func TestPrepareOrder(t *testing.T) {
 	fw, err := snf.ChainFromNames("firewall")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		name   string
-		spec   *snf.ChainSpec
-		wantIn uint64 // the chain's packets in at Prepare
-	}{{"rewrites through methods", fw, 3}, {"writes frames", seqSpec(t, 0), 0}} {
+		name     string
+		spec     *snf.ChainSpec
+		wantIn   uint64 // the chain's packets in at Prepare
+		atEgress bool
+	}{{"rewrites through methods", fw, 3, false}, {"writes frames", seqSpec(t, 0), 0, false}, {"at the egress", fw, 0, true}} {
 		t.Run(c.name, func(t *testing.T) {
 			chain, err := snf.NewChain(c.spec, snf.ChainOptions{})
 			if err != nil {
@@ -1473,10 +1475,16 @@ func TestPrepareOrder(t *testing.T) {
 			}
 			b.N = 3
 			o := &orderLog{chain: chain, sent: &sent}
-			b.Log = o
+			b.Log, b.LogAtEgress = o, c.atEgress
 			in <- b
 			close(in)
 			u.Run()
+			if c.atEgress {
+				if !sent.Load() || o.prepared != 0 {
+					t.Fatalf("sent %v, prepared %d times: want sent, not prepared (the egress does)", sent.Load(), o.prepared)
+				}
+				return
+			}
 			if !sent.Load() || o.prepared != 1 || o.in != c.wantIn {
 				t.Fatalf("sent %v, prepared %d times with %d packets in the chain (max: after the send); want sent, once, with %d", sent.Load(), o.prepared, int64(o.in), c.wantIn)
 			}

@@ -70,7 +70,8 @@ func Copied(r Reader) Reader {
 type copied struct{ Reader }
 
 // Writer writes packets in batches. Write copies what it needs before it returns: the
-// caller reuses the Packets afterwards.
+// caller reuses the Packets afterwards. It changes nothing of them (the live engine's
+// egress reads their metadata after Write, for the packet log).
 type Writer interface {
 	Write(pkts []*packet.Packet) error
 	Close() error

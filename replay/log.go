@@ -161,9 +161,9 @@ type Entry struct {
 	toffs                        []uint32
 
 	// An entry is filled lazily (Prepare): made with Src, by the unit once its chain
-	// processed the batch (or the egress once it took it); of frames Keep kept, by the unit before its chain runs (it saves
-	// the headers the chain may rewrite: unit.Batch.LogFirst) — or by the log when it
-	// needs the entry first (a replay). st is the entry's ticket << 2 | its state (0 to
+	// processed the batch (or the egress once it took it); of frames Keep kept, by the unit
+	// before its chain runs (it saves the headers the chain may rewrite:
+	// unit.Batch.LogFirst) — or by the log when it needs the entry first (a replay). st is the entry's ticket << 2 | its state (0 to
 	// fill, 1 being filled, 2 filled): a unit that holds a batch of an entry since reused (a
 	// failed unit waking up) has another ticket.
 	lazy   bool
@@ -650,8 +650,9 @@ func (l *Log) inFlight() uint64 {
 
 // shorten forgets the frames of m's entry, whose batch the egress wrote, copying their
 // payloads first when a replay may need them (Entry.gone), and reports whether it did — not
-// while the entry is not filled (a batch reaches the egress only once its entry is: its
-// unit filled it before its chain ran, or a replay did; the frames stay if not).
+// while the entry is not filled (an entry of frames Keep kept is filled before its batch
+// reaches the egress — its unit filled it before its chain ran, or a replay did; the
+// frames stay if not).
 func (l *Log) shorten(m *flightMark) bool {
 	e := m.e
 	if e.ticket != m.ticket {
@@ -755,9 +756,9 @@ func (l *Log) entry(b *unit.Batch) *Entry {
 // packets in its core's cache), on its own core, or the egress once it wrote b's outputs
 // (b.LogAtEgress) — the root, which reads and dispatches every packet, is the pipeline's
 // busiest stage — or, for a batch no unit finished (its unit failed first), the log when a
-// replay needs it. Until then b's packets' Time, Clock,
-// Flow, Pos, WireLen and frame lengths must stay as the root sent them (no NF rewrites
-// those: it rewrites headers in place). Of frames Keep kept, the same, and the unit calls
+// replay needs it. Until then — until the egress wrote b, with b.LogAtEgress — b's
+// packets' Time, Clock, Flow, Pos, WireLen and frame lengths must stay as the root sent
+// them (no NF rewrites those: it rewrites headers in place; nor does an output's Write). Of frames Keep kept, the same, and the unit calls
 // b.Log.Prepare before its chain runs (b.LogFirst): nothing may write the frames lent
 // before, as the entry copies their headers then.
 func (l *Log) Append(b *unit.Batch) bool { return l.appendEntry(l.entry(b), b) }

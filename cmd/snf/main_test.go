@@ -31,6 +31,26 @@ func runSnf(args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
+// runOK runs snf with args, fails the test unless it exits 0, and returns its stdout.
+func runOK(t *testing.T, args ...string) string {
+	t.Helper()
+	code, stdout, stderr := runSnf(args...)
+	if code != 0 {
+		t.Fatalf("snf %v: exit %d\n%s\n%s", args, code, stdout, stderr)
+	}
+	return stdout
+}
+
+// wantAll reports each of wants that out lacks.
+func wantAll(t *testing.T, out string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
+	}
+}
+
 type rec struct {
 	data    []byte
 	ts      int64
@@ -407,20 +427,13 @@ func TestRunFailGenerated(t *testing.T) {
 // copies of the frames — for nat,firewall (NFs that read only headers) their headers once
 // written — and a kill is recovered from them, COE holding; without a log it is refused.
 func TestRunReadOnce(t *testing.T) {
-	code, stdout, stderr := runSnf("run", "--packets", "20000", "--units", "1-4", "--quiet", "--read-once",
+	stdout := runOK(t, "run", "--packets", "20000", "--units", "1-4", "--quiet", "--read-once",
 		"--fail", "unit=0@5000", "--verify")
-	if code != 0 {
-		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
-	}
-	for _, want := range []string{"verify    COE holds", "bytes (arena ", "; headers only for "} {
-		if !strings.Contains(stdout, want) {
-			t.Errorf("no %q in\n%s", want, stdout)
-		}
-	}
+	wantAll(t, stdout, "verify    COE holds", "bytes (arena ", "; headers only for ")
 	if strings.Contains(stdout, "positions in the input") || strings.Contains(stdout, "recovery  0 units failed") {
 		t.Errorf("the log kept positions, or no unit failed:\n%s", stdout)
 	}
-	code, _, stderr = runSnf("run", "--read-once")
+	code, _, stderr := runSnf("run", "--read-once")
 	if code != 2 || stderr != "snf: run: --read-once applies to the packet log: give --recovery (or --fail)\n" {
 		t.Errorf("--read-once without a log: exit %d, stderr %q", code, stderr)
 	}
@@ -450,17 +463,10 @@ func TestRunFailPastEnd(t *testing.T) {
 // run, --verify checks chain output equivalence against one chain and says so; a fault
 // outside the pool is refused.
 func TestRunFailVerify(t *testing.T) {
-	code, stdout, stderr := runSnf("run", "--nfs", "nat,firewall,portscan", "--packets", "20000", "--units", "1-4", "--quiet",
+	stdout := runOK(t, "run", "--nfs", "nat,firewall,portscan", "--packets", "20000", "--units", "1-4", "--quiet",
 		"--fail", "unit=0@3000", "--fail", "unit=1@9000", "--fail", "stall=0@15000/100ms",
 		"--fail", "scale=+3@5000", "--fail", "move=0@5100", "--fail", "scale=-2@5200", "--verify")
-	if code != 0 {
-		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
-	}
-	for _, want := range []string{"verify    COE holds", "recovery  ", "units failed and replaced"} {
-		if !strings.Contains(stdout, want) {
-			t.Errorf("no %q in\n%s", want, stdout)
-		}
-	}
+	wantAll(t, stdout, "verify    COE holds", "recovery  ", "units failed and replaced")
 	if strings.Contains(stdout, "recovery  0 units failed") || strings.Contains(stdout, "not injected") {
 		t.Errorf("no unit failed, or a fault was not injected:\n%s", stdout)
 	}

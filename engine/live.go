@@ -249,21 +249,18 @@ type live struct {
 	egressTaken atomic.Uint64
 	zombies     []zombie      // failed units that may still rewrite frames lent to them
 	src         port.Rereader // the input, when the log keeps positions in it (packet.Packet.Pos)
-	// prepEgress: the egress fills the log's entries of the batches it takes (they keep
-	// positions; unit.Batch.LogAtEgress), not the units — off the batches' path.
-	prepEgress bool
-	lastPos    uint64        // with src: the Pos of the last packet read (if posSeen)
-	posSeen    bool          // with src: a packet was read
-	rel        port.Releaser // src, if it keeps what reads its frames again until released
-	released   uint64        // with rel: the position below which its frames were released
-	lend       *lender       // nil: the root copies packets into batches, or the log lends
-	faults     []Fault
-	oldChains  []*snf.Chain
-	failures   uint64
-	replayed   uint64
-	logWaits   uint64
-	recTimes   durations // recoveries with nothing to replay
-	head       struct {  // the log's head: its unit and that unit's covered position, since when
+	lastPos     uint64        // with src: the Pos of the last packet read (if posSeen)
+	posSeen     bool          // with src: a packet was read
+	rel         port.Releaser // src, if it keeps what reads its frames again until released
+	released    uint64        // with rel: the position below which its frames were released
+	lend        *lender       // nil: the root copies packets into batches, or the log lends
+	faults      []Fault
+	oldChains   []*snf.Chain
+	failures    uint64
+	replayed    uint64
+	logWaits    uint64
+	recTimes    durations // recoveries with nothing to replay
+	head        struct {  // the log's head: its unit and that unit's covered position, since when
 		unit  int
 		cov   uint64
 		since time.Time
@@ -787,9 +784,12 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		// done with them.
 		l.lend = newLender(n, cfg.Batch, l.egressed)
 		arena = l.lend.arena
-		// A log of positions takes no frame and nothing an NF changes (a chain whose NFs
-		// write frames may change their lengths: its units fill the entries first).
-		l.prepEgress = l.src != nil
+		// A log of positions takes no frame and nothing an NF changes: the egress fills its
+		// entries, off the batches' path (a chain whose NFs write frames may change their
+		// lengths: its units fill the entries first).
+		if l.log != nil {
+			l.log.AtEgress = true
+		}
 	}
 	defer l.lend.close() // (after the units and the egress ended: deferred before their wait)
 	if m, ok := cfg.Policy.(root.Mover); ok {

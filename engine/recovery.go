@@ -222,7 +222,6 @@ func (l *live) logBatch(b *unit.Batch) (full bool) {
 	if !ok {
 		l.log.Force(b)
 	}
-	b.LogAtEgress = l.prepEgress
 	return !ok
 }
 
@@ -238,7 +237,6 @@ func (l *live) waitRoom() error {
 				l.number(v, lv.cur)
 				l.logged(lv.cur)
 				l.log.Force(lv.cur)
-				lv.cur.LogAtEgress = l.prepEgress
 				lv.cur.Stamp = time.Now().UnixNano()
 				lv.u.In <- lv.cur
 				l.sentB[v]++

@@ -78,6 +78,9 @@ type Log struct {
 	// OnTrim, if set, is called with every entry leaving the log (covered by a checkpoint);
 	// it may read the entry's Unit, Seq and Ctl.
 	OnTrim func(e *Entry)
+	// AtEgress (with Src) leaves the filling of the batches' entries to whoever takes a
+	// batch after its unit (the engine's egress), not the unit: unit.Batch.LogAtEgress.
+	AtEgress bool
 	// Lend makes Keep lend the frames it keeps (true from NewLog). Off, the batches get
 	// copies (a chain whose NFs write frames themselves: snf.FrameWriter) and the log saves
 	// no headers.
@@ -163,9 +166,9 @@ type Entry struct {
 	// An entry is filled lazily (Prepare): made with Src, by the unit once its chain
 	// processed the batch (or the egress once it took it); of frames Keep kept, by the unit
 	// before its chain runs (it saves the headers the chain may rewrite:
-	// unit.Batch.LogFirst) — or by the log when it needs the entry first (a replay). st is the entry's ticket << 2 | its state (0 to
-	// fill, 1 being filled, 2 filled): a unit that holds a batch of an entry since reused (a
-	// failed unit waking up) has another ticket.
+	// unit.Batch.LogFirst) — or by the log when it needs the entry first (a replay). st is
+	// the entry's ticket << 2 | its state (0 to fill, 1 being filled, 2 filled): a unit that
+	// holds a batch of an entry since reused (a failed unit waking up) has another ticket.
 	lazy   bool
 	st     atomic.Uint64
 	ticket uint64
@@ -313,9 +316,9 @@ func (l *Log) Arena() *packet.Arena { return l.arena }
 // into the entry before its chain ran (Prepare), from which a replay restores the frame as
 // read (Entry.Original). The frame's memory stays the frame's until its entry leaves the
 // log (with HeadersOnly, until the egress wrote its batch), and past that as long as Hold
-// says. Keep sets p's Pos to where the log holds its
-// frame: the batch's packet must be made from p after Keep (Borrow, CopyFrom), and take it
-// to the unit, which fills the entry from it. (Not with Src: Pos is then the input's.)
+// says. Keep sets p's Pos to where the log holds its frame: the batch's packet must be made
+// from p after Keep (Borrow, CopyFrom), and take it to the unit, which fills the entry from
+// it. (Not with Src: Pos is then the input's.)
 func (l *Log) Keep(u int, p *packet.Packet) []byte {
 	// Per packet, the root writes p's Pos and the entry's counters (in cache), and takes a
 	// frame not in the arena: the unit takes the metadata and copies the headers, on its
@@ -731,7 +734,7 @@ func (l *Log) entry(b *unit.Batch) *Entry {
 	e = l.alloc()
 	if l.Src != nil {
 		e.lazy, e.batch = true, b
-		b.Log, b.LogTicket = e, e.ticket // (its ticket is new: given when it was made or freed)
+		b.Log, b.LogTicket, b.LogAtEgress = e, e.ticket, l.AtEgress // (its ticket is new: given when it was made or freed)
 		l.pend[b.Unit] = e
 		return e
 	}
@@ -758,9 +761,10 @@ func (l *Log) entry(b *unit.Batch) *Entry {
 // busiest stage — or, for a batch no unit finished (its unit failed first), the log when a
 // replay needs it. Until then — until the egress wrote b, with b.LogAtEgress — b's
 // packets' Time, Clock, Flow, Pos, WireLen and frame lengths must stay as the root sent
-// them (no NF rewrites those: it rewrites headers in place; nor does an output's Write). Of frames Keep kept, the same, and the unit calls
-// b.Log.Prepare before its chain runs (b.LogFirst): nothing may write the frames lent
-// before, as the entry copies their headers then.
+// them (no NF rewrites those: it rewrites headers in place; nor does an output's Write).
+// Of frames Keep kept, the same, and the unit calls b.Log.Prepare before its chain runs
+// (b.LogFirst): nothing may write the frames lent before, as the entry copies their headers
+// then.
 func (l *Log) Append(b *unit.Batch) bool { return l.appendEntry(l.entry(b), b) }
 
 func (l *Log) appendEntry(e *Entry, b *unit.Batch) bool {

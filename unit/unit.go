@@ -79,9 +79,8 @@ type Batch struct {
 	// Log, if set, is the root's packet log's entry for the batch, which the unit prepares
 	// (takes the packets' metadata into) once its chain processed the batch — before, for a
 	// chain that writes frames itself or when LogFirst says so — and before it sends it on:
-	// on the unit's core, not the root's (replay.Log.Append); unless LogAtEgress leaves it
-	// to the egress. LogTicket says which use of
-	// the entry is this batch's.
+	// on the unit's core, not the root's (replay.Log.Append) — unless LogAtEgress leaves it
+	// to the egress. LogTicket says which use of the entry is this batch's.
 	Log       Preparer
 	LogTicket uint64
 	// LogFirst: the unit prepares Log before its chain runs (the log saves the headers the

@@ -181,9 +181,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		inName = *in
 	}
 	// openAs opens the input afresh (--compare reads it once per policy), generated traffic
-	// rereadable or not (openInput).
+	// rereadable or not (openInput) — with --read-once, taken as read once (port.Copied).
 	openAs := func(rereadable bool) (port.Reader, uint32, error) {
-		r, linkType, err := openInput(*in, *packets, *seed, rereadable)
+		r, linkType, err := openInput(*in, *packets, *seed, rereadable && !*readOnce)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -196,7 +196,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return r, linkType, nil
 	}
 	open := func() (port.Reader, uint32, error) {
-		return openAs(*recovery && !*verify && !*readOnce) // (--verify reads it into memory)
+		return openAs(*recovery && !*verify) // (--verify reads it into memory)
 	}
 	if *readOnce && !*recovery {
 		return &exitError{2, "run: --read-once applies to the packet log: give --recovery (or --fail)"}
@@ -280,7 +280,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			var again func() (port.Reader, error)
 			if *in == "" || strings.HasPrefix(*in, "gen:") {
 				again = func() (port.Reader, error) {
-					r, _, err := openAs(*recovery && !*readOnce)
+					r, _, err := openAs(*recovery)
 					return r, err
 				}
 			}

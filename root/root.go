@@ -175,6 +175,9 @@ func (r *Root) NewFlowRate() float64 { return r.newRate }
 // FlowStats returns the root's flow-table counters.
 func (r *Root) FlowStats() flowtable.Stats { return r.table.Stats() }
 
+// noKey is the key of the flow of every malformed and non-IP packet (Dispatch).
+var noKey packet.Key
+
 // Dispatch stamps p and sends it to a unit through t.
 func (r *Root) Dispatch(p *packet.Packet, t Target) {
 	r.clock++
@@ -182,12 +185,16 @@ func (r *Root) Dispatch(p *packet.Packet, t Target) {
 	r.stats.Packets++
 	// Malformed and non-IP packets have no flow: they share the zero key's flow, so they keep
 	// their order on one unit.
-	var key packet.Key
+	// (By pointer, not a copy: the copy's overlapping 16-byte stores make the hash's 8-byte
+	// load of Dst fail store-to-load forwarding, which then waits for every older store — the
+	// previous packets' batch writes, lines another core last wrote — measured as most of
+	// the root's time in keyIndex.hash.)
+	key := &noKey
 	if p.IP() {
-		key = p.Key
+		key = &p.Key
 	}
 	r.table.Expire(p.Time)
-	f, _, created := r.table.LookupRef(&key, p.Time)
+	f, _, created := r.table.LookupRef(key, p.Time)
 	i := f.Index()
 	if int(i) >= len(r.unit) {
 		r.grow(int(i) + 1)

@@ -96,6 +96,10 @@ type Chain struct {
 
 	aliases       []AliasNote // ReportAliases: notes not taken yet
 	reportAliases bool
+	// ReportAliases: the notes taken so far (TakeAliases calls, from 1, never 0), and by
+	// flow index, the count when the flow's alias was last noted (noteAlias).
+	aliasTakes uint32
+	notedAt    []uint32
 
 	emitted []packet.Packet // this batch's emitted packets (reused)
 	nEmit   int
@@ -118,7 +122,7 @@ func (c *Chain) Work() uint64 { return c.work.Load() }
 
 // NewChain builds one instance of every NF of spec.
 func NewChain(spec *ChainSpec, opt ChainOptions) (*Chain, error) {
-	c := &Chain{spec: spec, store: opt.Store, unit: opt.Unit, alerts: opt.Alerts, reportAliases: opt.ReportAliases}
+	c := &Chain{spec: spec, store: opt.Store, unit: opt.Unit, alerts: opt.Alerts, reportAliases: opt.ReportAliases, aliasTakes: 1}
 	c.ck.on, c.ck.epoch = opt.Checkpoints, 1
 	if c.store == nil {
 		c.store, c.ownStore = store.NewEmbedded(), true
@@ -303,10 +307,27 @@ func (c *Chain) Stats() ChainStats { return c.stats }
 // noteAlias keeps a note of an announced or withdrawn reply key (ReportAliases).
 // The note names the flow by the key of the current packet's direction as the flow table
 // saw it (an NF may have rewritten the packet since).
-func (c *Chain) noteAlias(f *flowtable.Flow, dir Dir, k packet.Key, forget bool) {
+//
+// A withdrawal is always noted (changed). An announcement that changed nothing (changed
+// false: the alias was in place, as for every packet a NAT translates after a flow's first)
+// is noted once per flow between two TakeAliases: the notes taken together are applied
+// together (the root applies them between two of its reads), so a second such note would
+// repeat the first — nothing since changed the flow's alias, or the flow table would have
+// changed. Once per take, not once per flow: a root that forgot the flow since (its table's
+// idle timeout or bound) learns the alias again from the flow's next packet.
+func (c *Chain) noteAlias(f *flowtable.Flow, dir Dir, k packet.Key, forget, changed bool) {
 	if !c.reportAliases {
 		return
 	}
+	i := int(f.Index())
+	if i >= len(c.notedAt) {
+		c.notedAt = append(c.notedAt, make([]uint32, i+1-len(c.notedAt))...)
+		c.notedAt = c.notedAt[:cap(c.notedAt)]
+	}
+	if !changed && c.notedAt[i] == c.aliasTakes {
+		return
+	}
+	c.notedAt[i] = c.aliasTakes
 	from := f.Key
 	if dir != flowtable.Orig {
 		from = from.Reverse()
@@ -319,6 +340,10 @@ func (c *Chain) noteAlias(f *flowtable.Flow, dir Dir, k packet.Key, forget bool)
 func (c *Chain) TakeAliases(dst []AliasNote) []AliasNote {
 	dst = append(dst, c.aliases...)
 	c.aliases = c.aliases[:0]
+	if c.aliasTakes++; c.aliasTakes == 0 { // (wrapped: no flow's count may match a later one)
+		clear(c.notedAt)
+		c.aliasTakes = 1
+	}
 	return dst
 }
 
@@ -607,6 +632,9 @@ func (c *Chain) importFlow(b []byte, restore bool) error {
 	copy(c.table.Slots(f.Index()), vals)
 	if c.ck.on {
 		c.trackFlow(f.Index())
+	}
+	if i := int(f.Index()); i < len(c.notedAt) {
+		c.notedAt[i] = 0 // (its alias came in place here unnoted: its next announcement is noted)
 	}
 	return nil
 }

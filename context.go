@@ -76,8 +76,8 @@ func (c *Context) FlowStart() int64 {
 func (c *Context) ExpectReply(k packet.Key) {
 	if c.flow >= 0 {
 		f := c.chain.table.Flow(c.flow)
-		c.chain.table.Alias(f, k, c.dir^1)
-		c.chain.noteAlias(f, c.dir, k, false)
+		changed := c.chain.table.Alias(f, k, c.dir^1)
+		c.chain.noteAlias(f, c.dir, k, false, changed)
 	}
 }
 
@@ -86,7 +86,7 @@ func (c *Context) ForgetReply(k packet.Key) {
 	if c.flow >= 0 {
 		f := c.chain.table.Flow(c.flow)
 		c.chain.table.Unalias(f, k)
-		c.chain.noteAlias(f, c.dir, k, true)
+		c.chain.noteAlias(f, c.dir, k, true, true)
 	}
 }
 

@@ -283,9 +283,10 @@ func (t *Table) Find(k packet.Key) (f *Flow, dir Dir, ok bool) {
 // Alias maps the directional key k to flow f in direction dir, so that packets with key k
 // (for instance replies to a NAT-rewritten packet) find f. An existing mapping of k to
 // another flow is taken over. A flow holds at most one alias: a second replaces the first.
-func (t *Table) Alias(f *Flow, k packet.Key, dir Dir) {
+// It reports whether the table changed: false when the alias was in place already.
+func (t *Table) Alias(f *Flow, k packet.Key, dir Dir) bool {
 	if f.mapped&(1<<keyAlias) != 0 && f.keys[keyAlias] == k && f.aliasDir == dir {
-		return // already in place: the common case of a NAT translating every packet
+		return false // already in place: the common case of a NAT translating every packet
 	}
 	h, e := t.m.find(&k)
 	if e >= 0 {
@@ -295,7 +296,7 @@ func (t *Table) Alias(f *Flow, k packet.Key, dir Dir) {
 			if f.mapped&(1<<keyAlias) != 0 && f.keys[keyAlias] == k {
 				f.aliasDir = dir // aliasDir is the direction of the alias's mapping only
 			}
-			return
+			return true
 		}
 		t.dropKey(&t.flows[r.idx], k)
 	}
@@ -309,6 +310,7 @@ func (t *Table) Alias(f *Flow, k packet.Key, dir Dir) {
 	} else {
 		t.m.insert(&k, h, ref{f.idx, dir})
 	}
+	return true
 }
 
 // Unalias removes the mapping of k if it points to f.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"math/bits"
 	"slices"
@@ -75,7 +76,15 @@ type LiveConfig struct {
 	Faults []Fault
 	// OnDone, if set, is called with every unit's chain after the run, before they close.
 	OnDone func(chains []*snf.Chain)
+	// KeepTimerSlack leaves the process's timer slack as it is. RunLive otherwise sets it
+	// to 1 ns on Linux, for the threads it may (all of them with CAP_SYS_NICE, else the one
+	// it runs on and those made from it), once per process: with the default 50 µs, a unit
+	// woken by the root's batch runs tens of µs late (tightenTimerSlack).
+	KeepTimerSlack bool
 }
+
+// slackOnce tightens the process's timer slack once (LiveConfig.KeepTimerSlack).
+var slackOnce sync.Once
 
 // LiveSummary is what an elastic run did.
 type LiveSummary struct {
@@ -622,6 +631,12 @@ const CheckpointTable = "checkpoints"
 
 // RunLive runs cfg.In through the chain on an elastic pool of goroutine units.
 func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
+	if !cfg.KeepTimerSlack {
+		slackOnce.Do(func() {
+			set, threads := tightenTimerSlack()
+			slog.Debug("engine: timer slack set to 1 ns", "threads", set, "of", threads)
+		})
+	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = DefaultBatch
 	}

@@ -15,9 +15,10 @@ import (
 // Linux lets a thread's timed sleeps end up to its timer slack late, 50 µs by default, and
 // the Go scheduler sleeps 3 µs on a core that takes over a goroutine woken on another
 // (runtime.runqgrab): the goroutine a channel send wakes waits on the sender's core. With
-// the default slack, a unit woken by the root's batch ran 130–160 µs after it at the median
-// on two cores, long enough to leave the root without a free batch 8 % of the time; with
-// 1 ns, 31 µs, and the root was never left waiting (BENCHMARKS.md "Eighteenth session").
+// the default slack, a unit woken by the root's batch ran 126–142 µs after it at the median
+// on two cores, long enough to leave the root waiting for a free batch 12 % of the time;
+// with 1 ns, 39–44 µs, the root waiting 0–5 % of the time and 25 % more packets/s (traced
+// runs, BENCHMARKS.md "Eighteenth session").
 func tightenTimerSlack() (set, threads int) {
 	if unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0) == nil {
 		set = 1

@@ -308,13 +308,14 @@ func (c *Chain) Stats() ChainStats { return c.stats }
 // The note names the flow by the key of the current packet's direction as the flow table
 // saw it (an NF may have rewritten the packet since).
 //
-// A withdrawal is always noted (changed). An announcement that changed nothing (changed
-// false: the alias was in place, as for every packet a NAT translates after a flow's first)
-// is noted once per flow between two TakeAliases: the notes taken together are applied
-// together (the root applies them between two of its reads), so a second such note would
-// repeat the first — nothing since changed the flow's alias, or the flow table would have
-// changed. Once per take, not once per flow: a root that forgot the flow since (its table's
-// idle timeout or bound) learns the alias again from the flow's next packet.
+// A withdrawal is always noted, and so is the flow's next announcement. An announcement that
+// changed nothing (changed false: the alias was in place, as for every packet a NAT
+// translates after a flow's first) is noted once per flow between two TakeAliases: the notes
+// taken together are applied together (the root applies them between two of its reads), so
+// a second such note would repeat the first — nothing since changed the flow's alias, or the
+// flow table would have changed. Once per take, not once per flow: a root that forgot the
+// flow since (its table's idle timeout or bound) learns the alias again from the flow's next
+// packet.
 func (c *Chain) noteAlias(f *flowtable.Flow, dir Dir, k packet.Key, forget, changed bool) {
 	if !c.reportAliases {
 		return
@@ -324,10 +325,16 @@ func (c *Chain) noteAlias(f *flowtable.Flow, dir Dir, k packet.Key, forget, chan
 		c.notedAt = append(c.notedAt, make([]uint32, i+1-len(c.notedAt))...)
 		c.notedAt = c.notedAt[:cap(c.notedAt)]
 	}
-	if !changed && c.notedAt[i] == c.aliasTakes {
+	switch {
+	case forget:
+		// (Noted always: it may have changed nothing here — a key the flow no longer holds —
+		// and still change the root's table, so the flow's next announcement is noted too.)
+		c.notedAt[i] = 0
+	case !changed && c.notedAt[i] == c.aliasTakes:
 		return
+	default:
+		c.notedAt[i] = c.aliasTakes
 	}
-	c.notedAt[i] = c.aliasTakes
 	from := f.Key
 	if dir != flowtable.Orig {
 		from = from.Reverse()

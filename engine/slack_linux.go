@@ -2,6 +2,7 @@ package engine
 
 import (
 	"os"
+	"runtime"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -24,6 +25,8 @@ func tightenTimerSlack() (set, threads int) { return setTimerSlack(1) }
 // setTimerSlack sets the timer slack of the process's threads to ns nanoseconds, as
 // tightenTimerSlack does.
 func setTimerSlack(ns int) (set, threads int) {
+	runtime.LockOSThread() // (the thread prctl sets is the one skipped below)
+	defer runtime.UnlockOSThread()
 	if unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(ns), 0, 0, 0) == nil {
 		set = 1
 	}

@@ -171,20 +171,7 @@ func BenchmarkRecovery(b *testing.B) {
 		// A real capture (../shared/traces, beside the repository in CI) end to end, copies
 		// one after the other in time to 1,000,000 packets: fewer new flows than the
 		// generated traffic, cheaper NF work per packet.
-		path, _ := filepath.Abs("../../shared/traces/pcapplusplus_example.pcap")
-		if _, err := os.Stat(path); err != nil {
-			b.Skipf("real capture not found at %s (it sits beside the repository in CI)", path)
-		}
-		base := readFrames(t, path)
-		span := base[len(base)-1].Time - base[0].Time + 1e9
-		var capture []mem.Frame
-		for k := int64(0); len(capture) < len(frames); k++ {
-			for _, f := range base {
-				f.Time += k * span
-				capture = append(capture, f)
-			}
-		}
-		capture = capture[:len(frames)]
+		capture := captureCopies(b, len(frames))
 		throughput(b, func() port.Reader { return mem.NewReader(capture) }, nil)
 	})
 	b.Run("latency", func(b *testing.B) {
@@ -587,4 +574,24 @@ func recoveryPath(b *testing.B, frames []mem.Frame, batch, every int) {
 	b.ReportMetric(float64(logs[3].Stats().Arena.Bytes), "hdr-arena-bytes")
 	b.ReportMetric(float64(logs[1].Stats().Arena.Bytes), "on-arena-bytes")
 	_ = sink
+}
+
+// captureCopies returns n packets of the real capture pcapplusplus_example (../shared/traces,
+// beside the repository in CI), copies of it one after the other in time, or skips b without
+// it.
+func captureCopies(b *testing.B, n int) []mem.Frame {
+	path, _ := filepath.Abs("../../shared/traces/pcapplusplus_example.pcap")
+	if _, err := os.Stat(path); err != nil {
+		b.Skipf("real capture not found at %s (it sits beside the repository in CI)", path)
+	}
+	base := readFrames(&testing.T{}, path)
+	span := base[len(base)-1].Time - base[0].Time + 1e9
+	var capture []mem.Frame
+	for k := int64(0); len(capture) < n; k++ {
+		for _, f := range base {
+			f.Time += k * span
+			capture = append(capture, f)
+		}
+	}
+	return capture[:n]
 }

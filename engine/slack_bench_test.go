@@ -3,7 +3,6 @@ package engine_test
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"testing"
@@ -35,22 +34,7 @@ func BenchmarkTimerSlack(b *testing.B) {
 	}
 	b.Cleanup(func() { engine.SetTimerSlack(1) }) // (as RunLive leaves it, whatever happens)
 	b.Run("generated", func(b *testing.B) { timerSlack(b, generated(&testing.T{}, 1000000)) })
-	b.Run("capture", func(b *testing.B) {
-		path, _ := filepath.Abs("../../shared/traces/pcapplusplus_example.pcap")
-		if _, err := os.Stat(path); err != nil {
-			b.Skipf("real capture not found at %s (it sits beside the repository in CI)", path)
-		}
-		base := readFrames(&testing.T{}, path)
-		span := base[len(base)-1].Time - base[0].Time + 1e9
-		var capture []mem.Frame // copies one after the other in time
-		for k := int64(0); len(capture) < 1000000; k++ {
-			for _, f := range base {
-				f.Time += k * span
-				capture = append(capture, f)
-			}
-		}
-		timerSlack(b, capture[:1000000])
-	})
+	b.Run("capture", func(b *testing.B) { timerSlack(b, captureCopies(b, 1000000)) })
 }
 
 func timerSlack(b *testing.B, frames []mem.Frame) {

@@ -73,6 +73,8 @@ func (c *Context) FlowStart() int64 {
 // direction opposite to the current packet's. A NAT calls it after rewriting a packet, with
 // the reverse of the rewritten key, so that replies to the translated address find the flow
 // (and every NF's state for it). A flow keeps one such key; a second call replaces the first.
+// Calling it on every packet costs little: a key already in place changes nothing, and the
+// elastic runtime's root hears of it once per flow in each batch of notes (Chain.noteAlias).
 func (c *Context) ExpectReply(k packet.Key) {
 	if c.flow >= 0 {
 		f := c.chain.table.Flow(c.flow)

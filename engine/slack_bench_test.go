@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"runtime"
-	"slices"
 	"testing"
 	"time"
 
@@ -77,15 +76,14 @@ func timerSlack(b *testing.B, frames []mem.Frame) {
 			p99[k] = append(p99[k], float64(s.Latency.P99.Nanoseconds())/1e3)
 		}
 	}
-	med := func(v []float64) float64 { v = slices.Clone(v); slices.Sort(v); return v[len(v)/2] }
 	var gains []float64 // per iteration, tight against kept
 	for i := range rate[0] {
 		gains = append(gains, 100*(rate[1][i]/rate[0][i]-1))
 	}
 	for k, m := range modes {
-		b.ReportMetric(med(rate[k]), m.name+"-Mpackets/s")
-		b.ReportMetric(med(p50[k]), m.name+"-p50-µs")
-		b.ReportMetric(med(p99[k]), m.name+"-p99-µs")
+		b.ReportMetric(median(rate[k]), m.name+"-Mpackets/s")
+		b.ReportMetric(median(p50[k]), m.name+"-p50-µs")
+		b.ReportMetric(median(p99[k]), m.name+"-p99-µs")
 	}
-	b.ReportMetric(med(gains), "tight-median-gain-%")
+	b.ReportMetric(median(gains), "tight-median-gain-%")
 }

@@ -50,6 +50,9 @@ type Sample struct {
 	At      time.Duration // since the start
 	Active  int
 	Offered float64 // packets/s sent to the units since the previous tick
+	// Saturated: the input had more packets waiting at every read of the interval
+	// (policy.Pool.Saturated): Offered is what the pool took.
+	Saturated bool
 }
 
 // Controller decides the pool's size. It is driven by one goroutine.
@@ -130,7 +133,8 @@ func (c *Controller) ScaleOut(pool *policy.Pool) int {
 // Tick runs the controller at time at (since the start), dt after the previous tick. sent
 // holds the packets sent to each unit since the start (cumulative); held(i) returns the
 // flows whose state unit i holds. Tick sets each unit's load to its measured rate, marks the least
-// loaded unit draining while the offered load fits in fewer units, retires draining units
+// loaded unit draining while the offered load fits in fewer units (unless the pool is
+// saturated: policy.Pool.Saturated), retires draining units
 // that hold no flows and went idle, and accounts the unit-seconds of the interval.
 func (c *Controller) Tick(at time.Duration, dt time.Duration, pool *policy.Pool, sent []uint64, held func(i int) int) {
 	if dt <= 0 {
@@ -190,8 +194,12 @@ func (c *Controller) Tick(at time.Duration, dt time.Duration, pool *policy.Pool,
 				}
 			}
 		}
+		// Not while the pool is saturated (Pool.Saturated): the input waits on the pool, so
+		// the load measured is what the pool took, not what it is offered — a drain then
+		// moves flows (handovers that stall the units) for load that is still there, and
+		// the pool grows back at once.
 		need := max(c.cfg.MinUnits, int(math.Ceil(c.smoothed/(c.cfg.Target*c.cfg.Capacity))))
-		if taking > need && least >= 0 {
+		if taking > need && least >= 0 && !pool.Saturated {
 			pool.Units[least].Draining = true
 			taking--
 		}
@@ -223,7 +231,7 @@ func (c *Controller) Tick(at time.Duration, dt time.Duration, pool *policy.Pool,
 			c.drained[i] = 0
 		}
 	}
-	c.timeline = append(c.timeline, Sample{At: at, Active: active, Offered: offered})
+	c.timeline = append(c.timeline, Sample{At: at, Active: active, Offered: offered, Saturated: pool.Saturated})
 }
 
 // Draining calls fn for each active unit that is draining, with busy set once it has

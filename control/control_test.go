@@ -260,3 +260,32 @@ func TestForceScale(t *testing.T) {
 		t.Fatalf("fixed pool: forced scale-out: units %v, want the 2 drained ones back", got)
 	}
 }
+
+// TestSaturatedKeepsUnits: while the input has more packets waiting at every read (the pool
+// saturated), the load measured is what the pool took, and no unit drains on it — at full
+// speed a drain would move flows for load that is still there; once reads come back short,
+// the pool shrinks as before. The timeline records which ticks were saturated.
+func TestSaturatedKeepsUnits(t *testing.T) {
+	c := New(Config{MinUnits: 1, MaxUnits: 3, Capacity: 1000, Elastic: true})
+	p := newPool(3, 2, 1000)
+	sent := make([]uint64, 3)
+	busy := func(int) int { return 1 }
+	p.Saturated = true
+	for k := 1; k <= 5; k++ { // 100 packets/s offered: it fits in one unit of 1,000
+		sent[0]++
+		c.Tick(time.Duration(k)*tick, tick, p, sent, busy)
+		if a, d := actives(p); a != 2 || d != 0 {
+			t.Fatalf("saturated tick %d: %d active, %d draining; want 2 taking work", k, a, d)
+		}
+	}
+	p.Saturated = false
+	sent[0]++
+	c.Tick(6*tick, tick, p, sent, busy)
+	if a, d := actives(p); a != 2 || d != 1 || !p.Units[1].Draining {
+		t.Fatalf("after saturation: %d active, %d draining (unit 1 %v); want unit 1 draining", a, d, p.Units[1].Draining)
+	}
+	tl := c.Summary().Timeline
+	if len(tl) != 6 || !tl[4].Saturated || tl[5].Saturated {
+		t.Errorf("timeline saturation: %+v; want ticks 1-5 saturated, 6 not", tl)
+	}
+}

@@ -241,6 +241,9 @@ type live struct {
 	fatal        error  // a recovery that failed: the run stops
 	mover        bool   // the policy moves flows between units (root.Mover)
 	marked       []bool // by slot: the batch being filled holds a Marker (flushMarked)
+	// The input's reads since the last tick, and those that returned less than a full
+	// batch (none: the input had more waiting at every read, policy.Pool.Saturated).
+	reads, shortReads int
 
 	// Recovery (nil log: off).
 	log        *replay.Log
@@ -824,6 +827,8 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 				l.pool.Units[u].Backlog = float64(len(lu.u.In) * l.cfg.Batch)
 			}
 		}
+		l.pool.Saturated = l.reads > 0 && l.shortReads == 0
+		l.reads, l.shortReads = 0, 0
 		l.ctl.Tick(now.Sub(l.start), dt, l.pool, r.Stats().Sent, r.Held)
 		if final {
 			return
@@ -866,6 +871,9 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			}
 		}
 		n, err := cfg.In.Read(batch)
+		if l.reads++; n < len(batch) {
+			l.shortReads++
+		}
 		if l.src != nil && n > 0 {
 			if runErr = l.checkPos(batch[:n]); runErr != nil {
 				break

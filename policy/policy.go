@@ -58,6 +58,11 @@ type Pool struct {
 	// (its queue already holds more than the latency objective allows: the load prediction
 	// was wrong). 0: Backlog is not looked at.
 	MaxBacklog float64
+	// Saturated is set by the engine at each tick: the input had more packets waiting at
+	// every read since the previous tick (a replay at full speed, or a pool that fell
+	// behind). The load measured is then what the pool took, a lower bound of what is
+	// offered, and the controller does not shrink the pool on it.
+	Saturated bool
 }
 
 // Flowlet describes a new flowlet to place.

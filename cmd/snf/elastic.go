@@ -85,9 +85,18 @@ func printLiveSummary(w io.Writer, inName string, spec *snf.ChainSpec, pol strin
 	if len(s.Timeline) > 1 {
 		fmt.Fprintln(w, "timeline  offered load (packets/s) and active units:")
 		step := max(1, len(s.Timeline)/12)
+		saturated := false
 		for i := 0; i < len(s.Timeline); i += step {
 			t := s.Timeline[i]
-			fmt.Fprintf(w, "  %8s  %10.0f  %3d %s\n", t.At.Round(time.Millisecond), t.Offered, t.Active, strings.Repeat("█", min(t.Active, 64)))
+			mark := " "
+			if t.Saturated {
+				mark, saturated = "≥", true
+			}
+			fmt.Fprintf(w, "  %8s %s%10.0f  %3d %s\n", t.At.Round(time.Millisecond), mark, t.Offered, t.Active, strings.Repeat("█", min(t.Active, 64)))
+		}
+		if saturated {
+			fmt.Fprintln(w, "  ≥: the input had more packets waiting at every read (full speed, or the pool fell behind):")
+			fmt.Fprintln(w, "     the load shown is what the pool took, and the pool does not shrink on it")
 		}
 	}
 }

@@ -2,11 +2,13 @@ package engine_test
 
 import (
 	"context"
+	"net/netip"
 	"path/filepath"
 	"testing"
 
 	"github.com/snf-dev/snf"
 	"github.com/snf-dev/snf/engine"
+	"github.com/snf-dev/snf/internal/pkttest"
 	"github.com/snf-dev/snf/policy"
 	"github.com/snf-dev/snf/port/mem"
 )
@@ -63,4 +65,46 @@ func BenchmarkEndToEnd(b *testing.B) {
 			b.ReportMetric(float64(b.N*len(frames))/b.Elapsed().Seconds(), "packets/s")
 		})
 	}
+}
+
+// BenchmarkStarvedUnit: one unit gets every 200th packet (one flow), the other the rest, at
+// full speed (firewall, two static units, 1,000,000 packets from memory). The root never
+// blocks, and a unit its send woke waits on the root's processor until another one is
+// free: without the root's check for a starving unit (live.starving), the rare unit waited
+// up to the runtime's preemption of the root, holding its batches' lent frames. It reports
+// the median packets/s and root-to-egress p99.9 over the runs, the lender's largest arena
+// and the frames that found it full (given memory of their own).
+//
+//	go test -run x -bench StarvedUnit -benchtime 10x ./engine/
+func BenchmarkStarvedUnit(b *testing.B) {
+	spec, err := snf.ChainFromNames("firewall")
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, c := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.1")
+	rare := pkttest.UDP(a, c, 1000, 53, make([]byte, 600))
+	busy := pkttest.UDP(a, c, 2000, 53, make([]byte, 600))
+	frames := make([]mem.Frame, 1000000)
+	for i := range frames {
+		frames[i] = mem.Frame{Data: busy, Time: int64(1 + i)}
+		if i%200 == 0 {
+			frames[i].Data = rare // (the first: pinFirst puts its flow on unit 1)
+		}
+	}
+	var pps, p999 []float64
+	arena, overflows := 0, uint64(0)
+	for b.Loop() {
+		s, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: mem.NewReader(frames),
+			Policy: pinFirst(), MinUnits: 2, MaxUnits: 2, Capacity: 1e9})
+		if err != nil {
+			b.Fatal(err)
+		}
+		pps = append(pps, s.PPS())
+		p999 = append(p999, float64(s.Latency.P999.Nanoseconds())/1e3)
+		arena, overflows = max(arena, s.LendBytes), overflows+s.LendOverflows
+	}
+	b.ReportMetric(median(pps), "packets/s")
+	b.ReportMetric(median(p999), "p99.9-µs")
+	b.ReportMetric(float64(arena), "lend-arena-max-bytes")
+	b.ReportMetric(float64(overflows), "lend-overflows")
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"math/bits"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -205,6 +206,10 @@ func (s LiveSummary) PPS() float64 {
 
 const batchesPerUnit = 16
 
+// yieldReads is how often, in reads of the input, the root looks for a starving unit
+// (live.starving).
+const yieldReads = 8
+
 type liveUnit struct {
 	u      *unit.Unit
 	free   chan *unit.Batch
@@ -244,6 +249,7 @@ type live struct {
 	// The input's reads since the last tick, and those that returned less than a full
 	// batch (none: the input had more waiting at every read, policy.Pool.Saturated).
 	reads, shortReads int
+	yieldProg         []uint64 // by slot: the unit's Progress at the last starving check
 
 	// Recovery (nil log: off).
 	log        *replay.Log
@@ -407,6 +413,27 @@ func (l *live) Send(u int, p *packet.Packet) {
 	if b.N == len(b.Pkts) {
 		l.flush(u)
 	}
+}
+
+// starving reports whether a unit has batches waiting and did no work since the last call
+// (every yieldReads reads): the root then yields its processor. The root never blocks while
+// the input has packets waiting, and a unit its send woke waits in the next slot of the
+// root's processor, where the other processors take it only once they run out of work: a
+// unit that gets a batch now and then, beside one always busy, waited until the runtime
+// preempted the root (10 ms), holding its batches' frames all along (TestLendIdleUnit).
+func (l *live) starving() bool {
+	if len(l.yieldProg) < len(l.units) {
+		l.yieldProg = make([]uint64, len(l.units))
+	}
+	starved := false
+	for u, lu := range l.units {
+		p := lu.u.Progress()
+		if len(lu.u.In) > 0 && p == l.yieldProg[u] {
+			starved = true
+		}
+		l.yieldProg[u] = p
+	}
+	return starved
 }
 
 // flushMarked sends the batches being filled that hold a Marker: a handover's new unit holds
@@ -854,6 +881,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		}
 	}
 	var (
+		reads uint64 // the input's reads
 		idx   uint64 // packets dispatched
 		first int64  // the first packet's time
 	)
@@ -863,6 +891,9 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			break
 		}
 		l.lend.reading()
+		if reads++; reads%yieldReads == 0 && l.starving() {
+			runtime.Gosched()
+		}
 		if arena != nil {
 			// Every read: an input that reads ahead (port.Paced) hands the root packets of
 			// its own in exchange for these, which must read into the arena too.

@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"slices"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,7 +23,6 @@ import (
 	"github.com/snf-dev/snf/replay"
 	"github.com/snf-dev/snf/trace"
 	"github.com/snf-dev/snf/unit"
-	"golang.org/x/sys/unix"
 )
 
 // BenchmarkRecovery measures, side by side in one run, what failure-proofing costs and how
@@ -264,24 +262,6 @@ func benchWindow(bench, mode string, start, end float64) {
 	if _, err := fmt.Fprintf(f, "%s/%s %.9f %.9f\n", bench, mode, start, end); err != nil {
 		panic(err)
 	}
-}
-
-// monotonic returns CLOCK_MONOTONIC in seconds.
-func monotonic() float64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0
-	}
-	return float64(ts.Sec) + float64(ts.Nsec)/1e9
-}
-
-// cpuTime returns the CPU time the process used so far (user and system).
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // TestLogBound: a long run at full speed with a small packet log stays within its bound:

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -191,7 +190,9 @@ func (s *redisServer) kill() {
 		return
 	}
 	s.cmd.Process.Kill()
-	s.cmd.Process.Signal(syscall.SIGCONT) // a stopped process dies only once continued
+	if sigCont != nil {
+		s.cmd.Process.Signal(sigCont) // a stopped process dies only once continued
+	}
 	select {
 	case <-s.exit:
 	case <-time.After(5 * time.Second):
@@ -213,7 +214,7 @@ func (s *redisServer) restart() {
 	s.t.Fatalf("restart: %v\n%s", err, s.logTail())
 }
 
-func (s *redisServer) signal(sig syscall.Signal) {
+func (s *redisServer) signal(sig os.Signal) {
 	if s.cmd != nil && s.cmd.Process != nil {
 		s.cmd.Process.Signal(sig)
 	}

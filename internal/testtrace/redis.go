@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -57,7 +56,7 @@ func StartRedis(tb testing.TB, persist bool) *Redis {
 func (r *Redis) Start() {
 	r.tb.Helper()
 	r.cmd = exec.Command(r.bin, r.args...)
-	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // (Stop kills its children too)
+	ownGroup(r.cmd) // (Stop kills its children too)
 	if err := r.cmd.Start(); err != nil {
 		r.tb.Fatal(err)
 	}
@@ -78,10 +77,10 @@ func (r *Redis) Start() {
 func (r *Redis) Stop() {
 	if r.cmd != nil && r.cmd.Process != nil {
 		pid := r.cmd.Process.Pid
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		killGroup(r.cmd)
 		r.cmd.Wait()
 		// A child outlives its parent until the kill reaches it (then init reaps it).
-		for deadline := time.Now().Add(2 * time.Second); syscall.Kill(-pid, 0) == nil && time.Now().Before(deadline); {
+		for deadline := time.Now().Add(2 * time.Second); groupAlive(pid) && time.Now().Before(deadline); {
 			time.Sleep(5 * time.Millisecond)
 		}
 		r.cmd = nil

@@ -247,7 +247,8 @@ type live struct {
 	mover        bool   // the policy moves flows between units (root.Mover)
 	marked       []bool // by slot: the batch being filled holds a Marker (flushMarked)
 	// The input's reads since the last tick, and those that returned less than a full
-	// batch (none: the input had more waiting at every read, policy.Pool.Saturated).
+	// batch or waited for their packets (port.Waiter) — none: the input had more waiting
+	// at every read, policy.Pool.Saturated.
 	reads, shortReads int
 	yieldProg         []uint64 // by slot: the unit's Progress at the last starving check
 
@@ -880,6 +881,9 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			}
 		}
 	}
+	// An input that may wait for its packets (a paced replay, a pipe) says whether a read
+	// did: a full read after a wait does not make the pool saturated.
+	waiter, _ := cfg.In.(port.Waiter)
 	var (
 		reads uint64 // the input's reads
 		idx   uint64 // packets dispatched
@@ -902,7 +906,8 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			}
 		}
 		n, err := cfg.In.Read(batch)
-		if l.reads++; n < len(batch) {
+		short := n < len(batch) || (waiter != nil && waiter.Waited())
+		if l.reads++; short {
 			l.shortReads++
 		}
 		if l.src != nil && n > 0 {
@@ -932,9 +937,10 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			break
 		}
 		// A reader that returned a full batch has more waiting (replay at full speed): let
-		// the units' batches fill. One that returned less is paced or drained: send what
+		// the units' batches fill. One that returned less, or waited for its packets (a
+		// pipe that blocked until it filled the batch), is paced or drained: send what
 		// there is now, so that latency stays low.
-		if n < len(batch) {
+		if short {
 			for u := range l.units {
 				l.flush(u)
 			}

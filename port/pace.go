@@ -63,6 +63,7 @@ type paced struct {
 	rr         Rereader // r, if it can read its packets again (their Pos travel with them)
 	err        error    // r's error, returned once buf is drained
 	started    bool
+	waited     bool      // the last Read slept, or r's last read waited (Waited)
 	firstTime  int64     // timestamp of the first packet
 	firstClock time.Time // when the first packet was released
 }
@@ -90,6 +91,7 @@ func (p *paced) Read(pkts []packet.Packet) (int, error) {
 	if len(pkts) == 0 {
 		return 0, nil
 	}
+	p.waited = false
 	if p.head == p.n && !p.fill(len(pkts)) {
 		return 0, p.err
 	}
@@ -106,6 +108,7 @@ func (p *paced) Read(pkts []packet.Packet) (int, error) {
 		t = p.now()
 		if d := due.Sub(t); d > 0 {
 			p.sleep(d)
+			p.waited = true
 			t = due // sleep blocked for at least d: it is at least due now
 		}
 	}
@@ -139,6 +142,7 @@ func (p *paced) fill(n int) bool {
 		p.buf = make([]packet.Packet, n)
 	}
 	k, err := p.r.Read(p.buf[:n])
+	p.waited = p.waited || Waited(p.r)
 	k = max(0, min(k, n))
 	p.head, p.n, p.err = 0, k, err
 	if k == 0 && err == nil {
@@ -148,6 +152,10 @@ func (p *paced) fill(n int) bool {
 }
 
 func (p *paced) Close() error { return p.r.Close() }
+
+// Waited reports whether the last Read slept until its first packet was due, or read from
+// an input that waited (port.Waiter).
+func (p *paced) Waited() bool { return p.waited }
 
 // Rereadable reports whether r can read its packets again (Rereader).
 func (p *paced) Rereadable() bool { return p.rr != nil && p.rr.Rereadable() }

@@ -333,3 +333,41 @@ type releaser struct {
 }
 
 func (r *releaser) Release(pos uint64) { r.released = pos }
+
+// TestPacedWaited: a paced Read that slept until its first packet was due says so
+// (port.Waiter), even when it then hands out a full batch; one whose packets were already
+// due does not; and a paced input over one that waited says so too.
+func TestPacedWaited(t *testing.T) {
+	c := newFakeClock()
+	// Two packets at 0, four at 10 ms: batches of two.
+	p := port.Paced(mem.NewReader(framesAt(0, 0, 10e6, 10e6, 10e6, 10e6)), 1, c.sleep, c.now)
+	pkts := make([]packet.Packet, 2)
+	for i, want := range []bool{false, true, false} { // the first, then a sleep of 10 ms, then due
+		n, err := p.Read(pkts)
+		if n != 2 || err != nil {
+			t.Fatalf("read %d: %d, %v; want a full batch", i, n, err)
+		}
+		if got := port.Waited(p); got != want {
+			t.Errorf("read %d: Waited %v, want %v (sleeps %v)", i, got, want, c.sleeps)
+		}
+	}
+	if port.Waited(mem.NewReader(nil)) {
+		t.Error("memory says it waited")
+	}
+	// A reader that always waits, paced at its own pace (its packets always due): the
+	// paced reader reports its waits, and so does Copied.
+	w := port.Copied(port.Paced(&waiting{mem.NewReader(framesAt(0, 0, 0, 0))}, 1, c.sleep, c.now))
+	for i := range 2 {
+		if _, err := w.Read(pkts); err != nil {
+			t.Fatal(err)
+		}
+		if !port.Waited(w) {
+			t.Errorf("read %d over a reader that waited: Waited false", i)
+		}
+	}
+}
+
+// waiting is a Reader that says every Read waited.
+type waiting struct{ *mem.Reader }
+
+func (waiting) Waited() bool { return true }

@@ -69,6 +69,25 @@ func Copied(r Reader) Reader {
 
 type copied struct{ Reader }
 
+func (c copied) Waited() bool { return Waited(c.Reader) }
+
+// Waiter is a Reader that says whether its last Read waited for packets to come — a paced
+// replay that slept until they were due, a pipe that blocked until they were written — rather
+// than finding them there. A Read that filled the whole batch after such a wait still leaves
+// the input setting the pace: the live engine takes full reads that did not wait for a sign
+// that the pool cannot keep up (policy.Pool.Saturated).
+type Waiter interface {
+	Reader
+	Waited() bool
+}
+
+// Waited reports whether r's last Read waited for its packets (port.Waiter; false for a
+// Reader that is not one: memory, a generator).
+func Waited(r Reader) bool {
+	w, ok := r.(Waiter)
+	return ok && w.Waited()
+}
+
 // Writer writes packets in batches. Write copies what it needs before it returns: the
 // caller reuses the Packets afterwards. It changes nothing of them (the live engine's
 // egress reads their metadata after Write, for the packet log).

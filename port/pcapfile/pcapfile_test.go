@@ -764,3 +764,57 @@ func TestReread(t *testing.T) {
 		}
 	})
 }
+
+// TestWaited: a Read that had to wait for its source (a pipe whose writer had not written
+// yet) says so (port.Waiter), even when it fills the whole batch; a Read of a capture in
+// memory does not.
+func TestWaited(t *testing.T) {
+	file := buildPcap(synthFrames(8, false), binary.LittleEndian, true, 1)
+	hdr := 24
+	pr, pw := io.Pipe()
+	go func() {
+		// The header and half the packets now; the rest 20 ms later.
+		rec := hdr
+		for i, k := 0, hdr; i < 4; i++ { // the end of the 4th record
+			caplen := int(binary.LittleEndian.Uint32(file[k+8:]))
+			k += 16 + caplen
+			rec = k
+		}
+		pw.Write(file[:rec])
+		time.Sleep(20 * time.Millisecond)
+		pw.Write(file[rec:])
+		pw.Close()
+	}()
+	r, err := NewReader(pr, "pipe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkts := make([]packet.Packet, 4)
+	if n, err := r.Read(pkts); n != 4 || err != nil {
+		t.Fatalf("first read: %d, %v", n, err)
+	}
+	if n, err := r.Read(pkts); n != 4 || err != nil {
+		t.Fatalf("second read: %d, %v", n, err)
+	}
+	if !port.Waited(r) {
+		t.Error("a full read that waited 20 ms for the pipe: Waited false")
+	}
+	// From memory: no wait (a read of data already there takes microseconds; a few reads,
+	// in case one was descheduled for longer).
+	m, err := NewReader(bytes.NewReader(file), "memory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waits := 0
+	for range 2 {
+		if n, err := m.Read(pkts); n != 4 || err != nil {
+			t.Fatalf("memory: %d, %v", n, err)
+		}
+		if port.Waited(m) {
+			waits++
+		}
+	}
+	if waits == 2 {
+		t.Error("reads from memory: every one waited")
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -28,6 +29,7 @@ import (
 
 var (
 	_ port.Reader    = (*Reader)(nil)
+	_ port.Waiter    = (*Reader)(nil)
 	_ port.LinkTyper = (*Reader)(nil)
 	_ port.Writer    = (*Writer)(nil)
 	_ port.LinkTyper = (*Writer)(nil)
@@ -86,17 +88,25 @@ type Reader struct {
 // after a checkpoint in order, a few syscalls for thousands of frames.
 const rereadWindow = 1 << 20
 
-// countingReader counts the bytes read through it.
+// countingReader counts the bytes read through it, and notes a read that waited.
 type countingReader struct {
-	r io.Reader
-	n int64
+	r      io.Reader
+	n      int64
+	waited bool // a read since Reader.Read began took longer than waitedAfter
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
+	start := time.Now()
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	// (Once per 64 KiB read: a buffer's worth from the page cache takes microseconds.)
+	c.waited = c.waited || time.Since(start) > waitedAfter
 	return n, err
 }
+
+// waitedAfter is how long a read from the source must take to count as a wait for data
+// (Reader.Waited): a pipe that blocked until its writer wrote, a disk.
+const waitedAfter = 200 * time.Microsecond
 
 // Open opens a capture file, detects its format from its magic number (classic pcap in
 // either byte order with microsecond or nanosecond timestamps, or pcapng) and reads its
@@ -267,6 +277,7 @@ func (r *Reader) Close() error {
 // names the file and the offset of the bad record; every later Read returns that error
 // again.
 func (r *Reader) Read(pkts []packet.Packet) (int, error) {
+	r.cr.waited = false
 	if r.err != nil {
 		return 0, r.err
 	}
@@ -287,6 +298,11 @@ func (r *Reader) Read(pkts []packet.Packet) (int, error) {
 	}
 	return len(pkts), nil
 }
+
+// Waited reports whether the last Read waited for its source (port.Waiter): one of its
+// reads from it took longer than a read of data already there takes — a pipe whose writer
+// had not written yet, a disk.
+func (r *Reader) Waited() bool { return r.cr.waited }
 
 // readClassic reads one record of a classic pcap file into p. The record header is checked
 // here first, so that pcapgo only reads records whose lengths make sense and errors say

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -824,3 +825,67 @@ func TestSaturatedPoolKeepsUnits(t *testing.T) {
 		t.Errorf("bursts at capture pace: %d of %d ticks saturated, units %d-%d; want few, and the pool shrunk to 1", saturated, len(bs.Timeline), bs.UnitsMin, bs.UnitsMax)
 	}
 }
+
+// TestWaitedReadFlushes: a read that came back full after waiting for its packets (a pipe
+// that blocked until it filled the batch: port.Waiter) sends the units' batches at once, as
+// a short read does — the input's next packets may be a long time coming. The input here
+// gives one full batch, spread over two units' batches, then nothing more until those
+// packets are out.
+func TestWaitedReadFlushes(t *testing.T) {
+	spec, err := snf.ChainFromNames("firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := generated(t, 16)
+	out := make(chan struct{})
+	pol, err := policy.New("static", policy.Options{StaticUnits: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec,
+		In: &oneThenWait{Reader: mem.NewReader(frames), out: out}, Out: &signalAt{n: len(frames), done: out},
+		Policy: pol, MinUnits: 2, MaxUnits: 2, Batch: len(frames), Capacity: 1e9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.InputErr != nil || s.Written != uint64(len(frames)) {
+		t.Errorf("%d of %d packets out, input error %v: want the batch sent after the read that waited", s.Written, len(frames), s.InputErr)
+	}
+}
+
+// oneThenWait is an input whose first Read returns a full batch after a wait, and whose next
+// ones wait until out is closed (then the input ends), or fail after 5 s.
+type oneThenWait struct {
+	*mem.Reader
+	out   chan struct{}
+	reads int
+}
+
+func (r *oneThenWait) Read(pkts []packet.Packet) (int, error) {
+	if r.reads++; r.reads == 1 {
+		return r.Reader.Read(pkts)
+	}
+	select {
+	case <-r.out:
+		return 0, io.EOF
+	case <-time.After(5 * time.Second):
+		return 0, errors.New("the first batch's packets were not out 5 s after it was read")
+	}
+}
+
+func (r *oneThenWait) Waited() bool { return r.reads == 1 }
+
+// signalAt is an output that closes done once it wrote n packets.
+type signalAt struct {
+	n    int
+	done chan struct{}
+}
+
+func (w *signalAt) Write(pkts []*packet.Packet) error {
+	if w.n -= len(pkts); w.n <= 0 && w.done != nil {
+		close(w.done)
+		w.done = nil
+	}
+	return nil
+}
+func (*signalAt) Close() error { return nil }

@@ -59,12 +59,12 @@ type Pool struct {
 	// was wrong). 0: Backlog is not looked at.
 	MaxBacklog float64
 	// Saturated is set by the live engine at each tick: every read of the input since the
-	// previous tick came back full and the root spent less than half the interval in them
-	// (the input had more packets waiting: a replay at full speed, or a pool that fell
-	// behind — not a paced replay that slept, nor a pipe that blocked until it filled a
-	// batch). The load measured is then what the pool took, a lower bound of what is
-	// offered, and the controller does not shrink the pool on it. (The simulator, whose
-	// input is virtual time, never sets it.)
+	// previous tick came back full without waiting for its packets (port.Waiter: not a
+	// paced replay that slept, nor a pipe that blocked) — the input had more packets
+	// waiting: a replay at full speed, or a pool that fell behind. The load measured is
+	// then what the pool took, a lower bound of what is offered, and the controller does
+	// not shrink the pool on it. (The simulator, whose input is virtual time, never sets
+	// it.)
 	Saturated bool
 }
 

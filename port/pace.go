@@ -88,10 +88,10 @@ func (p *paced) due(ts int64) time.Time {
 }
 
 func (p *paced) Read(pkts []packet.Packet) (int, error) {
+	p.waited = false
 	if len(pkts) == 0 {
 		return 0, nil
 	}
-	p.waited = false
 	if p.head == p.n && !p.fill(len(pkts)) {
 		return 0, p.err
 	}

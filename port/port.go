@@ -58,9 +58,9 @@ func ReleaseAll(r Reader) {
 	}
 }
 
-// Copied hides r's Rereader methods (and its other methods but Read and Close: a
-// LinkTyper's link type too): the packet log then copies each frame, as it does from an
-// input that cannot be read again (a live interface). Its frames will not be read again
+// Copied hides r's Rereader methods (and its other methods but Read, Close and a Waiter's
+// Waited: a LinkTyper's link type too): the packet log then copies each frame, as it does
+// from an input that cannot be read again (a live interface). Its frames will not be read again
 // through it: r is told so (ReleaseAll).
 func Copied(r Reader) Reader {
 	ReleaseAll(r)

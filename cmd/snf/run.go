@@ -43,8 +43,9 @@ a root detects flowlets and sends each new one to a unit chosen by the policy (s
 bin-packing; perflow: sticky hashing; perpacket: any packet anywhere, flow state in the
 store; static: a fixed pool), units start and stop with the load (at full speed, or while
 the pool falls behind, the pool does not shrink: the load it sees is what it took), and a
-flow's state moves between units with its flowlets. The summary then adds flowlets, handovers, reorderings,
-units over time, unit-seconds, packets billed per NF and latency percentiles.
+flow's state moves between units with its flowlets. The summary then adds flowlets,
+handovers, reorderings, units over time, unit-seconds, packets billed per NF and latency
+percentiles.
 
 Shared state (a NAT's port pool, a monitor's counters, a load balancer's backends) lives in
 the embedded store unless --store names a Redis server.

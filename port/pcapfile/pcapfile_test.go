@@ -766,23 +766,20 @@ func TestReread(t *testing.T) {
 }
 
 // TestWaited: a Read that had to wait for its source (a pipe whose writer had not written
-// yet) says so (port.Waiter), even when it fills the whole batch; a Read of a capture in
-// memory does not.
+// yet) says so (port.Waiter), even when it fills the whole batch; the next Read, of data
+// already buffered, does not; nor do Reads of a source that hands out its data at once, a
+// kilobyte at a time; nor, ever, Reads of a regular file.
 func TestWaited(t *testing.T) {
-	file := buildPcap(synthFrames(8, false), binary.LittleEndian, true, 1)
-	hdr := 24
+	file := buildPcap(synthFrames(12, false), binary.LittleEndian, true, 1)
+	end4 := 24 // the end of the 4th record
+	for range 4 {
+		end4 += 16 + int(binary.LittleEndian.Uint32(file[end4+8:]))
+	}
 	pr, pw := io.Pipe()
 	go func() {
-		// The header and half the packets now; the rest 20 ms later.
-		rec := hdr
-		for i, k := 0, hdr; i < 4; i++ { // the end of the 4th record
-			caplen := int(binary.LittleEndian.Uint32(file[k+8:]))
-			k += 16 + caplen
-			rec = k
-		}
-		pw.Write(file[:rec])
+		pw.Write(file[:end4])
 		time.Sleep(20 * time.Millisecond)
-		pw.Write(file[rec:])
+		pw.Write(file[end4:])
 		pw.Close()
 	}()
 	r, err := NewReader(pr, "pipe")
@@ -790,23 +787,22 @@ func TestWaited(t *testing.T) {
 		t.Fatal(err)
 	}
 	pkts := make([]packet.Packet, 4)
-	if n, err := r.Read(pkts); n != 4 || err != nil {
-		t.Fatalf("first read: %d, %v", n, err)
+	for i, want := range []bool{false, true, false} { // buffered; 20 ms for the pipe; buffered
+		if n, err := r.Read(pkts); n != 4 || err != nil {
+			t.Fatalf("read %d: %d, %v", i, n, err)
+		}
+		if got := port.Waited(r); got != want {
+			t.Errorf("pipe, read %d: Waited %v, want %v", i, got, want)
+		}
 	}
-	if n, err := r.Read(pkts); n != 4 || err != nil {
-		t.Fatalf("second read: %d, %v", n, err)
-	}
-	if !port.Waited(r) {
-		t.Error("a full read that waited 20 ms for the pipe: Waited false")
-	}
-	// From memory: no wait (a read of data already there takes microseconds; a few reads,
-	// in case one was descheduled for longer).
-	m, err := NewReader(bytes.NewReader(file), "memory")
+	// A source with its data there, a kilobyte per read: a few reads in case one was
+	// descheduled for longer than a wait.
+	m, err := NewReader(&chunky{bytes.NewReader(file)}, "memory")
 	if err != nil {
 		t.Fatal(err)
 	}
 	waits := 0
-	for range 2 {
+	for range 3 {
 		if n, err := m.Read(pkts); n != 4 || err != nil {
 			t.Fatalf("memory: %d, %v", n, err)
 		}
@@ -814,7 +810,29 @@ func TestWaited(t *testing.T) {
 			waits++
 		}
 	}
-	if waits == 2 {
-		t.Error("reads from memory: every one waited")
+	if waits > 1 {
+		t.Errorf("reads of data already there: %d of 3 waited", waits)
+	}
+	path := filepath.Join(t.TempDir(), "f.pcap")
+	if err := os.WriteFile(path, file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for range 3 {
+		if _, err := f.Read(pkts); err != nil {
+			t.Fatal(err)
+		}
+		if port.Waited(f) {
+			t.Error("a regular file's read waited")
+		}
 	}
 }
+
+// chunky hands out at most a kilobyte per Read.
+type chunky struct{ r io.Reader }
+
+func (c *chunky) Read(p []byte) (int, error) { return c.r.Read(p[:min(len(p), 1024)]) }

@@ -92,20 +92,27 @@ const rereadWindow = 1 << 20
 type countingReader struct {
 	r      io.Reader
 	n      int64
-	waited bool // a read since Reader.Read began took longer than waitedAfter
+	timed  bool // not a regular file: a read may wait for a writer (Reader.Waited)
+	waited bool // (timed) a read since Reader.Read began took longer than waitedAfter
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
+	if !c.timed {
+		n, err := c.r.Read(p)
+		c.n += int64(n)
+		return n, err
+	}
 	start := time.Now()
 	n, err := c.r.Read(p)
 	c.n += int64(n)
-	// (Once per 64 KiB read: a buffer's worth from the page cache takes microseconds.)
+	// (Once per 64 KiB read: a buffer's worth already in a pipe takes microseconds.)
 	c.waited = c.waited || time.Since(start) > waitedAfter
 	return n, err
 }
 
-// waitedAfter is how long a read from the source must take to count as a wait for data
-// (Reader.Waited): a pipe that blocked until its writer wrote, a disk.
+// waitedAfter is how long a read from a source that is not a regular file must take to
+// count as a wait for data (Reader.Waited): a pipe that blocked until its writer wrote. (It
+// is wall time: a read the scheduler delayed counts too.)
 const waitedAfter = 200 * time.Microsecond
 
 // Open opens a capture file, detects its format from its magic number (classic pcap in
@@ -128,6 +135,7 @@ func Open(path string) (*Reader, error) {
 	r.file = f
 	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
 		r.reread = true
+		r.cr.timed = false // (its reads never wait for a writer: Waited)
 	}
 	return r, nil
 }
@@ -136,7 +144,7 @@ func Open(path string) (*Reader, error) {
 // errors. Close does not close r.
 func NewReader(r io.Reader, name string) (*Reader, error) {
 	rd := &Reader{name: name}
-	rd.cr.r = r
+	rd.cr.r, rd.cr.timed = r, true
 	// The buffer must be at least bufio's default size: pcapgo's classic reader then uses
 	// this very bufio.Reader instead of wrapping it in one of its own (bufio.NewReader
 	// returns a large enough *bufio.Reader as is), which lets readClassic Peek at the
@@ -301,7 +309,9 @@ func (r *Reader) Read(pkts []packet.Packet) (int, error) {
 
 // Waited reports whether the last Read waited for its source (port.Waiter): one of its
 // reads from it took longer than a read of data already there takes — a pipe whose writer
-// had not written yet, a disk.
+// had not written yet. Never for a regular file opened by Open: its reads from the page
+// cache may take that long when the machine's cores are busy (the pool saturated), and a
+// capture file's pace is the reader's own.
 func (r *Reader) Waited() bool { return r.cr.waited }
 
 // readClassic reads one record of a classic pcap file into p. The record header is checked

@@ -793,11 +793,11 @@ func TestSaturatedPoolKeepsUnits(t *testing.T) {
 		t.Errorf("%d idle flows moved off draining units at full speed (%d flows)", s.Evacuated, s.Flows)
 	}
 	t.Logf("full speed: %d ticks, %d saturated; units %d-%d; %d handovers, %d evacuated", len(s.Timeline), saturated, s.UnitsMin, s.UnitsMax, s.Handovers, s.Evacuated)
-	// 20,000 packets/s of capture time at ×2: 40,000 packets/s, a fraction of the pool's
-	// speed (even under -race) — reads come back short, and the pool shrinks to one unit.
-	// (Batches of 64: a read comes back full only when the root is 1.6 ms behind the
-	// input, not when a sleep overshot by a few hundred µs under -race.)
-	p := run(port.Paced(mem.NewReader(frames[:10000]), 2, nil, nil), 64)
+	// 20,000 packets/s of capture time at capture pace, a fraction of the pool's speed (even
+	// under -race on a loaded machine, which fell behind at twice that) — reads come back
+	// short, and the pool shrinks to one unit. (Batches of 64: a read comes back full only
+	// when the root is 3 ms behind the input.)
+	p := run(port.Paced(mem.NewReader(frames[:6000]), 1, nil, nil), 64)
 	if p.UnitsMin != 1 || p.UnitsMax != 3 {
 		t.Errorf("paced below the pool's speed: units %d-%d; want the 3 forced, shrunk to 1", p.UnitsMin, p.UnitsMax)
 	}
@@ -821,8 +821,10 @@ func TestSaturatedPoolKeepsUnits(t *testing.T) {
 			saturated++ // (the first burst, which nothing slept for; a tick of a burst's second read only)
 		}
 	}
-	if 4*saturated > len(bs.Timeline) || bs.UnitsMin != 1 {
-		t.Errorf("bursts at capture pace: %d of %d ticks saturated, units %d-%d; want few, and the pool shrunk to 1", saturated, len(bs.Timeline), bs.UnitsMin, bs.UnitsMax)
+	// (Without the Waiter, 14 of 15 ticks are saturated, and the pool stays at 3; under
+	// -race on a loaded machine, up to 6 of 21 are, the root falling behind a burst.)
+	if 2*saturated > len(bs.Timeline) || bs.UnitsMin != 1 {
+		t.Errorf("bursts at capture pace: %d of %d ticks saturated, units %d-%d; want under half, and the pool shrunk to 1", saturated, len(bs.Timeline), bs.UnitsMin, bs.UnitsMax)
 	}
 }
 

@@ -423,9 +423,6 @@ func (l *live) Send(u int, p *packet.Packet) {
 // unit that gets a batch now and then, beside one always busy, waited until the runtime
 // preempted the root (10 ms), holding its batches' frames all along (TestLendIdleUnit).
 func (l *live) starving() bool {
-	if len(l.yieldProg) < len(l.units) {
-		l.yieldProg = make([]uint64, len(l.units))
-	}
 	starved := false
 	for u, lu := range l.units {
 		p := lu.u.Progress()
@@ -738,7 +735,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		}
 		l.ckTable = t
 	}
-	l.seqs, l.egressed = make([]uint64, n), make([]atomic.Uint64, n)
+	l.seqs, l.egressed, l.yieldProg = make([]uint64, n), make([]atomic.Uint64, n), make([]uint64, n)
 	if cfg.Recovery {
 		l.log = replay.NewLog(cfg.LogBytes, cfg.LogPackets, n)
 		l.log.OnTrim = l.onTrim

@@ -12,7 +12,7 @@ import (
 // TestStarving: a unit counts as starving when batches wait in its input and it did no work
 // since the root last looked — not while its input is empty, nor when it worked since.
 func TestStarving(t *testing.T) {
-	l := &live{}
+	l := &live{yieldProg: make([]uint64, 2)}
 	var ins []chan *unit.Batch
 	for i := range 2 {
 		chain := testtrace.ChainOf(t, "firewall", snf.ChainOptions{})

@@ -97,16 +97,16 @@ type countingReader struct {
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
-	if !c.timed {
-		n, err := c.r.Read(p)
-		c.n += int64(n)
-		return n, err
+	var start time.Time
+	if c.timed {
+		start = time.Now()
 	}
-	start := time.Now()
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	// (Once per 64 KiB read: a buffer's worth already in a pipe takes microseconds.)
-	c.waited = c.waited || time.Since(start) > waitedAfter
+	if c.timed && time.Since(start) > waitedAfter {
+		c.waited = true
+	}
 	return n, err
 }
 

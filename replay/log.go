@@ -6,6 +6,7 @@ import (
 	"math"
 	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/snf-dev/snf/internal/queue"
@@ -31,7 +32,9 @@ import (
 // hands each packet over as it dispatches it (Keep), which lends the frame to the unit's
 // batch (Lend): the unit rewrites it in place, and the log keeps a copy of the headers
 // rewrites change, to replay the frame as it was read. Append then logs the batch those
-// packets went into. The root writes nothing else per packet: the unit fills the entry —
+// packets went into. The root writes nothing else per packet but a few counters of the
+// batch being filled (keptRun: in cache, where an entry is memory a unit wrote last, and
+// Append folds them into the batch's entry): the unit fills the entry —
 // the packets' metadata and that copy of their headers — before its chain runs
 // (Entry.Prepare; unit.Batch.LogFirst), on its core. The arena's memory is freed as entries
 // leave the log (Covered) and nothing holds it (Hold) — for a chain whose NFs read only
@@ -42,7 +45,7 @@ import (
 // The log is bounded (bytes of frames, and packets): Append refuses a batch that does not
 // fit, and the engine then waits (back-pressure) and asks the units whose batches hold the
 // log's head for a checkpoint; it never drops a batch. Memory is reused: in steady state the
-// log allocates nothing.
+// log allocates nothing, and a closed log's memory goes to the next (Close).
 //
 // A Log is used by one goroutine (the root's).
 type Log struct {
@@ -53,6 +56,7 @@ type Log struct {
 	free []*Entry
 	bufs [][]byte // free buffers for copied frames (length 0)
 	pend []*Entry // by unit: the frames kept for the batch being filled
+	run  []keptRun
 
 	arena   *packet.Arena
 	keptEnd uint64 // the arena position after the last frame kept: the root is done below it
@@ -288,15 +292,53 @@ const (
 // past them (a batch per unit) and for frames the root read but dropped.
 func NewLog(maxBytes, maxPackets, units int) *Log {
 	l := &Log{maxBytes: maxBytes, maxPackets: maxPackets, covered: make([]uint64, units),
-		pend: make([]*Entry, units), hold: noPos, Lend: true}
+		pend: make([]*Entry, units), run: make([]keptRun, units), hold: noPos, Lend: true}
+	for u := range l.run {
+		l.run[u].low = noPos
+	}
 	l.arena = packet.NewArena(2*maxBytes+4*arenaBlock, arenaBlock)
 	l.arena.OnNeed = l.release
 	return l
 }
 
-// Close gives the log's arena memory to the logs made after it (packet.Arena.Close): call it
-// once nothing reads a frame the log kept or lent any more.
-func (l *Log) Close() { l.arena.Close() }
+// Close gives the log's arena memory, and its entries, to the logs made after it
+// (packet.Arena.Close): call it once nothing reads a frame the log kept or lent, nor any
+// entry, any more.
+func (l *Log) Close() {
+	l.arena.Close()
+	for l.q.Len() > 0 {
+		l.recycle(*l.q.Front())
+		l.q.Drop()
+	}
+	for u, e := range l.pend {
+		if e != nil {
+			l.recycle(e)
+			l.pend[u] = nil
+		}
+	}
+	entryPool.mu.Lock()
+	defer entryPool.mu.Unlock()
+	for _, e := range l.free {
+		if len(entryPool.free) == maxPooled {
+			break
+		}
+		e.batch, e.arena, e.src = nil, nil, nil
+		entryPool.free = append(entryPool.free, e)
+	}
+	l.free = nil
+}
+
+// entryPool holds the entries of closed logs. A log at full speed grows to a few hundred
+// entries, each with room for a batch's metadata and headers (~6 KiB): made anew, they cost a
+// run's first checkpoint interval allocations, zeroing and garbage collection — measured 3
+// points of the copied log's cost over a 250,000-packet run (BENCHMARKS.md, issue 6).
+var entryPool struct {
+	mu   sync.Mutex
+	free []*Entry
+}
+
+// maxPooled bounds entryPool (~25 MiB of entries for a copied log's).
+const maxPooled = 4096
 
 // Arena returns the arena the root reads packets into (packet.Packet.UseArena), so that
 // Keep takes their frames without a copy.
@@ -320,55 +362,83 @@ func (l *Log) Arena() *packet.Arena { return l.arena }
 // from p after Keep (Borrow, CopyFrom), and take it to the unit, which fills the entry from
 // it. (Not with Src: Pos is then the input's.)
 func (l *Log) Keep(u int, p *packet.Packet) []byte {
-	// Per packet, the root writes p's Pos and the entry's counters (in cache), and takes a
-	// frame not in the arena: the unit takes the metadata and copies the headers, on its
-	// core (fillKept).
-	e := l.pending(u)
-	if e.kept == 0 {
-		e.clock0, e.lend, e.short = p.Clock, l.Lend, l.done != nil
+	// Per packet, the root writes p's Pos and its run's counters (run: a few words, in
+	// cache, where the entry is memory a unit filled last), and takes a frame not in the
+	// arena: the unit takes the metadata and copies the headers, on its core (fillKept).
+	// entry folds the run into the batch's entry.
+	r := &l.run[u]
+	if r.n == 0 {
+		r.clock0, r.lend, r.short = p.Clock, l.Lend, l.done != nil
 	}
-	e.kept++
-	e.clockN = p.Clock
-	arena := false
-	if pos, ok := p.ArenaPos(); ok {
+	r.n++
+	r.clockN = p.Clock
+	pos, arena := p.ArenaPos()
+	if arena {
 		n := (len(p.Data) + 63) &^ 63
-		e.mem += n
-		e.abytes += n
-		arena = true
-		e.low = min(e.low, pos)
+		r.mem += n
+		r.abytes += n
+		r.low = min(r.low, pos)
 		l.keptEnd = max(l.keptEnd, pos+uint64(len(p.Data)))
 		p.Pos = pos // (the batch's packet takes it along)
 	} else {
+		e := l.pending(u)
 		d := p.SwapBuf(nil)
 		if d == nil { // p.Data is not p's own buffer
 			d = append(l.buf(), p.Data...)
 		}
 		p.Pos = ownPos | uint64(len(e.own))
 		e.own = append(e.own, d)
-		e.mem += cap(d)
+		r.mem += cap(d)
 	}
-	if e.kept == 1 {
-		e.pos0 = p.Pos
+	if r.n == 1 {
+		r.pos0 = p.Pos
 	}
-	e.posN = p.Pos
-	if w, ok := e.lends(p); ok { // the unit copies its headers before its chain rewrites it
-		e.mem += w
+	r.posN = p.Pos
+	if w, ok := lends(r.lend, r.short, p); ok { // the unit copies its headers before its chain rewrites it
+		r.mem += w
 		return p.Data
 	}
-	e.whole = e.whole || arena
+	r.whole = r.whole || arena
 	return nil // not lent: the batch takes a copy (Lend off, long headers, or not in the arena)
+}
+
+// keptRun is what Keep kept for a unit's batch being filled, until entry folds it into the
+// batch's entry (Entry's fields of the same names; n is Entry.kept).
+type keptRun struct {
+	n                          int
+	clock0, clockN, pos0, posN uint64
+	low                        uint64
+	mem, abytes                int
+	lend, short, whole         bool
+}
+
+// fold moves unit u's run into its pending entry.
+func (l *Log) fold(u int) {
+	r := &l.run[u]
+	if r.n == 0 {
+		return
+	}
+	e := l.pending(u)
+	e.kept, e.clock0, e.clockN, e.pos0, e.posN = r.n, r.clock0, r.clockN, r.pos0, r.posN
+	e.lend, e.short, e.whole = r.lend, r.short, e.whole || r.whole
+	e.low = min(e.low, r.low)
+	e.mem += r.mem
+	e.abytes += r.abytes
+	*r = keptRun{low: noPos}
 }
 
 // lends reports whether e's kept packet p (its Pos Keep's) is lent, and its headers'
 // length: Keep and fillKept decide alike (the entry's Lend, the same parse). With
 // HeadersOnly, the headers saved are also all a replay gives the chain once the entry is
 // gone: a frame not parsed to its L4 header (an NF may read any of it) is saved whole.
-func (e *Entry) lends(p *packet.Packet) (w int, ok bool) {
+func (e *Entry) lends(p *packet.Packet) (w int, ok bool) { return lends(e.lend, e.short, p) }
+
+func lends(lend, short bool, p *packet.Packet) (w int, ok bool) {
 	w = p.Rewritable()
-	if e.short && p.Flags&packet.HasL4 == 0 {
+	if short && p.Flags&packet.HasL4 == 0 {
 		w = len(p.Data)
 	}
-	return w, e.lend && p.Pos&ownPos == 0 && w <= MaxHeader
+	return w, lend && p.Pos&ownPos == 0 && w <= MaxHeader
 }
 
 // ownPos marks a kept packet's Pos as an index in Entry.own (a frame not in the arena).
@@ -573,6 +643,7 @@ func (e *Entry) addOwn(p *packet.Packet, d []byte) {
 
 // Drop forgets the frames kept for unit u's batch being filled (it will not be sent).
 func (l *Log) Drop(u int) {
+	l.run[u] = keptRun{low: noPos}
 	if e := l.pend[u]; e != nil {
 		l.pend[u] = nil
 		l.recycle(e)
@@ -608,10 +679,11 @@ func (l *Log) release() {
 			low = min(low, (*l.q.At(i)).low)
 		}
 	}
-	for _, e := range l.pend {
+	for u, e := range l.pend {
 		if e != nil {
 			low = min(low, e.low)
 		}
+		low = min(low, l.run[u].low)
 	}
 	l.arena.Free(low)
 }
@@ -713,6 +785,7 @@ func (l *Log) buf() []byte {
 // before its chain runs: b.LogFirst), or (when they are not b's packets) a copy of b's. It
 // stays pending until it is pushed.
 func (l *Log) entry(b *unit.Batch) *Entry {
+	l.fold(b.Unit)
 	e := l.pend[b.Unit]
 	if e != nil && e.holds(b) {
 		if e.kept > 0 && !e.lazy {
@@ -828,12 +901,21 @@ func (l *Log) alloc() *Entry {
 		e.src = l.Src
 		return e
 	}
-	e := &Entry{low: noPos, arena: l.arena, src: l.Src}
+	var e *Entry
+	entryPool.mu.Lock()
+	if k := len(entryPool.free); k > 0 {
+		e = entryPool.free[k-1]
+		entryPool.free = entryPool.free[:k-1]
+	}
+	entryPool.mu.Unlock()
+	if e == nil {
+		// (What a batch of 64 fills: positions, or frames kept, compactly — Metas grow
+		// when used, for frames copied or kept but not compact.)
+		e = &Entry{low: noPos, at: make([]atMeta, 0, 64)}
+	}
+	e.arena, e.src = l.arena, l.Src
 	l.newTicket(e)
-	// (What a batch of 64 fills: positions, or frames kept, compactly — Metas grow when
-	// used, for frames copied or kept but not compact.)
-	e.at = make([]atMeta, 0, 64)
-	if l.Src == nil {
+	if l.Src == nil && cap(e.hdrs) == 0 {
 		// (And the headers of 64 frames: grown in the unit's fill, they would be grown
 		// again by every entry made as the log grows to its peak, hundreds a run.)
 		e.hoffs, e.hdrs = make([]uint32, 0, 65), make([]byte, 0, 64*80)

@@ -376,6 +376,15 @@ func TestLogKeep(t *testing.T) {
 	if e.Len() != 1 || len(e.hdrs) != 0 {
 		t.Errorf("Lend off: %d packets, %d header bytes saved; want 1, none", e.Len(), len(e.hdrs))
 	}
+	// Kept, dropped, kept again: what was kept before the Drop is not the next batch's.
+	l.Lend = true
+	read()
+	l.Keep(0, &in[3])
+	l.Drop(0)
+	copied := l.Stats().Copied
+	if k, _ := keepBatch(t, l, 0, 10, [][]byte{src[0].Data, src[1].Data}); !k.LogFirst || l.Stats().Copied != copied {
+		t.Errorf("a batch kept after a Drop: copied %v, want it kept", l.Stats().Copied != copied)
+	}
 }
 
 // TestLogSteadyStateAllocs: logging copied batches and trimming them in steady state
@@ -1182,4 +1191,78 @@ func TestLogHeadersOnly(t *testing.T) {
 			t.Errorf("%.1f allocations per batch", a)
 		}
 	}
+}
+
+// TestLogClosePools: a closed log's entries go to the logs made after it — a log growing to
+// its peak then makes no entries anew — and work there as new ones: a log keeping frames takes
+// the entries of one that kept positions, and the other way round.
+func TestLogClosePools(t *testing.T) {
+	frames := [][]byte{batch(0, 0, 1).Pkts[0].Data, batch(0, 0, 1).Pkts[0].Data}
+	const entries = 200
+	grow := func() {
+		l := NewLog(64<<20, 1<<20, 1)
+		for seq := uint64(1); seq <= entries; seq++ {
+			keepBatch(t, l, 0, seq, frames)
+		}
+		l.Close()
+	}
+	allocs := func() float64 { // (testing.AllocsPerRun runs grow once before it counts)
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		grow()
+		runtime.ReadMemStats(&m1)
+		return float64(m1.Mallocs - m0.Mallocs)
+	}
+	entryPool.mu.Lock()
+	entryPool.free = nil
+	entryPool.mu.Unlock()
+	cold := allocs() // (its entries made, then pooled)
+	warm := allocs()
+	// A new entry is four allocations: the entry, and room for its metadata and headers.
+	if warm > cold-3*entries {
+		t.Errorf("a log growing to %d entries: %.0f allocations with entries pooled, %.0f without: want %d fewer", entries, warm, cold, 4*entries)
+	}
+
+	// Positions in entries that kept frames.
+	pk := batch(0, 0, 2).Pkts[:2]
+	src := &source{}
+	for i := range pk {
+		src.frames = append(src.frames, bytes.Clone(pk[i].Data))
+	}
+	p := NewLog(1<<20, 1000, 1)
+	p.Src = src
+	b := unit.NewBatch(2, nil)
+	b.Seq = 1
+	for i := range pk {
+		pk[i].Pos = uint64(i)
+		b.Pkts[i].CopyFrom(&pk[i])
+		b.Pkts[i].SetSrcPort(4242) // the unit's chain rewrites its copy
+		b.N++
+	}
+	p.Append(b)
+	b.Log.Prepare(b)
+	var e *Entry
+	p.Since(0, 0, func(x *Entry) { e = x })
+	r := unit.NewBatch(2, nil)
+	if err := e.Fill(r); err != nil || r.N != 2 || !bytes.Equal(r.Pkts[1].Data, src.frames[1]) || len(e.hdrs) != 0 || e.arena != p.arena {
+		t.Fatalf("positions in a pooled entry: replay %v, %d packets, frame as read %v, %d header bytes", err, r.N, r.N == 2 && bytes.Equal(r.Pkts[1].Data, src.frames[1]), len(e.hdrs))
+	}
+	p.Close()
+
+	// Frames kept in entries that kept positions (and frames).
+	k := NewLog(1<<20, 1000, 1)
+	for seq := uint64(1); seq <= 3; seq++ {
+		c, _ := keepBatch(t, k, 0, seq, frames)
+		c.Log.Prepare(c) // the unit saves the headers, then its chain rewrites the frames
+		for i := range c.N {
+			c.Pkts[i].SetSrcPort(4242)
+		}
+	}
+	k.Since(0, 0, func(x *Entry) {
+		if err := x.Fill(r); err != nil || r.N != 2 || !bytes.Equal(r.Pkts[0].Data, frames[0]) || x.arena != k.arena {
+			t.Errorf("batch %d kept in a pooled entry: replay %v, frame as read %v", x.Seq, err, err == nil && bytes.Equal(r.Pkts[0].Data, frames[0]))
+		}
+	})
+	k.Close()
 }

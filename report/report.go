@@ -19,6 +19,7 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
 )
 
 // Point is one interval of a run's timeline.
@@ -28,6 +29,10 @@ type Point struct {
 	Oracle    int           // the oracle's units for that load (0: not known)
 	Active    int           // active units
 	Handovers float64       // handovers per second in the interval
+	// Saturated: the input had packets waiting at every read of the interval (a live run
+	// at full speed): Offered is what the pool took, and Offered and Oracle are lower
+	// bounds of the load offered. The load plot marks these intervals.
+	Saturated bool
 }
 
 // CDFPoint is a point of a latency CDF: the share of packets with a latency up to Latency.
@@ -192,6 +197,17 @@ func loadPlot(r *Report) (*plot.Plot, error) {
 		p.Add(l)
 		p.Legend.Add("offered load (units' worth)", l)
 	}
+	if sat := saturated(first, r.Capacity); len(sat) > 0 {
+		s, err := plotter.NewScatter(sat)
+		if err != nil {
+			return nil, err
+		}
+		s.GlyphStyle.Shape = draw.TriangleGlyph{}
+		s.GlyphStyle.Color = color.Black
+		s.GlyphStyle.Radius = vg.Points(2.5)
+		p.Add(s)
+		p.Legend.Add("input waiting on the pool: load and oracle at least this", s)
+	}
 	if first[0].Oracle > 0 {
 		l, err := plotter.NewLine(steps(xs, oracle))
 		if err != nil {
@@ -217,6 +233,25 @@ func loadPlot(r *Report) (*plot.Plot, error) {
 	}
 	p.Y.Min = 0
 	return p, nil
+}
+
+// saturated returns a mark for each saturated interval of tl, at its middle: at its load
+// in units' worth (its oracle's units without a capacity).
+func saturated(tl []Point, capacity float64) plotter.XYs {
+	var pts plotter.XYs
+	prev := 0.0
+	for _, t := range tl {
+		x := t.At.Seconds()
+		if t.Saturated {
+			y := float64(t.Oracle)
+			if capacity > 0 {
+				y = t.Offered / capacity
+			}
+			pts = append(pts, plotter.XY{X: (prev + x) / 2, Y: y})
+		}
+		prev = x
+	}
+	return pts
 }
 
 // latencyPlot: each run's latency CDF, the latency on a log scale; the SLO as a vertical

@@ -111,3 +111,30 @@ func TestWriteNoHandovers(t *testing.T) {
 		t.Errorf("a report without runs: no error")
 	}
 }
+
+// TestWriteSaturated: the load plot marks the saturated intervals, and only when there are.
+func TestWriteSaturated(t *testing.T) {
+	const legend = "input waiting on the pool"
+	for _, sat := range []bool{false, true} {
+		r := sample()
+		for k := range r.Runs[0].Timeline {
+			r.Runs[0].Timeline[k].Saturated = sat && k%10 == 4
+		}
+		dir := t.TempDir()
+		if err := Write(dir, r); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, LoadPlot))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), legend) != sat {
+			t.Errorf("saturated intervals %v: the load plot's legend has %q: %v", sat, legend, !sat)
+		}
+	}
+	// Each mark sits at its interval's middle, at its load in units' worth.
+	tl := []Point{{At: 10 * time.Millisecond, Offered: 500}, {At: 20 * time.Millisecond, Offered: 3000, Oracle: 3, Saturated: true}}
+	if pts := saturated(tl, 1000); len(pts) != 1 || pts[0].X != 0.015 || pts[0].Y != 3 {
+		t.Errorf("marks %v: want one at (0.015, 3)", pts)
+	}
+}

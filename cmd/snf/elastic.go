@@ -185,6 +185,7 @@ func liveNotes(inName string, minU, maxU int, gap time.Duration, capacity float6
 		fmt.Sprintf("engine    live (wall clock), units %d-%d, flowlet gap %s, unit capacity %.0f packets/s", minU, maxU, gap, capacity),
 		"latency   the live engine keeps percentiles, not the whole distribution: its CDF is drawn through p50, p99 and p99.9",
 		"oracle    per controller interval: the fewest units whose capacity covers the offered load; handovers per interval are not recorded live",
+		"saturated intervals (the input had packets waiting at every read: marked on the load plot) offered what the pool took: their load and oracle are lower bounds",
 	}
 }
 
@@ -197,7 +198,7 @@ func liveReportRun(name string, s engine.LiveSummary) report.Run {
 		if s.Capacity > 0 {
 			o = max(1, int(math.Ceil(t.Offered/s.Capacity-1e-9)))
 		}
-		run.Timeline = append(run.Timeline, report.Point{At: t.At, Offered: t.Offered, Oracle: o, Active: t.Active})
+		run.Timeline = append(run.Timeline, report.Point{At: t.At, Offered: t.Offered, Oracle: o, Active: t.Active, Saturated: t.Saturated})
 	}
 	if s.Latency.P50 > 0 {
 		run.Latency = []report.CDFPoint{{Latency: s.Latency.P50, Fraction: 0.5}, {Latency: s.Latency.P99, Fraction: 0.99},

@@ -14,6 +14,7 @@ import (
 
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/port/pcapfile"
+	"github.com/snf-dev/snf/report"
 )
 
 func tracesDir(t *testing.T) string {
@@ -489,6 +490,15 @@ func TestRunFailVerify(t *testing.T) {
 // note saying what it means. (Whether a tick is saturated is the engine's tests' business:
 // at capture pace, a root slowed down by -race and a loaded machine falls behind too.)
 func TestRunTimelineSaturated(t *testing.T) {
-	stdout := runOK(t, "run", "--packets", "100000", "--policy", "snf", "--units", "1-2", "--quiet")
+	dir := t.TempDir()
+	stdout := runOK(t, "run", "--packets", "100000", "--policy", "snf", "--units", "1-2", "--quiet", "--report", dir)
 	wantAll(t, stdout, "≥", "the load shown is what the pool took")
+	// The report marks those intervals on its load plot, and says what they mean.
+	load, err := os.ReadFile(filepath.Join(dir, report.LoadPlot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := os.ReadFile(filepath.Join(dir, "index.html"))
+	wantAll(t, string(load), "input waiting on the pool")
+	wantAll(t, string(page), "their load and oracle are lower bounds")
 }

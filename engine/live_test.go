@@ -545,7 +545,8 @@ func pinFirst() placer {
 // TestLendIdleUnit: a unit that gets one packet and then nothing while the input runs at
 // full speed does not hold the lender's memory for the rest of the run — its batch leaves
 // after a few reads (staleReads), and the unit runs soon after even though the root never
-// blocks (live.starving) — so the arena stays small and no frame gets memory of its own.
+// blocks (live.starving) — so the arena stays small and no frame gets memory of its own. The
+// same for the log's arena, where the root reads an input read once (port.Copied).
 //
 // How soon the unit runs is also up to the operating system: on a machine other processes
 // load, its thread may wait milliseconds for a core while the root reads on, and the arena
@@ -563,25 +564,69 @@ func TestLendIdleUnit(t *testing.T) {
 	for i := range 100000 {
 		frames = append(frames, mem.Frame{Data: other, Time: int64(2 + i)})
 	}
-	for _, recovery := range []bool{false, true} {
+	for _, c := range []struct {
+		name             string
+		recovery, copied bool
+	}{{"no log", false, false}, {"log of positions", true, false}, {"log of frames", true, true}} {
 		var tries []string
 		for range 3 {
-			s, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: mem.NewReader(frames),
-				Policy: pinFirst(), MinUnits: 2, MaxUnits: 2, Capacity: 1e9, Recovery: recovery})
+			var in port.Reader = mem.NewReader(frames)
+			if c.copied {
+				in = port.Copied(in)
+			}
+			s, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: in,
+				Policy: pinFirst(), MinUnits: 2, MaxUnits: 2, Capacity: 1e9, Recovery: c.recovery})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if s.Written != uint64(len(frames)) || s.LendOverflows > uint64(len(frames)/10) {
-				t.Fatalf("recovery %v: %d of %d out, %d frames overflowed the lender's arena: want all out, most in the arena", recovery, s.Written, len(frames), s.LendOverflows)
+			bytes, overflows := s.LendBytes, s.LendOverflows
+			if c.copied {
+				bytes, overflows = s.LogArenaBytes, s.LogOverflows
 			}
-			if s.LendOverflows == 0 && s.LendBytes <= 2<<20 {
+			if s.Written != uint64(len(frames)) || overflows > uint64(len(frames)/10) {
+				t.Fatalf("%s: %d of %d out, %d frames overflowed the arena: want all out, most in the arena", c.name, s.Written, len(frames), overflows)
+			}
+			if overflows == 0 && bytes <= 2<<20 {
 				tries = nil
 				break
 			}
-			tries = append(tries, fmt.Sprintf("arena %d bytes, %d frames overflowed", s.LendBytes, s.LendOverflows))
+			tries = append(tries, fmt.Sprintf("arena %d bytes, %d frames overflowed", bytes, overflows))
 		}
 		if tries != nil {
-			t.Errorf("recovery %v: three runs over the bound (at most 2 MiB, no frame overflowed): %s", recovery, strings.Join(tries, "; "))
+			t.Errorf("%s: three runs over the bound (at most 2 MiB, no frame overflowed): %s", c.name, strings.Join(tries, "; "))
+		}
+	}
+}
+
+// TestFullSpeedBatchesFull: at full speed, with two units that both get packets at every
+// read, batches leave full — with no log, a log of positions and a log of frames: a batch
+// leaves early only when it stayed open for many reads (TestLendIdleUnit).
+func TestFullSpeedBatchesFull(t *testing.T) {
+	spec, err := snf.ChainFromNames("firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.1")
+	var frames []mem.Frame
+	for i := range 100000 { // two flows, one packet of each in turn
+		frames = append(frames, mem.Frame{Data: pkttest.UDP(a, b, uint16(1000+i%2), 53, make([]byte, 600)), Time: int64(1 + i)})
+	}
+	for _, c := range []struct {
+		name             string
+		recovery, copied bool
+	}{{"no log", false, false}, {"log of positions", true, false}, {"log of frames", true, true}} {
+		var in port.Reader = mem.NewReader(frames)
+		if c.copied {
+			in = port.Copied(in)
+		}
+		pol, _ := policy.New("static", policy.Options{StaticUnits: 2})
+		s, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: in, Policy: pol,
+			MinUnits: 2, MaxUnits: 2, Capacity: 1e9, Recovery: c.recovery})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mean := float64(s.Packets) / float64(s.Batches); s.Written != uint64(len(frames)) || mean < 56 {
+			t.Errorf("%s: %d of %d packets out, %.1f a batch: want all out, batches of nearly %d", c.name, s.Written, len(frames), mean, engine.DefaultBatch)
 		}
 	}
 }

@@ -102,7 +102,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := newFlags("run", runHelp, stderr)
 	chainFile := fs.String("chain", "", "chain file (YAML); see 'snf nfs' for NF configs")
 	nfs := fs.String("nfs", "", "comma-separated NF types with default configs, or none (default nat,firewall when --chain is not given)")
-	in := fs.String("in", "", "input capture, pcap or pcapng (default: generated traffic)")
+	in := fs.String("in", "", "input capture, pcap or pcapng: a file, or a pipe such as /dev/stdin, read as packets arrive (default: generated traffic)")
 	out := fs.String("out", "", "output capture of the packets leaving the chain")
 	speedFlag := fs.String("speed", "max", "replay pace: max (as fast as possible), 1 (capture pace), 2 (twice as fast), 0.5, …")
 	pol := fs.String("policy", "", "run elastic units with this allocation policy: snf, perflow, perpacket or static (default: one chain, no units)")

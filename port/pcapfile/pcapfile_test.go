@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -836,3 +837,73 @@ func TestWaited(t *testing.T) {
 type chunky struct{ r io.Reader }
 
 func (c *chunky) Read(p []byte) (int, error) { return c.r.Read(p[:min(len(p), 1024)]) }
+
+// TestPipeReturnsEarly: from a pipe whose writer wrote three records and part of a fourth and
+// writes no more for now, a Read of 64 returns the three at once, not once the writer wrote
+// 61 more; from a writer ahead of the reader (the pipe holds all it wrote), Reads fill their
+// batches. Classic pcap and pcapng.
+func TestPipeReturnsEarly(t *testing.T) {
+	var frames []mem.Frame
+	for i := range 150 {
+		frames = append(frames, mem.Frame{Data: bytes.Repeat([]byte{byte(i)}, 100), Time: int64(i+1) * 1000, WireLen: 100})
+	}
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{{"pcap", buildPcap(frames, binary.LittleEndian, true, 1)}, {"pcapng", buildPcapng(frames, binary.BigEndian, 1, false)}} {
+		_, sp := spans(t, c.data)
+		var recs []span
+		for _, s := range sp {
+			if s.packet {
+				recs = append(recs, s)
+			}
+		}
+		cut := recs[2].end + 10 // three records, and ten bytes of the fourth
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pw.Write(c.data[:cut]); err != nil { // (the pipe holds 64 KiB)
+			t.Fatal(err)
+		}
+		r, err := NewReader(pr, c.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkts := make([]packet.Packet, 64)
+		got := make(chan int, 1)
+		go func() {
+			n, _ := r.Read(pkts)
+			got <- n
+		}()
+		select {
+		case n := <-got:
+			if n != 3 {
+				t.Errorf("%s: the first Read gave %d packets, want the 3 written", c.name, n)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s: the first Read waited for the writer with 3 packets read", c.name)
+			pw.Write(c.data[cut:])
+			pw.Close()
+			<-got
+			pr.Close()
+			continue
+		}
+		if _, err := pw.Write(c.data[cut:]); err != nil { // the rest, ahead of the reader
+			t.Fatal(err)
+		}
+		pw.Close()
+		var sizes []int
+		for {
+			n, err := r.Read(pkts)
+			if err != nil {
+				break
+			}
+			sizes = append(sizes, n)
+		}
+		if !slices.Equal(sizes, []int{64, 64, 19}) {
+			t.Errorf("%s: after the writer wrote the rest, Reads gave %v packets, want [64 64 19]", c.name, sizes)
+		}
+		pr.Close()
+	}
+}

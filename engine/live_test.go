@@ -936,3 +936,63 @@ func (w *signalAt) Write(pkts []*packet.Packet) error {
 	return nil
 }
 func (*signalAt) Close() error { return nil }
+
+// backlogSpy is the snf policy, recording the placements made while unit 0's backlog was
+// past 100 packets and unit 1's was not, and where they went.
+type backlogSpy struct {
+	policy.SNF
+	max                float64 // the pool's MaxBacklog, as the policy saw it
+	over, overTo0, to1 int     // placements with unit 0 past it; of them, to unit 0; to unit 1
+}
+
+func (s *backlogSpy) Place(f policy.Flowlet, pool *policy.Pool) policy.Decision {
+	d := s.SNF.Place(f, pool)
+	s.max = pool.MaxBacklog
+	if len(pool.Units) == 2 && pool.Units[0].Backlog > 100 && pool.Units[1].Backlog <= 100 {
+		s.over++
+		if d.Unit == 0 {
+			s.overTo0++
+		}
+	}
+	if d.Unit == 1 {
+		s.to1++
+	}
+	return d
+}
+
+// TestLiveMaxBacklog: the live engine gives the policy each unit's backlog (the batches its
+// input holds) and MaxBacklog in packets. With room everywhere, best fit packs every flowlet
+// onto unit 0, which falls behind the input at full speed (and stalls once: a stall shorter
+// than the failure timeout, a slow unit, not a failed one), so its queue fills: with
+// MaxBacklog, the snf policy then places new flowlets on unit 1, which gets none without.
+func TestLiveMaxBacklog(t *testing.T) {
+	spec, err := snf.ChainFromNames("nat,firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := generated(t, 60000)
+	for _, maxBacklog := range []time.Duration{0, 100 * time.Nanosecond} { // 100 packets at 1e9/s
+		spy := &backlogSpy{}
+		s, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: mem.NewReader(frames), Policy: spy,
+			MinUnits: 2, MaxUnits: 2, Capacity: 1e9, MaxBacklog: maxBacklog, Recovery: true, FailTimeout: 10 * time.Second,
+			Faults: []engine.Fault{{Kind: engine.FaultStall, Unit: 0, AtPacket: 20000, For: 150 * time.Millisecond}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Written != uint64(len(frames)) {
+			t.Fatalf("MaxBacklog %v: %d of %d packets out", maxBacklog, s.Written, len(frames))
+		}
+		if spy.over == 0 {
+			t.Fatalf("MaxBacklog %v: no placement saw unit 0's backlog past 100 packets (and unit 1's not) during its stall", maxBacklog)
+		}
+		if maxBacklog == 0 {
+			if spy.overTo0 == 0 || spy.to1 != 0 {
+				t.Errorf("no MaxBacklog: %d of %d placements past the backlog went to unit 0, %d in all to unit 1; want unit 0 to take them all", spy.overTo0, spy.over, spy.to1)
+			}
+			continue
+		}
+		if spy.max != 100 || spy.overTo0 != 0 || spy.to1 == 0 {
+			t.Errorf("MaxBacklog %v (%.0f packets as the policy saw it, want 100): %d of %d placements past it went to unit 0, %d to unit 1", maxBacklog, spy.max, spy.overTo0, spy.over, spy.to1)
+		}
+	}
+}

@@ -41,10 +41,11 @@ type lender struct {
 	lent   uint64 // frames lent
 }
 
-// staleReads is how many reads a batch may stay open once it borrows a frame: its first
-// frame holds the arena's memory from there on, so a unit that gets few packets while the
-// input runs at full speed would have the arena fill up (and later frames get memory of their
-// own). It leaves after that many reads (about 1,000 packets), full or not.
+// staleReads is how many reads a batch may stay open once it borrows a frame (lent, or kept
+// in the packet log's arena: live.stale): its first frame holds the arena's memory from
+// there on, so a unit that gets few packets while the input runs at full speed would have
+// the arena fill up (and later frames get memory of their own). It leaves after that many
+// reads (about 1,000 packets), full or not.
 const staleReads = 16
 
 const noLend = ^uint64(0)

@@ -107,8 +107,9 @@ type LiveSummary struct {
 	Elapsed            time.Duration
 	Latency            Percentiles
 	BytesMoved         uint64
-	// Batches counts the batches the units processed (a failed unit's count is lost with
-	// it): about Packets/Batches packets went to a unit at once.
+	// Batches counts the batches the units processed, replayed ones and ones of controls
+	// only too (a failed unit's count is lost with it): without failures, about
+	// Packets/Batches packets went to a unit at once.
 	Batches      uint64
 	HandoverWait Percentiles // from state sent to state received
 	// HeldWait is how long packets held for a handover waited for their flow's state.
@@ -255,7 +256,7 @@ type live struct {
 	reads, shortReads int
 	yieldProg         []uint64 // by slot: the unit's Progress at the last starving check
 	// allReads counts the input's reads; opened is, by slot, the read at which the batch
-	// being filled got its first frame kept in the log's arena (stale).
+	// being filled got its first packet, when the log keeps the frames (stale).
 	allReads uint64
 	opened   []uint64
 

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/snf-dev/snf/internal/queue"
 	"github.com/snf-dev/snf/packet"
@@ -34,7 +35,7 @@ import (
 // rewrites change, to replay the frame as it was read. Append then logs the batch those
 // packets went into. The root writes nothing else per packet but a few counters of the
 // batch being filled (keptRun: in cache, where an entry is memory a unit wrote last, and
-// Append folds them into the batch's entry): the unit fills the entry —
+// Append or Force folds them into the batch's entry): the unit fills the entry —
 // the packets' metadata and that copy of their headers — before its chain runs
 // (Entry.Prepare; unit.Batch.LogFirst), on its core. The arena's memory is freed as entries
 // leave the log (Covered) and nothing holds it (Hold) — for a chain whose NFs read only
@@ -143,8 +144,9 @@ type Entry struct {
 	n      int    // packets (set when pushed: the log's count)
 	pushed uint64 // (with Src) which push logged it (Log.lows), from 1; 0: none
 
-	// Frames Keep kept, before the entry is filled: how many, the first's and the last's
-	// clocks and Pos (holds), whether Keep lends (Lend at its first Keep); and,
+	// Frames Keep kept, before the entry is filled (from Keep's run, folded in at Append or
+	// Force): how many, the first's and the last's clocks and Pos (holds), whether Keep lent
+	// (Lend at its first Keep); and,
 	// filled compactly (at), where each packet's saved headers are in hdrs (hoffs[i] to
 	// hoffs[i+1]).
 	kept           int
@@ -153,7 +155,7 @@ type Entry struct {
 	lend           bool
 	hoffs          []uint32
 
-	// With HeadersOnly: short (at its first Keep) makes a frame not parsed to its L4 header
+	// With HeadersOnly: short (at its first Keep; folded in as kept) makes a frame not parsed to its L4 header
 	// save whole; abytes counts its frames' bytes in the arena (in mem until gone); whole
 	// says a frame in the arena is not lent (no headers saved). Once the egress wrote the
 	// batch the entry is gone: its frames in the arena are forgotten, a replay takes the
@@ -292,7 +294,8 @@ const (
 // past them (a batch per unit) and for frames the root read but dropped.
 func NewLog(maxBytes, maxPackets, units int) *Log {
 	l := &Log{maxBytes: maxBytes, maxPackets: maxPackets, covered: make([]uint64, units),
-		pend: make([]*Entry, units), run: make([]keptRun, units), hold: noPos, Lend: true}
+		pend: make([]*Entry, units), run: make([]keptRun, units), hold: noPos, Lend: true,
+		tickets: logTickets.Add(1<<40) - 1<<40}
 	for u := range l.run {
 		l.run[u].low = noPos
 	}
@@ -300,6 +303,13 @@ func NewLog(maxBytes, maxPackets, units int) *Log {
 	l.arena.OnNeed = l.release
 	return l
 }
+
+// logTickets gives each log its own range of 2^40 entry tickets (Log.newTicket): an entry a
+// closed log gave to the next (entryPool) never takes again a ticket a batch of the closed
+// log holds (a goroutine of a finished run calling Prepare late — which Close's caller must
+// rule out — finds the entry's ticket another and leaves it alone). 2^40 batches is
+// 70 × 10^12 packets; 2^22 logs fit in a ticket (st holds ticket << 2).
+var logTickets atomic.Uint64
 
 // Close gives the log's arena memory, and its entries, to the logs made after it
 // (packet.Arena.Close): call it once nothing reads a frame the log kept or lent, nor any
@@ -319,26 +329,36 @@ func (l *Log) Close() {
 	entryPool.mu.Lock()
 	defer entryPool.mu.Unlock()
 	for _, e := range l.free {
-		if len(entryPool.free) == maxPooled {
+		n := e.footprint()
+		if entryPool.bytes+n > maxPooledBytes {
 			break
 		}
 		e.batch, e.arena, e.src = nil, nil, nil
 		entryPool.free = append(entryPool.free, e)
+		entryPool.bytes += n
 	}
 	l.free = nil
 }
 
 // entryPool holds the entries of closed logs. A log at full speed grows to a few hundred
-// entries, each with room for a batch's metadata and headers (~6 KiB): made anew, they cost a
-// run's first checkpoint interval allocations, zeroing and garbage collection — measured 3
-// points of the copied log's cost over a 250,000-packet run (BENCHMARKS.md, issue 6).
+// entries, each with room for a batch's metadata and headers (~6 KiB): made anew, they cost
+// a run's first checkpoint interval allocations, zeroing and garbage collection — 3 points
+// of the copying log's cost in the 250,000-packet benchmark (BENCHMARKS.md, issue 6,
+// twentieth session).
 var entryPool struct {
-	mu   sync.Mutex
-	free []*Entry
+	mu    sync.Mutex
+	free  []*Entry
+	bytes int // their footprints
 }
 
-// maxPooled bounds entryPool (~25 MiB of entries for a copied log's).
-const maxPooled = 4096
+// maxPooledBytes bounds entryPool: a few thousand entries of batches of 64.
+const maxPooledBytes = 32 << 20
+
+// footprint returns the bytes of e's buffers (roughly: the slices it keeps for reuse).
+func (e *Entry) footprint() int {
+	return int(unsafe.Sizeof(*e)) + cap(e.at)*int(unsafe.Sizeof(atMeta{})) + cap(e.pkts)*int(unsafe.Sizeof(Meta{})) +
+		cap(e.hdrs) + 4*(cap(e.hoffs)+cap(e.toffs)) + cap(e.Ctl)*int(unsafe.Sizeof(unit.Control{})) + 24*cap(e.own)
+}
 
 // Arena returns the arena the root reads packets into (packet.Packet.UseArena), so that
 // Keep takes their frames without a copy.
@@ -428,11 +448,14 @@ func (l *Log) fold(u int) {
 }
 
 // lends reports whether e's kept packet p (its Pos Keep's) is lent, and its headers'
-// length: Keep and fillKept decide alike (the entry's Lend, the same parse). With
-// HeadersOnly, the headers saved are also all a replay gives the chain once the entry is
-// gone: a frame not parsed to its L4 header (an NF may read any of it) is saved whole.
+// length, as Keep decided (lends, with its run's lend and short, which fold gave e).
 func (e *Entry) lends(p *packet.Packet) (w int, ok bool) { return lends(e.lend, e.short, p) }
 
+// lends reports whether a kept packet p (its Pos Keep's) is lent, with Lend lend and
+// HeadersOnly short, and its headers' length: Keep and fillKept decide alike (the same
+// Lend, the same parse). With HeadersOnly, the headers saved are also all a replay gives the
+// chain once the entry is gone: a frame not parsed to its L4 header (an NF may read any of
+// it) is saved whole.
 func lends(lend, short bool, p *packet.Packet) (w int, ok bool) {
 	w = p.Rewritable()
 	if short && p.Flags&packet.HasL4 == 0 {
@@ -906,6 +929,7 @@ func (l *Log) alloc() *Entry {
 	if k := len(entryPool.free); k > 0 {
 		e = entryPool.free[k-1]
 		entryPool.free = entryPool.free[:k-1]
+		entryPool.bytes -= e.footprint()
 	}
 	entryPool.mu.Unlock()
 	if e == nil {

@@ -1221,7 +1221,7 @@ func TestLogClosePools(t *testing.T) {
 	warm := allocs()
 	// A new entry is four allocations: the entry, and room for its metadata and headers.
 	if warm > cold-3*entries {
-		t.Errorf("a log growing to %d entries: %.0f allocations with entries pooled, %.0f without: want %d fewer", entries, warm, cold, 4*entries)
+		t.Errorf("a log growing to %d entries: %.0f allocations with entries pooled, %.0f without: want at least %d fewer", entries, warm, cold, 3*entries)
 	}
 
 	// Positions in entries that kept frames.
@@ -1265,4 +1265,130 @@ func TestLogClosePools(t *testing.T) {
 		}
 	})
 	k.Close()
+}
+
+// TestLogKeptRunHeld: a frame kept for a unit's batch being filled (in the run only: no
+// pending entry, the fast path) keeps its arena memory while other units' batches come and
+// go and the arena reuses its blocks (release must count l.run[u].low).
+func TestLogKeptRunHeld(t *testing.T) {
+	l := NewLog(1<<20, 1<<20, 2)
+	a, d := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.9.9.9")
+	first := pkttest.UDP(a, d, 1000, 53, bytes.Repeat([]byte{0xaa}, 1000))
+	other := pkttest.UDP(a, d, 2000, 53, bytes.Repeat([]byte{0x55}, 1000))
+	var p packet.Packet
+	p.UseArena(l.Arena())
+	p.SetData(first, 1, 0)
+	clockNext++
+	p.Clock = clockNext
+	f := l.Keep(0, &p) // unit 0's batch being filled: one frame, lent
+	if f == nil {
+		t.Fatal("not lent")
+	}
+	b0 := unit.NewBatch(1, nil)
+	b0.Unit, b0.Seq = 0, 1
+	b0.Pkts[0].Borrow(&p, f)
+	b0.N = 1
+	// Unit 1 gets thousands of batches, each covered at once: the arena wraps many times.
+	for seq := uint64(1); seq <= 2000; seq++ {
+		b, _ := keepBatch(t, l, 1, seq, [][]byte{other, other, other, other})
+		b.Log.Prepare(b)
+		l.Covered(1, seq)
+	}
+	if !bytes.Equal(b0.Pkts[0].Data, first) {
+		t.Fatalf("unit 0's kept frame was overwritten while its batch was being filled (arena %+v)", l.Stats().Arena)
+	}
+	if !l.Append(b0) {
+		t.Fatal("refused")
+	}
+	b0.Log.Prepare(b0)
+	var e *Entry
+	l.Since(0, 0, func(x *Entry) { e = x })
+	if o, err := e.Original(nil, 0); err != nil || !bytes.Equal(o, first) {
+		t.Fatalf("replay of unit 0's batch: %v, frame as read %v", err, bytes.Equal(o, first))
+	}
+}
+
+// TestLogPooledTickets: an entry pooled by Close gets, in the next log, a ticket no batch of
+// the closed log holds (each log has its own range: logTickets): a late Prepare from a
+// goroutine of the finished run (a misuse: Close's precondition) would leave it alone.
+func TestLogPooledTickets(t *testing.T) {
+	entryPool.mu.Lock()
+	entryPool.free = nil
+	entryPool.mu.Unlock()
+	frames := [][]byte{batch(0, 0, 1).Pkts[0].Data, batch(0, 0, 1).Pkts[0].Data}
+	a := NewLog(1<<20, 1000, 1)
+	old, _ := keepBatch(t, a, 0, 1, frames) // a unit of the finished run has not prepared it
+	a.Close()
+	b := NewLog(1<<20, 1000, 1)
+	cur, _ := keepBatch(t, b, 0, 1, frames)
+	if cur.Log != old.Log {
+		t.Fatal("the closed log's entry was not reused")
+	}
+	if cur.LogTicket == old.LogTicket {
+		t.Fatalf("a pooled entry's new use has ticket %d, the same as the closed log's batch holds: a late Prepare of that batch would claim it", cur.LogTicket)
+	}
+	e := cur.Log.(*Entry)
+	old.Log.Prepare(old) // late, and from the other log's batch: it leaves the entry alone
+	if e.st.Load() != cur.LogTicket<<2 {
+		t.Fatalf("a late Prepare of the closed log's batch filled the new log's entry (state %d)", e.st.Load()&3)
+	}
+	cur.Log.Prepare(cur)
+	if e.st.Load() != cur.LogTicket<<2|2 || e.Len() != 2 {
+		t.Fatalf("the entry's own batch: state %d, %d packets; want filled, 2", e.st.Load()&3, e.Len())
+	}
+}
+
+// TestLogKeptForce: a batch of kept frames logged by Force — with no Append first (the
+// engine's waitRoom forces other units' batches that carry controls), or after a refused
+// Append — is logged as kept (not copied), once, its bytes counted once.
+func TestLogKeptForce(t *testing.T) {
+	frames := [][]byte{batch(0, 0, 1).Pkts[0].Data, batch(0, 0, 1).Pkts[0].Data}
+	mk := func(l *Log, u int, seq uint64) *unit.Batch {
+		in := make([]packet.Packet, len(frames))
+		b := unit.NewBatch(len(frames), nil)
+		b.Unit, b.Seq = u, seq
+		for i, f := range frames {
+			clockNext++
+			in[i].UseArena(l.Arena())
+			in[i].SetData(f, int64(clockNext)*1000, 0)
+			in[i].Clock = clockNext
+			if d := l.Keep(u, &in[i]); d != nil {
+				b.Pkts[i].Borrow(&in[i], d)
+			} else {
+				b.Pkts[i].CopyFrom(&in[i])
+			}
+			b.N++
+		}
+		return b
+	}
+	// Forced with no Append.
+	l := NewLog(1<<20, 1000, 2)
+	b := mk(l, 0, 1)
+	l.Force(b)
+	if !b.LogFirst || l.Stats().Copied != 0 || l.Len() != 1 {
+		t.Errorf("forced kept batch: LogFirst %v, copied %d, %d entries: want kept, none copied, 1", b.LogFirst, l.Stats().Copied, l.Len())
+	}
+	one := l.Bytes()
+	// Refused, then forced: one entry, counted once.
+	k := NewLog(1<<20, 3, 2) // (3 packets: a second batch of 2 is refused)
+	b1 := mk(k, 0, 1)
+	if !k.Append(b1) {
+		t.Fatal("refused")
+	}
+	b2 := mk(k, 1, 1)
+	if k.Append(b2) {
+		t.Fatal("not refused")
+	}
+	e2 := b2.Log
+	k.Force(b2)
+	if b2.Log != e2 || !b2.LogFirst || k.Stats().Copied != 0 || k.Len() != 2 || k.Bytes() != 2*one {
+		t.Errorf("refused then forced: same entry %v, LogFirst %v, copied %d, %d entries, %d bytes: want the same, kept, 2 entries, %d bytes",
+			b2.Log == e2, b2.LogFirst, k.Stats().Copied, k.Len(), k.Bytes(), 2*one)
+	}
+	b2.Log.Prepare(b2)
+	k.Since(1, 0, func(x *Entry) {
+		if o, err := x.Original(nil, 1); err != nil || !bytes.Equal(o, frames[1]) {
+			t.Errorf("forced batch's replay: %v", err)
+		}
+	})
 }

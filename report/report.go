@@ -206,7 +206,11 @@ func loadPlot(r *Report) (*plot.Plot, error) {
 		s.GlyphStyle.Color = color.Black
 		s.GlyphStyle.Radius = vg.Points(2.5)
 		p.Add(s)
-		p.Legend.Add("input waiting on the pool: load and oracle at least this", s)
+		name := "input waiting on the pool: load and oracle at least this"
+		if len(r.Runs) > 1 {
+			name += " (" + r.Runs[0].Name + "'s run)"
+		}
+		p.Legend.Add(name, s)
 	}
 	if first[0].Oracle > 0 {
 		l, err := plotter.NewLine(steps(xs, oracle))

@@ -131,6 +131,9 @@ func TestWriteSaturated(t *testing.T) {
 		if strings.Contains(string(b), legend) != sat {
 			t.Errorf("saturated intervals %v: the load plot's legend has %q: %v", sat, legend, !sat)
 		}
+		if sat && !strings.Contains(string(b), "snf&#39;s run") && !strings.Contains(string(b), "snf's run") {
+			t.Errorf("two runs: the legend does not say whose intervals are marked (the first run's, snf)")
+		}
 	}
 	// Each mark sits at its interval's middle, at its load in units' worth.
 	tl := []Point{{At: 10 * time.Millisecond, Offered: 500}, {At: 20 * time.Millisecond, Offered: 3000, Oracle: 3, Saturated: true}}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -159,7 +160,7 @@ func runCompare(ctx context.Context, stdout, stderr io.Writer, spec *snf.ChainSp
 		return nil
 	}
 	rep := &report.Report{Title: "snf run: every policy", Capacity: capacity, Header: header, Rows: table,
-		Command: "snf " + strings.Join(append([]string{"run"}, args...), " "), Notes: liveNotes(inName, minU, maxU, gap, capacity)}
+		Command: "snf " + strings.Join(append([]string{"run"}, args...), " "), Notes: liveNotes(inName, minU, maxU, gap, capacity, saturated(rows[0].s))}
 	for _, r := range rows {
 		rep.Runs = append(rep.Runs, liveReportRun(r.name, r.s))
 	}
@@ -179,14 +180,22 @@ func liveRow(name string, s engine.LiveSummary) (header, row []string) {
 	return header, row
 }
 
-func liveNotes(inName string, minU, maxU int, gap time.Duration, capacity float64) []string {
-	return []string{
+func liveNotes(inName string, minU, maxU int, gap time.Duration, capacity float64, saturated bool) []string {
+	notes := []string{
 		fmt.Sprintf("input     %s", inName),
 		fmt.Sprintf("engine    live (wall clock), units %d-%d, flowlet gap %s, unit capacity %.0f packets/s", minU, maxU, gap, capacity),
 		"latency   the live engine keeps percentiles, not the whole distribution: its CDF is drawn through p50, p99 and p99.9",
 		"oracle    per controller interval: the fewest units whose capacity covers the offered load; handovers per interval are not recorded live",
-		"saturated intervals (the input had packets waiting at every read: marked on the load plot) offered what the pool took: their load and oracle are lower bounds",
 	}
+	if saturated {
+		notes = append(notes, "saturated intervals (the input had packets waiting at every read: marked on the load plot) offered what the pool took: their load and oracle are lower bounds")
+	}
+	return notes
+}
+
+// saturated reports whether a tick of s's timeline was saturated (policy.Pool.Saturated).
+func saturated(s engine.LiveSummary) bool {
+	return slices.ContainsFunc(s.Timeline, func(t engine.Sample) bool { return t.Saturated })
 }
 
 // liveReportRun converts a live run for the report: its controller timeline, with the

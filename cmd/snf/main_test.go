@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/snf-dev/snf/packet"
 	"github.com/snf-dev/snf/port/pcapfile"
@@ -501,4 +502,10 @@ func TestRunTimelineSaturated(t *testing.T) {
 	page, _ := os.ReadFile(filepath.Join(dir, "index.html"))
 	wantAll(t, string(load), "input waiting on the pool")
 	wantAll(t, string(page), "their load and oracle are lower bounds")
+	for _, sat := range []bool{false, true} { // the note only for a run that had such intervals
+		notes := strings.Join(liveNotes("in", 1, 2, time.Millisecond, 1e6, sat), "\n")
+		if strings.Contains(notes, "lower bounds") != sat {
+			t.Errorf("saturated %v: notes\n%s", sat, notes)
+		}
+	}
 }

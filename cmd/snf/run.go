@@ -313,7 +313,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			header, row := liveRow(*pol, sum)
 			rep := &report.Report{Title: "snf run: " + *pol, Capacity: sum.Capacity, Header: header, Rows: [][]string{row},
 				Runs: []report.Run{liveReportRun(*pol, sum)}, Command: "snf " + strings.Join(append([]string{"run"}, args...), " "),
-				Notes: liveNotes(inName, minU, maxU, *gap, sum.Capacity)}
+				Notes: liveNotes(inName, minU, maxU, *gap, sum.Capacity, saturated(sum))}
 			if err := report.Write(*reportDir, rep); err != nil {
 				return err
 			}

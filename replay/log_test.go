@@ -978,6 +978,15 @@ func TestLogKeepRace(t *testing.T) {
 // read (whose frames the arena holds).
 func keepBatch(t *testing.T, l *Log, u int, seq uint64, frames [][]byte) (*unit.Batch, []packet.Packet) {
 	t.Helper()
+	b, in := keptBatch(l, u, seq, frames)
+	if !l.Append(b) {
+		t.Fatalf("batch %d of unit %d refused", seq, u)
+	}
+	return b, in
+}
+
+// keptBatch is keepBatch without the Append.
+func keptBatch(l *Log, u int, seq uint64, frames [][]byte) (*unit.Batch, []packet.Packet) {
 	in := make([]packet.Packet, len(frames))
 	b := unit.NewBatch(len(frames), nil)
 	b.Unit, b.Seq = u, seq
@@ -992,9 +1001,6 @@ func keepBatch(t *testing.T, l *Log, u int, seq uint64, frames [][]byte) (*unit.
 			b.Pkts[i].CopyFrom(&in[i])
 		}
 		b.N++
-	}
-	if !l.Append(b) {
-		t.Fatalf("batch %d of unit %d refused", seq, u)
 	}
 	return b, in
 }
@@ -1344,21 +1350,7 @@ func TestLogPooledTickets(t *testing.T) {
 func TestLogKeptForce(t *testing.T) {
 	frames := [][]byte{batch(0, 0, 1).Pkts[0].Data, batch(0, 0, 1).Pkts[0].Data}
 	mk := func(l *Log, u int, seq uint64) *unit.Batch {
-		in := make([]packet.Packet, len(frames))
-		b := unit.NewBatch(len(frames), nil)
-		b.Unit, b.Seq = u, seq
-		for i, f := range frames {
-			clockNext++
-			in[i].UseArena(l.Arena())
-			in[i].SetData(f, int64(clockNext)*1000, 0)
-			in[i].Clock = clockNext
-			if d := l.Keep(u, &in[i]); d != nil {
-				b.Pkts[i].Borrow(&in[i], d)
-			} else {
-				b.Pkts[i].CopyFrom(&in[i])
-			}
-			b.N++
-		}
+		b, _ := keptBatch(l, u, seq, frames)
 		return b
 	}
 	// Forced with no Append.

@@ -155,10 +155,11 @@ type Entry struct {
 	lend           bool
 	hoffs          []uint32
 
-	// With HeadersOnly: short (at its first Keep; folded in as kept) makes a frame not parsed to its L4 header
-	// save whole; abytes counts its frames' bytes in the arena (in mem until gone); whole
-	// says a frame in the arena is not lent (no headers saved). Once the egress wrote the
-	// batch the entry is gone: its frames in the arena are forgotten, a replay takes the
+	// With HeadersOnly: short (at its first Keep; folded in as kept) makes a frame not
+	// parsed to its L4 header save whole; abytes counts its frames' bytes in the arena (in
+	// mem until gone); whole says a frame in the arena is not lent (no headers saved). Once
+	// the egress wrote the batch the entry is gone: its frames in the arena are forgotten, a
+	// replay takes the
 	// saved headers and zeroes (HeaderReader) — or its frames' tails past them (tails, at
 	// toffs by packet), copied as it went for the packets whose outputs may not all be
 	// written: those a unit held for a handover (held: a bit per packet, bit 63 for any

@@ -34,18 +34,14 @@ type lender struct {
 	sent []fifo[lentBatch] // by slot: the batches sent with lent frames, oldest first
 	done []atomic.Uint64   // by slot: the highest Seq the egress is done with (live.egressed)
 	hold uint64            // failed units that may still rewrite frames lent to them (noLend: none)
-	// reads counts the root's reads; opened is, by slot, the read at which the batch being
-	// filled got its first frame (stale).
-	reads  uint64
-	opened []uint64
-	lent   uint64 // frames lent
+	lent uint64            // frames lent
 }
 
-// staleReads is how many reads a batch may stay open once it borrows a frame (lent, or kept
-// in the packet log's arena: live.stale): its first frame holds the arena's memory from
-// there on, so a unit that gets few packets while the input runs at full speed would have
-// the arena fill up (and later frames get memory of their own). It leaves after that many
-// reads (about 1,000 packets), full or not.
+// staleReads is how many reads a batch that holds an arena's frames (lent, or kept in the
+// packet log's arena) may stay open, from its first packet (live.stale): its first frame
+// holds the arena's memory from there on, so a unit that gets few packets while the input
+// runs at full speed would have the arena fill up (and later frames get memory of their
+// own). It leaves after that many reads (about 1,000 packets), full or not.
 const staleReads = 16
 
 const noLend = ^uint64(0)
@@ -74,7 +70,7 @@ func newLender(slots, batch int, done []atomic.Uint64) *lender {
 	// (but while a failed unit holds frames: frames then get memory of their own).
 	size := ((slots*(batchesPerUnit+1)+1)*batch*2048 + 4*lendBlock)
 	d := &lender{arena: packet.NewArena(size, lendBlock), fill: make([]uint64, slots),
-		sent: make([]fifo[lentBatch], slots), done: done, hold: noLend, opened: make([]uint64, slots)}
+		sent: make([]fifo[lentBatch], slots), done: done, hold: noLend}
 	for u := range d.fill {
 		d.fill[u] = noLend
 	}
@@ -96,24 +92,15 @@ func (d *lender) take(u int, p *packet.Packet) []byte {
 		return nil
 	}
 	if d.fill[u] == noLend { // the batch's first: its lowest
-		d.fill[u], d.opened[u] = pos, d.reads
+		d.fill[u] = pos
 	}
 	d.end = pos + uint64(len(p.Data))
 	d.lent++
 	return p.Data
 }
 
-// reading counts a read of the root (stale).
-func (d *lender) reading() {
-	if d != nil {
-		d.reads++
-	}
-}
-
-// stale reports whether unit u's batch being filled has borrowed frames for staleReads reads.
-func (d *lender) stale(u int) bool {
-	return d != nil && d.fill[u] != noLend && d.reads-d.opened[u] >= staleReads
-}
+// lending reports whether unit u's batch being filled borrows frames (live.stale).
+func (d *lender) lending(u int) bool { return d != nil && d.fill[u] != noLend }
 
 // sentBatch records that unit u's batch being filled left with Seq seq.
 func (d *lender) sentBatch(u int, seq uint64) {

@@ -250,15 +250,15 @@ type live struct {
 	fatal        error  // a recovery that failed: the run stops
 	mover        bool   // the policy moves flows between units (root.Mover)
 	marked       []bool // by slot: the batch being filled holds a Marker (flushMarked)
-	// The input's reads since the last tick, and those that returned less than a full
-	// batch or waited for their packets (port.Waiter) — none: the input had more waiting
-	// at every read, policy.Pool.Saturated.
-	reads, shortReads int
-	yieldProg         []uint64 // by slot: the unit's Progress at the last starving check
-	// allReads counts the input's reads; opened is, by slot, the read at which the batch
-	// being filled got its first packet, when the log keeps the frames (stale).
-	allReads uint64
-	opened   []uint64
+	// allReads counts the input's reads, tickReads them at the last tick; shortReads the
+	// reads since that returned less than a full batch or waited for their packets
+	// (port.Waiter) — none: the input had more waiting at every read,
+	// policy.Pool.Saturated. opened is, by slot, the read at which the batch being filled
+	// got its first packet (stale).
+	allReads, tickReads uint64
+	shortReads          int
+	opened              []uint64
+	yieldProg           []uint64 // by slot: the unit's Progress at the last starving check
 
 	// Recovery (nil log: off).
 	log        *replay.Log
@@ -396,6 +396,9 @@ func (l *live) checkPos(pkts []packet.Packet) error {
 // Send implements root.Target.
 func (l *live) Send(u int, p *packet.Packet) {
 	b := l.batch(u)
+	if b.N == 0 {
+		l.opened[u] = l.allReads
+	}
 	var f []byte
 	switch {
 	case l.src != nil:
@@ -403,9 +406,6 @@ func (l *live) Send(u int, p *packet.Packet) {
 		// batch's packet takes along), no frame.
 		f = l.lend.take(u, p)
 	case l.log != nil:
-		if b.N == 0 {
-			l.opened[u] = l.allReads
-		}
 		f = l.log.Keep(u, p)
 	default:
 		f = l.lend.take(u, p)
@@ -427,17 +427,16 @@ func (l *live) Send(u int, p *packet.Packet) {
 	}
 }
 
-// stale reports whether unit u's batch being filled has held frames for staleReads reads
-// (about 1,000 packets): frames lent (lender.stale), or kept in the log's arena, whose memory
-// is not reused from a batch's first frame on either until the batch leaves — a unit that
-// gets few packets while the input runs at full speed would have the arena grow by all the
-// frames read meanwhile (measured: 12–21 MB over 100,000 packets: TestLendIdleUnit).
+// stale reports whether unit u's batch being filled has been open for staleReads reads
+// (about 1,000 packets) holding frames of an arena, whose memory is not reused from the
+// batch's first frame on until the batch leaves: frames lent (lender.lending), or kept in
+// the log's (an input read once: the log's arena grew by 12–21 MB over 100,000 packets
+// without this, TestLendIdleUnit). A unit that gets few packets while the input runs at full
+// speed would otherwise have the arena grow by all the frames read meanwhile.
 func (l *live) stale(u int) bool {
-	if l.lend != nil {
-		return l.lend.stale(u)
-	}
 	cur := l.units[u].cur
-	return l.log != nil && l.src == nil && cur != nil && cur.N > 0 && l.allReads-l.opened[u] >= staleReads
+	holds := l.lend.lending(u) || (l.log != nil && l.src == nil)
+	return holds && cur != nil && cur.N > 0 && l.allReads-l.opened[u] >= staleReads
 }
 
 // starving reports whether a unit has batches waiting and did no work since the last call
@@ -876,8 +875,8 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 				l.pool.Units[u].Backlog = float64(len(lu.u.In) * l.cfg.Batch)
 			}
 		}
-		l.pool.Saturated = l.reads > 0 && l.shortReads == 0
-		l.reads, l.shortReads = 0, 0
+		l.pool.Saturated = l.allReads > l.tickReads && l.shortReads == 0
+		l.tickReads, l.shortReads = l.allReads, 0
 		l.ctl.Tick(now.Sub(l.start), dt, l.pool, r.Stats().Sent, r.Held)
 		if final {
 			return
@@ -914,7 +913,6 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			runErr = err
 			break
 		}
-		l.lend.reading()
 		if l.allReads++; l.allReads%yieldReads == 0 && l.starving() {
 			runtime.Gosched()
 		}
@@ -927,7 +925,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		}
 		n, err := cfg.In.Read(batch)
 		short := n < len(batch) || (waiter != nil && waiter.Waited())
-		if l.reads++; short {
+		if short {
 			l.shortReads++
 		}
 		if l.src != nil && n > 0 {

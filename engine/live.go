@@ -756,6 +756,14 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		if err != nil {
 			return LiveSummary{}, err
 		}
+		for u := range n {
+			// Another run's records (a store shared, its namespace reused) would be
+			// restored by a replacement as this run's, and the log would replay from
+			// their clocks: packets lost.
+			if replay.Written(t, u) {
+				return LiveSummary{}, fmt.Errorf("engine: the store already holds checkpoints of unit %d (table runtime/%s), another run's: give each run a store, or a namespace, of its own (store.Namespaced)", u, CheckpointTable)
+			}
+		}
 		l.ckTable = t
 	}
 	l.seqs, l.egressed, l.yieldProg, l.opened = make([]uint64, n), make([]atomic.Uint64, n), make([]uint64, n), make([]uint64, n)

@@ -237,6 +237,12 @@ func (w *Writer) Stats() WriterStats {
 	return WriterStats{Records: w.written.Load(), Bytes: w.bytes.Load(), Errors: w.errs.Load(), Skipped: w.skipped.Load(), Durable: w.durable.Load()}
 }
 
+// Written reports whether t holds records of unit (its head).
+func Written(t store.Table, unit int) bool {
+	_, ok := t.Get(strconv.Itoa(unit) + "/head")
+	return ok
+}
+
 // Load returns unit's records in t, base..head, in the order to restore them; none when
 // the unit wrote none.
 func Load(t store.Table, unit int) ([][]byte, error) {

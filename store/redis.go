@@ -1111,3 +1111,44 @@ local v = redis.call('INCR', KEYS[1])
 redis.call('DEL', KEYS[2])
 return v
 `)
+
+var _ NamespaceDropper = (*Redis)(nil)
+
+// DropNamespace implements NamespaceDropper: it finds the keys of namespace pre and the
+// namespaces under it on every node (SCAN) and unlinks them. Handles opened on those
+// objects must not be used after it.
+func (s *Redis) DropNamespace(ctx context.Context, pre string) (int, error) {
+	if pre == "" {
+		return 0, errors.New("store: redis: drop of an empty namespace (every object)")
+	}
+	r := strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D") // as objTag
+	match := "snf:{" + globEscape(r.Replace(pre)) + "/*"
+	keys := map[string]struct{}{}
+	for _, node := range s.c.Nodes() { // (a cluster's replicas too: the same keys again)
+		var cursor uint64
+		for {
+			e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(match).Count(1000).Build()).AsScanEntry()
+			if err != nil {
+				return 0, s.opErr("drop", pre, err)
+			}
+			for _, k := range e.Elements {
+				keys[k] = struct{}{}
+			}
+			if cursor = e.Cursor; cursor == 0 {
+				break
+			}
+		}
+	}
+	cmds := make(rueidis.Commands, 0, len(keys))
+	for k := range keys {
+		cmds = append(cmds, s.c.B().Unlink().Key(k).Build())
+	}
+	n := 0
+	for _, res := range s.c.DoMulti(ctx, cmds...) {
+		if err := res.Error(); err != nil {
+			return n, s.opErr("drop", pre, err)
+		}
+		n++
+	}
+	return n, nil
+}

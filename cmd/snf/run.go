@@ -112,7 +112,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	capacity := fs.Float64("capacity", 0, "packets/s one unit sustains for this chain (default: measured at start)")
 	compare := fs.Bool("compare", false, "run every policy on the same input and print one table")
 	reportDir := fs.String("report", "", "elastic runs: write an HTML report (index.html and SVG plots) into this directory")
-	storeURL := fs.String("store", "embedded", "where shared state lives: embedded (in this process) or redis://HOST:PORT[/DB]")
+	storeURL := fs.String("store", "embedded", "where shared state lives: embedded (in this process) or redis://HOST:PORT[/DB] (the run keeps its state there under a namespace of its own, run/ID, deleted when it ends: runs sharing a server never see each other's state)")
 	batch := fs.Int("batch", engine.DefaultBatch, "packets per batch")
 	packets := fs.Int("packets", 200000, "packets to generate when there is no --in")
 	seed := fs.Uint64("seed", 1, "seed of the generated traffic")
@@ -215,11 +215,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer r.Close()
 
-	st, err := store.Open(*storeURL)
+	st, closeStore, err := openRunStore(*storeURL, stderr)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeStore()
 
 	var sink *snf.JSONAlerts
 	if *alerts != "" {

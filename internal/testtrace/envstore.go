@@ -39,33 +39,4 @@ func envStore(tb testing.TB) store.Store {
 
 // Namespaced returns st with every object under the namespace pre (runs or chains that must
 // not share a pool, counters or checkpoints); its Close flushes, and does not close st.
-func Namespaced(st store.Store, pre string) store.Store { return &prefixed{Store: st, pre: pre} }
-
-// prefixed puts a chain's objects under a namespace of their own; Close does not close the
-// shared store.
-type prefixed struct {
-	store.Store
-	pre string
-}
-
-func (p *prefixed) Pool(ns, name string, lo, hi uint32) (store.Pool, error) {
-	return p.Store.Pool(p.pre+"/"+ns, name, lo, hi)
-}
-
-func (p *prefixed) Counters(ns, name string) (store.Counters, error) {
-	return p.Store.Counters(p.pre+"/"+ns, name)
-}
-
-func (p *prefixed) Table(ns, name string) (store.Table, error) {
-	return p.Store.Table(p.pre+"/"+ns, name)
-}
-
-func (p *prefixed) Registers(ns, name string) (store.Registers, error) {
-	rs, ok := p.Store.(store.RegistersStore)
-	if !ok {
-		return nil, fmt.Errorf("store %T has no registers", p.Store)
-	}
-	return rs.Registers(p.pre+"/"+ns, name)
-}
-
-func (p *prefixed) Close() error { return store.Flush(p.Store) }
+func Namespaced(st store.Store, pre string) store.Store { return store.Namespaced(st, pre) }

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"context"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -79,5 +81,42 @@ func TestRedisCluster(t *testing.T) {
 	}
 	if spread < 2 {
 		t.Error("every object landed on one node: the test proves little")
+	}
+
+	// A namespace's objects spread over the nodes; its drop finds them on every node.
+	s := b.open(t)
+	a, other := Namespaced(s, "run/a"), Namespaced(s, "run/b")
+	for i := range 8 {
+		fillNamespace(t, a, fmt.Sprintf("nf%d", i))
+	}
+	fillNamespace(t, other, "nf0")
+	on := func(pre string) (keys, nodesWith int) {
+		for _, n := range nodes {
+			k := 0
+			for _, key := range n.keys() {
+				if strings.HasPrefix(key, "snf:{"+pre) {
+					k++
+				}
+			}
+			keys += k
+			if k > 0 {
+				nodesWith++
+			}
+		}
+		return keys, nodesWith
+	}
+	ka, na := on("run/a/")
+	kb, _ := on("run/b/")
+	if na < 2 {
+		t.Errorf("namespace run/a on %d node(s): the drop's test proves little", na)
+	}
+	if n, err := a.Drop(context.Background()); err != nil || n != ka {
+		t.Errorf("drop: %d keys (of %d), %v", n, ka, err)
+	}
+	if k, _ := on("run/a/"); k != 0 {
+		t.Errorf("%d keys of run/a left after its drop", k)
+	}
+	if k, _ := on("run/b/"); k != kb {
+		t.Errorf("run/b: %d keys, was %d", k, kb)
 	}
 }

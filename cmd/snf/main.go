@@ -74,8 +74,14 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "trace":
 		err = cmdTrace(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
-		if len(rest) > 0 && rest[0] != "help" {
-			return runMain(ctx, []string{rest[0], "--help"}, stdout, stderr)
+		if len(rest) > 0 && !isHelpWord(rest[0]) {
+			// 'snf help COMMAND' is 'snf COMMAND --help' (and 'snf help trace gen' is
+			// 'snf trace gen --help'). COMMAND is not a help word, so this recurses once.
+			sub := []string{rest[0]}
+			if rest[0] == "trace" && len(rest) > 1 && !isHelpWord(rest[1]) {
+				sub = append(sub, rest[1])
+			}
+			return runMain(ctx, append(sub, "--help"), stdout, stderr)
 		}
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -98,6 +104,15 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, "snf:", strings.ReplaceAll(err.Error(), "\n", "; "))
 	return 1
+}
+
+// isHelpWord reports whether arg asks for help ('snf help', 'snf --help', …).
+func isHelpWord(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
 }
 
 // newFlags returns a flag set whose usage prints the command's help text.

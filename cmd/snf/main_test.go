@@ -315,6 +315,22 @@ func TestHelp(t *testing.T) {
 	}
 }
 
+// TestHelpOfHelp: a help word asking for the help of a help word prints the usage; it does
+// not recurse ('snf help --help' once overflowed the stack).
+func TestHelpOfHelp(t *testing.T) {
+	for _, args := range [][]string{{"help", "--help"}, {"--help", "--help"}, {"-h", "-h"}, {"help", "help"},
+		{"-help", "-h", "run"}, {"help", "-h", "-h"}} {
+		code, stdout, stderr := runSnf(args...)
+		if code != 0 || stdout != usage || stderr != "" {
+			t.Errorf("snf %v: exit %d, stderr %q, stdout\n%s", args, code, stderr, stdout)
+		}
+	}
+	// 'snf help trace gen' is the help of trace gen.
+	if code, stdout, stderr := runSnf("help", "trace", "gen"); code != 0 || !strings.Contains(stdout+stderr, "snf trace gen --out FILE [flags]") {
+		t.Errorf("snf help trace gen: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
+
 // TestAllNFsChain runs every NF of the library in one chain over a real capture.
 func TestAllNFsChain(t *testing.T) {
 	in := filepath.Join(tracesDir(t), "pcapplusplus_example.pcap")

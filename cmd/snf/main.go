@@ -115,22 +115,30 @@ func isHelpWord(arg string) bool {
 	return false
 }
 
-// newFlags returns a flag set whose usage prints the command's help text.
-func newFlags(name, help string, stderr io.Writer) *flag.FlagSet {
+// newFlags returns a flag set whose --help prints the command's help text on stdout (help
+// asked for is output: 'snf run --help | less'); a bad flag is one line on stderr.
+func newFlags(name, help string, stdout, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	// A bad flag is one line (the flag package's message); --help prints the help.
 	fs.Usage = func() {}
-	fullHelp.Store(fs, func(w io.Writer) {
-		fmt.Fprint(w, help)
-		fmt.Fprintln(w, "\nFlags:")
+	fullHelp.Store(fs, func() {
+		fmt.Fprint(stdout, help)
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n == 0 {
+			return
+		}
+		fmt.Fprintln(stdout, "\nFlags:")
+		fs.SetOutput(stdout)
 		fs.PrintDefaults()
+		fs.SetOutput(stderr)
 	})
 	return fs
 }
 
 // fullHelp holds each flag set's help printer (newFlags registers it, parseErr takes it).
-var fullHelp sync.Map // *flag.FlagSet → func(io.Writer)
+var fullHelp sync.Map // *flag.FlagSet → func()
 
 // parseErr turns an error of fs.Parse into exit status 2 (the flag package printed the
 // message), or prints fs's help for --help.
@@ -138,19 +146,28 @@ func parseErr(fs *flag.FlagSet, err error) error {
 	h, _ := fullHelp.LoadAndDelete(fs)
 	if errors.Is(err, flag.ErrHelp) {
 		if h != nil {
-			h.(func(io.Writer))(fs.Output())
+			h.(func())()
 		}
 		return err
 	}
 	return &exitError{code: 2}
 }
 
-// parseFlags parses args, turning flag errors into exit status 2 (usage already printed).
-func parseFlags(fs *flag.FlagSet, args []string) error {
+// parseArgs parses args, flags then operands (fs.Args), turning flag errors into exit
+// status 2 (usage already printed).
+func parseArgs(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return parseErr(fs, err)
 	}
 	fullHelp.Delete(fs)
+	return nil
+}
+
+// parseFlags parses args, turning flag errors into exit status 2 (usage already printed).
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
 	if fs.NArg() > 0 {
 		return &exitError{code: 2, msg: fmt.Sprintf("%s: unexpected argument %q (see 'snf %s --help')", fs.Name(), fs.Arg(0), fs.Name())}
 	}

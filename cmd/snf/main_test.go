@@ -300,12 +300,29 @@ func TestTruncatedInput(t *testing.T) {
 	}
 }
 
+// TestHelp: help asked for is printed on stdout with exit status 0 ('snf help run | less');
+// help shown for a usage error goes to stderr with status 2.
 func TestHelp(t *testing.T) {
-	for _, args := range [][]string{{"help"}, {"--help"}, {"run", "--help"}, {"help", "run"}, {"nfs", "--help"}} {
+	for _, args := range [][]string{{"help"}, {"--help"}, {"run", "--help"}, {"help", "run"}, {"run", "-h"},
+		{"sim", "--help"}, {"help", "sim"}, {"nfs", "--help"}, {"help", "nfs"}, {"nfs", "nat", "--help"},
+		{"trace", "--help"}, {"help", "trace"}, {"trace", "stats", "--help"}, {"trace", "compose", "--help"},
+		{"trace", "gen", "--help"}, {"help", "trace", "gen"}} {
 		code, stdout, stderr := runSnf(args...)
-		if code != 0 || !strings.Contains(stdout+stderr, "Usage") || !strings.Contains(stdout+stderr, "snf") {
-			t.Errorf("snf %v: exit %d", args, code)
+		if code != 0 || !strings.Contains(stdout, "Usage") || !strings.Contains(stdout, "snf") || stderr != "" {
+			t.Errorf("snf %v: exit %d, %d bytes on stdout, stderr %.80q", args, code, len(stdout), stderr)
 		}
+	}
+	for _, args := range [][]string{{}, {"trace"}} {
+		if code, stdout, stderr := runSnf(args...); code != 2 || stdout != "" || !strings.Contains(stderr, "Usage") {
+			t.Errorf("snf %v: exit %d, stdout %q, stderr\n%s", args, code, stdout, stderr)
+		}
+	}
+	// A command's flags are listed; nfs has none, so no empty "Flags:" section.
+	if _, stdout, _ := runSnf("run", "--help"); !strings.Contains(stdout, "\nFlags:\n") || !strings.Contains(stdout, "-units string\n    \telastic pool size: N (1 to N), or MIN-MAX") {
+		t.Errorf("run --help: no flags, or --units N unexplained:\n%s", stdout)
+	}
+	if _, stdout, _ := runSnf("nfs", "--help"); strings.Contains(stdout, "Flags:") || stdout != nfsHelp {
+		t.Errorf("nfs --help:\n%s", stdout)
 	}
 	_, stdout, _ := runSnf("nfs", "nat")
 	for _, want := range []string{"public", "192.0.2.1", "ports", "read-write", "mapping", "per flow"} {
@@ -326,8 +343,8 @@ func TestHelpOfHelp(t *testing.T) {
 		}
 	}
 	// 'snf help trace gen' is the help of trace gen.
-	if code, stdout, stderr := runSnf("help", "trace", "gen"); code != 0 || !strings.Contains(stdout+stderr, "snf trace gen --out FILE [flags]") {
-		t.Errorf("snf help trace gen: exit %d\n%s%s", code, stdout, stderr)
+	if code, stdout, _ := runSnf("help", "trace", "gen"); code != 0 || !strings.Contains(stdout, "snf trace gen --out FILE [flags]") {
+		t.Errorf("snf help trace gen: exit %d\n%s", code, stdout)
 	}
 }
 

@@ -99,14 +99,14 @@ func openInput(in string, packets int, seed uint64, rereadable bool) (port.Reade
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("run", runHelp, stderr)
+	fs := newFlags("run", runHelp, stdout, stderr)
 	chainFile := fs.String("chain", "", "chain file (YAML); see 'snf nfs' for NF configs")
 	nfs := fs.String("nfs", "", "comma-separated NF types with default configs, or none (default nat,firewall when --chain is not given)")
 	in := fs.String("in", "", "input capture, pcap or pcapng: a file, or a pipe such as /dev/stdin, read as packets arrive (default: generated traffic)")
 	out := fs.String("out", "", "output capture of the packets leaving the chain")
 	speedFlag := fs.String("speed", "max", "replay pace: max (as fast as possible), 1 (capture pace), 2 (twice as fast), 0.5, …")
 	pol := fs.String("policy", "", "run elastic units with this allocation policy: snf, perflow, perpacket or static (default: one chain, no units)")
-	units := fs.String("units", "", "elastic pool size: N, or MIN-MAX (default 1-8; static uses MAX)")
+	units := fs.String("units", "", "elastic pool size: N (1 to N), or MIN-MAX (default 1-8; static uses MAX)")
 	gap := fs.Duration("flowlet-gap", 500*time.Microsecond, "flowlet gap δ: a flow's packet more than this after its previous one starts a new flowlet")
 	ckEvery := fs.Duration("checkpoint", 0, "elastic runs: every unit writes its state (flows, Scoped values) to the store at this interval, in the background (0: never; --recovery: 10ms)")
 	capacity := fs.Float64("capacity", 0, "packets/s one unit sustains for this chain (default: measured at start)")

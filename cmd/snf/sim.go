@@ -115,7 +115,7 @@ type simOptions struct {
 }
 
 func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("sim", simHelp, stderr)
+	fs := newFlags("sim", simHelp, stdout, stderr)
 	chainFile := fs.String("chain", "", "chain file (YAML); see 'snf nfs' for NF configs")
 	nfs := fs.String("nfs", "", "comma-separated NF types with default configs (default nat,firewall when --chain is not given)")
 	in := fs.String("in", "", "input: a pcap or pcapng capture, or gen:SPEC (default: a generated data-center day)")

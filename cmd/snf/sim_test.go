@@ -92,7 +92,7 @@ func TestSimBadFlags(t *testing.T) {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 2 and one line", args, code, out, errs)
 		}
 	}
-	if code, _, errs := runSnf("sim", "--help"); code != 0 || !strings.Contains(errs, "snf sim --compare") {
+	if code, errs, _ := runSnf("sim", "--help"); code != 0 || !strings.Contains(errs, "snf sim --compare") {
 		t.Errorf("--help: exit %d, %q", code, errs)
 	}
 }

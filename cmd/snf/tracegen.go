@@ -40,7 +40,7 @@ Examples:
 `
 
 func traceGen(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("trace gen", traceGenHelp, stderr)
+	fs := newFlags("trace gen", traceGenHelp, stdout, stderr)
 	def := trace.DefaultWorkloadConfig()
 	out := fs.String("out", "", "output capture (required)")
 	dist := fs.String("dist", def.Dist, "flow-size distribution")
@@ -62,14 +62,11 @@ func traceGen(args []string, stdout, stderr io.Writer) error {
 	warmup := fs.Duration("warmup", 0, "run the workload this long before the trace starts, so that it starts in steady state")
 	clients := fs.Int("clients", def.Clients, "client hosts")
 	servers := fs.Int("servers", def.Servers, "server hosts")
-	if err := fs.Parse(args); err != nil {
-		return parseErr(fs, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *out == "" {
 		return &exitError{2, "trace gen: --out is required"}
-	}
-	if fs.NArg() > 0 {
-		return &exitError{2, fmt.Sprintf("trace gen: unexpected argument %q (see 'snf trace gen --help')", fs.Arg(0))}
 	}
 	cfg := def
 	cfg.Dist, cfg.Profile, cfg.Duration, cfg.Load, cfg.Seed = *dist, *profile, *duration, *load, *seed

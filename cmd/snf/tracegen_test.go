@@ -51,7 +51,7 @@ func TestTraceGen(t *testing.T) {
 	if recs, err := readAll(t, ng); err != nil || len(recs) != 500 {
 		t.Fatalf("pcapng: %d packets, %v", len(recs), err)
 	}
-	if code, _, help := runSnf("trace", "gen", "--help"); code != 0 || !strings.Contains(help, "diurnal:min=0.2,max=1") || !strings.Contains(help, "-scan-frac") {
+	if code, help, _ := runSnf("trace", "gen", "--help"); code != 0 || !strings.Contains(help, "diurnal:min=0.2,max=1") || !strings.Contains(help, "-scan-frac") {
 		t.Errorf("--help: exit %d\n%s", code, help)
 	}
 	for _, bad := range [][]string{

@@ -15,6 +15,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -172,4 +174,43 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return &exitError{code: 2, msg: fmt.Sprintf("%s: unexpected argument %q (see 'snf %s --help')", fs.Name(), fs.Arg(0), fs.Name())}
 	}
 	return nil
+}
+
+// namedPath is a file a command reads or writes, with what the user typed to name it (a
+// flag, or an operand).
+type namedPath struct{ what, path string }
+
+// checkOutputs refuses, before anything is opened for writing, an output that is the same
+// file as an input (creating it would truncate the input) or as another output. Empty paths
+// are skipped.
+func checkOutputs(cmd string, outs, ins []namedPath) error {
+	for i, o := range outs {
+		if o.path == "" {
+			continue
+		}
+		for _, x := range append(slices.Clone(outs[:i]), ins...) {
+			if x.path != "" && sameFile(o.path, x.path) {
+				return &exitError{2, fmt.Sprintf("%s: %s and %s name the same file (%s): refusing to overwrite it", cmd, x.what, o.what, o.path)}
+			}
+		}
+	}
+	return nil
+}
+
+// sameFile reports whether paths a and b name one regular file (os.SameFile: also through
+// links), or, when one does not exist yet, whether they are the same path once cleaned. A
+// device or pipe is not truncated by a writer: --out /dev/null --alerts /dev/null is fine.
+func sameFile(a, b string) bool {
+	sa, errA := os.Stat(a)
+	sb, errB := os.Stat(b)
+	if errA == nil && errB == nil {
+		return os.SameFile(sa, sb) && sa.Mode().IsRegular()
+	}
+	abs := func(p string) string {
+		if q, err := filepath.Abs(p); err == nil {
+			return q
+		}
+		return filepath.Clean(p)
+	}
+	return abs(a) == abs(b)
 }

@@ -264,6 +264,58 @@ func TestBadInputs(t *testing.T) {
 	}
 }
 
+// TestOutputIsAnInput: an output that is the same file as an input (by name, cleaned, or
+// through a link) or as another output is refused with status 2 before anything is written:
+// the input is left whole.
+func TestOutputIsAnInput(t *testing.T) {
+	tmp := t.TempDir()
+	in := filepath.Join(tmp, "in.pcap")
+	runOK(t, "trace", "gen", "--out", in, "--packets", "300")
+	orig, err := os.ReadFile(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(tmp, "link.pcap")
+	if err := os.Symlink(in, link); err != nil {
+		t.Fatal(err)
+	}
+	hard := filepath.Join(tmp, "hard.pcap")
+	if err := os.Link(in, hard); err != nil {
+		t.Fatal(err)
+	}
+	chain := filepath.Join(tmp, "chain.yaml")
+	os.WriteFile(chain, []byte("nfs:\n  - nf: portscan\n"), 0o644)
+	other := filepath.Join(tmp, "out.pcap")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--nfs", "none", "--in", in, "--out", in}, "run: --in and --out name the same file"},
+		{[]string{"run", "--nfs", "none", "--in", in, "--out", filepath.Join(tmp, "x", "..", "in.pcap")}, "run: --in and --out name the same file"},
+		{[]string{"run", "--nfs", "none", "--in", in, "--out", link}, "run: --in and --out name the same file"},
+		{[]string{"run", "--nfs", "none", "--in", hard, "--out", in}, "run: --in and --out name the same file"},
+		{[]string{"run", "--policy", "snf", "--in", in, "--out", in}, "run: --in and --out name the same file"},
+		{[]string{"run", "--nfs", "portscan", "--in", in, "--alerts", link}, "run: --in and --alerts name the same file"},
+		{[]string{"run", "--chain", chain, "--in", in, "--alerts", chain}, "run: --chain and --alerts name the same file"},
+		{[]string{"run", "--in", in, "--out", other, "--alerts", other}, "run: --out and --alerts name the same file"},
+		{[]string{"trace", "compose", "--out", in, other, in + ",shift=1s"}, "trace compose: the input " + in + " and --out name the same file"},
+		{[]string{"trace", "compose", "--out", link, in}, "trace compose: the input " + in + " and --out name the same file"},
+	} {
+		code, _, stderr := runSnf(c.args...)
+		if code != 2 || !strings.HasPrefix(stderr, "snf: "+c.want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("snf %v: exit %d, stderr %q; want 2 and %q", c.args, code, stderr, c.want)
+		}
+		if b, _ := os.ReadFile(in); !bytes.Equal(b, orig) {
+			t.Fatalf("snf %v: the input was changed", c.args)
+		}
+		if b, _ := os.ReadFile(chain); !strings.Contains(string(b), "portscan") {
+			t.Fatalf("snf %v: the chain file was changed", c.args)
+		}
+	}
+	// A device is not truncated by its writer: both outputs may be /dev/null.
+	runOK(t, "run", "--nfs", "portscan", "--in", in, "--out", os.DevNull, "--alerts", os.DevNull, "--quiet")
+}
+
 // TestTruncatedInput: a capture cut mid-record ends the run with an error naming the file
 // and the offset, after every good packet before it was processed and written.
 func TestTruncatedInput(t *testing.T) {

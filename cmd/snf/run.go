@@ -173,6 +173,18 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *batch < 1 || *batch > 1<<16 {
 		return &exitError{2, "run: --batch must be between 1 and 65536"}
 	}
+	inFile := *in
+	if strings.HasPrefix(inFile, "gen:") {
+		inFile = ""
+	}
+	alertsFile := *alerts
+	if alertsFile == "-" {
+		alertsFile = ""
+	}
+	if err := checkOutputs("run", []namedPath{{"--out", *out}, {"--alerts", alertsFile}},
+		[]namedPath{{"--in", inFile}, {"--chain", *chainFile}}); err != nil {
+		return err
+	}
 	spec, err := loadSpec(*chainFile, *nfs)
 	if err != nil {
 		return err

@@ -108,18 +108,26 @@ func traceCompose(args []string, stdout, stderr io.Writer) error {
 		}
 	}()
 	var link uint32 = pcapfile.LinkTypeEthernet
+	var paths []namedPath
 	for _, spec := range fs.Args() {
 		in, path, err := parseInput(spec)
 		if err != nil {
 			return &exitError{2, "trace compose: " + err.Error()}
 		}
-		r, err := pcapfile.Open(path)
+		inputs = append(inputs, in)
+		paths = append(paths, namedPath{"the input " + path, path})
+	}
+	// Every input checked before any is opened, the output created after.
+	if err := checkOutputs("trace compose", []namedPath{{"--out", *out}}, paths); err != nil {
+		return err
+	}
+	for i, p := range paths {
+		r, err := pcapfile.Open(p.path)
 		if err != nil {
 			return err
 		}
 		readers = append(readers, r)
-		in.Reader = r
-		inputs = append(inputs, in)
+		inputs[i].Reader = r
 	}
 	w, err := pcapfile.Create(*out, pcapfile.FormatFromName(*out), link, 0)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -438,6 +439,28 @@ func TestAlertsFile(t *testing.T) {
 	if len(lines) != 1 || !strings.Contains(lines[0], `"nf":"portscan"`) || !strings.Contains(lines[0], `"rule":"scanner"`) ||
 		!strings.Contains(lines[0], `"src":"172.16.0.8:`) || !strings.Contains(stdout, "alerts   1") {
 		t.Errorf("alerts %q\n%s", b, stdout)
+	}
+}
+
+// TestAlertsWriteError: alerts that cannot be written (a full disk: /dev/full) end the run
+// with status 1 and a one-line error, on one chain and on elastic units alike.
+func TestAlertsWriteError(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skipf("no /dev/full on this system: %v", err)
+	}
+	base := []string{"run", "--nfs", "ratelimit", "--packets", "20000", "--quiet"} // (one rate-limit alert)
+	good := filepath.Join(t.TempDir(), "alerts.jsonl")
+	for _, mode := range [][]string{nil, {"--policy", "snf", "--units", "1-2"}} {
+		args := append(append(slices.Clone(base), mode...), "--alerts", good)
+		runOK(t, args...)
+		if b, err := os.ReadFile(good); err != nil || !strings.Contains(string(b), `"nf":"ratelimit"`) {
+			t.Fatalf("%v: alerts %q, %v", mode, b, err)
+		}
+		args[len(args)-1] = "/dev/full"
+		code, stdout, stderr := runSnf(args...)
+		if code != 1 || stderr != "snf: write alerts to /dev/full: write /dev/full: no space left on device\n" {
+			t.Errorf("%v: exit %d, stderr %q\n%s", mode, code, stderr, stdout)
+		}
 	}
 }
 

@@ -226,6 +226,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer r.Close()
+	closeAlerts := func() error { return nil } // --alerts: flush and close, its first error
 
 	st, err := store.Open(*storeURL)
 	if err != nil {
@@ -235,18 +236,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	var sink *snf.JSONAlerts
 	if *alerts != "" {
-		var aw io.Writer = stderr
-		if *alerts != "-" {
-			f, err := os.Create(*alerts)
-			if err != nil {
-				return fmt.Errorf("alerts: %w", err)
-			}
-			defer f.Close()
-			bw := bufio.NewWriter(f)
-			defer bw.Flush()
-			aw = bw
+		ao, err := openAlerts(*alerts, stderr)
+		if err != nil {
+			return err
 		}
-		sink = snf.NewJSONAlerts(aw)
+		defer ao.close() // (on an early return; the run's end closes it and reports its error)
+		sink = ao.sink
+		closeAlerts = ao.close
 	}
 	opts := snf.ChainOptions{Store: st}
 	if sink != nil {
@@ -307,6 +303,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 				runErr = fmt.Errorf("write %s: %w", *out, err)
 			}
 		}
+		if err := closeAlerts(); err != nil && runErr == nil {
+			runErr = err
+		}
 		printLiveSummary(stdout, inName, spec, *pol, minU, maxU, *gap, sum)
 		if len(sum.FaultsMissed) > 0 {
 			// Not an error (the input's length is known only once read), but not silent: a
@@ -358,10 +357,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := chain.WriteReports(stdout); err != nil && runErr == nil {
 		runErr = err
 	}
-	if sink != nil {
-		if err := sink.Err(); err != nil && runErr == nil {
-			runErr = fmt.Errorf("alerts: %w", err)
-		}
+	if err := closeAlerts(); err != nil && runErr == nil {
+		runErr = err
 	}
 	if runErr != nil {
 		if errors.Is(runErr, context.Canceled) {
@@ -373,6 +370,54 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return sum.InputErr
 	}
 	return nil
+}
+
+// alertsOut is --alerts: JSON lines to a file (buffered) or, for "-", to stderr.
+type alertsOut struct {
+	name string
+	sink *snf.JSONAlerts
+	f    *os.File // nil for stderr
+	bw   *bufio.Writer
+	done bool
+	err  error
+}
+
+func openAlerts(name string, stderr io.Writer) (*alertsOut, error) {
+	a := &alertsOut{name: name}
+	if name == "-" {
+		a.name = "stderr"
+		a.sink = snf.NewJSONAlerts(stderr)
+		return a, nil
+	}
+	f, err := os.Create(name)
+	if err != nil {
+		return nil, fmt.Errorf("alerts: %w", err)
+	}
+	a.f, a.bw = f, bufio.NewWriter(f)
+	a.sink = snf.NewJSONAlerts(a.bw)
+	return a, nil
+}
+
+// close flushes and closes the file once, and returns the first error of writing an alert,
+// flushing or closing (the same on every call): alerts lost are a failed run.
+func (a *alertsOut) close() error {
+	if a.done {
+		return a.err
+	}
+	a.done = true
+	err := a.sink.Err()
+	if a.f != nil {
+		if ferr := a.bw.Flush(); err == nil {
+			err = ferr
+		}
+		if cerr := a.f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		a.err = fmt.Errorf("write alerts to %s: %w", a.name, err)
+	}
+	return a.err
 }
 
 // parseSpeed reads a --speed factor (> 0, finite); want says what the flag takes.

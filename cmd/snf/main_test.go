@@ -464,6 +464,24 @@ func TestAlertsWriteError(t *testing.T) {
 	}
 }
 
+// TestVerifyAlerts: with --verify, the alerts still reach the --alerts file (the checker
+// records them too), and a failed write of them still fails the run.
+func TestVerifyAlerts(t *testing.T) {
+	alerts := filepath.Join(t.TempDir(), "alerts.jsonl")
+	args := []string{"run", "--nfs", "ratelimit", "--packets", "20000", "--quiet", "--units", "1-2", "--verify", "--alerts", alerts}
+	stdout := runOK(t, args...)
+	wantAll(t, stdout, "verify    COE holds", "1 alerts")
+	if b, err := os.ReadFile(alerts); err != nil || strings.Count(string(b), "\n") != 1 || !strings.Contains(string(b), `"nf":"ratelimit"`) {
+		t.Errorf("alerts file %q, %v", b, err)
+	}
+	if _, err := os.Stat("/dev/full"); err == nil {
+		args[len(args)-1] = "/dev/full"
+		if code, _, stderr := runSnf(args...); code != 1 || !strings.HasPrefix(stderr, "snf: write alerts to /dev/full: ") {
+			t.Errorf("--alerts /dev/full: exit %d, stderr %q", code, stderr)
+		}
+	}
+}
+
 func TestTraceCommands(t *testing.T) {
 	dir := tracesDir(t)
 	code, stdout, stderr := runSnf("trace", "stats", "--gap", "1ms", filepath.Join(dir, "tcpreplay_test.pcap"))

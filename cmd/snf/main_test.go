@@ -613,6 +613,36 @@ func TestRunFailVerify(t *testing.T) {
 	}
 }
 
+// TestCompareRefusesOnePolicyFlags: flags --compare does not use (an output capture, alerts,
+// checkpoints, a store) are refused with status 2, not silently ignored; nothing is written.
+func TestCompareRefusesOnePolicyFlags(t *testing.T) {
+	tmp := t.TempDir()
+	out, alerts := filepath.Join(tmp, "x.pcap"), filepath.Join(tmp, "x.jsonl")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--out", out}, "--out applies"},
+		{[]string{"--alerts", alerts}, "--alerts applies"},
+		{[]string{"--alerts", "-"}, "--alerts applies"},
+		{[]string{"--checkpoint", "1ms"}, "--checkpoint applies"},
+		{[]string{"--store", "redis://127.0.0.1:1"}, "--store applies"},
+		{[]string{"--out", out, "--alerts", alerts}, "--out, --alerts apply"},
+	} {
+		args := append([]string{"run", "--compare", "--packets", "1000", "--quiet"}, c.args...)
+		code, stdout, stderr := runSnf(args...)
+		if code != 2 || stdout != "" || !strings.HasPrefix(stderr, "snf: run: --compare writes only its table (and --report): "+c.want+" to one policy's run (--policy)") ||
+			strings.Count(stderr, "\n") != 1 {
+			t.Errorf("snf %v: exit %d, stderr %q, stdout %q", args, code, stderr, stdout)
+		}
+	}
+	for _, f := range []string{out, alerts} {
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("%s was written", f)
+		}
+	}
+}
+
 // TestRunTimelineSaturated: at full speed the timeline marks the saturated ticks (≥), with a
 // note saying what it means. (Whether a tick is saturated is the engine's tests' business:
 // at capture pace, a root slowed down by -race and a loaded machine falls behind too.)

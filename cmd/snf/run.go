@@ -110,7 +110,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	gap := fs.Duration("flowlet-gap", 500*time.Microsecond, "flowlet gap δ: a flow's packet more than this after its previous one starts a new flowlet")
 	ckEvery := fs.Duration("checkpoint", 0, "elastic runs: every unit writes its state (flows, Scoped values) to the store at this interval, in the background (0: never; --recovery: 10ms)")
 	capacity := fs.Float64("capacity", 0, "packets/s one unit sustains for this chain (default: measured at start)")
-	compare := fs.Bool("compare", false, "run every policy on the same input and print one table")
+	compare := fs.Bool("compare", false, "run every policy on the same input and print one table (--report: and plots); --out, --alerts, --checkpoint and --store apply to one policy's run, not to it")
 	reportDir := fs.String("report", "", "elastic runs: write an HTML report (index.html and SVG plots) into this directory")
 	storeURL := fs.String("store", "embedded", "where shared state lives: embedded (in this process) or redis://HOST:PORT[/DB]")
 	batch := fs.Int("batch", engine.DefaultBatch, "packets per batch")
@@ -166,6 +166,22 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *compare && *pol != "" {
 		return &exitError{2, "run: --compare runs every policy; do not give --policy"}
+	}
+	if *compare {
+		// What runCompare does not use: refused rather than silently ignored.
+		var ignored []string
+		for _, f := range []struct {
+			name  string
+			given bool
+		}{{"--out", *out != ""}, {"--alerts", *alerts != ""}, {"--checkpoint", *ckEvery > 0}, {"--store", *storeURL != "embedded"}} {
+			if f.given {
+				ignored = append(ignored, f.name)
+			}
+		}
+		if len(ignored) > 0 {
+			verb := map[bool]string{true: "applies", false: "apply"}[len(ignored) == 1]
+			return &exitError{2, fmt.Sprintf("run: --compare writes only its table (and --report): %s %s to one policy's run (--policy)", strings.Join(ignored, ", "), verb)}
+		}
 	}
 	if *reportDir != "" && !elastic {
 		return &exitError{2, "run: --report needs an elastic run (--policy, --units or --compare)"}

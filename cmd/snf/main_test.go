@@ -643,6 +643,30 @@ func TestCompareRefusesOnePolicyFlags(t *testing.T) {
 	}
 }
 
+// TestPerPacketRefusals: --recovery, --fail and --verify with --policy perpacket are refused
+// up front (status 2, one line, nothing run or printed): the policy's per-packet store writes
+// cannot be replayed, and it does not keep chain output equivalence.
+func TestPerPacketRefusals(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--recovery"}, "run: --recovery does not support --policy perpacket"},
+		{[]string{"--fail", "unit=0@100"}, "run: --fail (which turns on --recovery) does not support --policy perpacket"},
+		{[]string{"--verify"}, "run: --verify checks chain output equivalence, which --policy perpacket does not keep"},
+	} {
+		args := append([]string{"run", "--policy", "perpacket", "--packets", "2000", "--units", "1-2"}, c.args...)
+		code, stdout, stderr := runSnf(args...)
+		if code != 2 || stdout != "" || !strings.HasPrefix(stderr, "snf: "+c.want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("snf %v: exit %d, stderr %q, stdout\n%s", args, code, stderr, stdout)
+		}
+	}
+	_, help, _ := runSnf("run", "--help")
+	wantAll(t, help, "perpacket takes no --recovery, --fail or --verify")
+	// The other policies take them.
+	wantAll(t, runOK(t, "run", "--policy", "perflow", "--packets", "2000", "--units", "1-2", "--quiet", "--verify"), "verify    COE holds")
+}
+
 // TestRunTimelineSaturated: at full speed the timeline marks the saturated ticks (≥), with a
 // note saying what it means. (Whether a tick is saturated is the engine's tests' business:
 // at capture pace, a root slowed down by -race and a loaded machine falls behind too.)

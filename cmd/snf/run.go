@@ -105,7 +105,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	in := fs.String("in", "", "input capture, pcap or pcapng: a file, or a pipe such as /dev/stdin, read as packets arrive (default: generated traffic)")
 	out := fs.String("out", "", "output capture of the packets leaving the chain")
 	speedFlag := fs.String("speed", "max", "replay pace: max (as fast as possible), 1 (capture pace), 2 (twice as fast), 0.5, …")
-	pol := fs.String("policy", "", "run elastic units with this allocation policy: snf, perflow, perpacket or static (default: one chain, no units)")
+	pol := fs.String("policy", "", "run elastic units with this allocation policy: snf, perflow, perpacket or static (default: one chain, no units); perpacket takes no --recovery, --fail or --verify")
 	units := fs.String("units", "", "elastic pool size: N (1 to N), or MIN-MAX (default 1-8; static uses MAX)")
 	gap := fs.Duration("flowlet-gap", 500*time.Microsecond, "flowlet gap δ: a flow's packet more than this after its previous one starts a new flowlet")
 	ckEvery := fs.Duration("checkpoint", 0, "elastic runs: every unit writes its state (flows, Scoped values) to the store at this interval, in the background (0: never; --recovery: 10ms)")
@@ -118,7 +118,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	seed := fs.Uint64("seed", 1, "seed of the generated traffic")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	alerts := fs.String("alerts", "", "write the NFs' alerts as JSON lines to this file (- for stderr)")
-	recovery := fs.Bool("recovery", false, "elastic runs: log packets at the root and checkpoint units, so that a failed unit is replaced and its packets replayed")
+	recovery := fs.Bool("recovery", false, "elastic runs: log packets at the root and checkpoint units, so that a failed unit is replaced and its packets replayed (not with --policy perpacket)")
 	readOnce := fs.Bool("read-once", false, "with --recovery: take the input as one that cannot be read again, as a live interface: the packet log keeps copies of the frames (for a chain whose NFs read only headers, their headers once written), not their positions in the input")
 	var faults []engine.Fault
 	fs.Func("fail", "inject a fault before packet N (or at a capture time such as 1.5s instead of N): unit=K@N kills unit K, stall=K@N/50ms stalls it, scale=+K@N starts K more units at once, scale=-K@N drains K units at once (their flows move away under --policy snf), move=K@N moves every flow of unit K (snf); repeatable; turns on --recovery", func(v string) error {
@@ -129,7 +129,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		faults = append(faults, f)
 		return nil
 	})
-	verify := fs.Bool("verify", false, "also run the one-chain reference and check chain output equivalence (the input is read into memory); exit status 1 when it does not hold")
+	verify := fs.Bool("verify", false, "also run the one-chain reference and check chain output equivalence (the input is read into memory); exit status 1 when it does not hold (not with --policy perpacket, which does not keep it)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -182,6 +182,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			verb := map[bool]string{true: "applies", false: "apply"}[len(ignored) == 1]
 			return &exitError{2, fmt.Sprintf("run: --compare writes only its table (and --report): %s %s to one policy's run (--policy)", strings.Join(ignored, ", "), verb)}
 		}
+	}
+	if *pol == "perpacket" && *recovery {
+		by := "--recovery"
+		if len(faults) > 0 {
+			by = "--fail (which turns on --recovery)"
+		}
+		return &exitError{2, "run: " + by + " does not support --policy perpacket: its flow state is written to the store per packet, untagged, so a replay would apply packets twice (use snf, perflow or static)"}
+	}
+	if *pol == "perpacket" && *verify {
+		return &exitError{2, "run: --verify checks chain output equivalence, which --policy perpacket does not keep by design: any unit takes any packet, so a flow's packets may be reordered and race on its state (verify snf, perflow or static)"}
 	}
 	if *reportDir != "" && !elastic {
 		return &exitError{2, "run: --report needs an elastic run (--policy, --units or --compare)"}

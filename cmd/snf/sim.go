@@ -150,7 +150,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	duration := fs.Duration("duration", time.Second, "generated day (no --in): its length")
 	peak := fs.Float64("peak", 10, "generated day (no --in): the diurnal peak, in units' worth of capacity")
 	timeline := fs.Bool("timeline", false, "print the active units and offered load over time")
-	reportDir := fs.String("report", "", "write an HTML report (index.html and SVG plots) into this directory")
+	reportDir := fs.String("report", "", "write an HTML report (index.html and SVG plots) into this directory (not with --sweep)")
 	reportPNG := fs.Bool("png", false, "--report: PNG plots instead of SVG")
 	var sweeps sweepFlag
 	fs.Var(&sweeps, "sweep", "PARAM=V1,V2,...: run every combination (gap, target, tick, cv, measured, busy); repeatable")
@@ -210,6 +210,12 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if len(sweeps) > 0 && *compare {
 		return bad("give --sweep or --compare, not both")
+	}
+	if len(sweeps) > 0 && (*reportDir != "" || *timeline) {
+		return bad("--sweep prints one table: --report and --timeline apply to one policy's run or --compare")
+	}
+	if *reportPNG && *reportDir == "" {
+		return bad("--png applies to --report: give --report DIR")
 	}
 	if err := sweeps.check(); err != nil {
 		return bad("%v", err)

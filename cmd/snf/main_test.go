@@ -317,6 +317,42 @@ func TestOutputIsAnInput(t *testing.T) {
 	runOK(t, "run", "--nfs", "portscan", "--in", in, "--out", os.DevNull, "--alerts", os.DevNull, "--quiet")
 }
 
+// TestBadNumbers: non-finite, negative or meaningless numbers are refused with status 2 and
+// one line naming the flag, by run and sim alike (NaN was taken as --speed max, and run took
+// any --capacity).
+func TestBadNumbers(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"run", "--speed", "NaN"}, "--speed"},
+		{[]string{"run", "--speed", "Inf"}, "--speed"},
+		{[]string{"run", "--speed", "0"}, "--speed"},
+		{[]string{"run", "--capacity", "NaN"}, "--capacity"},
+		{[]string{"run", "--capacity", "Inf"}, "--capacity"},
+		{[]string{"run", "--capacity", "0.0001"}, "--capacity"},
+		{[]string{"run", "--capacity", "-1"}, "--capacity"},
+		{[]string{"run", "--packets", "-5"}, "--packets"},
+		{[]string{"sim", "--speed", "NaN"}, "--speed"},
+		{[]string{"sim", "--capacity", "NaN"}, "--capacity"},
+		{[]string{"sim", "--capacity", "0.5"}, "--capacity"},
+		{[]string{"sim", "--busy-after", "-3"}, "--busy-after"},
+		{[]string{"sim", "--max-backlog", "-1ms"}, "--max-backlog"},
+	} {
+		// (Harmless defaults first, so that a flag taken is a short run: the case's flag wins.)
+		args := []string{c.args[0], "--packets", "1000", "--quiet"}
+		if c.args[0] == "sim" {
+			args = []string{"sim", "--capacity", "1000", "--duration", "10ms"}
+		}
+		code, stdout, stderr := runSnf(append(args, c.args[1:]...)...)
+		if code != 2 || stdout != "" || !strings.HasPrefix(stderr, "snf: "+c.args[0]+": "+c.flag) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("snf %v: exit %d, stderr %q, stdout %.200q", c.args, code, stderr, stdout)
+		}
+	}
+	// The limits themselves are accepted.
+	runOK(t, "run", "--capacity", "1", "--packets", "0", "--quiet")
+}
+
 // TestTruncatedInput: a capture cut mid-record ends the run with an error naming the file
 // and the offset, after every good packet before it was processed and written.
 func TestTruncatedInput(t *testing.T) {

@@ -151,8 +151,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *gap <= 0 {
 		return &exitError{2, "run: --flowlet-gap must be > 0"}
 	}
-	if *capacity < 0 {
-		return &exitError{2, "run: --capacity must be >= 0"}
+	if !validCapacity(*capacity) {
+		return &exitError{2, "run: --capacity must be 0 (measure) or a number of packets/s >= 1"}
+	}
+	if *packets < 0 {
+		return &exitError{2, "run: --packets must be >= 0"}
 	}
 	if *ckEvery < 0 {
 		return &exitError{2, "run: --checkpoint must be >= 0"}
@@ -446,10 +449,16 @@ func (a *alertsOut) close() error {
 	return a.err
 }
 
+// validCapacity reports whether c is a --capacity: 0 (measure it) or finite packets/s of at
+// least 1 (below, it would print as 0 packets/s, and a unit could serve no packet).
+func validCapacity(c float64) bool {
+	return c == 0 || (c >= 1 && !math.IsInf(c, 0))
+}
+
 // parseSpeed reads a --speed factor (> 0, finite); want says what the flag takes.
 func parseSpeed(cmd, s, want string) (float64, error) {
 	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || v <= 0 || math.IsInf(v, 0) {
+	if err != nil || !(v > 0) || math.IsInf(v, 0) { // (NaN too)
 		return 0, &exitError{2, fmt.Sprintf("%s: --speed %q: want %s", cmd, s, want)}
 	}
 	return v, nil

@@ -172,8 +172,8 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	switch {
 	case *gap <= 0:
 		return bad("--flowlet-gap must be > 0")
-	case !(*capacity >= 0) || math.IsInf(*capacity, 0):
-		return bad("--capacity must be a number >= 0 (0: measure)")
+	case !validCapacity(*capacity):
+		return bad("--capacity must be 0 (measure) or a number of packets/s >= 1")
 	case !(*serviceRate >= 0 || *serviceRate == -1) || math.IsInf(*serviceRate, 0):
 		return bad("--service-rate must be >= 0, or -1 to measure it")
 	case !(*cv >= 0) || math.IsInf(*cv, 0):
@@ -192,6 +192,10 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return bad("--queue must be >= 1 and --batch between 1 and 65536")
 	case *scaleOuts < 1:
 		return bad("--scale-outs must be >= 1")
+	case *busyAfter < 0:
+		return bad("--busy-after must be >= 0 ticks (0: only idle flows move)")
+	case *maxBacklog < 0:
+		return bad("--max-backlog must be >= 0 (0: off)")
 	case !(*target > 0 && *target <= 1):
 		return bad("--target must be in (0,1]")
 	case *packets < 0:

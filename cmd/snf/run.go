@@ -73,12 +73,12 @@ func openInput(in string, packets int, seed uint64, rereadable bool) (port.Reade
 	if spec, ok := strings.CutPrefix(in, "gen:"); ok {
 		cfg, err := trace.ParseWorkload(spec)
 		if err != nil {
-			return nil, 0, &exitError{2, "--in: " + err.Error()}
+			return nil, 0, &exitError{2, "--in: " + nameFields(err.Error(), false)}
 		}
 		cfg.Rereadable = rereadable
 		w, err := trace.NewWorkload(cfg)
 		if err != nil {
-			return nil, 0, &exitError{2, "--in: " + err.Error()}
+			return nil, 0, &exitError{2, "--in: " + nameFields(err.Error(), false)}
 		}
 		return w, 1, nil
 	}
@@ -466,6 +466,13 @@ func parseSpeed(cmd, s, want string) (float64, error) {
 
 // loadSpec returns the chain of --chain or --nfs (default nat,firewall).
 func loadSpec(chainFile, nfs string) (*snf.ChainSpec, error) {
+	if nfs != "" && nfs != "none" {
+		for i, name := range strings.Split(nfs, ",") {
+			if strings.TrimSpace(name) == "" {
+				return nil, &exitError{2, fmt.Sprintf("--nfs: empty NF name at position %d (want a comma-separated list such as nat,firewall, or none)", i+1)}
+			}
+		}
+	}
 	switch {
 	case chainFile != "":
 		return snf.LoadChainFile(chainFile)

@@ -350,7 +350,19 @@ func TestBadNumbers(t *testing.T) {
 		}
 	}
 	// The limits themselves are accepted.
-	runOK(t, "run", "--capacity", "1", "--packets", "0", "--quiet")
+	runOK(t, "run", "--capacity", "1", "--packets", "0", "--quiet", "--policy", "snf")
+}
+
+// TestElasticFlagsNeedElastic: the elastic runs' flags, given to a run on one chain (which
+// would ignore them), are refused with status 2, as --report is.
+func TestElasticFlagsNeedElastic(t *testing.T) {
+	for _, args := range [][]string{{"--report", t.TempDir()}, {"--capacity", "2000"}, {"--flowlet-gap", "1ms"}, {"--checkpoint", "10ms"}} {
+		code, stdout, stderr := runSnf(append([]string{"run", "--packets", "1000", "--quiet"}, args...)...)
+		if want := "snf: run: " + args[0] + " needs an elastic run (--policy, --units or --compare)\n"; code != 2 || stdout != "" || stderr != want {
+			t.Errorf("%v: exit %d, stderr %q, stdout %.100q", args, code, stderr, stdout)
+		}
+	}
+	runOK(t, "run", "--packets", "1000", "--quiet", "--units", "2", "--capacity", "2000", "--flowlet-gap", "1ms", "--checkpoint", "10ms")
 }
 
 // TestTruncatedInput: a capture cut mid-record ends the run with an error naming the file

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -196,8 +197,15 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *pol == "perpacket" && *verify {
 		return &exitError{2, "run: --verify checks chain output equivalence, which --policy perpacket does not keep by design: any unit takes any packet, so a flow's packets may be reordered and race on its state (verify snf, perflow or static)"}
 	}
-	if *reportDir != "" && !elastic {
-		return &exitError{2, "run: --report needs an elastic run (--policy, --units or --compare)"}
+	if !elastic {
+		// The elastic runs' flags would be ignored by one chain: refused, as --report is.
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		for _, name := range []string{"report", "capacity", "flowlet-gap", "checkpoint"} {
+			if given[name] {
+				return &exitError{2, "run: --" + name + " needs an elastic run (--policy, --units or --compare)"}
+			}
+		}
 	}
 	if *batch < 1 || *batch > 1<<16 {
 		return &exitError{2, "run: --batch must be between 1 and 65536"}

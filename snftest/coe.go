@@ -148,15 +148,20 @@ func Reference(spec *snf.ChainSpec, frames []mem.Frame) (Result, error) {
 	return r, nil
 }
 
-// Live runs frames through the elastic runtime configured by cfg (its Out, Alerts and OnDone
-// are set here; its In, if nil, reads frames from memory — if set, it must read frames)
-// and returns its result and summary.
+// Live runs frames through the elastic runtime configured by cfg (its Out and OnDone are set
+// here; its Alerts, if set, receive the alerts too; its In, if nil, reads frames from memory
+// — if set, it must read frames) and returns its result and summary.
 func Live(ctx context.Context, cfg engine.LiveConfig, frames []mem.Frame) (Result, engine.LiveSummary, error) {
 	rec := newRecorder()
 	if cfg.In == nil {
 		cfg.In = mem.NewReader(frames)
 	}
-	cfg.Out, cfg.Alerts = rec, rec
+	cfg.Out = rec
+	if cfg.Alerts != nil {
+		cfg.Alerts = teeAlerts{rec, cfg.Alerts}
+	} else {
+		cfg.Alerts = rec
+	}
 	var stErr error
 	cfg.OnDone = func(chains []*snf.Chain) {
 		if len(frames) > 0 {
@@ -172,6 +177,14 @@ func Live(ctx context.Context, cfg engine.LiveConfig, frames []mem.Frame) (Resul
 		r.Billed = append(r.Billed, NFBill{b.Name, b.Packets})
 	}
 	return r, s, err
+}
+
+// teeAlerts gives each alert to both sinks.
+type teeAlerts [2]snf.AlertSink
+
+func (t teeAlerts) Alert(a *snf.Alert) {
+	t[0].Alert(a)
+	t[1].Alert(a)
 }
 
 // Mode says how strictly Compare compares.

@@ -15,6 +15,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -74,8 +76,14 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "trace":
 		err = cmdTrace(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
-		if len(rest) > 0 && rest[0] != "help" {
-			return runMain(ctx, []string{rest[0], "--help"}, stdout, stderr)
+		if len(rest) > 0 && !isHelpWord(rest[0]) {
+			// 'snf help COMMAND' is 'snf COMMAND --help' (and 'snf help trace gen' is
+			// 'snf trace gen --help'). COMMAND is not a help word, so this recurses once.
+			sub := []string{rest[0]}
+			if rest[0] == "trace" && len(rest) > 1 && !isHelpWord(rest[1]) {
+				sub = append(sub, rest[1])
+			}
+			return runMain(ctx, append(sub, "--help"), stdout, stderr)
 		}
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -100,22 +108,39 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-// newFlags returns a flag set whose usage prints the command's help text.
-func newFlags(name, help string, stderr io.Writer) *flag.FlagSet {
+// isHelpWord reports whether arg asks for help ('snf help', 'snf --help', …).
+func isHelpWord(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
+// newFlags returns a flag set whose --help prints the command's help text on stdout (help
+// asked for is output: 'snf run --help | less'); a bad flag is one line on stderr.
+func newFlags(name, help string, stdout, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	// A bad flag is one line (the flag package's message); --help prints the help.
 	fs.Usage = func() {}
-	fullHelp.Store(fs, func(w io.Writer) {
-		fmt.Fprint(w, help)
-		fmt.Fprintln(w, "\nFlags:")
+	fullHelp.Store(fs, func() {
+		fmt.Fprint(stdout, help)
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n == 0 {
+			return
+		}
+		fmt.Fprintln(stdout, "\nFlags:")
+		fs.SetOutput(stdout)
 		fs.PrintDefaults()
+		fs.SetOutput(stderr)
 	})
 	return fs
 }
 
 // fullHelp holds each flag set's help printer (newFlags registers it, parseErr takes it).
-var fullHelp sync.Map // *flag.FlagSet → func(io.Writer)
+var fullHelp sync.Map // *flag.FlagSet → func()
 
 // parseErr turns an error of fs.Parse into exit status 2 (the flag package printed the
 // message), or prints fs's help for --help.
@@ -123,21 +148,69 @@ func parseErr(fs *flag.FlagSet, err error) error {
 	h, _ := fullHelp.LoadAndDelete(fs)
 	if errors.Is(err, flag.ErrHelp) {
 		if h != nil {
-			h.(func(io.Writer))(fs.Output())
+			h.(func())()
 		}
 		return err
 	}
 	return &exitError{code: 2}
 }
 
-// parseFlags parses args, turning flag errors into exit status 2 (usage already printed).
-func parseFlags(fs *flag.FlagSet, args []string) error {
+// parseArgs parses args, flags then operands (fs.Args), turning flag errors into exit
+// status 2 (usage already printed).
+func parseArgs(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return parseErr(fs, err)
 	}
 	fullHelp.Delete(fs)
+	return nil
+}
+
+// parseFlags parses args, turning flag errors into exit status 2 (usage already printed).
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
 	if fs.NArg() > 0 {
 		return &exitError{code: 2, msg: fmt.Sprintf("%s: unexpected argument %q (see 'snf %s --help')", fs.Name(), fs.Arg(0), fs.Name())}
 	}
 	return nil
+}
+
+// namedPath is a file a command reads or writes, with what the user typed to name it (a
+// flag, or an operand).
+type namedPath struct{ what, path string }
+
+// checkOutputs refuses, before anything is opened for writing, an output that is the same
+// file as an input (creating it would truncate the input) or as another output. Empty paths
+// are skipped.
+func checkOutputs(cmd string, outs, ins []namedPath) error {
+	for i, o := range outs {
+		if o.path == "" {
+			continue
+		}
+		for _, x := range append(slices.Clone(outs[:i]), ins...) {
+			if x.path != "" && sameFile(o.path, x.path) {
+				return &exitError{2, fmt.Sprintf("%s: %s and %s name the same file (%s): refusing to overwrite it", cmd, x.what, o.what, o.path)}
+			}
+		}
+	}
+	return nil
+}
+
+// sameFile reports whether paths a and b name one regular file (os.SameFile: also through
+// links), or, when one does not exist yet, whether they are the same path once cleaned. A
+// device or pipe is not truncated by a writer: --out /dev/null --alerts /dev/null is fine.
+func sameFile(a, b string) bool {
+	sa, errA := os.Stat(a)
+	sb, errB := os.Stat(b)
+	if errA == nil && errB == nil {
+		return os.SameFile(sa, sb) && sa.Mode().IsRegular()
+	}
+	abs := func(p string) string {
+		if q, err := filepath.Abs(p); err == nil {
+			return q
+		}
+		return filepath.Clean(p)
+	}
+	return abs(a) == abs(b)
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -264,6 +265,106 @@ func TestBadInputs(t *testing.T) {
 	}
 }
 
+// TestOutputIsAnInput: an output that is the same file as an input (by name, cleaned, or
+// through a link) or as another output is refused with status 2 before anything is written:
+// the input is left whole.
+func TestOutputIsAnInput(t *testing.T) {
+	tmp := t.TempDir()
+	in := filepath.Join(tmp, "in.pcap")
+	runOK(t, "trace", "gen", "--out", in, "--packets", "300")
+	orig, err := os.ReadFile(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(tmp, "link.pcap")
+	if err := os.Symlink(in, link); err != nil {
+		t.Fatal(err)
+	}
+	hard := filepath.Join(tmp, "hard.pcap")
+	if err := os.Link(in, hard); err != nil {
+		t.Fatal(err)
+	}
+	chain := filepath.Join(tmp, "chain.yaml")
+	os.WriteFile(chain, []byte("nfs:\n  - nf: portscan\n"), 0o644)
+	other := filepath.Join(tmp, "out.pcap")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--nfs", "none", "--in", in, "--out", in}, "run: --in and --out name the same file"},
+		{[]string{"run", "--nfs", "none", "--in", in, "--out", filepath.Join(tmp, "x", "..", "in.pcap")}, "run: --in and --out name the same file"},
+		{[]string{"run", "--nfs", "none", "--in", in, "--out", link}, "run: --in and --out name the same file"},
+		{[]string{"run", "--nfs", "none", "--in", hard, "--out", in}, "run: --in and --out name the same file"},
+		{[]string{"run", "--policy", "snf", "--in", in, "--out", in}, "run: --in and --out name the same file"},
+		{[]string{"run", "--nfs", "portscan", "--in", in, "--alerts", link}, "run: --in and --alerts name the same file"},
+		{[]string{"run", "--chain", chain, "--in", in, "--alerts", chain}, "run: --chain and --alerts name the same file"},
+		{[]string{"run", "--in", in, "--out", other, "--alerts", other}, "run: --out and --alerts name the same file"},
+		{[]string{"trace", "compose", "--out", in, other, in + ",shift=1s"}, "trace compose: the input " + in + " and --out name the same file"},
+		{[]string{"trace", "compose", "--out", link, in}, "trace compose: the input " + in + " and --out name the same file"},
+	} {
+		code, _, stderr := runSnf(c.args...)
+		if code != 2 || !strings.HasPrefix(stderr, "snf: "+c.want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("snf %v: exit %d, stderr %q; want 2 and %q", c.args, code, stderr, c.want)
+		}
+		if b, _ := os.ReadFile(in); !bytes.Equal(b, orig) {
+			t.Fatalf("snf %v: the input was changed", c.args)
+		}
+		if b, _ := os.ReadFile(chain); !strings.Contains(string(b), "portscan") {
+			t.Fatalf("snf %v: the chain file was changed", c.args)
+		}
+	}
+	// A device is not truncated by its writer: both outputs may be /dev/null.
+	runOK(t, "run", "--nfs", "portscan", "--in", in, "--out", os.DevNull, "--alerts", os.DevNull, "--quiet")
+}
+
+// TestBadNumbers: non-finite, negative or meaningless numbers are refused with status 2 and
+// one line naming the flag, by run and sim alike (NaN was taken as --speed max, and run took
+// any --capacity).
+func TestBadNumbers(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"run", "--speed", "NaN"}, "--speed"},
+		{[]string{"run", "--speed", "Inf"}, "--speed"},
+		{[]string{"run", "--speed", "0"}, "--speed"},
+		{[]string{"run", "--capacity", "NaN"}, "--capacity"},
+		{[]string{"run", "--capacity", "Inf"}, "--capacity"},
+		{[]string{"run", "--capacity", "0.0001"}, "--capacity"},
+		{[]string{"run", "--capacity", "-1"}, "--capacity"},
+		{[]string{"run", "--packets", "-5"}, "--packets"},
+		{[]string{"sim", "--speed", "NaN"}, "--speed"},
+		{[]string{"sim", "--capacity", "NaN"}, "--capacity"},
+		{[]string{"sim", "--capacity", "0.5"}, "--capacity"},
+		{[]string{"sim", "--busy-after", "-3"}, "--busy-after"},
+		{[]string{"sim", "--max-backlog", "-1ms"}, "--max-backlog"},
+	} {
+		// (Harmless defaults first, so that a flag taken is a short run: the case's flag wins.)
+		args := []string{c.args[0], "--packets", "1000", "--quiet"}
+		if c.args[0] == "sim" {
+			args = []string{"sim", "--capacity", "1000", "--duration", "10ms"}
+		}
+		code, stdout, stderr := runSnf(append(args, c.args[1:]...)...)
+		if code != 2 || stdout != "" || !strings.HasPrefix(stderr, "snf: "+c.args[0]+": "+c.flag) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("snf %v: exit %d, stderr %q, stdout %.200q", c.args, code, stderr, stdout)
+		}
+	}
+	// The limits themselves are accepted.
+	runOK(t, "run", "--capacity", "1", "--packets", "0", "--quiet", "--policy", "snf")
+}
+
+// TestElasticFlagsNeedElastic: the elastic runs' flags, given to a run on one chain (which
+// would ignore them), are refused with status 2, as --report is.
+func TestElasticFlagsNeedElastic(t *testing.T) {
+	for _, args := range [][]string{{"--report", t.TempDir()}, {"--capacity", "2000"}, {"--flowlet-gap", "1ms"}, {"--checkpoint", "10ms"}} {
+		code, stdout, stderr := runSnf(append([]string{"run", "--packets", "1000", "--quiet"}, args...)...)
+		if want := "snf: run: " + args[0] + " needs an elastic run (--policy, --units or --compare)\n"; code != 2 || stdout != "" || stderr != want {
+			t.Errorf("%v: exit %d, stderr %q, stdout %.100q", args, code, stderr, stdout)
+		}
+	}
+	runOK(t, "run", "--packets", "1000", "--quiet", "--units", "2", "--capacity", "2000", "--flowlet-gap", "1ms", "--checkpoint", "10ms")
+}
+
 // TestTruncatedInput: a capture cut mid-record ends the run with an error naming the file
 // and the offset, after every good packet before it was processed and written.
 func TestTruncatedInput(t *testing.T) {
@@ -300,18 +401,51 @@ func TestTruncatedInput(t *testing.T) {
 	}
 }
 
+// TestHelp: help asked for is printed on stdout with exit status 0 ('snf help run | less');
+// help shown for a usage error goes to stderr with status 2.
 func TestHelp(t *testing.T) {
-	for _, args := range [][]string{{"help"}, {"--help"}, {"run", "--help"}, {"help", "run"}, {"nfs", "--help"}} {
+	for _, args := range [][]string{{"help"}, {"--help"}, {"run", "--help"}, {"help", "run"}, {"run", "-h"},
+		{"sim", "--help"}, {"help", "sim"}, {"nfs", "--help"}, {"help", "nfs"}, {"nfs", "nat", "--help"},
+		{"trace", "--help"}, {"help", "trace"}, {"trace", "stats", "--help"}, {"trace", "compose", "--help"},
+		{"trace", "gen", "--help"}, {"help", "trace", "gen"}} {
 		code, stdout, stderr := runSnf(args...)
-		if code != 0 || !strings.Contains(stdout+stderr, "Usage") || !strings.Contains(stdout+stderr, "snf") {
-			t.Errorf("snf %v: exit %d", args, code)
+		if code != 0 || !strings.Contains(stdout, "Usage") || !strings.Contains(stdout, "snf") || stderr != "" {
+			t.Errorf("snf %v: exit %d, %d bytes on stdout, stderr %.80q", args, code, len(stdout), stderr)
 		}
+	}
+	for _, args := range [][]string{{}, {"trace"}} {
+		if code, stdout, stderr := runSnf(args...); code != 2 || stdout != "" || !strings.Contains(stderr, "Usage") {
+			t.Errorf("snf %v: exit %d, stdout %q, stderr\n%s", args, code, stdout, stderr)
+		}
+	}
+	// A command's flags are listed; nfs has none, so no empty "Flags:" section.
+	if _, stdout, _ := runSnf("run", "--help"); !strings.Contains(stdout, "\nFlags:\n") || !strings.Contains(stdout, "-units string\n    \telastic pool size: N (1 to N), or MIN-MAX") {
+		t.Errorf("run --help: no flags, or --units N unexplained:\n%s", stdout)
+	}
+	if _, stdout, _ := runSnf("nfs", "--help"); strings.Contains(stdout, "Flags:") || stdout != nfsHelp {
+		t.Errorf("nfs --help:\n%s", stdout)
 	}
 	_, stdout, _ := runSnf("nfs", "nat")
 	for _, want := range []string{"public", "192.0.2.1", "ports", "read-write", "mapping", "per flow"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("snf nfs nat lacks %q:\n%s", want, stdout)
 		}
+	}
+}
+
+// TestHelpOfHelp: a help word asking for the help of a help word prints the usage; it does
+// not recurse ('snf help --help' once overflowed the stack).
+func TestHelpOfHelp(t *testing.T) {
+	for _, args := range [][]string{{"help", "--help"}, {"--help", "--help"}, {"-h", "-h"}, {"help", "help"},
+		{"-help", "-h", "run"}, {"help", "-h", "-h"}} {
+		code, stdout, stderr := runSnf(args...)
+		if code != 0 || stdout != usage || stderr != "" {
+			t.Errorf("snf %v: exit %d, stderr %q, stdout\n%s", args, code, stderr, stdout)
+		}
+	}
+	// 'snf help trace gen' is the help of trace gen.
+	if code, stdout, _ := runSnf("help", "trace", "gen"); code != 0 || !strings.Contains(stdout, "snf trace gen --out FILE [flags]") {
+		t.Errorf("snf help trace gen: exit %d\n%s", code, stdout)
 	}
 }
 
@@ -353,6 +487,46 @@ func TestAlertsFile(t *testing.T) {
 	if len(lines) != 1 || !strings.Contains(lines[0], `"nf":"portscan"`) || !strings.Contains(lines[0], `"rule":"scanner"`) ||
 		!strings.Contains(lines[0], `"src":"172.16.0.8:`) || !strings.Contains(stdout, "alerts   1") {
 		t.Errorf("alerts %q\n%s", b, stdout)
+	}
+}
+
+// TestAlertsWriteError: alerts that cannot be written (a full disk: /dev/full) end the run
+// with status 1 and a one-line error, on one chain and on elastic units alike.
+func TestAlertsWriteError(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skipf("no /dev/full on this system: %v", err)
+	}
+	base := []string{"run", "--nfs", "ratelimit", "--packets", "20000", "--quiet"} // (one rate-limit alert)
+	good := filepath.Join(t.TempDir(), "alerts.jsonl")
+	for _, mode := range [][]string{nil, {"--policy", "snf", "--units", "1-2"}} {
+		args := append(append(slices.Clone(base), mode...), "--alerts", good)
+		runOK(t, args...)
+		if b, err := os.ReadFile(good); err != nil || !strings.Contains(string(b), `"nf":"ratelimit"`) {
+			t.Fatalf("%v: alerts %q, %v", mode, b, err)
+		}
+		args[len(args)-1] = "/dev/full"
+		code, stdout, stderr := runSnf(args...)
+		if code != 1 || stderr != "snf: write alerts to /dev/full: write /dev/full: no space left on device\n" {
+			t.Errorf("%v: exit %d, stderr %q\n%s", mode, code, stderr, stdout)
+		}
+	}
+}
+
+// TestVerifyAlerts: with --verify, the alerts still reach the --alerts file (the checker
+// records them too), and a failed write of them still fails the run.
+func TestVerifyAlerts(t *testing.T) {
+	alerts := filepath.Join(t.TempDir(), "alerts.jsonl")
+	args := []string{"run", "--nfs", "ratelimit", "--packets", "20000", "--quiet", "--units", "1-2", "--verify", "--alerts", alerts}
+	stdout := runOK(t, args...)
+	wantAll(t, stdout, "verify    COE holds", "1 alerts")
+	if b, err := os.ReadFile(alerts); err != nil || strings.Count(string(b), "\n") != 1 || !strings.Contains(string(b), `"nf":"ratelimit"`) {
+		t.Errorf("alerts file %q, %v", b, err)
+	}
+	if _, err := os.Stat("/dev/full"); err == nil {
+		args[len(args)-1] = "/dev/full"
+		if code, _, stderr := runSnf(args...); code != 1 || !strings.HasPrefix(stderr, "snf: write alerts to /dev/full: ") {
+			t.Errorf("--alerts /dev/full: exit %d, stderr %q", code, stderr)
+		}
 	}
 }
 
@@ -485,6 +659,60 @@ func TestRunFailVerify(t *testing.T) {
 			t.Errorf("snf %v: exit %d, stderr %q; want 2 and one line", bad, code, stderr)
 		}
 	}
+}
+
+// TestCompareRefusesOnePolicyFlags: flags --compare does not use (an output capture, alerts,
+// checkpoints, a store) are refused with status 2, not silently ignored; nothing is written.
+func TestCompareRefusesOnePolicyFlags(t *testing.T) {
+	tmp := t.TempDir()
+	out, alerts := filepath.Join(tmp, "x.pcap"), filepath.Join(tmp, "x.jsonl")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--out", out}, "--out applies"},
+		{[]string{"--alerts", alerts}, "--alerts applies"},
+		{[]string{"--alerts", "-"}, "--alerts applies"},
+		{[]string{"--checkpoint", "1ms"}, "--checkpoint applies"},
+		{[]string{"--store", "redis://127.0.0.1:1"}, "--store applies"},
+		{[]string{"--out", out, "--alerts", alerts}, "--out, --alerts apply"},
+	} {
+		args := append([]string{"run", "--compare", "--packets", "1000", "--quiet"}, c.args...)
+		code, stdout, stderr := runSnf(args...)
+		if code != 2 || stdout != "" || !strings.HasPrefix(stderr, "snf: run: --compare writes only its table (and --report): "+c.want+" to one policy's run (--policy)") ||
+			strings.Count(stderr, "\n") != 1 {
+			t.Errorf("snf %v: exit %d, stderr %q, stdout %q", args, code, stderr, stdout)
+		}
+	}
+	for _, f := range []string{out, alerts} {
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("%s was written", f)
+		}
+	}
+}
+
+// TestPerPacketRefusals: --recovery, --fail and --verify with --policy perpacket are refused
+// up front (status 2, one line, nothing run or printed): the policy's per-packet store writes
+// cannot be replayed, and it does not keep chain output equivalence.
+func TestPerPacketRefusals(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--recovery"}, "run: --recovery does not support --policy perpacket"},
+		{[]string{"--fail", "unit=0@100"}, "run: --fail (which turns on --recovery) does not support --policy perpacket"},
+		{[]string{"--verify"}, "run: --verify checks chain output equivalence, which --policy perpacket does not keep"},
+	} {
+		args := append([]string{"run", "--policy", "perpacket", "--packets", "2000", "--units", "1-2"}, c.args...)
+		code, stdout, stderr := runSnf(args...)
+		if code != 2 || stdout != "" || !strings.HasPrefix(stderr, "snf: "+c.want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("snf %v: exit %d, stderr %q, stdout\n%s", args, code, stderr, stdout)
+		}
+	}
+	_, help, _ := runSnf("run", "--help")
+	wantAll(t, help, "perpacket takes no --recovery, --fail or --verify")
+	// The other policies take them.
+	wantAll(t, runOK(t, "run", "--policy", "perflow", "--packets", "2000", "--units", "1-2", "--quiet", "--verify"), "verify    COE holds")
 }
 
 // TestRunTimelineSaturated: at full speed the timeline marks the saturated ticks (≥), with a

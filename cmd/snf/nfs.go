@@ -17,7 +17,7 @@ with each state's access pattern.
 `
 
 func cmdNFs(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("nfs", nfsHelp, stderr)
+	fs := newFlags("nfs", nfsHelp, stdout, stderr)
 	var name string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		name, args = args[0], args[1:]

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -73,12 +74,12 @@ func openInput(in string, packets int, seed uint64, rereadable bool) (port.Reade
 	if spec, ok := strings.CutPrefix(in, "gen:"); ok {
 		cfg, err := trace.ParseWorkload(spec)
 		if err != nil {
-			return nil, 0, &exitError{2, "--in: " + err.Error()}
+			return nil, 0, &exitError{2, "--in: " + nameFields(err.Error(), false)}
 		}
 		cfg.Rereadable = rereadable
 		w, err := trace.NewWorkload(cfg)
 		if err != nil {
-			return nil, 0, &exitError{2, "--in: " + err.Error()}
+			return nil, 0, &exitError{2, "--in: " + nameFields(err.Error(), false)}
 		}
 		return w, 1, nil
 	}
@@ -99,18 +100,18 @@ func openInput(in string, packets int, seed uint64, rereadable bool) (port.Reade
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("run", runHelp, stderr)
+	fs := newFlags("run", runHelp, stdout, stderr)
 	chainFile := fs.String("chain", "", "chain file (YAML); see 'snf nfs' for NF configs")
 	nfs := fs.String("nfs", "", "comma-separated NF types with default configs, or none (default nat,firewall when --chain is not given)")
 	in := fs.String("in", "", "input capture, pcap or pcapng: a file, or a pipe such as /dev/stdin, read as packets arrive (default: generated traffic)")
 	out := fs.String("out", "", "output capture of the packets leaving the chain")
 	speedFlag := fs.String("speed", "max", "replay pace: max (as fast as possible), 1 (capture pace), 2 (twice as fast), 0.5, …")
-	pol := fs.String("policy", "", "run elastic units with this allocation policy: snf, perflow, perpacket or static (default: one chain, no units)")
-	units := fs.String("units", "", "elastic pool size: N, or MIN-MAX (default 1-8; static uses MAX)")
+	pol := fs.String("policy", "", "run elastic units with this allocation policy: snf, perflow, perpacket or static (default: one chain, no units); perpacket takes no --recovery, --fail or --verify")
+	units := fs.String("units", "", "elastic pool size: N (1 to N), or MIN-MAX (default 1-8; static uses MAX)")
 	gap := fs.Duration("flowlet-gap", 500*time.Microsecond, "flowlet gap δ: a flow's packet more than this after its previous one starts a new flowlet")
 	ckEvery := fs.Duration("checkpoint", 0, "elastic runs: every unit writes its state (flows, Scoped values) to the store at this interval, in the background (0: never; --recovery: 10ms)")
 	capacity := fs.Float64("capacity", 0, "packets/s one unit sustains for this chain (default: measured at start)")
-	compare := fs.Bool("compare", false, "run every policy on the same input and print one table")
+	compare := fs.Bool("compare", false, "run every policy on the same input and print one table (--report: and plots); --out, --alerts, --checkpoint and --store apply to one policy's run, not to it")
 	reportDir := fs.String("report", "", "elastic runs: write an HTML report (index.html and SVG plots) into this directory")
 	storeURL := fs.String("store", "embedded", "where shared state lives: embedded (in this process) or redis://HOST:PORT[/DB] (the run keeps its state there under a namespace of its own, run/ID, deleted when it ends: runs sharing a server never see each other's state)")
 	batch := fs.Int("batch", engine.DefaultBatch, "packets per batch")
@@ -118,7 +119,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	seed := fs.Uint64("seed", 1, "seed of the generated traffic")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	alerts := fs.String("alerts", "", "write the NFs' alerts as JSON lines to this file (- for stderr)")
-	recovery := fs.Bool("recovery", false, "elastic runs: log packets at the root and checkpoint units, so that a failed unit is replaced and its packets replayed")
+	recovery := fs.Bool("recovery", false, "elastic runs: log packets at the root and checkpoint units, so that a failed unit is replaced and its packets replayed (not with --policy perpacket)")
 	readOnce := fs.Bool("read-once", false, "with --recovery: take the input as one that cannot be read again, as a live interface: the packet log keeps copies of the frames (for a chain whose NFs read only headers, their headers once written), not their positions in the input")
 	var faults []engine.Fault
 	fs.Func("fail", "inject a fault before packet N (or at a capture time such as 1.5s instead of N): unit=K@N kills unit K, stall=K@N/50ms stalls it, scale=+K@N starts K more units at once, scale=-K@N drains K units at once (their flows move away under --policy snf), move=K@N moves every flow of unit K (snf); repeatable; turns on --recovery", func(v string) error {
@@ -129,7 +130,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		faults = append(faults, f)
 		return nil
 	})
-	verify := fs.Bool("verify", false, "also run the one-chain reference and check chain output equivalence (the input is read into memory); exit status 1 when it does not hold")
+	verify := fs.Bool("verify", false, "also run the one-chain reference and check chain output equivalence (the input is read into memory); exit status 1 when it does not hold (not with --policy perpacket, which does not keep it)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -151,8 +152,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *gap <= 0 {
 		return &exitError{2, "run: --flowlet-gap must be > 0"}
 	}
-	if *capacity < 0 {
-		return &exitError{2, "run: --capacity must be >= 0"}
+	if !validCapacity(*capacity) {
+		return &exitError{2, "run: --capacity must be 0 (measure) or a number of packets/s >= 1"}
+	}
+	if *packets < 0 {
+		return &exitError{2, "run: --packets must be >= 0"}
 	}
 	if *ckEvery < 0 {
 		return &exitError{2, "run: --checkpoint must be >= 0"}
@@ -167,11 +171,56 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *compare && *pol != "" {
 		return &exitError{2, "run: --compare runs every policy; do not give --policy"}
 	}
-	if *reportDir != "" && !elastic {
-		return &exitError{2, "run: --report needs an elastic run (--policy, --units or --compare)"}
+	if *compare {
+		// What runCompare does not use: refused rather than silently ignored.
+		var ignored []string
+		for _, f := range []struct {
+			name  string
+			given bool
+		}{{"--out", *out != ""}, {"--alerts", *alerts != ""}, {"--checkpoint", *ckEvery > 0}, {"--store", *storeURL != "embedded"}} {
+			if f.given {
+				ignored = append(ignored, f.name)
+			}
+		}
+		if len(ignored) > 0 {
+			verb := map[bool]string{true: "applies", false: "apply"}[len(ignored) == 1]
+			return &exitError{2, fmt.Sprintf("run: --compare writes only its table (and --report): %s %s to one policy's run (--policy)", strings.Join(ignored, ", "), verb)}
+		}
+	}
+	if *pol == "perpacket" && *recovery {
+		by := "--recovery"
+		if len(faults) > 0 {
+			by = "--fail (which turns on --recovery)"
+		}
+		return &exitError{2, "run: " + by + " does not support --policy perpacket: its flow state is written to the store per packet, untagged, so a replay would apply packets twice (use snf, perflow or static)"}
+	}
+	if *pol == "perpacket" && *verify {
+		return &exitError{2, "run: --verify checks chain output equivalence, which --policy perpacket does not keep by design: any unit takes any packet, so a flow's packets may be reordered and race on its state (verify snf, perflow or static)"}
+	}
+	if !elastic {
+		// The elastic runs' flags would be ignored by one chain: refused, as --report is.
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		for _, name := range []string{"report", "capacity", "flowlet-gap", "checkpoint"} {
+			if given[name] {
+				return &exitError{2, "run: --" + name + " needs an elastic run (--policy, --units or --compare)"}
+			}
+		}
 	}
 	if *batch < 1 || *batch > 1<<16 {
 		return &exitError{2, "run: --batch must be between 1 and 65536"}
+	}
+	inFile := *in
+	if strings.HasPrefix(inFile, "gen:") {
+		inFile = ""
+	}
+	alertsFile := *alerts
+	if alertsFile == "-" {
+		alertsFile = ""
+	}
+	if err := checkOutputs("run", []namedPath{{"--out", *out}, {"--alerts", alertsFile}},
+		[]namedPath{{"--in", inFile}, {"--chain", *chainFile}}); err != nil {
+		return err
 	}
 	spec, err := loadSpec(*chainFile, *nfs)
 	if err != nil {
@@ -214,6 +263,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer r.Close()
+	closeAlerts := func() error { return nil } // --alerts: flush and close, its first error
 
 	st, closeStore, err := openRunStore(*storeURL, stderr)
 	if err != nil {
@@ -223,18 +273,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	var sink *snf.JSONAlerts
 	if *alerts != "" {
-		var aw io.Writer = stderr
-		if *alerts != "-" {
-			f, err := os.Create(*alerts)
-			if err != nil {
-				return fmt.Errorf("alerts: %w", err)
-			}
-			defer f.Close()
-			bw := bufio.NewWriter(f)
-			defer bw.Flush()
-			aw = bw
+		ao, err := openAlerts(*alerts, stderr)
+		if err != nil {
+			return err
 		}
-		sink = snf.NewJSONAlerts(aw)
+		defer ao.close() // (on an early return; the run's end closes it and reports its error)
+		sink = ao.sink
+		closeAlerts = ao.close
 	}
 	opts := snf.ChainOptions{Store: st}
 	if sink != nil {
@@ -295,6 +340,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 				runErr = fmt.Errorf("write %s: %w", *out, err)
 			}
 		}
+		if err := closeAlerts(); err != nil && runErr == nil {
+			runErr = err
+		}
 		printLiveSummary(stdout, inName, spec, *pol, minU, maxU, *gap, sum)
 		if len(sum.FaultsMissed) > 0 {
 			// Not an error (the input's length is known only once read), but not silent: a
@@ -346,10 +394,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := chain.WriteReports(stdout); err != nil && runErr == nil {
 		runErr = err
 	}
-	if sink != nil {
-		if err := sink.Err(); err != nil && runErr == nil {
-			runErr = fmt.Errorf("alerts: %w", err)
-		}
+	if err := closeAlerts(); err != nil && runErr == nil {
+		runErr = err
 	}
 	if runErr != nil {
 		if errors.Is(runErr, context.Canceled) {
@@ -363,10 +409,64 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return nil
 }
 
+// alertsOut is --alerts: JSON lines to a file (buffered) or, for "-", to stderr.
+type alertsOut struct {
+	name string
+	sink *snf.JSONAlerts
+	f    *os.File // nil for stderr
+	bw   *bufio.Writer
+	done bool
+	err  error
+}
+
+func openAlerts(name string, stderr io.Writer) (*alertsOut, error) {
+	a := &alertsOut{name: name}
+	if name == "-" {
+		a.name = "stderr"
+		a.sink = snf.NewJSONAlerts(stderr)
+		return a, nil
+	}
+	f, err := os.Create(name)
+	if err != nil {
+		return nil, fmt.Errorf("alerts: %w", err)
+	}
+	a.f, a.bw = f, bufio.NewWriter(f)
+	a.sink = snf.NewJSONAlerts(a.bw)
+	return a, nil
+}
+
+// close flushes and closes the file once, and returns the first error of writing an alert,
+// flushing or closing (the same on every call): alerts lost are a failed run.
+func (a *alertsOut) close() error {
+	if a.done {
+		return a.err
+	}
+	a.done = true
+	err := a.sink.Err()
+	if a.f != nil {
+		if ferr := a.bw.Flush(); err == nil {
+			err = ferr
+		}
+		if cerr := a.f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		a.err = fmt.Errorf("write alerts to %s: %w", a.name, err)
+	}
+	return a.err
+}
+
+// validCapacity reports whether c is a --capacity: 0 (measure it) or finite packets/s of at
+// least 1 (below, it would print as 0 packets/s, and a unit could serve no packet).
+func validCapacity(c float64) bool {
+	return c == 0 || (c >= 1 && !math.IsInf(c, 0))
+}
+
 // parseSpeed reads a --speed factor (> 0, finite); want says what the flag takes.
 func parseSpeed(cmd, s, want string) (float64, error) {
 	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || v <= 0 || math.IsInf(v, 0) {
+	if err != nil || !(v > 0) || math.IsInf(v, 0) { // (NaN too)
 		return 0, &exitError{2, fmt.Sprintf("%s: --speed %q: want %s", cmd, s, want)}
 	}
 	return v, nil
@@ -374,6 +474,13 @@ func parseSpeed(cmd, s, want string) (float64, error) {
 
 // loadSpec returns the chain of --chain or --nfs (default nat,firewall).
 func loadSpec(chainFile, nfs string) (*snf.ChainSpec, error) {
+	if nfs != "" && nfs != "none" {
+		for i, name := range strings.Split(nfs, ",") {
+			if strings.TrimSpace(name) == "" {
+				return nil, &exitError{2, fmt.Sprintf("--nfs: empty NF name at position %d (want a comma-separated list such as nat,firewall, or none)", i+1)}
+			}
+		}
+	}
 	switch {
 	case chainFile != "":
 		return snf.LoadChainFile(chainFile)

@@ -115,7 +115,7 @@ type simOptions struct {
 }
 
 func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("sim", simHelp, stderr)
+	fs := newFlags("sim", simHelp, stdout, stderr)
 	chainFile := fs.String("chain", "", "chain file (YAML); see 'snf nfs' for NF configs")
 	nfs := fs.String("nfs", "", "comma-separated NF types with default configs (default nat,firewall when --chain is not given)")
 	in := fs.String("in", "", "input: a pcap or pcapng capture, or gen:SPEC (default: a generated data-center day)")
@@ -150,7 +150,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	duration := fs.Duration("duration", time.Second, "generated day (no --in): its length")
 	peak := fs.Float64("peak", 10, "generated day (no --in): the diurnal peak, in units' worth of capacity")
 	timeline := fs.Bool("timeline", false, "print the active units and offered load over time")
-	reportDir := fs.String("report", "", "write an HTML report (index.html and SVG plots) into this directory")
+	reportDir := fs.String("report", "", "write an HTML report (index.html and SVG plots) into this directory (not with --sweep)")
 	reportPNG := fs.Bool("png", false, "--report: PNG plots instead of SVG")
 	var sweeps sweepFlag
 	fs.Var(&sweeps, "sweep", "PARAM=V1,V2,...: run every combination (gap, target, tick, cv, measured, busy); repeatable")
@@ -172,8 +172,8 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	switch {
 	case *gap <= 0:
 		return bad("--flowlet-gap must be > 0")
-	case !(*capacity >= 0) || math.IsInf(*capacity, 0):
-		return bad("--capacity must be a number >= 0 (0: measure)")
+	case !validCapacity(*capacity):
+		return bad("--capacity must be 0 (measure) or a number of packets/s >= 1")
 	case !(*serviceRate >= 0 || *serviceRate == -1) || math.IsInf(*serviceRate, 0):
 		return bad("--service-rate must be >= 0, or -1 to measure it")
 	case !(*cv >= 0) || math.IsInf(*cv, 0):
@@ -192,6 +192,10 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return bad("--queue must be >= 1 and --batch between 1 and 65536")
 	case *scaleOuts < 1:
 		return bad("--scale-outs must be >= 1")
+	case *busyAfter < 0:
+		return bad("--busy-after must be >= 0 ticks (0: only idle flows move)")
+	case *maxBacklog < 0:
+		return bad("--max-backlog must be >= 0 (0: off)")
 	case !(*target > 0 && *target <= 1):
 		return bad("--target must be in (0,1]")
 	case *packets < 0:
@@ -210,6 +214,12 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if len(sweeps) > 0 && *compare {
 		return bad("give --sweep or --compare, not both")
+	}
+	if len(sweeps) > 0 && (*reportDir != "" || *timeline) {
+		return bad("--sweep prints one table: --report and --timeline apply to one policy's run or --compare")
+	}
+	if *reportPNG && *reportDir == "" {
+		return bad("--png applies to --report: give --report DIR")
 	}
 	if err := sweeps.check(); err != nil {
 		return bad("%v", err)
@@ -233,7 +243,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		pipe: engine.Pipeline{Handoff: handoffD, HandoffCV: *handoffCV, BatchCost: *batchCost, RootCost: *rootCost, ReadWake: *readWake}}
 	if spec, ok := strings.CutPrefix(o.in, "gen:"); ok {
 		if _, err := trace.ParseWorkload(spec); err != nil {
-			return bad("--in: %v", err)
+			return bad("--in: %s", nameFields(err.Error(), false))
 		}
 	}
 	var measured float64
@@ -429,7 +439,7 @@ func simInput(o simOptions) (port.Reader, error) {
 	if spec, ok := strings.CutPrefix(in, "gen:"); ok {
 		cfg, err := trace.ParseWorkload(spec)
 		if err != nil {
-			return nil, &exitError{2, "sim: --in: " + err.Error()}
+			return nil, &exitError{2, "sim: --in: " + nameFields(err.Error(), false)}
 		}
 		if o.packets > 0 {
 			cfg.Packets = o.packets

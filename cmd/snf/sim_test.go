@@ -92,7 +92,7 @@ func TestSimBadFlags(t *testing.T) {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 2 and one line", args, code, out, errs)
 		}
 	}
-	if code, _, errs := runSnf("sim", "--help"); code != 0 || !strings.Contains(errs, "snf sim --compare") {
+	if code, errs, _ := runSnf("sim", "--help"); code != 0 || !strings.Contains(errs, "snf sim --compare") {
 		t.Errorf("--help: exit %d, %q", code, errs)
 	}
 }
@@ -123,6 +123,29 @@ func TestSimSweep(t *testing.T) {
 		if code != 2 || out != "" || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 2 and one line", args, code, out, errs)
 		}
+	}
+}
+
+// TestSimSweepRefusesOneRunFlags: --sweep prints one table: --report (which it used to skip,
+// writing nothing and saying nothing) and --timeline are refused, as is --png without --report.
+func TestSimSweepRefusesOneRunFlags(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "rep")
+	base := []string{"sim", "--duration", "100ms", "--peak", "3", "--capacity", "100000"}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--sweep", "gap=1ms,2ms", "--report", dir}, "snf: sim: --sweep prints one table: --report and --timeline apply to one policy's run or --compare\n"},
+		{[]string{"--sweep", "gap=1ms,2ms", "--timeline"}, "snf: sim: --sweep prints one table: --report and --timeline apply to one policy's run or --compare\n"},
+		{[]string{"--png"}, "snf: sim: --png applies to --report: give --report DIR\n"},
+	} {
+		code, out, errs := runSnf(append(base, c.args...)...)
+		if code != 2 || out != "" || errs != c.want {
+			t.Errorf("%v: exit %d, stderr %q, stdout\n%s", c.args, code, errs, out)
+		}
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Errorf("%s was created", dir)
 	}
 }
 

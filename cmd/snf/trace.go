@@ -36,11 +36,12 @@ Examples:
 `
 
 func cmdTrace(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 { // a usage error: the help on stderr
+		fmt.Fprint(stderr, traceHelp)
+		return &exitError{code: 2}
+	}
+	if isHelpWord(args[0]) {
 		fmt.Fprint(stdout, traceHelp)
-		if len(args) == 0 {
-			return &exitError{code: 2}
-		}
 		return nil
 	}
 	switch args[0] {
@@ -55,10 +56,10 @@ func cmdTrace(args []string, stdout, stderr io.Writer) error {
 }
 
 func traceStats(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("trace stats", traceHelp, stderr)
+	fs := newFlags("trace stats", traceHelp, stdout, stderr)
 	gap := fs.Duration("gap", 500*time.Microsecond, "flowlet gap")
-	if err := fs.Parse(args); err != nil {
-		return parseErr(fs, err)
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() == 0 {
 		return &exitError{2, "trace stats: give one or more captures"}
@@ -88,10 +89,10 @@ func traceStats(args []string, stdout, stderr io.Writer) error {
 }
 
 func traceCompose(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("trace compose", traceHelp, stderr)
+	fs := newFlags("trace compose", traceHelp, stdout, stderr)
 	out := fs.String("out", "", "output capture (required)")
-	if err := fs.Parse(args); err != nil {
-		return parseErr(fs, err)
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if *out == "" {
 		return &exitError{2, "trace compose: --out is required"}
@@ -107,18 +108,26 @@ func traceCompose(args []string, stdout, stderr io.Writer) error {
 		}
 	}()
 	var link uint32 = pcapfile.LinkTypeEthernet
+	var paths []namedPath
 	for _, spec := range fs.Args() {
 		in, path, err := parseInput(spec)
 		if err != nil {
 			return &exitError{2, "trace compose: " + err.Error()}
 		}
-		r, err := pcapfile.Open(path)
+		inputs = append(inputs, in)
+		paths = append(paths, namedPath{"the input " + path, path})
+	}
+	// Every input checked before any is opened, the output created after.
+	if err := checkOutputs("trace compose", []namedPath{{"--out", *out}}, paths); err != nil {
+		return err
+	}
+	for i, p := range paths {
+		r, err := pcapfile.Open(p.path)
 		if err != nil {
 			return err
 		}
 		readers = append(readers, r)
-		in.Reader = r
-		inputs = append(inputs, in)
+		inputs[i].Reader = r
 	}
 	w, err := pcapfile.Create(*out, pcapfile.FormatFromName(*out), link, 0)
 	if err != nil {

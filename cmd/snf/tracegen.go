@@ -40,7 +40,7 @@ Examples:
 `
 
 func traceGen(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("trace gen", traceGenHelp, stderr)
+	fs := newFlags("trace gen", traceGenHelp, stdout, stderr)
 	def := trace.DefaultWorkloadConfig()
 	out := fs.String("out", "", "output capture (required)")
 	dist := fs.String("dist", def.Dist, "flow-size distribution")
@@ -62,14 +62,11 @@ func traceGen(args []string, stdout, stderr io.Writer) error {
 	warmup := fs.Duration("warmup", 0, "run the workload this long before the trace starts, so that it starts in steady state")
 	clients := fs.Int("clients", def.Clients, "client hosts")
 	servers := fs.Int("servers", def.Servers, "server hosts")
-	if err := fs.Parse(args); err != nil {
-		return parseErr(fs, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *out == "" {
 		return &exitError{2, "trace gen: --out is required"}
-	}
-	if fs.NArg() > 0 {
-		return &exitError{2, fmt.Sprintf("trace gen: unexpected argument %q (see 'snf trace gen --help')", fs.Arg(0))}
 	}
 	cfg := def
 	cfg.Dist, cfg.Profile, cfg.Duration, cfg.Load, cfg.Seed = *dist, *profile, *duration, *load, *seed
@@ -87,7 +84,7 @@ func traceGen(args []string, stdout, stderr io.Writer) error {
 	}
 	w, err := trace.NewWorkload(cfg)
 	if err != nil {
-		return &exitError{2, "trace gen: " + strings.TrimPrefix(err.Error(), "trace: bad workload: ")}
+		return &exitError{2, "trace gen: " + nameFields(strings.TrimPrefix(err.Error(), "trace: bad workload: "), true)}
 	}
 	defer w.Close()
 	pw, err := pcapfile.Create(*out, pcapfile.FormatFromName(*out), w.LinkType(), 0)
@@ -130,4 +127,39 @@ func copyPackets(pw *pcapfile.Writer, w *trace.Workload) error {
 			return err
 		}
 	}
+}
+
+// genFields names trace.WorkloadConfig's fields as trace gen's flags and as the keys of a
+// gen: spec (trace.WorkloadHelp), for errors in the words the user typed.
+var genFields = []struct{ field, flag, key string }{
+	{"Load", "--load", "load"}, {"Link", "--link", "link"}, {"Duration", "--duration", "duration"},
+	{"Packets", "--packets", "packets"}, {"ScanFrac", "--scan-frac", "scan"}, {"UDPFrac", "--udp-frac", "udp"},
+	{"Reverse", "--reverse", "reverse"}, {"SmallFrac", "--small-frac", "small"}, {"MTU", "--mtu", "mtu"},
+	{"Burst", "--burst", "burst"}, {"FlowRate", "--flow-rate", "flowrate"}, {"Warmup", "--warmup", "warmup"},
+	{"RTT", "--rtt", "rtt"}, {"Clients", "--clients", "clients"}, {"Servers", "--servers", "servers"},
+}
+
+// nameFields rewrites a workload error that names a config field, "Packets is -5, want 0 (no
+// limit) or more", as trace gen's flag ("--packets -5: want …", asFlag) or as a gen: spec's
+// key ("packets=-5: want …").
+func nameFields(msg string, asFlag bool) string {
+	for _, f := range genFields {
+		i := strings.Index(msg, f.field+" is ")
+		if i < 0 || (i > 0 && !strings.HasSuffix(msg[:i], ": ")) {
+			continue
+		}
+		v, want, ok := strings.Cut(msg[i+len(f.field)+len(" is "):], ", want ")
+		if !ok {
+			continue
+		}
+		name := f.key + "="
+		if asFlag {
+			name = f.flag + " "
+		}
+		return msg[:i] + name + v + ": want " + want
+	}
+	if asFlag {
+		return strings.Replace(msg, "lower Load or Link", "lower --load or --link", 1)
+	}
+	return strings.Replace(msg, "lower Load or Link", "lower load= or link=", 1)
 }

@@ -51,7 +51,7 @@ func TestTraceGen(t *testing.T) {
 	if recs, err := readAll(t, ng); err != nil || len(recs) != 500 {
 		t.Fatalf("pcapng: %d packets, %v", len(recs), err)
 	}
-	if code, _, help := runSnf("trace", "gen", "--help"); code != 0 || !strings.Contains(help, "diurnal:min=0.2,max=1") || !strings.Contains(help, "-scan-frac") {
+	if code, help, _ := runSnf("trace", "gen", "--help"); code != 0 || !strings.Contains(help, "diurnal:min=0.2,max=1") || !strings.Contains(help, "-scan-frac") {
 		t.Errorf("--help: exit %d\n%s", code, help)
 	}
 	for _, bad := range [][]string{
@@ -73,5 +73,39 @@ func TestTraceGen(t *testing.T) {
 	}
 	if code, _, stderr := runSnf("trace", "gen", "--out", out, "--nosuchflag"); code != 2 || stderr == "" {
 		t.Errorf("unknown flag: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestErrorsNameFlags: a bad value is reported in the words the user typed — trace gen's
+// flag, a gen: spec's key — not as a config field ("ScanFrac is 1.5"); an empty name in --nfs
+// is a usage error of the flag, not a chain file's "missing nf:".
+func TestErrorsNameFlags(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "g.pcap")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"trace", "gen", "--out", out, "--packets", "-5"}, "trace gen: --packets -5: want 0 (no limit) or more"},
+		{[]string{"trace", "gen", "--out", out, "--scan-frac", "1.5"}, "trace gen: --scan-frac 1.5: want 0 to below 1"},
+		{[]string{"trace", "gen", "--out", out, "--udp-frac", "NaN"}, "trace gen: --udp-frac NaN: want 0 to 1"},
+		{[]string{"trace", "gen", "--out", out, "--small-frac", "2"}, "trace gen: --small-frac 2: want 0 to 1"},
+		{[]string{"trace", "gen", "--out", out, "--mtu", "9000"}, "trace gen: --mtu 9000: want 576 to 1500"},
+		{[]string{"trace", "gen", "--out", out, "--flow-rate", "1bps"}, "trace gen: --flow-rate 1 bit/s: want 0 (the link rate) or 1e3 to 1e13"},
+		{[]string{"trace", "gen", "--out", out, "--warmup", "-1s"}, "trace gen: --warmup -1s: want 0 to 24h"},
+		{[]string{"trace", "gen", "--out", out, "--clients", "0"}, "trace gen: --clients 0: want 1 to "},
+		{[]string{"trace", "gen", "--out", out, "--dist", "fb_hadoop", "--load", "100", "--link", "10Tbps"}, "flows/s arrive at the profile's peak, more than 1e+08: lower --load or --link"},
+		{[]string{"run", "--in", "gen:websearch,scan=1.5"}, `--in: workload "websearch,scan=1.5": scan=1.5: want 0 to below 1`},
+		{[]string{"sim", "--in", "gen:websearch,udp=2"}, `sim: --in: workload "websearch,udp=2": udp=2: want 0 to 1`},
+		{[]string{"run", "--nfs", "nat,,firewall"}, "--nfs: empty NF name at position 2 "},
+		{[]string{"run", "--nfs", "nat,"}, "--nfs: empty NF name at position 2 "},
+		{[]string{"sim", "--nfs", " ,nat"}, "--nfs: empty NF name at position 1 "},
+	} {
+		code, stdout, stderr := runSnf(c.args...)
+		if code != 2 || stdout != "" || !strings.HasPrefix(stderr, "snf: ") || !strings.Contains(stderr, c.want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("snf %v: exit %d, stderr %q; want 2 and %q", c.args, code, stderr, c.want)
+		}
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("%s was written", out)
 	}
 }

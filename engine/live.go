@@ -225,9 +225,10 @@ type liveUnit struct {
 
 // live is one elastic run's engine state, driven by the root's goroutine.
 type live struct {
-	cfg LiveConfig
-	now int64 // the latest packet time dispatched
-	ctl *control.Controller
+	cfg  LiveConfig
+	now  int64           // the latest packet time dispatched
+	done <-chan struct{} // the run's context's: closed, it ends the units' stalls
+	ctl  *control.Controller
 
 	aliasMu      sync.Mutex
 	aliases      []snf.AliasNote // reported by units, not yet applied
@@ -632,6 +633,7 @@ func (l *live) awaited(units []int) string {
 func (l *live) newUnit(u int, chain *snf.Chain) (*liveUnit, error) {
 	lu := &liveUnit{chain: chain}
 	lu.u = unit.New(u, chain, make(chan *unit.Batch, batchesPerUnit), l, nil)
+	lu.u.EndStallsOn(l.done) // a cancelled run does not wait for a stalled unit
 	if l.ckTable != nil {
 		w := replay.NewWriter(l.ckTable, u, fullEvery(l.cfg.Checkpoint))
 		if u < len(l.writers) {
@@ -748,7 +750,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		cfg.Alerts = alerts
 	}
 	n := cfg.MaxUnits
-	l := &live{cfg: cfg, st: st, pool: &policy.Pool{Target: cfg.Target, MaxBacklog: cfg.MaxBacklog.Seconds() * cfg.Capacity}, egress: make(chan *unit.Batch, n*batchesPerUnit),
+	l := &live{cfg: cfg, done: ctx.Done(), st: st, pool: &policy.Pool{Target: cfg.Target, MaxBacklog: cfg.MaxBacklog.Seconds() * cfg.Capacity}, egress: make(chan *unit.Batch, n*batchesPerUnit),
 		mail: make([]*mailbox, n), marked: make([]bool, n), quit: make([]chan struct{}, n), fwdDone: make([]chan struct{}, n),
 		faults: append([]Fault(nil), cfg.Faults...)}
 	if cfg.Checkpoint > 0 {

@@ -239,7 +239,8 @@ type live struct {
 	egress       chan *unit.Batch
 	start        time.Time
 	st           store.Store
-	wg           sync.WaitGroup
+	running      atomic.Int64    // unit goroutines not ended (replaced ones too): goUnit
+	unitEnded    chan struct{}   // a unit goroutine ended (a wake-up: running says how many run)
 	mail         []*mailbox      // by slot, for the whole run
 	quit         []chan struct{} // by slot: stops the current forwarder
 	fwdDone      []chan struct{}
@@ -564,11 +565,20 @@ var unitsStuckAfter = 10 * time.Second
 // batches, controls, states received, the chain's bulk work) for unitsStuckAfter, the ones
 // still running are stopped and the run fails with an error that names them and what they
 // waited for: a state that never comes is a bug, and a run must end rather than hang.
+//
+// With recovery, it goes on watching for failed units meanwhile (checkFailures): a unit that
+// stalls with batches waiting after the input ended is replaced as it would be before — its
+// replacement gets the replay, then its input closed — rather than hold the run's end (and
+// the outputs of its batches) for as long as it stalls.
 func (l *live) waitUnits() error {
-	done := make(chan struct{})
-	go func() { l.wg.Wait(); close(done) }()
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
+	var failTick <-chan time.Time
+	if l.log != nil && l.fatal == nil {
+		ft := time.NewTicker(l.cfg.FailTimeout / 4)
+		defer ft.Stop()
+		failTick = ft.C
+	}
 	limit := unitsStuckAfter
 	for _, f := range l.cfg.Faults {
 		if f.Kind == FaultStall {
@@ -577,10 +587,19 @@ func (l *live) waitUnits() error {
 	}
 	var last uint64
 	since := time.Now()
-	for {
+	// (Only this goroutine starts units: once none runs, none will.)
+	for l.running.Load() > 0 {
 		select {
-		case <-done:
-			return nil
+		case <-l.unitEnded:
+		case now := <-failTick:
+			if err := l.checkFailures(now); err != nil {
+				// A unit could not be recovered: states it owed the others never come.
+				for _, lu := range l.units {
+					lu.u.Kill()
+				}
+				l.waitEnded()
+				return err
+			}
 		case now := <-t.C:
 			var p uint64
 			for _, lu := range l.units {
@@ -602,9 +621,36 @@ func (l *live) waitUnits() error {
 			for _, lu := range l.units {
 				lu.u.Kill()
 			}
-			<-done
+			l.waitEnded()
 			return fmt.Errorf("units %v did not end %s after the input did: they wait for handover states that never came (a bug; the output is short): %s", stuck, limit, l.awaited(stuck))
 		}
+	}
+	return nil
+}
+
+// goUnit runs lu's unit on a goroutine of its own (counted in running: waitUnits).
+func (l *live) goUnit(lu *liveUnit) {
+	if l.unitEnded == nil {
+		l.unitEnded = make(chan struct{}, 1)
+	}
+	l.running.Add(1)
+	go func() {
+		defer func() {
+			lu.ended.Store(true)
+			l.running.Add(-1)
+			select {
+			case l.unitEnded <- struct{}{}:
+			default: // a wake-up is pending: it sees this end too
+			}
+		}()
+		lu.u.Run()
+	}()
+}
+
+// waitEnded waits until no unit goroutine runs.
+func (l *live) waitEnded() {
+	for l.running.Load() > 0 {
+		<-l.unitEnded
 	}
 }
 
@@ -674,8 +720,7 @@ func fullEvery(interval time.Duration) int {
 func (l *live) startUnit(u int) {
 	lu := l.units[u]
 	l.quit[u], l.fwdDone[u] = make(chan struct{}), make(chan struct{})
-	l.wg.Add(1)
-	go func() { defer l.wg.Done(); defer lu.ended.Store(true); lu.u.Run() }()
+	l.goUnit(lu)
 	go func(quit, done chan struct{}) { defer close(done); l.mail[u].forward(lu.u.State, quit) }(l.quit[u], l.fwdDone[u])
 }
 

@@ -89,3 +89,35 @@ func TestStragglerReplacedEndsRun(t *testing.T) {
 	}
 	compare(t, want, got)
 }
+
+// TestStallAtEndReplaced: a unit that stalls on its last batches, after the root read the
+// whole input, is still detected and replaced (the fail timeout holds until the units
+// ended): the run ends promptly, its output equal to one chain's, rather than wait out the
+// stall.
+func TestStallAtEndReplaced(t *testing.T) {
+	spec, err := snf.ChainFromNames("firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := generated(t, 2000)
+	want := reference(t, spec, frames)
+	for _, pn := range []string{"static", "snf"} {
+		t.Run(pn, func(t *testing.T) {
+			pol, _ := policy.New(pn, policy.Options{StaticUnits: 1})
+			w := &mem.Writer{}
+			var got outcome
+			s, err := runWithin(t, context.Background(), engine.LiveConfig{Spec: spec, In: mem.NewReader(frames), Out: w, Policy: pol,
+				MinUnits: 1, MaxUnits: 1, Batch: 16, Capacity: 2000, Tick: time.Millisecond,
+				Recovery: true, Checkpoint: time.Millisecond, FailTimeout: 20 * time.Millisecond,
+				Faults: []engine.Fault{{Kind: engine.FaultStall, Unit: 0, AtPacket: uint64(len(frames) - 8), For: time.Minute}},
+				OnDone: func(chains []*snf.Chain) { got = collect(t, w, chains, frames[len(frames)-1].Time) }}, 30*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Failures == 0 || len(s.FaultsMissed) != 0 {
+				t.Errorf("%d failures, faults missed %v: want the stalled unit replaced", s.Failures, s.FaultsMissed)
+			}
+			compare(t, want, got)
+		})
+	}
+}

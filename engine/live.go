@@ -1025,7 +1025,11 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
-				s.InputErr = err
+				if cerr := ctx.Err(); cerr != nil {
+					runErr = cerr // an input that ends with the run's cancel (port.PacedWith)
+				} else {
+					s.InputErr = err
+				}
 			}
 			break
 		}

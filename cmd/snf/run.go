@@ -190,7 +190,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return nil, 0, err
 		}
 		if speed > 0 {
-			r = port.Paced(r, speed, time.Sleep, time.Now)
+			r = port.PacedWith(r, speed, port.SleepContext(ctx), time.Now) // (its waits end with ctx)
 		}
 		if *readOnce {
 			r = port.Copied(r)

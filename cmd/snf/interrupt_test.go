@@ -3,9 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
+	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/snf-dev/snf/engine"
+	"github.com/snf-dev/snf/internal/pkttest"
+	"github.com/snf-dev/snf/packet"
 )
 
 // runCancelled runs snf in-process with a context cancelled after `after` (a Ctrl-C), and
@@ -46,5 +53,49 @@ func TestRunPacedInterrupted(t *testing.T) {
 		if err != nil || len(recs) == 0 || len(recs) >= 1000 {
 			t.Errorf("%v: the output holds %d packets (%v), want the few before the interrupt", mode, len(recs), err)
 		}
+	}
+}
+
+// endlessInput is an input that never ends (one frame per Read, its timestamps 1 ms apart);
+// it calls onRead with the number of Reads so far.
+type endlessInput struct {
+	frame  []byte
+	reads  int
+	onRead func(int)
+}
+
+func (e *endlessInput) Read(pkts []packet.Packet) (int, error) {
+	e.reads++
+	e.onRead(e.reads)
+	pkts[0].SetData(e.frame, int64(e.reads)*1e6, 0)
+	return 1, nil
+}
+
+func (e *endlessInput) Close() error { return nil }
+
+// TestVerifyInterrupted: --verify reads its input into memory, then runs the reference:
+// interrupted while it reads, it reads no further and the run ends as cancelled (with a
+// large input it read on to the end, then ran the whole reference, before it looked).
+func TestVerifyInterrupted(t *testing.T) {
+	spec, err := loadSpec("", "firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	in := &endlessInput{frame: pkttest.UDP(netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), 1000, 53, nil)}
+	const cancelAt = 100
+	in.onRead = func(n int) {
+		if n == cancelAt {
+			cancel()
+		}
+		if n > 100*cancelAt {
+			panic("--verify reads on after the run was interrupted")
+		}
+	}
+	pol, _ := newPolicy("snf", 2)
+	_, _, err = runVerified(ctx, engine.LiveConfig{Spec: spec, In: in, Policy: pol, MaxUnits: 2, Capacity: 2000}, nil, false, io.Discard, true)
+	if !errors.Is(err, context.Canceled) || in.reads > cancelAt+1 {
+		t.Errorf("%v after %d reads; want context.Canceled, the input read no further than the interrupt (%d)", err, in.reads, cancelAt)
 	}
 }

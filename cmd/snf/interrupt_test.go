@@ -6,7 +6,10 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,5 +100,49 @@ func TestVerifyInterrupted(t *testing.T) {
 	_, _, err = runVerified(ctx, engine.LiveConfig{Spec: spec, In: in, Policy: pol, MaxUnits: 2, Capacity: 2000}, nil, false, io.Discard, true)
 	if !errors.Is(err, context.Canceled) || in.reads > cancelAt+1 {
 		t.Errorf("%v after %d reads; want context.Canceled, the input read no further than the interrupt (%d)", err, in.reads, cancelAt)
+	}
+}
+
+// TestTraceGenInterrupted: trace gen interrupted mid-run (a trace of an hour: minutes of
+// work) stops within a batch, says so in one line with how much it wrote, and exits 130.
+func TestTraceGenInterrupted(t *testing.T) {
+	code, stdout, stderr := runCancelled(t, 500*time.Millisecond, 30*time.Second,
+		"trace", "gen", "--out", os.DevNull, "--duration", "1h", "--load", "0.3")
+	if code != 130 || stdout != "" || strings.Count(stderr, "\n") != 1 ||
+		!regexp.MustCompile(`^snf: trace gen: interrupted; `+regexp.QuoteMeta(os.DevNull)+` holds the \d+ packets written so far\n$`).MatchString(stderr) {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 130 and one line saying how much was written", code, stdout, stderr)
+	}
+}
+
+// TestTraceInterruptedOutputs: interrupted (here before they start), trace gen and compose
+// close their outputs cleanly — valid captures, of the packets written so far — and trace
+// stats says where it stopped; each exits 130 with one line.
+func TestTraceInterruptedOutputs(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.pcap")
+	runOK(t, "trace", "gen", "--out", in, "--packets", "500")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	gen, comp := filepath.Join(dir, "gen.pcapng"), filepath.Join(dir, "comp.pcap")
+	for _, c := range []struct {
+		args []string
+		out  string // the capture written, or ""
+		want string
+	}{
+		// (--packets: a bounded output, should the interrupt go unseen)
+		{[]string{"trace", "gen", "--out", gen, "--packets", "2000"}, gen, "trace gen: interrupted; " + gen + " holds the 0 packets written so far ("},
+		{[]string{"trace", "compose", "--out", comp, in, in + ",shift=1s"}, comp, "trace compose: interrupted; " + comp + " holds the 0 packets written so far ("},
+		{[]string{"trace", "stats", in}, "", "trace stats: interrupted in " + in + " after 0 packets"},
+	} {
+		var out, errb bytes.Buffer
+		code := runMain(ctx, c.args, &out, &errb)
+		if code != 130 || strings.Count(errb.String(), "\n") != 1 || !strings.Contains(errb.String(), c.want) {
+			t.Errorf("snf %v: exit %d, stderr %q; want 130 and %q", c.args, code, errb.String(), c.want)
+		}
+		if c.out != "" {
+			if recs, err := readAll(t, c.out); err != nil || len(recs) != 0 {
+				t.Errorf("snf %v: the output holds %d packets, %v: want a valid, empty capture", c.args, len(recs), err)
+			}
+		}
 	}
 }

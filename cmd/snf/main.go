@@ -70,7 +70,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "nfs":
 		err = cmdNFs(rest, stdout, stderr)
 	case "trace":
-		err = cmdTrace(rest, stdout, stderr)
+		err = cmdTrace(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 && rest[0] != "help" {
 			return runMain(ctx, []string{rest[0], "--help"}, stdout, stderr)

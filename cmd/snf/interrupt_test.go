@@ -59,6 +59,16 @@ func TestRunPacedInterrupted(t *testing.T) {
 	}
 }
 
+// TestRunCompareInterrupted: run --compare interrupted (its paced runs waiting for their
+// next packet) exits 130 saying so, not 1 with "context canceled".
+func TestRunCompareInterrupted(t *testing.T) {
+	code, _, stderr := runCancelled(t, time.Second, 30*time.Second,
+		"run", "--compare", "--speed", "1e-9", "--packets", "1000", "--capacity", "2000", "--quiet")
+	if code != 130 || stderr != "snf: interrupted\n" {
+		t.Errorf("exit %d, stderr %q; want 130, interrupted", code, stderr)
+	}
+}
+
 // endlessInput is an input that never ends (one frame per Read, its timestamps 1 ms apart);
 // it calls onRead with the number of Reads so far.
 type endlessInput struct {

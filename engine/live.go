@@ -225,9 +225,10 @@ type liveUnit struct {
 
 // live is one elastic run's engine state, driven by the root's goroutine.
 type live struct {
-	cfg LiveConfig
-	now int64 // the latest packet time dispatched
-	ctl *control.Controller
+	cfg  LiveConfig
+	now  int64           // the latest packet time dispatched
+	done <-chan struct{} // the run's context's: closed, it ends the units' stalls
+	ctl  *control.Controller
 
 	aliasMu      sync.Mutex
 	aliases      []snf.AliasNote // reported by units, not yet applied
@@ -238,7 +239,8 @@ type live struct {
 	egress       chan *unit.Batch
 	start        time.Time
 	st           store.Store
-	wg           sync.WaitGroup
+	running      atomic.Int64    // unit goroutines not ended (replaced ones too): goUnit
+	unitEnded    chan struct{}   // a unit goroutine ended (a wake-up: running says how many run)
 	mail         []*mailbox      // by slot, for the whole run
 	quit         []chan struct{} // by slot: stops the current forwarder
 	fwdDone      []chan struct{}
@@ -563,11 +565,20 @@ var unitsStuckAfter = 10 * time.Second
 // batches, controls, states received, the chain's bulk work) for unitsStuckAfter, the ones
 // still running are stopped and the run fails with an error that names them and what they
 // waited for: a state that never comes is a bug, and a run must end rather than hang.
+//
+// With recovery, it goes on watching for failed units meanwhile (checkFailures): a unit that
+// stalls with batches waiting after the input ended is replaced as it would be before — its
+// replacement gets the replay, then its input closed — rather than hold the run's end (and
+// the outputs of its batches) for as long as it stalls.
 func (l *live) waitUnits() error {
-	done := make(chan struct{})
-	go func() { l.wg.Wait(); close(done) }()
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
+	var failTick <-chan time.Time
+	if l.log != nil && l.fatal == nil {
+		ft := time.NewTicker(l.cfg.FailTimeout / 4)
+		defer ft.Stop()
+		failTick = ft.C
+	}
 	limit := unitsStuckAfter
 	for _, f := range l.cfg.Faults {
 		if f.Kind == FaultStall {
@@ -576,10 +587,19 @@ func (l *live) waitUnits() error {
 	}
 	var last uint64
 	since := time.Now()
-	for {
+	// (Only this goroutine starts units: once none runs, none will.)
+	for l.running.Load() > 0 {
 		select {
-		case <-done:
-			return nil
+		case <-l.unitEnded:
+		case now := <-failTick:
+			if err := l.checkFailures(now); err != nil {
+				// A unit could not be recovered: states it owed the others never come.
+				for _, lu := range l.units {
+					lu.u.Kill()
+				}
+				l.waitEnded()
+				return err
+			}
 		case now := <-t.C:
 			var p uint64
 			for _, lu := range l.units {
@@ -601,9 +621,36 @@ func (l *live) waitUnits() error {
 			for _, lu := range l.units {
 				lu.u.Kill()
 			}
-			<-done
+			l.waitEnded()
 			return fmt.Errorf("units %v did not end %s after the input did: they wait for handover states that never came (a bug; the output is short): %s", stuck, limit, l.awaited(stuck))
 		}
+	}
+	return nil
+}
+
+// goUnit runs lu's unit on a goroutine of its own (counted in running: waitUnits).
+func (l *live) goUnit(lu *liveUnit) {
+	if l.unitEnded == nil {
+		l.unitEnded = make(chan struct{}, 1)
+	}
+	l.running.Add(1)
+	go func() {
+		defer func() {
+			lu.ended.Store(true)
+			l.running.Add(-1)
+			select {
+			case l.unitEnded <- struct{}{}:
+			default: // a wake-up is pending: it sees this end too
+			}
+		}()
+		lu.u.Run()
+	}()
+}
+
+// waitEnded waits until no unit goroutine runs.
+func (l *live) waitEnded() {
+	for l.running.Load() > 0 {
+		<-l.unitEnded
 	}
 }
 
@@ -632,6 +679,7 @@ func (l *live) awaited(units []int) string {
 func (l *live) newUnit(u int, chain *snf.Chain) (*liveUnit, error) {
 	lu := &liveUnit{chain: chain}
 	lu.u = unit.New(u, chain, make(chan *unit.Batch, batchesPerUnit), l, nil)
+	lu.u.EndStallsOn(l.done) // a cancelled run does not wait for a stalled unit
 	if l.ckTable != nil {
 		w := replay.NewWriter(l.ckTable, u, fullEvery(l.cfg.Checkpoint))
 		if u < len(l.writers) {
@@ -672,8 +720,7 @@ func fullEvery(interval time.Duration) int {
 func (l *live) startUnit(u int) {
 	lu := l.units[u]
 	l.quit[u], l.fwdDone[u] = make(chan struct{}), make(chan struct{})
-	l.wg.Add(1)
-	go func() { defer l.wg.Done(); defer lu.ended.Store(true); lu.u.Run() }()
+	l.goUnit(lu)
 	go func(quit, done chan struct{}) { defer close(done); l.mail[u].forward(lu.u.State, quit) }(l.quit[u], l.fwdDone[u])
 }
 
@@ -748,7 +795,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		cfg.Alerts = alerts
 	}
 	n := cfg.MaxUnits
-	l := &live{cfg: cfg, st: st, pool: &policy.Pool{Target: cfg.Target, MaxBacklog: cfg.MaxBacklog.Seconds() * cfg.Capacity}, egress: make(chan *unit.Batch, n*batchesPerUnit),
+	l := &live{cfg: cfg, done: ctx.Done(), st: st, pool: &policy.Pool{Target: cfg.Target, MaxBacklog: cfg.MaxBacklog.Seconds() * cfg.Capacity}, egress: make(chan *unit.Batch, n*batchesPerUnit),
 		mail: make([]*mailbox, n), marked: make([]bool, n), quit: make([]chan struct{}, n), fwdDone: make([]chan struct{}, n),
 		faults: append([]Fault(nil), cfg.Faults...)}
 	if cfg.Checkpoint > 0 {
@@ -986,7 +1033,11 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
-				s.InputErr = err
+				if cerr := ctx.Err(); cerr != nil {
+					runErr = cerr // an input that ends with the run's cancel (port.PacedWith)
+				} else {
+					s.InputErr = err
+				}
 			}
 			break
 		}

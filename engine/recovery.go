@@ -367,9 +367,6 @@ func (l *live) onTrim(e *replay.Entry) {
 // checkFailures declares failed the units that have work waiting and made no progress for
 // FailTimeout, and recovers them.
 func (l *live) checkFailures(now time.Time) error {
-	if l.closing {
-		return nil
-	}
 	for u, lu := range l.units {
 		// Stalled: batches sent it are waiting, and it made no progress — no batch, none of
 		// a batch's controls (a drain's batch carries one per idle flow), no state received,
@@ -405,8 +402,10 @@ func (l *live) recover(u int, why string) error {
 	old.u.Kill()
 	l.genMu.Unlock()
 	l.stopForwarder(u)
-	close(old.u.In) // the old goroutine hands its queued batches back and ends
-	old.closed = true
+	if !old.closed { // (closed already when the input ended: waitUnits)
+		close(old.u.In) // the old goroutine hands its queued batches back and ends
+		old.closed = true
+	}
 	_ = l.writers[u].Close()
 	// What the store acknowledged: the last writer's records, or what an earlier writer of
 	// the slot got covered (a replacement that fails before its first record).
@@ -489,6 +488,14 @@ func (l *live) recover(u int, why string) error {
 	})
 	if ferr != nil {
 		return fmt.Errorf("unit %d failed and its packets cannot be replayed: %w", u, ferr)
+	}
+	if l.closing {
+		// The input ended (waitUnits): the replacement gets nothing after its replay.
+		if nu.cur != nil {
+			l.flush(u)
+		}
+		close(nu.u.In)
+		nu.closed = true
 	}
 	l.replayed += uint64(n)
 	if n == 0 {

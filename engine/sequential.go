@@ -107,6 +107,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
+				if cerr := ctx.Err(); cerr != nil {
+					return finish(cerr) // an input that ends with the run's cancel (port.PacedWith)
+				}
 				s.InputErr = err
 			}
 			return finish(nil)

@@ -33,8 +33,7 @@ func TestWaitUnitsStuck(t *testing.T) {
 		in <- b
 		close(in)
 		l.units = append(l.units, lu)
-		l.wg.Add(1)
-		go func() { defer l.wg.Done(); defer lu.ended.Store(true); lu.u.Run() }()
+		l.goUnit(lu)
 	}
 	done := make(chan error, 1)
 	go func() { done <- l.waitUnits() }()
@@ -67,8 +66,7 @@ func TestWaitUnitsStatesAreProgress(t *testing.T) {
 	}
 	in <- b
 	close(in)
-	l.wg.Add(1)
-	go func() { defer l.wg.Done(); defer lu.ended.Store(true); lu.u.Run() }()
+	l.goUnit(lu)
 	go func() {
 		for i := range states { // 40 × 50 ms: twice unitsStuckAfter in all
 			time.Sleep(50 * time.Millisecond)

@@ -1,6 +1,7 @@
 package port
 
 import (
+	"context"
 	"errors"
 	"math"
 	"time"
@@ -25,7 +26,8 @@ import (
 // packet.
 //
 // sleep must block for at least its argument (time.Sleep does) and now must return the
-// current time; nil means time.Sleep and time.Now. Tests pass a fake clock.
+// current time; nil means time.Sleep and time.Now. Tests pass a fake clock. Such a sleep
+// cannot be cut short: a replay that is to end at once (a cancelled run) takes PacedWith's.
 //
 // The paced Reader reads r's packets into its own batch and hands them out by exchanging
 // Packet values with the caller's slice (no copy): the caller still owns one Packet per
@@ -33,11 +35,24 @@ import (
 // result; if r can read its packets again (a Rereader: memory, a capture file), so can the
 // result — a packet log then keeps where each packet is in r, not a copy. Close closes r.
 func Paced(r Reader, speed float64, sleep func(time.Duration), now func() time.Time) Reader {
+	if sleep == nil {
+		sleep = time.Sleep
+	}
+	return PacedWith(r, speed, func(d time.Duration) error { sleep(d); return nil }, now)
+}
+
+// PacedWith is Paced with a sleep that may be cut short: it returns nil once it blocked for
+// at least its argument, or an error when it ended early (SleepContext: the context's, once
+// it is done). The Read that waited then returns 0 and that error, and so does every Read
+// after it: the replay ended, and the packets not released yet are not (an engine that reads
+// it ends its run as cancelled, with what it read before processed). nil means
+// SleepContext(context.Background()).
+func PacedWith(r Reader, speed float64, sleep func(time.Duration) error, now func() time.Time) Reader {
 	if !(speed > 0) || math.IsInf(speed, 1) {
 		return r
 	}
 	if sleep == nil {
-		sleep = time.Sleep
+		sleep = SleepContext(context.Background())
 	}
 	if now == nil {
 		now = time.Now
@@ -52,11 +67,30 @@ func Paced(r Reader, speed float64, sleep func(time.Duration), now func() time.T
 	return p
 }
 
+// SleepContext returns a sleep for PacedWith that ends early, returning ctx's error, once
+// ctx is done.
+func SleepContext(ctx context.Context) func(time.Duration) error {
+	return func(d time.Duration) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 type paced struct {
 	r     Reader
 	speed float64
-	sleep func(time.Duration)
+	sleep func(time.Duration) error
 	now   func() time.Time
+	ended error // the error of a sleep cut short: every Read returns it
 
 	buf        []packet.Packet // packets read from r; buf[head:n] are not yet released
 	head, n    int
@@ -89,6 +123,9 @@ func (p *paced) due(ts int64) time.Time {
 
 func (p *paced) Read(pkts []packet.Packet) (int, error) {
 	p.waited = false
+	if p.ended != nil {
+		return 0, p.ended
+	}
 	if len(pkts) == 0 {
 		return 0, nil
 	}
@@ -107,8 +144,11 @@ func (p *paced) Read(pkts []packet.Packet) (int, error) {
 		due := p.due(p.buf[p.head].Time)
 		t = p.now()
 		if d := due.Sub(t); d > 0 {
-			p.sleep(d)
 			p.waited = true
+			if err := p.sleep(d); err != nil {
+				p.ended = err // (the packet stays unreleased)
+				return 0, err
+			}
 			t = due // sleep blocked for at least d: it is at least due now
 		}
 	}

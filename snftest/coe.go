@@ -115,6 +115,11 @@ func (w *recorder) result() Result {
 // Reference runs frames through one chain of spec (clocks 1, 2, … as the root stamps them)
 // and returns its result.
 func Reference(spec *snf.ChainSpec, frames []mem.Frame) (Result, error) {
+	return ReferenceContext(context.Background(), spec, frames)
+}
+
+// ReferenceContext is Reference that stops once ctx is done, with ctx's error.
+func ReferenceContext(ctx context.Context, spec *snf.ChainSpec, frames []mem.Frame) (Result, error) {
 	rec := newRecorder()
 	chain, err := snf.NewChain(spec, snf.ChainOptions{Alerts: rec})
 	if err != nil {
@@ -124,7 +129,13 @@ func Reference(spec *snf.ChainSpec, frames []mem.Frame) (Result, error) {
 	in := mem.NewReader(frames)
 	batch := make([]packet.Packet, 64)
 	var clock uint64
+	done := ctx.Done()
 	for {
+		select {
+		case <-done:
+			return Result{}, ctx.Err()
+		default:
+		}
 		n, err := in.Read(batch)
 		for i := range batch[:n] {
 			clock++

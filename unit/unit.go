@@ -237,7 +237,8 @@ type Unit struct {
 	work     atomic.Uint64 // batches processed, controls carried out, states received (Progress)
 	stall    atomic.Int64  // ns to sleep before the next batch (a fault)
 	heldHome chan *Batch
-	wake     chan struct{} // closed by Kill: wakes a unit that waits for states
+	wake     chan struct{}   // closed by Kill: wakes a unit that waits for states, or stalls
+	stallEnd <-chan struct{} // closed: stalls end (the run is cancelled; EndStallsOn)
 	wakeOnce sync.Once
 	stats    Stats
 }
@@ -374,8 +375,8 @@ func (u *Unit) SetPosition(pos uint64) { u.pos = pos }
 // Position returns the Seq of the last batch processed.
 func (u *Unit) Position() uint64 { return u.pos }
 
-// Kill makes the unit stop at its next batch (at once if it waits for states), as if its
-// machine died: it processes nothing more, sends nothing more, and its state is gone. Run
+// Kill makes the unit stop at its next batch (at once if it waits for states or stalls), as
+// if its machine died: it processes nothing more, sends nothing more, and its state is gone. Run
 // returns once In is closed (the engine drains it).
 func (u *Unit) Kill() {
 	u.killed.Store(true)
@@ -398,8 +399,28 @@ func (u *Unit) Progress() uint64 { return u.work.Load() + u.Chain.Work() }
 // Killed reports whether Kill was called.
 func (u *Unit) Killed() bool { return u.killed.Load() }
 
-// Stall makes the unit sleep d before its next batch (a slow or frozen unit).
+// Stall makes the unit sleep d before its next batch (a slow or frozen unit). The sleep ends
+// early when the unit is killed — it then hands the batch back unprocessed, as it does when
+// it wakes after a Kill: a replaced straggler does not hold the run's end for the rest of
+// its stall — or when the channel given to EndStallsOn is closed (it then processes the
+// batch, as if the stall had ended).
 func (u *Unit) Stall(d time.Duration) { u.stall.Store(int64(d)) }
+
+// EndStallsOn makes a stall (Stall) end once done is closed — the run was cancelled, and
+// its end must not wait for a sleeping unit — and the stalls after it not sleep. Call it
+// before Run.
+func (u *Unit) EndStallsOn(done <-chan struct{}) { u.stallEnd = done }
+
+// sleep sleeps d, or until the unit is killed or stalls end (EndStallsOn).
+func (u *Unit) sleep(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-u.wake:
+	case <-u.stallEnd:
+	}
+}
 
 // Run processes batches until In is closed and every expected state has arrived.
 func (u *Unit) Run() {
@@ -417,9 +438,9 @@ func (u *Unit) Run() {
 				continue
 			}
 			if d := u.stall.Swap(0); d > 0 {
-				time.Sleep(time.Duration(d))
+				u.sleep(time.Duration(d))
 			}
-			if u.killed.Load() {
+			if u.killed.Load() { // (killed while it slept: the sleep ended at once)
 				b.Out = b.Out[:0]
 				b.Home <- b // the batch's buffers go back; its packets are lost with the unit
 				continue

@@ -14,12 +14,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 )
 
 const usage = `snf runs chains of stateful network functions (NFs) over packets.
@@ -53,7 +51,7 @@ type exitError struct {
 func (e *exitError) Error() string { return e.msg }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext() // a second signal ends the process at once
 	code := runMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -74,7 +72,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "nfs":
 		err = cmdNFs(rest, stdout, stderr)
 	case "trace":
-		err = cmdTrace(rest, stdout, stderr)
+		err = cmdTrace(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 && !isHelpWord(rest[0]) {
 			// 'snf help COMMAND' is 'snf COMMAND --help' (and 'snf help trace gen' is

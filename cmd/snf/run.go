@@ -239,7 +239,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return nil, 0, err
 		}
 		if speed > 0 {
-			r = port.Paced(r, speed, time.Sleep, time.Now)
+			r = port.PacedWith(r, speed, port.SleepContext(ctx), time.Now) // (its waits end with ctx)
 		}
 		if *readOnce {
 			r = port.Copied(r)
@@ -256,7 +256,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return &exitError{2, "run: --compare runs every policy once: --fail, --recovery and --verify apply to one policy (--policy)"}
 	}
 	if *compare {
-		return runCompare(ctx, stdout, stderr, spec, open, inName, minU, maxU, *gap, *batch, *capacity, *quiet, *reportDir, args)
+		err := runCompare(ctx, stdout, stderr, spec, open, inName, minU, maxU, *gap, *batch, *capacity, *quiet, *reportDir, args)
+		if errors.Is(err, context.Canceled) {
+			return &exitError{130, "interrupted"}
+		}
+		return err
 	}
 	r, linkType, err := open()
 	if err != nil {

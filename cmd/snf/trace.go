@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/netip"
@@ -35,7 +36,7 @@ Examples:
       http.pcap,shift=10s,map=141.142.228.5=10.0.0.5
 `
 
-func cmdTrace(args []string, stdout, stderr io.Writer) error {
+func cmdTrace(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 { // a usage error: the help on stderr
 		fmt.Fprint(stderr, traceHelp)
 		return &exitError{code: 2}
@@ -46,16 +47,16 @@ func cmdTrace(args []string, stdout, stderr io.Writer) error {
 	}
 	switch args[0] {
 	case "stats":
-		return traceStats(args[1:], stdout, stderr)
+		return traceStats(ctx, args[1:], stdout, stderr)
 	case "compose":
-		return traceCompose(args[1:], stdout, stderr)
+		return traceCompose(ctx, args[1:], stdout, stderr)
 	case "gen":
-		return traceGen(args[1:], stdout, stderr)
+		return traceGen(ctx, args[1:], stdout, stderr)
 	}
 	return &exitError{2, fmt.Sprintf("trace: unknown subcommand %q (stats, compose or gen; see 'snf trace --help')", args[0])}
 }
 
-func traceStats(args []string, stdout, stderr io.Writer) error {
+func traceStats(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("trace stats", traceHelp, stdout, stderr)
 	gap := fs.Duration("gap", 500*time.Microsecond, "flowlet gap")
 	if err := parseArgs(fs, args); err != nil {
@@ -72,8 +73,11 @@ func traceStats(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		st, err := trace.Stats(r, *gap)
+		st, err := trace.Stats(ctxReader{r, ctx}, *gap)
 		r.Close()
+		if cancelled(ctx, err) {
+			return &exitError{130, fmt.Sprintf("trace stats: interrupted in %s after %d packets", path, st.Packets)}
+		}
 		if i > 0 {
 			fmt.Fprintln(stdout)
 		}
@@ -88,7 +92,7 @@ func traceStats(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func traceCompose(args []string, stdout, stderr io.Writer) error {
+func traceCompose(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("trace compose", traceHelp, stdout, stderr)
 	out := fs.String("out", "", "output capture (required)")
 	if err := parseArgs(fs, args); err != nil {
@@ -127,15 +131,18 @@ func traceCompose(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		readers = append(readers, r)
-		inputs[i].Reader = r
+		inputs[i].Reader = ctxReader{r, ctx}
 	}
 	w, err := pcapfile.Create(*out, pcapfile.FormatFromName(*out), link, 0)
 	if err != nil {
 		return err
 	}
 	n, err := trace.Compose(inputs, w)
-	if cerr := w.Close(); err == nil && cerr != nil {
+	if cerr := w.Close(); (err == nil || cancelled(ctx, err)) && cerr != nil {
 		err = fmt.Errorf("write %s: %w", *out, cerr)
+	}
+	if cancelled(ctx, err) {
+		return interruptedWriting("trace compose", *out, int64(n))
 	}
 	if err != nil {
 		return err

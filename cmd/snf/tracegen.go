@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -39,7 +40,7 @@ Examples:
   snf trace gen --out small.pcap --packets 100000 --scan-frac 0.2 --gap intraflow
 `
 
-func traceGen(args []string, stdout, stderr io.Writer) error {
+func traceGen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("trace gen", traceGenHelp, stdout, stderr)
 	def := trace.DefaultWorkloadConfig()
 	out := fs.String("out", "", "output capture (required)")
@@ -92,9 +93,12 @@ func traceGen(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	start := time.Now()
-	err = copyPackets(pw, w)
-	if cerr := pw.Close(); err == nil && cerr != nil {
+	err = copyPackets(ctx, pw, w)
+	if cerr := pw.Close(); (err == nil || cancelled(ctx, err)) && cerr != nil {
 		err = fmt.Errorf("write %s: %w", *out, cerr)
+	}
+	if cancelled(ctx, err) {
+		return interruptedWriting("trace gen", *out, pw.Count())
 	}
 	if err != nil {
 		return err
@@ -106,14 +110,18 @@ func traceGen(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// copyPackets writes every packet of w to pw.
-func copyPackets(pw *pcapfile.Writer, w *trace.Workload) error {
+// copyPackets writes every packet of w to pw, until ctx is done (looked at per batch: it
+// then returns ctx's error).
+func copyPackets(ctx context.Context, pw *pcapfile.Writer, w *trace.Workload) error {
 	batch := make([]packet.Packet, 256)
 	ptrs := make([]*packet.Packet, len(batch))
 	for i := range batch {
 		ptrs[i] = &batch[i]
 	}
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		n, err := w.Read(batch)
 		if n > 0 {
 			if werr := pw.Write(ptrs[:n]); werr != nil {

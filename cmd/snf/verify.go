@@ -19,14 +19,14 @@ import (
 // gives the same frames (generated traffic); with readOnce, taken as an input that cannot be
 // read again (port.Copied).
 func runVerified(ctx context.Context, lc engine.LiveConfig, again func() (port.Reader, error), readOnce bool, stderr io.Writer, quiet bool) (s engine.LiveSummary, coe, err error) {
-	frames, err := mem.ReadAll(lc.In)
+	frames, err := mem.ReadAllContext(ctx, lc.In)
 	if err != nil {
 		return s, nil, err
 	}
 	if !quiet {
 		fmt.Fprintf(stderr, "snf: verify: %d packets read; running the one-chain reference\n", len(frames))
 	}
-	want, err := snftest.Reference(lc.Spec, frames)
+	want, err := snftest.ReferenceContext(ctx, lc.Spec, frames)
 	if err != nil {
 		return s, nil, err
 	}

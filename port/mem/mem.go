@@ -3,6 +3,7 @@
 package mem
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -33,9 +34,24 @@ type Frame struct {
 func ReadAll(r interface {
 	Read([]packet.Packet) (int, error)
 }) ([]Frame, error) {
+	return ReadAllContext(context.Background(), r)
+}
+
+// ReadAllContext is ReadAll that stops once ctx is done: it then returns the frames read
+// before with ctx's error. (It looks at ctx between reads: a Read that blocks ends when its
+// reader's own wait does — port.PacedWith.)
+func ReadAllContext(ctx context.Context, r interface {
+	Read([]packet.Packet) (int, error)
+}) ([]Frame, error) {
 	var fr []Frame
 	batch := make([]packet.Packet, 64)
+	done := ctx.Done()
 	for {
+		select {
+		case <-done:
+			return fr, ctx.Err()
+		default:
+		}
 		n, err := r.Read(batch)
 		for _, p := range batch[:n] {
 			fr = append(fr, Frame{Data: append([]byte(nil), p.Data...), Time: p.Time, WireLen: p.WireLen})

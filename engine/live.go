@@ -131,6 +131,9 @@ type LiveSummary struct {
 	// FaultsMissed are the Faults never injected: the run ended before their packet or
 	// capture time (an input shorter than asked for, or a run stopped by an error).
 	FaultsMissed []Fault
+	// FaultsIdle are the kills and stalls injected into a unit the pool had not started
+	// (not active): it held no flows, and the fault tested nothing.
+	FaultsIdle []Fault
 	// LogMaxBytes and LogMaxPackets are the packet log's high-water marks; LogWaits counts
 	// the times the root waited for room in it.
 	LogMaxBytes, LogMaxPackets int
@@ -284,6 +287,7 @@ type live struct {
 	released    uint64        // with rel: the position below which its frames were released
 	lend        *lender       // nil: the root copies packets into batches, or the log lends
 	faults      []Fault
+	faultsIdle  []Fault // kills and stalls of units not active (LiveSummary.FaultsIdle)
 	oldChains   []*snf.Chain
 	failures    uint64
 	replayed    uint64
@@ -1135,6 +1139,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	}
 	s.Failures, s.Replayed, s.Duplicates = l.failures, l.replayed, eg.dups
 	s.FaultsMissed = slices.Clone(l.faults)
+	s.FaultsIdle = l.faultsIdle
 	if alerts != nil {
 		s.AlertDuplicates = alerts.dups
 	}

@@ -193,6 +193,9 @@ func (l *live) applyFaults(idx uint64, t time.Duration, r *root.Root) error {
 		if f.Unit >= len(l.units) {
 			return fmt.Errorf("fault %s: no unit %d (the pool has %d)", f, f.Unit, len(l.units))
 		}
+		if (f.Kind == FaultKill || f.Kind == FaultStall) && !l.pool.Units[f.Unit].Active {
+			l.faultsIdle = append(l.faultsIdle, f)
+		}
 		switch f.Kind {
 		case FaultKill:
 			if err := l.recover(f.Unit, "killed"); err != nil {

@@ -517,3 +517,27 @@ func TestRecoveryRefusesOtherRunsCheckpoints(t *testing.T) {
 		}
 	}
 }
+
+// TestFaultsIdle: a kill or stall of a unit the pool had not started is reported
+// (LiveSummary.FaultsIdle: it tested nothing); one of an active unit is not.
+func TestFaultsIdle(t *testing.T) {
+	spec, err := snf.ChainFromNames("nat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, _ := policy.New("snf", policy.Options{})
+	s, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: mem.NewReader(generated(t, 3000)),
+		Policy: pol, MinUnits: 1, MaxUnits: 4, Capacity: 1e9, Recovery: true,
+		Faults: []engine.Fault{{Kind: engine.FaultKill, Unit: 0, AtPacket: 1000},
+			{Kind: engine.FaultStall, Unit: 3, AtPacket: 1500, For: time.Millisecond},
+			{Kind: engine.FaultKill, Unit: 2, AtPacket: 2000}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.UnitsMax != 1 {
+		t.Fatalf("the pool started %d units (the test needs one, its capacity far above the load)", s.UnitsMax)
+	}
+	if len(s.FaultsIdle) != 2 || s.FaultsIdle[0].Unit != 3 || s.FaultsIdle[1].Unit != 2 || s.Written != 3000 {
+		t.Errorf("idle faults %v (want unit 3's stall and unit 2's kill), %d written", s.FaultsIdle, s.Written)
+	}
+}

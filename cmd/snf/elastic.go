@@ -69,6 +69,9 @@ func printLiveSummary(w io.Writer, inName string, spec *snf.ChainSpec, pol strin
 	if n := len(s.FaultsMissed); n > 0 {
 		fmt.Fprintf(w, "faults    %d not injected, the run ended first (at packet %d): %s\n", n, s.Packets, faultList(s.FaultsMissed))
 	}
+	if n := len(s.FaultsIdle); n > 0 {
+		fmt.Fprintf(w, "faults    %d hit a unit the pool had not started (it held no flows): %s\n", n, faultList(s.FaultsIdle))
+	}
 	if s.Checkpoints > 0 || s.CheckpointErrors > 0 {
 		fmt.Fprintf(w, "checkpoint %d records, %d bytes written to the store in the background, %d failed writes\n", s.Checkpoints, s.CheckpointBytes, s.CheckpointErrors)
 	}

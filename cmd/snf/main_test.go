@@ -399,6 +399,23 @@ func TestTruncatedInput(t *testing.T) {
 	if !strings.Contains(stdout, "packets  ") {
 		t.Errorf("no summary printed:\n%s", stdout)
 	}
+	// The same on elastic units, and verified: the packets before the cut go through and
+	// out (--verify read none of them once: it stopped at the input's error), COE holds for
+	// them, and the error is the run's.
+	for _, extra := range [][]string{{"--policy", "snf"}, {"--policy", "snf", "--verify"}, {"--policy", "snf", "--verify", "--fail", "unit=0@20"}} {
+		out := filepath.Join(tmp, "out-elastic.pcap")
+		code, stdout, stderr := runSnf(append([]string{"run", "--nfs", "nat", "--in", cut, "--out", out, "--quiet"}, extra...)...)
+		if code != 1 || !strings.Contains(stderr, "offset") {
+			t.Fatalf("%v: exit %d, stderr %q", extra, code, stderr)
+		}
+		got, err := readAll(t, out)
+		if err != nil || len(got) != complete {
+			t.Errorf("%v: wrote %d packets (%v), the cut file has %d complete ones", extra, len(got), err, complete)
+		}
+		if slices.Contains(extra, "--verify") && !strings.Contains(stdout, "COE holds: the same "+strconv.Itoa(complete)+" packets") {
+			t.Errorf("%v: no verdict on the %d packets:\n%s", extra, complete, stdout)
+		}
+	}
 }
 
 // TestHelp: help asked for is printed on stdout with exit status 0 ('snf help run | less');

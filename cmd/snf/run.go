@@ -353,6 +353,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			// run that verifies COE "under a fault" that never happened says so.
 			fmt.Fprintf(stderr, "snf: warning: --fail %s: not injected, the run ended first (at packet %d)\n", faultList(sum.FaultsMissed), sum.Packets)
 		}
+		if len(sum.FaultsIdle) > 0 {
+			// Nor a fault that hit a unit with nothing to lose: the pool had not started it.
+			fmt.Fprintf(stderr, "snf: warning: --fail %s: the unit was not active (the pool had not started it), so the fault tested nothing; --policy static --units N keeps N units busy\n", faultList(sum.FaultsIdle))
+		}
 		if *verify && runErr == nil {
 			if coe != nil {
 				fmt.Fprintf(stdout, "verify    %v\n", coe)

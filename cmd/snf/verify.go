@@ -17,11 +17,12 @@ import (
 // compares them (snftest). coe is nil when chain output equivalence holds. The elastic run
 // reads the frames read, from memory — or, when again is set, the input opened again, which
 // gives the same frames (generated traffic); with readOnce, taken as an input that cannot be
-// read again (port.Copied).
+// read again (port.Copied). An input that ends in an error (a truncated capture) is verified
+// up to it, and the error comes back in s.InputErr, as a run without --verify reports it.
 func runVerified(ctx context.Context, lc engine.LiveConfig, again func() (port.Reader, error), readOnce bool, stderr io.Writer, quiet bool) (s engine.LiveSummary, coe, err error) {
-	frames, err := mem.ReadAllContext(ctx, lc.In)
-	if err != nil {
-		return s, nil, err
+	frames, inErr := mem.ReadAllContext(ctx, lc.In)
+	if inErr != nil && ctx.Err() != nil {
+		return s, nil, inErr
 	}
 	if !quiet {
 		fmt.Fprintf(stderr, "snf: verify: %d packets read; running the one-chain reference\n", len(frames))
@@ -42,6 +43,7 @@ func runVerified(ctx context.Context, lc engine.LiveConfig, again func() (port.R
 		lc.In = port.Copied(mem.NewReader(frames))
 	}
 	got, s, err := snftest.Live(ctx, lc, frames)
+	s.InputErr = inErr // (the frames before it were read, and verified)
 	if err != nil {
 		return s, nil, err
 	}

@@ -754,3 +754,19 @@ func TestRunTimelineSaturated(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchMemoryBound: an elastic run whose batches would not fit in memory (units × 16
+// batches × --batch packets × 2 KB) is refused with one line, not killed out of memory; one
+// chain has one batch, and may take the largest.
+func TestBatchMemoryBound(t *testing.T) {
+	code, _, stderr := runSnf("run", "--policy", "snf", "--batch", "65536", "--packets", "100", "--quiet")
+	if code != 2 || !strings.Contains(stderr, "GB of packet buffers") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("elastic, --batch 65536: exit %d, %q", code, stderr)
+	}
+	if code, stdout, stderr := runSnf("run", "--batch", "65536", "--packets", "100", "--quiet"); code != 0 || !strings.Contains(stdout, "100 in") {
+		t.Errorf("one chain, --batch 65536: exit %d, %s", code, stderr)
+	}
+	if code, _, stderr := runSnf("run", "--policy", "snf", "--units", "2", "--batch", "4096", "--packets", "100", "--quiet"); code != 0 {
+		t.Errorf("elastic, 2 units, --batch 4096: exit %d, %s", code, stderr)
+	}
+}

@@ -171,6 +171,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *compare && *pol != "" {
 		return &exitError{2, "run: --compare runs every policy; do not give --policy"}
 	}
+	if elastic {
+		// Each unit has 16 batches of its own, each packet a 2 KB buffer: refuse what would
+		// not fit rather than die out of memory.
+		if need := float64(maxU) * 16 * float64(*batch) * 2304; need > 4<<30 {
+			return &exitError{2, fmt.Sprintf("run: --batch %d with up to %d units needs %.0f GB of packet buffers (units × 16 batches × %d packets × 2 KB, at most 4 GB): give a smaller --batch or fewer --units", *batch, maxU, need/1e9, *batch)}
+		}
+	}
 	if *compare {
 		// What runCompare does not use: refused rather than silently ignored.
 		var ignored []string

@@ -314,15 +314,22 @@ func (s *Redis) Close() error {
 }
 
 // Flush implements Flusher: it sends every Counters handle's buffered adds and waits for
-// the server to apply them.
+// the server to apply them. Its error is the first handle's that failed, with how many
+// others did (an outage fails them all alike: one line, not one per object).
 func (s *Redis) Flush() error {
-	var errs []error
+	var first error
+	failed := 0
 	for _, c := range s.counterList() {
 		if err := c.Flush(); err != nil {
-			errs = append(errs, err)
+			if failed++; first == nil {
+				first = err
+			}
 		}
 	}
-	return errors.Join(errs...)
+	if failed > 1 {
+		return fmt.Errorf("%w (and %d more counter objects not flushed)", first, failed-1)
+	}
+	return first
 }
 
 func (s *Redis) counterList() []*redisCounters {

@@ -271,6 +271,12 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	if err := c.Flush(); err == nil || c.Pending() != 10 {
 		t.Errorf("flush during the outage: %v, %d pending, want an error and 10", err, c.Pending())
 	}
+	// The store's flush of several handles that all fail is one error, not one per handle.
+	c2 := mustCounters(t, s, "t", "c2")
+	c2.Add(Tag{Unit: 1, Clock: 4}, 1, 1)
+	if err := s.Flush(); err == nil || strings.Count(err.Error(), "counters flush") != 1 || !strings.Contains(err.Error(), "and 1 more counter objects not flushed") {
+		t.Errorf("store flush during the outage: %v", err)
+	}
 	if v, ok := tb.Get("k"); !ok || string(v) != "before" {
 		t.Errorf("table during the outage: %q %v, want the last value (fail-static)", v, ok)
 	}

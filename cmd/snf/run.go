@@ -403,7 +403,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 	if err := store.Flush(st); err != nil && runErr == nil {
-		runErr = fmt.Errorf("store: %w", err)
+		runErr = err // (it names the store: "store: redis …")
 	}
 	printSummary(stdout, inName, spec, chain, sum)
 	if err := chain.WriteReports(stdout); err != nil && runErr == nil {

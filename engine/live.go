@@ -579,7 +579,7 @@ func (l *live) waitUnits() error {
 	defer t.Stop()
 	var failTick <-chan time.Time
 	if l.log != nil && l.fatal == nil {
-		ft := time.NewTicker(l.cfg.FailTimeout / 4)
+		ft := time.NewTicker(max(l.cfg.FailTimeout/4, time.Millisecond))
 		defer ft.Stop()
 		failTick = ft.C
 	}

@@ -489,16 +489,18 @@ func (l *live) recover(u int, why string) error {
 		l.sentB[u]++
 		n += b.N
 	})
-	if ferr != nil {
-		return fmt.Errorf("unit %d failed and its packets cannot be replayed: %w", u, ferr)
-	}
 	if l.closing {
-		// The input ended (waitUnits): the replacement gets nothing after its replay.
-		if nu.cur != nil {
+		// The input ended (waitUnits): the replacement gets nothing after its replay — nor,
+		// when the replay failed, anything at all: its input closed, it ends, and waitUnits,
+		// which waits for every unit, returns the error.
+		if nu.cur != nil && ferr == nil {
 			l.flush(u)
 		}
 		close(nu.u.In)
 		nu.closed = true
+	}
+	if ferr != nil {
+		return fmt.Errorf("unit %d failed and its packets cannot be replayed: %w", u, ferr)
 	}
 	l.replayed += uint64(n)
 	if n == 0 {

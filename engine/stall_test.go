@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,5 +120,28 @@ func TestStallAtEndReplaced(t *testing.T) {
 			}
 			compare(t, want, got)
 		})
+	}
+}
+
+// TestStallAtEndReplayFails: a unit stalled on the last batches is replaced after the input
+// ended, and its replay fails (the input no longer holds its packets): the run ends with
+// that error. (The replacement's input was left open: it waited for batches that never
+// came, and the run waited for it for ever.)
+func TestStallAtEndReplayFails(t *testing.T) {
+	spec, err := snf.ChainFromNames("firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := generated(t, 2000)
+	in := &losing{Reader: mem.NewReader(frames)}
+	pol, _ := policy.New("static", policy.Options{StaticUnits: 1})
+	n := uint64(len(frames))
+	_, err = runWithin(t, context.Background(), engine.LiveConfig{Spec: spec, In: in, Policy: pol,
+		MinUnits: 1, MaxUnits: 1, Batch: 16, Capacity: 2000, Tick: time.Millisecond,
+		Recovery: true, Checkpoint: time.Hour, FailTimeout: 20 * time.Millisecond,
+		Faults: []engine.Fault{{Kind: engine.FaultStall, Unit: 0, AtPacket: n - 8, For: time.Minute},
+			{Kind: engine.FaultCall, AtPacket: n - 7, Do: func() { in.lost.Store(true) }}}}, 30*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "cannot be replayed") {
+		t.Fatalf("err %v, want the replay's failure", err)
 	}
 }

@@ -1152,10 +1152,11 @@ func (s *Redis) DropNamespace(ctx context.Context, pre string) (int, error) {
 	}
 	n := 0
 	for _, res := range s.c.DoMulti(ctx, cmds...) {
-		if err := res.Error(); err != nil {
+		k, err := res.AsInt64() // (0: gone since the scan)
+		if err != nil {
 			return n, s.opErr("drop", pre, err)
 		}
-		n++
+		n += int(k)
 	}
 	return n, nil
 }

@@ -28,7 +28,13 @@ func openRunStore(url string, stderr io.Writer) (st store.Store, done func(), er
 		// (A run that fails to delete its state leaves it behind; no other run reads it.)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = ns.Flush()
+		// Counter adds still buffered would be sent after the drop (by the store's flush
+		// loop, or its Close) and make the namespace's keys again: flush first, a few
+		// times through a short outage (the store fails operations at once for a moment
+		// after one failed).
+		for i := 0; ns.Flush() != nil && i < 20 && ctx.Err() == nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
 		if _, err := ns.Drop(ctx); err != nil {
 			fmt.Fprintf(stderr, "snf: warning: could not delete this run's state (namespace %s) from the store: %v\n", ns.Prefix(), err)
 		}

@@ -108,6 +108,27 @@ func workloadErr(format string, args ...any) error {
 	return fmt.Errorf("trace: bad workload: "+format, args...)
 }
 
+// FieldError is a WorkloadConfig field out of its range (Validate): the field's name, its
+// value as the error prints it, and the range wanted — for a caller that names the field
+// otherwise (a gen: spec's key, a command's flag) to say so in its own words (errors.As).
+type FieldError struct{ Field, Value, Want string }
+
+func (e *FieldError) Error() string {
+	return "trace: bad workload: " + e.Field + " is " + e.Value + ", want " + e.Want
+}
+
+func fieldErr(field string, value any, want string) error {
+	return &FieldError{field, fmt.Sprint(value), want}
+}
+
+// ArrivalError is a workload whose flows would arrive faster than MaxArrivalRate at its
+// profile's peak (Validate): Rate flows/s; a lower Load or Link brings it down.
+type ArrivalError struct{ Rate float64 }
+
+func (e *ArrivalError) Error() string {
+	return fmt.Sprintf("trace: bad workload: %.3g flows/s arrive at the profile's peak, more than %g: lower Load or Link", e.Rate, float64(MaxArrivalRate))
+}
+
 // Validate reports the first problem of c as a one-line error, or nil.
 func (c WorkloadConfig) Validate() error {
 	_, err := c.compile()
@@ -138,35 +159,35 @@ func (c WorkloadConfig) compile() (compiled, error) {
 	}
 	switch {
 	case !finite(c.Load, 0, 100) || c.Load == 0:
-		return k, workloadErr("Load is %g, want a fraction of the link > 0 (at most 100)", c.Load)
+		return k, fieldErr("Load", c.Load, "a fraction of the link > 0 (at most 100)")
 	case !finite(c.Link, 1, 1e13):
-		return k, workloadErr("Link is %g bit/s, want 1 to 1e13", c.Link)
+		return k, fieldErr("Link", fmt.Sprintf("%g bit/s", c.Link), "1 to 1e13")
 	case c.Duration <= 0:
-		return k, workloadErr("Duration is %s, want > 0", c.Duration)
+		return k, fieldErr("Duration", c.Duration, "> 0")
 	case c.Packets < 0:
-		return k, workloadErr("Packets is %d, want 0 (no limit) or more", c.Packets)
+		return k, fieldErr("Packets", c.Packets, "0 (no limit) or more")
 	case !finite(c.ScanFrac, 0, 1) || c.ScanFrac == 1:
-		return k, workloadErr("ScanFrac is %g, want 0 to below 1", c.ScanFrac)
+		return k, fieldErr("ScanFrac", c.ScanFrac, "0 to below 1")
 	case !finite(c.UDPFrac, 0, 1):
-		return k, workloadErr("UDPFrac is %g, want 0 to 1", c.UDPFrac)
+		return k, fieldErr("UDPFrac", c.UDPFrac, "0 to 1")
 	case !finite(c.Reverse, 0, 4):
-		return k, workloadErr("Reverse is %g, want 0 to 4 packets per data packet", c.Reverse)
+		return k, fieldErr("Reverse", c.Reverse, "0 to 4 packets per data packet")
 	case !finite(c.SmallFrac, 0, 1):
-		return k, workloadErr("SmallFrac is %g, want 0 to 1", c.SmallFrac)
+		return k, fieldErr("SmallFrac", c.SmallFrac, "0 to 1")
 	case c.MTU < 576 || c.MTU > 1500:
-		return k, workloadErr("MTU is %d, want 576 to 1500", c.MTU)
+		return k, fieldErr("MTU", c.MTU, "576 to 1500")
 	case !finite(c.Burst, 1, 1e6):
-		return k, workloadErr("Burst is %g, want 1 to 1e6 packets", c.Burst)
+		return k, fieldErr("Burst", c.Burst, "1 to 1e6 packets")
 	case !finite(c.FlowRate, 0, 1e13) || (c.FlowRate > 0 && c.FlowRate < 1e3):
-		return k, workloadErr("FlowRate is %g bit/s, want 0 (the link rate) or 1e3 to 1e13", c.FlowRate)
+		return k, fieldErr("FlowRate", fmt.Sprintf("%g bit/s", c.FlowRate), "0 (the link rate) or 1e3 to 1e13")
 	case c.Warmup < 0 || c.Warmup > 24*time.Hour:
-		return k, workloadErr("Warmup is %s, want 0 to 24h", c.Warmup)
+		return k, fieldErr("Warmup", c.Warmup, "0 to 24h")
 	case c.RTT < 0 || c.RTT > 10*time.Second:
-		return k, workloadErr("RTT is %s, want 0 to 10s", c.RTT)
+		return k, fieldErr("RTT", c.RTT, "0 to 10s")
 	case c.Clients < 1 || c.Clients > MaxHosts:
-		return k, workloadErr("Clients is %d, want 1 to %d", c.Clients, MaxHosts)
+		return k, fieldErr("Clients", c.Clients, fmt.Sprintf("1 to %d", MaxHosts))
 	case c.Servers < 1 || c.Servers > MaxHosts:
-		return k, workloadErr("Servers is %d, want 1 to %d", c.Servers, MaxHosts)
+		return k, fieldErr("Servers", c.Servers, fmt.Sprintf("1 to %d", MaxHosts))
 	}
 	for _, p := range []struct {
 		name string
@@ -188,7 +209,7 @@ func (c WorkloadConfig) compile() (compiled, error) {
 	}
 	k.arrival = c.Load * c.Link / (8 * k.dist.Mean()) / (1 - c.ScanFrac)
 	if r := k.arrival * k.prof.Max(); r > MaxArrivalRate {
-		return k, workloadErr("%.3g flows/s arrive at the profile's peak, more than %g: lower Load or Link", r, float64(MaxArrivalRate))
+		return k, &ArrivalError{r}
 	}
 	return k, nil
 }

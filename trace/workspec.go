@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -38,6 +39,11 @@ Example: websearch,load=0.3,profile=diurnal:min=0.2,max=1+bursts:x=3,duration=20
 var workloadKeys = []string{"dist", "profile", "load", "link", "duration", "packets", "seed",
 	"scan", "udp", "reverse", "small", "mtu", "burst", "gap", "flowrate", "rtt", "warmup", "clients", "servers"}
 
+// specKeys names WorkloadConfig's fields as a spec's keys (FieldError).
+var specKeys = map[string]string{"Load": "load", "Link": "link", "Duration": "duration", "Packets": "packets",
+	"ScanFrac": "scan", "UDPFrac": "udp", "Reverse": "reverse", "SmallFrac": "small", "MTU": "mtu", "Burst": "burst",
+	"FlowRate": "flowrate", "Warmup": "warmup", "RTT": "rtt", "Clients": "clients", "Servers": "servers"}
+
 // ParseWorkload reads a workload spec (see WorkloadHelp) over DefaultWorkloadConfig (an
 // empty spec is the defaults) and returns the configuration, validated, or a one-line error. It is the way to name generated
 // traffic in a single string, e.g. as the input of a run.
@@ -69,6 +75,15 @@ func ParseWorkload(spec string) (WorkloadConfig, error) {
 		}
 	}
 	if err := c.Validate(); err != nil {
+		// In the spec's words: its key, not the config's field.
+		var fe *FieldError
+		var ae *ArrivalError
+		switch {
+		case errors.As(err, &fe) && specKeys[fe.Field] != "":
+			return c, fmt.Errorf("workload %q: %s=%s: want %s", spec, specKeys[fe.Field], fe.Value, fe.Want)
+		case errors.As(err, &ae):
+			return c, fmt.Errorf("workload %q: %.3g flows/s arrive at the profile's peak, more than %g: lower load= or link=", spec, ae.Rate, float64(MaxArrivalRate))
+		}
 		return c, fmt.Errorf("workload %q: %v", spec, strings.TrimPrefix(err.Error(), "trace: bad workload: "))
 	}
 	return c, nil

@@ -74,12 +74,12 @@ func openInput(in string, packets int, seed uint64, rereadable bool) (port.Reade
 	if spec, ok := strings.CutPrefix(in, "gen:"); ok {
 		cfg, err := trace.ParseWorkload(spec)
 		if err != nil {
-			return nil, 0, &exitError{2, "--in: " + nameFields(err.Error(), false)}
+			return nil, 0, &exitError{2, "--in: " + err.Error()}
 		}
 		cfg.Rereadable = rereadable
 		w, err := trace.NewWorkload(cfg)
 		if err != nil {
-			return nil, 0, &exitError{2, "--in: " + nameFields(err.Error(), false)}
+			return nil, 0, &exitError{2, "--in: " + err.Error()}
 		}
 		return w, 1, nil
 	}

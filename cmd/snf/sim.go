@@ -243,7 +243,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		pipe: engine.Pipeline{Handoff: handoffD, HandoffCV: *handoffCV, BatchCost: *batchCost, RootCost: *rootCost, ReadWake: *readWake}}
 	if spec, ok := strings.CutPrefix(o.in, "gen:"); ok {
 		if _, err := trace.ParseWorkload(spec); err != nil {
-			return bad("--in: %s", nameFields(err.Error(), false))
+			return bad("--in: %v", err)
 		}
 	}
 	var measured float64
@@ -439,7 +439,7 @@ func simInput(o simOptions) (port.Reader, error) {
 	if spec, ok := strings.CutPrefix(in, "gen:"); ok {
 		cfg, err := trace.ParseWorkload(spec)
 		if err != nil {
-			return nil, &exitError{2, "sim: --in: " + nameFields(err.Error(), false)}
+			return nil, &exitError{2, "sim: --in: " + err.Error()}
 		}
 		if o.packets > 0 {
 			cfg.Packets = o.packets

@@ -85,7 +85,7 @@ func traceGen(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	w, err := trace.NewWorkload(cfg)
 	if err != nil {
-		return &exitError{2, "trace gen: " + nameFields(strings.TrimPrefix(err.Error(), "trace: bad workload: "), true)}
+		return &exitError{2, "trace gen: " + flagWords(err)}
 	}
 	defer w.Close()
 	pw, err := pcapfile.Create(*out, pcapfile.FormatFromName(*out), w.LinkType(), 0)
@@ -137,37 +137,22 @@ func copyPackets(ctx context.Context, pw *pcapfile.Writer, w *trace.Workload) er
 	}
 }
 
-// genFields names trace.WorkloadConfig's fields as trace gen's flags and as the keys of a
-// gen: spec (trace.WorkloadHelp), for errors in the words the user typed.
-var genFields = []struct{ field, flag, key string }{
-	{"Load", "--load", "load"}, {"Link", "--link", "link"}, {"Duration", "--duration", "duration"},
-	{"Packets", "--packets", "packets"}, {"ScanFrac", "--scan-frac", "scan"}, {"UDPFrac", "--udp-frac", "udp"},
-	{"Reverse", "--reverse", "reverse"}, {"SmallFrac", "--small-frac", "small"}, {"MTU", "--mtu", "mtu"},
-	{"Burst", "--burst", "burst"}, {"FlowRate", "--flow-rate", "flowrate"}, {"Warmup", "--warmup", "warmup"},
-	{"RTT", "--rtt", "rtt"}, {"Clients", "--clients", "clients"}, {"Servers", "--servers", "servers"},
-}
+// genFlags names trace.WorkloadConfig's fields as trace gen's flags (trace.FieldError), for
+// errors in the words the user typed.
+var genFlags = map[string]string{"Load": "--load", "Link": "--link", "Duration": "--duration", "Packets": "--packets",
+	"ScanFrac": "--scan-frac", "UDPFrac": "--udp-frac", "Reverse": "--reverse", "SmallFrac": "--small-frac", "MTU": "--mtu",
+	"Burst": "--burst", "FlowRate": "--flow-rate", "Warmup": "--warmup", "RTT": "--rtt", "Clients": "--clients", "Servers": "--servers"}
 
-// nameFields rewrites a workload error that names a config field, "Packets is -5, want 0 (no
-// limit) or more", as trace gen's flag ("--packets -5: want …", asFlag) or as a gen: spec's
-// key ("packets=-5: want …").
-func nameFields(msg string, asFlag bool) string {
-	for _, f := range genFields {
-		i := strings.Index(msg, f.field+" is ")
-		if i < 0 || (i > 0 && !strings.HasSuffix(msg[:i], ": ")) {
-			continue
-		}
-		v, want, ok := strings.Cut(msg[i+len(f.field)+len(" is "):], ", want ")
-		if !ok {
-			continue
-		}
-		name := f.key + "="
-		if asFlag {
-			name = f.flag + " "
-		}
-		return msg[:i] + name + v + ": want " + want
+// flagWords says a workload error in trace gen's flags: "--packets -5: want …", not
+// "Packets is -5, want …".
+func flagWords(err error) string {
+	var fe *trace.FieldError
+	var ae *trace.ArrivalError
+	switch {
+	case errors.As(err, &fe) && genFlags[fe.Field] != "":
+		return genFlags[fe.Field] + " " + fe.Value + ": want " + fe.Want
+	case errors.As(err, &ae):
+		return fmt.Sprintf("%.3g flows/s arrive at the profile's peak, more than %g: lower --load or --link", ae.Rate, float64(trace.MaxArrivalRate))
 	}
-	if asFlag {
-		return strings.Replace(msg, "lower Load or Link", "lower --load or --link", 1)
-	}
-	return strings.Replace(msg, "lower Load or Link", "lower load= or link=", 1)
+	return strings.TrimPrefix(err.Error(), "trace: bad workload: ")
 }

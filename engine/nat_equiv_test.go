@@ -24,7 +24,7 @@ func runStore(t *testing.T, st store.Store) store.Store {
 	if st == nil {
 		return nil
 	}
-	return testtrace.Namespaced(st, t.Name())
+	return store.Namespaced(st, t.Name())
 }
 
 // mapping is one NAT translation of the one-unit run: the inside flow and the port it got.

@@ -43,7 +43,7 @@ func BenchmarkStateStrategies(b *testing.B) {
 				b.Fatal(err)
 			}
 			// A fresh namespace per run: pools and counters start empty.
-			ps := testtrace.Namespaced(st, b.Name()+string(rune('a'+i%26))+string(rune('a'+i/26%26)))
+			ps := store.Namespaced(st, b.Name()+string(rune('a'+i%26))+string(rune('a'+i/26%26)))
 			if naive {
 				pol, _ := policy.New("perpacket", policy.Options{})
 				if _, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: mem.NewReader(frames),

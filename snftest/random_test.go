@@ -146,7 +146,7 @@ func TestRandomFaults(t *testing.T) {
 						genRuns++
 					}
 					if st != nil {
-						opt.Store = testtrace.Namespaced(st, fmt.Sprintf("%s/%d", t.Name(), runs))
+						opt.Store = store.Namespaced(st, fmt.Sprintf("%s/%d", t.Name(), runs))
 					}
 					var wg sync.WaitGroup
 					restarted := false
@@ -162,7 +162,7 @@ func TestRandomFaults(t *testing.T) {
 									rsrv.Start()
 								}()
 							}})
-						opt.Store = testtrace.Namespaced(rst, fmt.Sprintf("%s/%d", t.Name(), runs))
+						opt.Store = store.Namespaced(rst, fmt.Sprintf("%s/%d", t.Name(), runs))
 						restarted = true
 						restarts++
 					}

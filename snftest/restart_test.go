@@ -56,7 +56,7 @@ func TestStoreRestart(t *testing.T) {
 					{Kind: engine.FaultKill, Unit: 1, AtPacket: n * 3 / 4},
 				}}
 				rep := Run(context.Background(), sc, frames, want, Options{
-					Store: testtrace.Namespaced(st, fmt.Sprintf("restart/%s/%d", in.name, ci)), FailTimeout: 5 * time.Second})
+					Store: store.Namespaced(st, fmt.Sprintf("restart/%s/%d", in.name, ci)), FailTimeout: 5 * time.Second})
 				wg.Wait()
 				if rep.Err != nil {
 					t.Fatal(rep.Err)

@@ -34,9 +34,5 @@ func envStore(tb testing.TB) store.Store {
 	if envErr != nil {
 		tb.Fatalf("%s=%s: %v", StoreEnv, url, envErr)
 	}
-	return Namespaced(envSt, fmt.Sprintf("t%d-%d", os.Getpid(), envSeq.Add(1)))
+	return store.Namespaced(envSt, fmt.Sprintf("t%d-%d", os.Getpid(), envSeq.Add(1)))
 }
-
-// Namespaced returns st with every object under the namespace pre (runs or chains that must
-// not share a pool, counters or checkpoints); its Close flushes, and does not close st.
-func Namespaced(st store.Store, pre string) store.Store { return store.Namespaced(st, pre) }

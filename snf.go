@@ -138,7 +138,7 @@ type FrameWriter interface {
 // packet depends only on a packet's headers — the bytes before its L4 payload
 // (packet.Packet.PayloadOff) of a packet parsed to its L4 header — and on its Time,
 // WireLen, Clock and frame length, never on its payload's bytes, HeadersOnly returning
-// true. With recovery on, from an input that cannot read a frame again (a live interface),
+// true. With recovery on, from an input that cannot read a frame again (a pipe),
 // the packet log of a chain of such NFs keeps each frame only until the egress wrote its
 // batch, and then only its headers: a replay gives the chain the payloads of those
 // packets, whose outputs the egress already wrote (and drops), zeroed — the same decisions,

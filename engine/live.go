@@ -791,6 +791,17 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		if cfg.FailTimeout <= 0 {
 			cfg.FailTimeout = 100 * time.Millisecond
 		}
+		if h, ok := cfg.In.(port.Holder); ok && h.Rereadable() {
+			// The log keeps positions in the input, which holds a fixed number of frames
+			// (a live interface's ring): the log's bound, half of them, leaves the other
+			// half for the frames read between two of the root's releases (a tick) and
+			// the batches being filled.
+			need := 4 * (cfg.MaxUnits + 2) * cfg.Batch
+			if h.Holds() < need {
+				return LiveSummary{}, fmt.Errorf("engine: the input holds %d frames for replays, too few for the packet log of %d units with batches of %d: it needs at least %d (a larger receive ring)", h.Holds(), cfg.MaxUnits, cfg.Batch, need)
+			}
+			cfg.LogPackets = min(cfg.LogPackets, h.Holds()/2)
+		}
 	}
 	var alerts *alertDedup
 	if cfg.Recovery {
@@ -995,6 +1006,11 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		l.learnAliases(r)
 		if l.log != nil {
 			l.updateCovered()
+			if n == 0 {
+				// An input with nothing to read may be holding all it can for replays (a
+				// live interface's ring, port.Holder): release what the log let go of.
+				l.release()
+			}
 		}
 		for i := range batch[:n] {
 			l.now = max(l.now, batch[i].Time)

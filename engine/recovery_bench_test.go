@@ -82,7 +82,7 @@ func BenchmarkRecovery(b *testing.B) {
 	throughput := func(b *testing.B, full, reread func() port.Reader) {
 		// Three modes: off; on, the log keeping each packet's position in the input (memory
 		// can be read again, as a capture file can; reread's input, full's when nil); on, the
-		// input read once (port.Copied, as a live interface): the log keeps a copy of each
+		// input read once (port.Copied, as a pipe): the log keeps a copy of each
 		// frame, lent to the units.
 		if reread == nil {
 			reread = full

@@ -1,6 +1,6 @@
 // Package port is snf's batched packet I/O. A Reader fills a batch of Packets; a Writer
-// sends a batch out. Implementations live in sub-packages: pcapfile (capture files) and mem
-// (tests); trace.Generator is a Reader of synthetic traffic.
+// sends a batch out. Implementations live in sub-packages: pcapfile (capture files), afpacket
+// (live interfaces, Linux) and mem (tests); trace.Generator is a Reader of synthetic traffic.
 package port
 
 import (
@@ -16,7 +16,9 @@ import (
 // packets remain; at the end it returns 0 and io.EOF. A fatal input error (a truncated or
 // garbage file) is returned only after every good packet before it has been delivered: a
 // Read that hits the error returns the good packets first with a nil error, and the next
-// Read returns 0 and the error.
+// Read returns 0 and the error. An input without an end (a live interface) may return 0 and
+// a nil error when no packet came for a while, so that its caller's clocks keep running:
+// callers read again.
 type Reader interface {
 	Read(pkts []packet.Packet) (n int, err error)
 	Close() error
@@ -49,6 +51,15 @@ type Releaser interface {
 	Release(pos uint64)
 }
 
+// Holder is a Releaser whose memory for the frames it keeps is fixed (a live interface's
+// receive ring, port/afpacket): while it keeps Holds() frames not released, it reads no more
+// (and what arrives meanwhile is dropped where it comes from). The live engine bounds its
+// packet log below that, so that the log's back-pressure comes first.
+type Holder interface {
+	Releaser
+	Holds() int
+}
+
 // ReleaseAll tells r, if it is a Releaser, that none of its frames will be read again: it
 // keeps nothing for that from then on. A reader that never reads frames again calls it
 // before its first Read (the engines do, but for a packet log that keeps positions).
@@ -60,7 +71,7 @@ func ReleaseAll(r Reader) {
 
 // Copied hides r's Rereader methods (and its other methods but Read, Close and a Waiter's
 // Waited: a LinkTyper's link type too): the packet log then copies each frame, as it does
-// from an input that cannot be read again (a live interface). Its frames will not be read again
+// from an input that cannot be read again (a pipe). Its frames will not be read again
 // through it: r is told so (ReleaseAll).
 func Copied(r Reader) Reader {
 	ReleaseAll(r)

@@ -158,7 +158,7 @@ type Options struct {
 	LogPackets  int
 	Batch       int
 	// Copied hides that the input can be read again (port.Copied): the packet log keeps
-	// copies of the frames, lent to the units, as from a live interface; else it keeps their
+	// copies of the frames, lent to the units, as from a pipe; else it keeps their
 	// positions in the input.
 	Copied bool
 	// Generator reads generated traffic (the scenario's Input "generated:N") from its

@@ -616,7 +616,7 @@ func TestRunFailGenerated(t *testing.T) {
 	}
 }
 
-// TestRunReadOnce: --read-once takes the input as a live interface: the packet log keeps
+// TestRunReadOnce: --read-once takes the input as one read once (a pipe): the packet log keeps
 // copies of the frames — for nat,firewall (NFs that read only headers) their headers once
 // written — and a kill is recovered from them, COE holding; without a log it is refused.
 func TestRunReadOnce(t *testing.T) {
@@ -768,5 +768,33 @@ func TestBatchMemoryBound(t *testing.T) {
 	}
 	if code, _, stderr := runSnf("run", "--policy", "snf", "--units", "2", "--batch", "4096", "--packets", "100", "--quiet"); code != 0 {
 		t.Errorf("elastic, 2 units, --batch 4096: exit %d, %s", code, stderr)
+	}
+}
+
+// TestRunLiveFlags: the live interface's flags are refused without one, and what a live
+// interface cannot do is refused with it, each in one line (status 2); an interface that does
+// not exist is one line too (status 1).
+func TestRunLiveFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ring", "1024"}, "--ring applies to a live interface (--in if:IFACE)"},
+		{[]string{"--count", "5"}, "--count applies to a live interface"},
+		{[]string{"--idle", "1s"}, "--idle applies to a live interface"},
+		{[]string{"--in", "if:lo", "--speed", "1"}, "--speed paces a capture"},
+		{[]string{"--in", "if:lo", "--verify"}, "--verify reads its input into memory"},
+		{[]string{"--in", "if:lo", "--compare"}, "--compare runs every policy on the same input"},
+		{[]string{"--in", "if:lo", "--ring", "10"}, "--ring must be between"},
+		{[]string{"--in", "if:lo", "--idle", "-1s"}, "--count and --idle must be >= 0"},
+	} {
+		code, stdout, stderr := runSnf(append([]string{"run"}, c.args...)...)
+		if code != 2 || stdout != "" || !strings.HasPrefix(stderr, "snf: run: "+c.want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("run %v: exit %d, %q; want 2 and %q", c.args, code, stderr, c.want)
+		}
+	}
+	code, _, stderr := runSnf("run", "--in", "if:snf-no-such-if", "--quiet")
+	if code != 1 || !strings.Contains(stderr, "snf-no-such-if") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("a missing interface: exit %d, %q", code, stderr)
 	}
 }

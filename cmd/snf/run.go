@@ -20,13 +20,14 @@ import (
 	"github.com/snf-dev/snf/engine"
 	_ "github.com/snf-dev/snf/nf/all"
 	"github.com/snf-dev/snf/port"
+	"github.com/snf-dev/snf/port/afpacket"
 	"github.com/snf-dev/snf/port/pcapfile"
 	"github.com/snf-dev/snf/report"
 	"github.com/snf-dev/snf/store"
 	"github.com/snf-dev/snf/trace"
 )
 
-const runHelp = `Usage: snf run [--chain FILE | --nfs LIST] [--in CAPTURE] [--out FILE] [flags]
+const runHelp = `Usage: snf run [--chain FILE | --nfs LIST] [--in CAPTURE | --in if:IFACE] [--out FILE | --out if:IFACE] [flags]
 
 Processes packets through a chain of NFs on the embedded runtime and prints a summary:
 packets in, out and dropped per NF, flows, wall time and packets/s.
@@ -38,6 +39,13 @@ default configs (--nfs; 'snf nfs' lists them). The input is a pcap or pcapng cap
 (flow sizes from published distributions, a load profile over time; the SPEC is that of
 'snf trace gen', e.g. gen:websearch,load=0.3,duration=5s) without writing a file. The output, if --out is given, is a capture of the
 packets that leave the chain (pcapng if the name ends in .pcapng, else pcap).
+
+--in if:IFACE reads a live network interface (Linux, as root: AF_PACKET with a memory-mapped
+receive ring of --ring frames), until Ctrl-C — which ends the run normally, its summary
+printed — or --count packets, or --idle without one; --out if:IFACE sends the packets out of
+one (it may be the input's). With --recovery, the packet log keeps where each packet is in
+the receive ring, which holds the frames until a checkpoint covers them; when the ring is
+full of frames kept, the kernel drops what arrives, and the summary counts it.
 
 With --policy (or --units, --compare) the chain runs on an elastic pool of compute units:
 a root detects flowlets and sends each new one to a unit chosen by the policy (snf: flowlet
@@ -64,13 +72,23 @@ Examples:
   snf run --compare --in in.pcap --speed 4 --capacity 2000
   snf run --nfs nat,monitor --in in.pcap --store redis://127.0.0.1:6379
   snf run --policy snf --in gen:websearch,load=0.2,profile=diurnal,duration=3s --speed 1
+  snf run --nfs nat,firewall --in if:eth1 --out if:eth2 --policy snf --recovery
 `
 
 // openInput opens --in: a capture file, a generated workload ("gen:SPEC", see 'snf trace gen
 // --help'), or, when empty, the built-in generator (packets and seed apply to it). With
 // rereadable (a run with a packet log), generated traffic keeps what builds each frame again,
 // so that the log keeps positions rather than copies (trace.GenConfig.Rereadable).
-func openInput(in string, packets int, seed uint64, rereadable bool) (port.Reader, uint32, error) {
+// "if:IFACE" is a live interface, opened with lo.
+func openInput(in string, packets int, seed uint64, rereadable bool, lo afpacket.Options) (port.Reader, uint32, error) {
+	if iface, ok := strings.CutPrefix(in, "if:"); ok {
+		lo.NoTx = true
+		p, err := afpacket.Open(iface, lo)
+		if err != nil {
+			return nil, 0, err
+		}
+		return p, p.LinkType(), nil
+	}
 	if spec, ok := strings.CutPrefix(in, "gen:"); ok {
 		cfg, err := trace.ParseWorkload(spec)
 		if err != nil {
@@ -120,7 +138,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	alerts := fs.String("alerts", "", "write the NFs' alerts as JSON lines to this file (- for stderr)")
 	recovery := fs.Bool("recovery", false, "elastic runs: log packets at the root and checkpoint units, so that a failed unit is replaced and its packets replayed (not with --policy perpacket)")
-	readOnce := fs.Bool("read-once", false, "with --recovery: take the input as one that cannot be read again, as a live interface: the packet log keeps copies of the frames (for a chain whose NFs read only headers, their headers once written), not their positions in the input")
+	ring := fs.Int("ring", 65536, "--in if:IFACE: frames of 2 KB its receive ring holds (the most the packet log may keep for replays)")
+	count := fs.Int64("count", 0, "--in if:IFACE: stop after this many packets (default: at Ctrl-C)")
+	idle := fs.Duration("idle", 0, "--in if:IFACE: stop after this long without a packet (default: at Ctrl-C)")
+	readOnce := fs.Bool("read-once", false, "with --recovery: take the input as one that cannot be read again, as a pipe: the packet log keeps copies of the frames (for a chain whose NFs read only headers, their headers once written), not their positions in the input")
 	var faults []engine.Fault
 	fs.Func("fail", "inject a fault before packet N (or at a capture time such as 1.5s instead of N): unit=K@N kills unit K, stall=K@N/50ms stalls it, scale=+K@N starts K more units at once, scale=-K@N drains K units at once (their flows move away under --policy snf), move=K@N moves every flow of unit K (snf); repeatable; turns on --recovery", func(v string) error {
 		f, err := engine.ParseFault(v)
@@ -217,15 +238,23 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *batch < 1 || *batch > 1<<16 {
 		return &exitError{2, "run: --batch must be between 1 and 65536"}
 	}
+	liveIn := strings.HasPrefix(*in, "if:")
+	if err := checkLive("run", liveIn, fs, *speedFlag, *verify, *compare, *ring, *count, *idle); err != nil {
+		return err
+	}
 	inFile := *in
-	if strings.HasPrefix(inFile, "gen:") {
+	if strings.HasPrefix(inFile, "gen:") || liveIn {
 		inFile = ""
+	}
+	outFile := *out
+	if strings.HasPrefix(outFile, "if:") {
+		outFile = ""
 	}
 	alertsFile := *alerts
 	if alertsFile == "-" {
 		alertsFile = ""
 	}
-	if err := checkOutputs("run", []namedPath{{"--out", *out}, {"--alerts", alertsFile}},
+	if err := checkOutputs("run", []namedPath{{"--out", outFile}, {"--alerts", alertsFile}},
 		[]namedPath{{"--in", inFile}, {"--chain", *chainFile}}); err != nil {
 		return err
 	}
@@ -240,11 +269,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	// openAs opens the input afresh (--compare reads it once per policy), generated traffic
 	// rereadable or not (openInput) — with --read-once, taken as read once (port.Copied).
+	var live *afpacket.Port // --in if:IFACE
 	openAs := func(rereadable bool) (port.Reader, uint32, error) {
-		r, linkType, err := openInput(*in, *packets, *seed, rereadable && !*readOnce)
+		r, linkType, err := openInput(*in, *packets, *seed, rereadable && !*readOnce,
+			afpacket.Options{Frames: *ring, Count: *count, Idle: *idle})
 		if err != nil {
 			return nil, 0, err
 		}
+		live, _ = r.(*afpacket.Port)
 		if speed > 0 {
 			r = port.PacedWith(r, speed, port.SleepContext(ctx), time.Now) // (its waits end with ctx)
 		}
@@ -274,6 +306,23 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer r.Close()
+	runCtx := ctx
+	if live != nil {
+		// Ctrl-C ends a live interface's input, and the run then ends as at any input's
+		// end: its summary printed, exit status 0. (A second Ctrl-C kills the process.)
+		runCtx = context.WithoutCancel(ctx)
+		defer context.AfterFunc(ctx, live.Stop)()
+		if !*quiet {
+			until := "until Ctrl-C"
+			if *count > 0 {
+				until += fmt.Sprintf(" or %d packets", *count)
+			}
+			if *idle > 0 {
+				until += fmt.Sprintf(" or %v without one", *idle)
+			}
+			fmt.Fprintf(stderr, "snf: reading %s %s\n", *in, until)
+		}
+	}
 	closeAlerts := func() error { return nil } // --alerts: flush and close, its first error
 
 	st, closeStore, err := openRunStore(*storeURL, stderr)
@@ -303,12 +352,32 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer chain.Close()
 
 	var w port.Writer
-	if *out != "" {
+	var liveOut *afpacket.Port // --out if:IFACE
+	if iface, ok := strings.CutPrefix(*out, "if:"); ok {
+		if linkType != 1 {
+			return &exitError{2, fmt.Sprintf("run: --out %s sends Ethernet frames; the input's link type is %d", *out, linkType)}
+		}
+		if liveOut, err = afpacket.Open(iface, afpacket.Options{NoRx: true}); err != nil {
+			return err
+		}
+		w = liveOut
+	} else if *out != "" {
 		pw, err := pcapfile.Create(*out, pcapfile.FormatFromName(*out), linkType, 0)
 		if err != nil {
 			return err
 		}
 		w = pw
+	}
+	// liveStats prints what the live interfaces counted (after the run).
+	liveStats := func() {
+		if live != nil {
+			st := live.Stats()
+			fmt.Fprintf(stdout, "interface %s: %d frames read, %d dropped by the kernel (the receive ring full), %d truncated (longer than a slot)\n", *in, st.Received, st.Dropped, st.Truncated)
+		}
+		if liveOut != nil {
+			st := liveOut.Stats()
+			fmt.Fprintf(stdout, "interface %s: %d frames sent, %d not sent (shorter than an Ethernet header or longer than the MTU)\n", *out, st.Sent, st.TxDropped)
+		}
 	}
 
 	if elastic {
@@ -344,7 +413,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			}
 			sum, coe, runErr = runVerified(ctx, lc, again, *readOnce, stderr, *quiet)
 		} else {
-			sum, runErr = engine.RunLive(ctx, lc)
+			sum, runErr = engine.RunLive(runCtx, lc)
 		}
 		if w != nil {
 			if err := w.Close(); err != nil && runErr == nil {
@@ -355,6 +424,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			runErr = err
 		}
 		printLiveSummary(stdout, inName, spec, *pol, minU, maxU, *gap, sum)
+		liveStats()
 		if len(sum.FaultsMissed) > 0 {
 			// Not an error (the input's length is known only once read), but not silent: a
 			// run that verifies COE "under a fault" that never happened says so.
@@ -396,7 +466,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			fmt.Fprintf(stderr, "snf: %d packets, %d out, %.0f packets/s\n", s.Packets, s.Written, s.PPS())
 		}
 	}
-	sum, runErr := engine.Run(ctx, cfg)
+	sum, runErr := engine.Run(runCtx, cfg)
 	if w != nil {
 		if err := w.Close(); err != nil && runErr == nil {
 			runErr = fmt.Errorf("write %s: %w", *out, err)
@@ -406,6 +476,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		runErr = err // (it names the store: "store: redis …")
 	}
 	printSummary(stdout, inName, spec, chain, sum)
+	liveStats()
 	if err := chain.WriteReports(stdout); err != nil && runErr == nil {
 		runErr = err
 	}
@@ -539,4 +610,32 @@ func printSummary(w io.Writer, inName string, spec *snf.ChainSpec, chain *snf.Ch
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\n", r.Name, r.Stats.In, r.Stats.Dropped, r.Stats.Emitted, r.Stats.Alerts, strings.Join(cs, " "))
 	}
 	tw.Flush()
+}
+
+// checkLive refuses the flags that a live interface's input (--in if:IFACE) takes without
+// one, and those it cannot take.
+func checkLive(cmd string, live bool, fs *flag.FlagSet, speed string, verify, compare bool, ring int, count int64, idle time.Duration) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if !live {
+		for _, name := range []string{"ring", "count", "idle"} {
+			if given[name] {
+				return &exitError{2, cmd + ": --" + name + " applies to a live interface (--in if:IFACE)"}
+			}
+		}
+		return nil
+	}
+	switch {
+	case given["speed"] && speed != "max":
+		return &exitError{2, cmd + ": --speed paces a capture; a live interface comes at its own pace"}
+	case verify:
+		return &exitError{2, cmd + ": --verify reads its input into memory and runs it twice: capture the interface first (--out FILE with --nfs none), then verify the capture"}
+	case compare:
+		return &exitError{2, cmd + ": --compare runs every policy on the same input: capture the interface first, then compare on the capture"}
+	case ring < 256 || ring > 1<<22:
+		return &exitError{2, cmd + ": --ring must be between 256 and 4194304 frames"}
+	case count < 0 || idle < 0:
+		return &exitError{2, cmd + ": --count and --idle must be >= 0"}
+	}
+	return nil
 }

@@ -1,0 +1,351 @@
+//go:build linux
+
+package afpacket_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/snf-dev/snf/internal/netnstest"
+	"github.com/snf-dev/snf/packet"
+	"github.com/snf-dev/snf/port"
+	"github.com/snf-dev/snf/port/afpacket"
+)
+
+// frame returns an Ethernet/IPv4/UDP frame numbered i (in its payload), of size bytes
+// (≥ 46), between two made-up hosts.
+func frame(i, size int) []byte {
+	f := make([]byte, size)
+	copy(f[0:6], []byte{0x02, 0, 0, 0, 0, 2})
+	copy(f[6:12], []byte{0x02, 0, 0, 0, 0, 1})
+	binary.BigEndian.PutUint16(f[12:], 0x0800)
+	ip := f[14:]
+	ip[0], ip[8], ip[9] = 0x45, 64, 17
+	binary.BigEndian.PutUint16(ip[2:], uint16(size-14))
+	copy(ip[12:16], []byte{10, 0, 0, 1})
+	copy(ip[16:20], []byte{10, 0, 0, 2})
+	udp := ip[20:]
+	binary.BigEndian.PutUint16(udp[0:], uint16(1024+i%1000))
+	binary.BigEndian.PutUint16(udp[2:], 53)
+	binary.BigEndian.PutUint16(udp[4:], uint16(size-34))
+	binary.BigEndian.PutUint32(udp[8:], uint32(i))
+	return f
+}
+
+func packets(frames [][]byte) []*packet.Packet {
+	ps := make([]*packet.Packet, len(frames))
+	for i, f := range frames {
+		ps[i] = &packet.Packet{}
+		ps[i].SetData(f, 0, len(f))
+	}
+	return ps
+}
+
+// send writes frames out of p in batches of 64.
+func send(t testing.TB, p *afpacket.Port, frames [][]byte) {
+	t.Helper()
+	ps := packets(frames)
+	for len(ps) > 0 {
+		k := min(64, len(ps))
+		if err := p.Write(ps[:k]); err != nil {
+			t.Fatal(err)
+		}
+		ps = ps[k:]
+	}
+}
+
+// receive reads n packets from p (failing after a few seconds without them), copies.
+func receive(t testing.TB, p *afpacket.Port, n int) ([][]byte, []uint64) {
+	t.Helper()
+	var got [][]byte
+	var pos []uint64
+	batch := make([]packet.Packet, 64)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(got) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("received %d frames of %d in 5 s", len(got), n)
+		}
+		k, err := p.Read(batch[:min(64, n-len(got))])
+		if err != nil {
+			t.Fatalf("read after %d frames: %v", len(got), err)
+		}
+		for _, pk := range batch[:k] {
+			got = append(got, append([]byte(nil), pk.Data...))
+			pos = append(pos, pk.Pos)
+		}
+	}
+	return got, pos
+}
+
+// TestSendReceive: frames written at one end of a link are read at the other, whole, in
+// order, with increasing positions and their times; the counters agree.
+func TestSendReceive(t *testing.T) {
+	l := netnstest.New(t)
+	a := open(t, l.NsA, l.IfA, afpacket.Options{Frames: 4096})
+	b := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 4096, NoTx: true})
+	var frames [][]byte
+	for i := range 2000 {
+		frames = append(frames, frame(i, 60+i%1400))
+	}
+	start := time.Now()
+	send(t, a, frames)
+	got, pos := receive(t, b, len(frames))
+	for i := range frames {
+		if !bytes.Equal(got[i], frames[i]) {
+			t.Fatalf("frame %d: got %x…, want %x…", i, got[i][:min(48, len(got[i]))], frames[i][:48])
+		}
+		if i > 0 && pos[i] <= pos[i-1] {
+			t.Fatalf("positions %d then %d", pos[i-1], pos[i])
+		}
+	}
+	if st := a.Stats(); st.Sent != uint64(len(frames)) || st.TxDropped != 0 {
+		t.Errorf("sender's stats %+v, want %d sent", st, len(frames))
+	}
+	if st := b.Stats(); st.Received != uint64(len(frames)) || st.Dropped != 0 || st.Truncated != 0 {
+		t.Errorf("receiver's stats %+v, want %d received, none dropped", st, len(frames))
+	}
+	// Times: the kernel's, on receipt.
+	batch := make([]packet.Packet, 1)
+	send(t, a, [][]byte{frame(0, 60)})
+	if n, err := b.Read(batch); n != 1 || err != nil {
+		t.Fatalf("read %d, %v", n, err)
+	}
+	if ts := time.Unix(0, batch[0].Time); ts.Before(start.Add(-time.Second)) || ts.After(time.Now().Add(time.Second)) {
+		t.Errorf("a frame's time %v, want about now (%v)", ts, start)
+	}
+	var _ port.Releaser = b
+	var _ port.Waiter = b
+	var _ port.Writer = a
+	var _ port.LinkTyper = a
+}
+
+// TestRereadRelease: the Port keeps every frame it read for Reread until Release, which
+// gives their slots back; Release(MaxUint64) ends rereads.
+func TestRereadRelease(t *testing.T) {
+	l := netnstest.New(t)
+	a := open(t, l.NsA, l.IfA, afpacket.Options{Frames: 1024})
+	b := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 1024, NoTx: true})
+	var frames [][]byte
+	for i := range 500 {
+		frames = append(frames, frame(i, 100+i))
+	}
+	send(t, a, frames)
+	_, pos := receive(t, b, len(frames))
+	for i, p := range pos {
+		got, err := b.Reread([]byte("x"), p, len(frames[i]))
+		if err != nil || !bytes.Equal(got[1:], frames[i]) || got[0] != 'x' {
+			t.Fatalf("Reread of frame %d at %d: %v", i, p, err)
+		}
+	}
+	if _, err := b.Reread(nil, pos[0], len(frames[0])+1); err == nil {
+		t.Error("a Reread with the wrong length succeeded")
+	}
+	if _, err := b.Reread(nil, pos[len(pos)-1]+1, 60); err == nil {
+		t.Error("a Reread of a frame not read yet succeeded")
+	}
+	b.Release(pos[250])
+	if _, err := b.Reread(nil, pos[249], len(frames[249])); err == nil || !strings.Contains(err.Error(), "no longer holds") {
+		t.Errorf("Reread of a released frame: %v, want an error", err)
+	}
+	if _, err := b.Reread(nil, pos[250], len(frames[250])); err != nil {
+		t.Errorf("Reread of the first frame kept: %v", err)
+	}
+	b.Release(math.MaxUint64)
+	if b.Rereadable() {
+		t.Error("Rereadable after Release(MaxUint64)")
+	}
+	if _, err := b.Reread(nil, pos[499], len(frames[499])); err == nil {
+		t.Error("a Reread after Release(MaxUint64) succeeded")
+	}
+}
+
+// TestRingFull: frames kept fill the ring; what arrives then is dropped by the kernel and
+// counted, never a frame kept overwritten; a Read then returns nothing, without blocking;
+// once released, frames flow again. With nothing kept (ReleaseAll), every slot returns at
+// once read and the same traffic is read whole.
+func TestRingFull(t *testing.T) {
+	l := netnstest.New(t)
+	a := open(t, l.NsA, l.IfA, afpacket.Options{Frames: 256})
+	b := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256, NoTx: true, Poll: 5 * time.Millisecond})
+	var frames [][]byte
+	for i := range 1000 {
+		frames = append(frames, frame(i, 200))
+	}
+	send(t, a, frames)
+	got, pos := receive(t, b, 256)
+	for i := range got {
+		if !bytes.Equal(got[i], frames[i]) {
+			t.Fatalf("frame %d changed", i)
+		}
+	}
+	batch := make([]packet.Packet, 64)
+	t0 := time.Now()
+	if n, err := b.Read(batch); n != 0 || err != nil {
+		t.Fatalf("read of a full ring: %d, %v; want 0, nil", n, err)
+	}
+	if d := time.Since(t0); d > time.Second {
+		t.Errorf("a read of a full ring took %v", d)
+	}
+	for i, p := range pos { // none overwritten
+		if f, err := b.Reread(nil, p, 200); err != nil || !bytes.Equal(f, frames[i]) {
+			t.Fatalf("frame %d after the drops: %v", i, err)
+		}
+	}
+	if st := b.Stats(); st.Dropped != 1000-256 || st.Received != 256 {
+		t.Errorf("stats %+v, want 256 received and 744 dropped", st)
+	}
+	port.ReleaseAll(b)
+	for round := range 4 { // 4 × 250 frames through 256 slots: each returned once read
+		send(t, a, frames[250*round:250*(round+1)])
+		got, _ = receive(t, b, 250)
+		for i := range got {
+			if !bytes.Equal(got[i], frames[250*round+i]) {
+				t.Fatalf("after ReleaseAll, round %d, frame %d: got %x…", round, i, got[i][:48])
+			}
+		}
+	}
+	if st := b.Stats(); st.Dropped != 1000-256 {
+		t.Errorf("dropped %d after ReleaseAll, want none more than 744", st.Dropped)
+	}
+}
+
+// TestEnds: a Read with nothing to read returns 0 and a nil error after Poll; the input ends
+// (io.EOF) after Count packets, after Idle, or at Stop from another goroutine.
+func TestEnds(t *testing.T) {
+	l := netnstest.New(t)
+	a := open(t, l.NsA, l.IfA, afpacket.Options{Frames: 256})
+	batch := make([]packet.Packet, 64)
+
+	b := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256, NoTx: true, Poll: 20 * time.Millisecond, Count: 10})
+	t0 := time.Now()
+	if n, err := b.Read(batch); n != 0 || err != nil || !b.Waited() {
+		t.Fatalf("read of nothing: %d, %v, waited %t; want 0, nil, true", n, err, b.Waited())
+	}
+	if d := time.Since(t0); d < 15*time.Millisecond || d > 2*time.Second {
+		t.Errorf("an empty read waited %v, want about Poll (20 ms)", d)
+	}
+	var frames [][]byte
+	for i := range 30 {
+		frames = append(frames, frame(i, 80))
+	}
+	send(t, a, frames)
+	got, _ := receive(t, b, 10)
+	if len(got) != 10 {
+		t.Fatal(len(got))
+	}
+	if n, err := b.Read(batch); n != 0 || err != io.EOF {
+		t.Errorf("read after Count: %d, %v; want io.EOF", n, err)
+	}
+	b.Close()
+
+	c := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256, NoTx: true, Poll: 10 * time.Millisecond, Idle: 100 * time.Millisecond})
+	t0 = time.Now()
+	var err error
+	for err == nil {
+		_, err = c.Read(batch)
+	}
+	if d := time.Since(t0); err != io.EOF || d < 90*time.Millisecond || d > 3*time.Second {
+		t.Errorf("idle input: %v after %v, want io.EOF after about 100 ms", err, d)
+	}
+	c.Close()
+
+	d := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256, NoTx: true, Poll: time.Hour})
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		d.Stop()
+	}()
+	t0 = time.Now()
+	if n, err := d.Read(batch); n != 0 || err != io.EOF {
+		t.Errorf("read at Stop: %d, %v; want io.EOF", n, err)
+	}
+	if el := time.Since(t0); el > 5*time.Second {
+		t.Errorf("Stop ended a read after %v", el)
+	}
+	d.Close()
+	d.Stop() // (after Close: nothing)
+	if _, err := d.Read(batch); !errors.Is(err, afpacket.ErrClosed) {
+		t.Errorf("read after Close: %v", err)
+	}
+}
+
+// TestVLAN: a tagged frame is read with its tag, as sent (the kernel hands the tag apart).
+func TestVLAN(t *testing.T) {
+	l := netnstest.New(t)
+	a := open(t, l.NsA, l.IfA, afpacket.Options{Frames: 256})
+	b := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256, NoTx: true})
+	plain := frame(7, 120)
+	tagged := append(append(append([]byte(nil), plain[:12]...), 0x81, 0x00, 0x20, 0x05), plain[12:]...)
+	send(t, a, [][]byte{tagged, plain})
+	got, pos := receive(t, b, 2)
+	if !bytes.Equal(got[0], tagged) || !bytes.Equal(got[1], plain) {
+		t.Fatalf("got %x and %x, want %x and %x", got[0][:20], got[1][:20], tagged[:20], plain[:20])
+	}
+	if f, err := b.Reread(nil, pos[0], len(tagged)); err != nil || !bytes.Equal(f, tagged) {
+		t.Errorf("Reread of the tagged frame: %x, %v", f, err)
+	}
+}
+
+// TestWriteRefuses: frames too short for an Ethernet header or too long for the interface
+// are counted and not sent; the others go; a Port opened for reading only refuses to write.
+func TestWriteRefuses(t *testing.T) {
+	l := netnstest.New(t)
+	a := open(t, l.NsA, l.IfA, afpacket.Options{Frames: 256, FrameSize: 4096})
+	b := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256, NoTx: true, FrameSize: 4096})
+	frames := [][]byte{frame(0, 100), frame(1, 100)[:10], frame(2, 3000), frame(3, 1514), frame(4, 1515+4)}
+	send(t, a, frames)
+	got, _ := receive(t, b, 2)
+	if !bytes.Equal(got[0], frames[0]) || !bytes.Equal(got[1], frames[3]) {
+		t.Errorf("received %d and %d bytes, want frames 0 and 3", len(got[0]), len(got[1]))
+	}
+	if st := a.Stats(); st.Sent != 2 || st.TxDropped != 3 {
+		t.Errorf("stats %+v, want 2 sent, 3 refused", st)
+	}
+	if err := b.Write(packets([][]byte{frame(0, 100)})); err == nil || !strings.Contains(err.Error(), "reading only") {
+		t.Errorf("Write on a port without a transmit ring: %v", err)
+	}
+}
+
+// TestTruncated: a frame longer than a slot is read truncated, with its length on the wire,
+// and counted.
+func TestTruncated(t *testing.T) {
+	l := netnstest.New(t)
+	a := open(t, l.NsA, l.IfA, afpacket.Options{Frames: 256, FrameSize: 4096})
+	b := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256, NoTx: true, FrameSize: 1024})
+	send(t, a, [][]byte{frame(0, 1500)})
+	batch := make([]packet.Packet, 4)
+	var n int
+	var err error
+	for n == 0 && err == nil {
+		n, err = b.Read(batch)
+	}
+	if n != 1 || len(batch[0].Data) != 1024-66 || batch[0].WireLen != 1500 {
+		t.Fatalf("read %d: %d bytes of %d on the wire, %v", n, len(batch[0].Data), batch[0].WireLen, err)
+	}
+	if st := b.Stats(); st.Truncated != 1 {
+		t.Errorf("truncated %d, want 1", st.Truncated)
+	}
+}
+
+// TestOpenErrors: a missing interface and bad options get one line each.
+func TestOpenErrors(t *testing.T) {
+	for _, c := range []struct {
+		iface string
+		o     afpacket.Options
+		want  string
+	}{
+		{"snf-no-such", afpacket.Options{}, `no interface "snf-no-such"`},
+		{"lo", afpacket.Options{FrameSize: 1000}, "power of two"},
+		{"lo", afpacket.Options{Frames: -1}, "negative"},
+	} {
+		_, err := afpacket.Open(c.iface, c.o)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("Open(%q, %+v): %v, want one line with %q", c.iface, c.o, err, c.want)
+		}
+	}
+}

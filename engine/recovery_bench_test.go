@@ -68,90 +68,12 @@ func BenchmarkRecovery(b *testing.B) {
 		b.Fatal(err)
 	}
 	run := func(b *testing.B, in func() port.Reader, recovery bool, faults []engine.Fault) engine.LiveSummary {
-		pol, _ := policy.New("static", policy.Options{StaticUnits: 2})
-		s, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: in(), Policy: pol,
-			MinUnits: 2, MaxUnits: 2, Capacity: 1e9, Recovery: recovery, Faults: faults})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return s
+		return runRecovery(b, spec, in(), recovery, faults)
 	}
 	full := func() port.Reader { return mem.NewReader(frames) }
 	// generated traffic is 20,000 packets/s of capture time: ×10 paces it at 200,000.
 	paced := func() port.Reader { return port.Paced(mem.NewReader(frames[:40000]), 10, time.Sleep, time.Now) }
-	throughput := func(b *testing.B, full, reread func() port.Reader) {
-		// Three modes: off; on, the log keeping each packet's position in the input (memory
-		// can be read again, as a capture file can; reread's input, full's when nil); on, the
-		// input read once (port.Copied, as a pipe): the log keeps a copy of each
-		// frame, lent to the units.
-		if reread == nil {
-			reread = full
-		}
-		modes := []struct {
-			name string
-			on   bool
-			in   func() port.Reader
-		}{{"off", false, full}, {"on", true, reread}, {"copied", true, func() port.Reader { return port.Copied(full()) }}}
-		var (
-			pkts  [3]uint64
-			took  [3]time.Duration
-			best  [3]time.Duration // the fastest iteration's run
-			cpu   [3]time.Duration // the process's CPU time (user + system)
-			costs [3][]float64     // per iteration, against off
-		)
-		for i := 0; b.Loop(); i++ {
-			var rate [3]float64
-			for j := range modes {
-				k := (j + i) % len(modes) // each mode first in turn: drift in the machine's speed hits all
-				// A collection now, not during a run: the benchmark's own heap (the input's
-				// million frames) takes tens of ms to mark, and a cycle would land in
-				// whichever run was going when a run's setup crossed the next goal.
-				runtime.GC()
-				w0 := monotonic()
-				c0, start := cpuTime(), time.Now()
-				n := run(b, modes[k].in, modes[k].on, nil).Packets
-				d := time.Since(start)
-				benchWindow(b.Name(), modes[k].name, w0, monotonic())
-				cpu[k] += cpuTime() - c0
-				pkts[k] += n
-				took[k] += d
-				if best[k] == 0 || d < best[k] {
-					best[k] = d
-				}
-				rate[k] = float64(n) / d.Seconds()
-			}
-			for k := 1; k < len(modes); k++ {
-				costs[k] = append(costs[k], 100*(1-rate[k]/rate[0]))
-			}
-		}
-		offRate := float64(pkts[0]) / took[0].Seconds()
-		offCPU := float64(cpu[0].Nanoseconds()) / float64(pkts[0])
-		b.ReportMetric(offRate, "off-packets/s")
-		b.ReportMetric(offCPU, "off-cpu-ns/pkt")
-		for k := 1; k < len(modes); k++ {
-			rate := float64(pkts[k]) / took[k].Seconds()
-			perPkt := float64(cpu[k].Nanoseconds()) / float64(pkts[k])
-			m := modes[k].name
-			b.ReportMetric(rate, m+"-packets/s")
-			b.ReportMetric(100*(1-rate/offRate), m+"-cost-%")
-			// The median of the iterations' costs: a burst of another tenant's load during
-			// one run moves the total, not the median.
-			b.ReportMetric(median(costs[k]), m+"-median-cost-%")
-			// How far the iterations' mean cost can be trusted on this machine: a 95 %
-			// bootstrap interval of it.
-			lo, hi := bootstrapMean(costs[k], 0.95)
-			b.ReportMetric(lo, m+"-cost-ci95-lo-%")
-			b.ReportMetric(hi, m+"-cost-ci95-hi-%")
-			// The fastest runs' cost: another tenant's load slows runs, never speeds them
-			// up, so each mode's fastest run is its least disturbed (every run is 1,000,000
-			// packets).
-			b.ReportMetric(100*(float64(best[k])/float64(best[0])-1), m+"-best-cost-%")
-			// The work per packet, every goroutine's (root, units, egress, checkpoint
-			// writers, GC): what a packet costs the machine, whatever the schedule.
-			b.ReportMetric(perPkt, m+"-cpu-ns/pkt")
-			b.ReportMetric(100*(perPkt/offCPU-1), m+"-cpu-cost-%")
-		}
-	}
+	throughput := func(b *testing.B, full, reread func() port.Reader) { recoveryThroughput(b, spec, full, reread) }
 	b.Run("throughput", func(b *testing.B) { throughput(b, full, nil) })
 	b.Run("throughput-generator", func(b *testing.B) {
 		// The same traffic read from its generator, as 'snf run' reads it: on, the generator
@@ -232,6 +154,95 @@ func BenchmarkRecovery(b *testing.B) {
 			b.ReportMetric(float64(s.Replayed)/float64(s.Failures), "replayed/failure")
 		})
 	}
+}
+
+// recoveryThroughput is BenchmarkRecovery's throughput: off, on (the log keeping positions in
+// reread's input, full's when nil) and copied (full's, port.Copied), in turn per iteration.
+// An input is opened before its run's clock starts.
+func recoveryThroughput(b *testing.B, spec *snf.ChainSpec, full, reread func() port.Reader) {
+	// Three modes: off; on, the log keeping each packet's position in the input (memory
+	// can be read again, as a capture file can; reread's input, full's when nil); on, the
+	// input read once (port.Copied, as a pipe): the log keeps a copy of each
+	// frame, lent to the units.
+	if reread == nil {
+		reread = full
+	}
+	modes := []struct {
+		name string
+		on   bool
+		in   func() port.Reader
+	}{{"off", false, full}, {"on", true, reread}, {"copied", true, func() port.Reader { return port.Copied(full()) }}}
+	var (
+		pkts  [3]uint64
+		took  [3]time.Duration
+		best  [3]time.Duration // the fastest iteration's run
+		cpu   [3]time.Duration // the process's CPU time (user + system)
+		costs [3][]float64     // per iteration, against off
+	)
+	for i := 0; b.Loop(); i++ {
+		var rate [3]float64
+		for j := range modes {
+			k := (j + i) % len(modes) // each mode first in turn: drift in the machine's speed hits all
+			// A collection now, not during a run: the benchmark's own heap (the input's
+			// million frames) takes tens of ms to mark, and a cycle would land in
+			// whichever run was going when a run's setup crossed the next goal.
+			runtime.GC()
+			w0 := monotonic()
+			in := modes[k].in()
+			c0, start := cpuTime(), time.Now()
+			n := runRecovery(b, spec, in, modes[k].on, nil).Packets
+			d := time.Since(start)
+			benchWindow(b.Name(), modes[k].name, w0, monotonic())
+			cpu[k] += cpuTime() - c0
+			pkts[k] += n
+			took[k] += d
+			if best[k] == 0 || d < best[k] {
+				best[k] = d
+			}
+			rate[k] = float64(n) / d.Seconds()
+		}
+		for k := 1; k < len(modes); k++ {
+			costs[k] = append(costs[k], 100*(1-rate[k]/rate[0]))
+		}
+	}
+	offRate := float64(pkts[0]) / took[0].Seconds()
+	offCPU := float64(cpu[0].Nanoseconds()) / float64(pkts[0])
+	b.ReportMetric(offRate, "off-packets/s")
+	b.ReportMetric(offCPU, "off-cpu-ns/pkt")
+	for k := 1; k < len(modes); k++ {
+		rate := float64(pkts[k]) / took[k].Seconds()
+		perPkt := float64(cpu[k].Nanoseconds()) / float64(pkts[k])
+		m := modes[k].name
+		b.ReportMetric(rate, m+"-packets/s")
+		b.ReportMetric(100*(1-rate/offRate), m+"-cost-%")
+		// The median of the iterations' costs: a burst of another tenant's load during
+		// one run moves the total, not the median.
+		b.ReportMetric(median(costs[k]), m+"-median-cost-%")
+		// How far the iterations' mean cost can be trusted on this machine: a 95 %
+		// bootstrap interval of it.
+		lo, hi := bootstrapMean(costs[k], 0.95)
+		b.ReportMetric(lo, m+"-cost-ci95-lo-%")
+		b.ReportMetric(hi, m+"-cost-ci95-hi-%")
+		// The fastest runs' cost: another tenant's load slows runs, never speeds them
+		// up, so each mode's fastest run is its least disturbed (every run is 1,000,000
+		// packets).
+		b.ReportMetric(100*(float64(best[k])/float64(best[0])-1), m+"-best-cost-%")
+		// The work per packet, every goroutine's (root, units, egress, checkpoint
+		// writers, GC): what a packet costs the machine, whatever the schedule.
+		b.ReportMetric(perPkt, m+"-cpu-ns/pkt")
+		b.ReportMetric(100*(perPkt/offCPU-1), m+"-cpu-cost-%")
+	}
+}
+
+// runRecovery runs in through spec on two static units, with or without recovery.
+func runRecovery(b *testing.B, spec *snf.ChainSpec, in port.Reader, recovery bool, faults []engine.Fault) engine.LiveSummary {
+	pol, _ := policy.New("static", policy.Options{StaticUnits: 2})
+	s, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: in, Policy: pol,
+		MinUnits: 2, MaxUnits: 2, Capacity: 1e9, Recovery: recovery, Faults: faults})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
 }
 
 // bootstrapMean returns a conf (e.g. 0.95) bootstrap interval of the mean of v: the means of

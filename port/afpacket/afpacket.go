@@ -45,7 +45,8 @@ type Options struct {
 	// Poll is the longest a Read waits for a packet before it returns 0 and a nil error
 	// (default 10 ms).
 	Poll time.Duration
-	// Idle ends the input (Read returns io.EOF) after this long without a packet; 0: never.
+	// Idle ends the input (Read returns io.EOF) after this long without a packet (the first
+	// one counted from Open); 0: never.
 	Idle time.Duration
 	// Count ends the input after this many packets; 0: no limit.
 	Count int64

@@ -3,6 +3,7 @@
 package afpacket_test
 
 import (
+	"bytes"
 	"context"
 	"testing"
 	"time"
@@ -104,4 +105,82 @@ func TestLiveRecovery(t *testing.T) {
 		b.Close()
 		a.Close()
 	}
+}
+
+// TestLiveRingBound: a ring too small for what arrives while the packet log cannot let go
+// (a unit stalled until it is declared failed: the ring keeps every frame from the oldest
+// one the log holds on): the kernel drops what arrives meanwhile and counts it — every frame
+// sent is read or counted as dropped —, the run neither hangs nor fails, no frame kept is
+// overwritten (the replay reads them from the ring: the output of the frames read equals one
+// chain's), and once the unit is replaced the ring is released: traffic sent after that is
+// read whole.
+func TestLiveRingBound(t *testing.T) {
+	l := netnstest.New(t)
+	const n, later = 30000, 5000
+	frames := generatedFrames(t, n+later)
+	spec, err := snf.ChainFromNames("nat,firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := open(t, l.NsA, l.IfA, afpacket.Options{NoRx: true})
+	b := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 2048, NoTx: true, Idle: 2 * time.Second})
+	var got []mem.Frame
+	in := recording{Port: b, got: &got, last: make([]mem.Frame, 1)}
+	sent := make(chan struct{})
+	go func() { // at full speed, while the run reads; the last ones paced, once the stall is over
+		defer close(sent)
+		ps := make([]*packet.Packet, len(frames))
+		for i, f := range frames {
+			ps[i] = &packet.Packet{}
+			ps[i].SetData(f, 0, len(f))
+		}
+		for i := 0; i < len(ps); {
+			k := min(64, n-i)
+			if i == n {
+				time.Sleep(time.Second)
+			}
+			if i >= n { // (paced: about 16,000 packets/s, which the run keeps up with under -race)
+				k = min(16, len(ps)-i)
+				time.Sleep(time.Millisecond)
+			}
+			if err := a.Write(ps[i : i+k]); err != nil {
+				t.Error(err)
+				return
+			}
+			i += k
+		}
+	}()
+	cfg := engine.LiveConfig{Spec: spec, In: in, Policy: policy.NewStatic(2, 1), MinUnits: 2, MaxUnits: 2,
+		Batch: 16, Capacity: 1e6, Tick: time.Millisecond, Recovery: true, Checkpoint: time.Millisecond,
+		FailTimeout: 50 * time.Millisecond,
+		Faults:      []engine.Fault{{Kind: engine.FaultStall, Unit: 0, AtPacket: 1000, For: 300 * time.Millisecond}}}
+	res, s, err := snftest.Live(context.Background(), cfg, in.last)
+	<-sent
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := b.Stats()
+	if st.Received+st.Dropped != n+later || int(st.Received) != len(got) {
+		t.Fatalf("%d read + %d dropped, want %d sent (%d recorded)", st.Received, st.Dropped, n+later, len(got))
+	}
+	if st.Dropped == 0 || s.Failures != 1 || !s.LogPositions {
+		t.Errorf("%d dropped, %d failures, positions %t: want the ring full while unit 0 stalled, then the unit replaced",
+			st.Dropped, s.Failures, s.LogPositions)
+	}
+	if len(got) < later {
+		t.Fatalf("%d frames read", len(got))
+	}
+	for i, f := range got[len(got)-later:] {
+		if !bytes.Equal(f.Data, frames[n+i]) {
+			t.Fatalf("frame %d sent after the recovery was not read (the ring not released?): %d read, %d dropped", n+i, st.Received, st.Dropped)
+		}
+	}
+	want, err := snftest.Reference(spec, got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snftest.Compare(want, res, snftest.UpToShared, got); err != nil {
+		t.Error(err)
+	}
+	t.Logf("%d read, %d dropped by the kernel; log peak %d packets; %d replayed", st.Received, st.Dropped, s.LogMaxPackets, s.Replayed)
 }

@@ -79,7 +79,7 @@ With --sweep PARAM=V1,V2,... (repeatable: the runs are the product) it runs one 
 (--policy, default snf) once per combination and prints one row each: unit-seconds and their
 ratio to the oracle, p99 and p99.9, the share over the SLO, drops and handovers per second.
 PARAM is gap (the flowlet gap), target (utilisation), tick, cv, measured (true or false:
---scale-on-measured) or busy (--busy-after, in ticks).
+--scale-on-measured), busy (--busy-after, in ticks) or backlog (--max-backlog).
 
 Examples:
   snf sim --compare                                 # every policy, data-center day
@@ -153,7 +153,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	reportDir := fs.String("report", "", "write an HTML report (index.html and SVG plots) into this directory (not with --sweep)")
 	reportPNG := fs.Bool("png", false, "--report: PNG plots instead of SVG")
 	var sweeps sweepFlag
-	fs.Var(&sweeps, "sweep", "PARAM=V1,V2,...: run every combination (gap, target, tick, cv, measured, busy); repeatable")
+	fs.Var(&sweeps, "sweep", "PARAM=V1,V2,...: run every combination (gap, target, tick, cv, measured, busy, backlog); repeatable")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -184,8 +184,8 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return bad("--batch-cost, --root-cost and --read-wake must be >= 0")
 	case *cold < 0 || *transfer < 0 || *rtt < 0:
 		return bad("--cold-start, --transfer and --store-rtt must be >= 0")
-	case !(*bandwidth > 0):
-		return bad("--bandwidth must be > 0")
+	case !(*bandwidth > 0) || math.IsInf(*bandwidth, 1):
+		return bad("--bandwidth must be a number of bytes/s > 0")
 	case *slo <= 0 || *tick <= 0:
 		return bad("--slo and --tick must be > 0")
 	case *queue < 1 || *batch < 1 || *batch > 1<<16:

@@ -86,6 +86,7 @@ func TestSimBadFlags(t *testing.T) {
 		{"--packets", "-1"}, {"--peak", "0"}, {"--duration", "0s"}, {"--target", "1.5"}, {"--scale-outs", "0"},
 		{"--in", "gen:nosuchdist"}, {"--service-rate", "-2"}, {"extra"},
 		{"--handoff", "-2"}, {"--handoff", "x"}, {"--handoff-cv", "-1"}, {"--batch-cost", "-1us"}, {"--read-wake", "-1ms"},
+		{"--bandwidth", "Inf"}, {"--bandwidth", "0"}, {"--sweep", "backlog=-1ms"},
 	} {
 		code, out, errs := runSnf(append([]string{"sim"}, args...)...)
 		if code != 2 || out != "" || strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.HasPrefix(errs, "snf: sim: ") {

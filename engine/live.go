@@ -82,6 +82,10 @@ type LiveConfig struct {
 	// it runs on and those made from it), once per process: with the default 50 µs, a unit
 	// woken by the root's batch runs tens of µs late (tightenTimerSlack).
 	KeepTimerSlack bool
+	// Progress, if set, is called from the root about every ProgressEvery (default 2 s) of
+	// wall time while the input runs (a run's end is its summary).
+	Progress      func(LiveProgress)
+	ProgressEvery time.Duration
 }
 
 // slackOnce tightens the process's timer slack once (LiveConfig.KeepTimerSlack).
@@ -731,6 +735,13 @@ func (l *live) startUnit(u int) {
 // CheckpointTable is the store table (namespace "runtime") of the units' checkpoints.
 const CheckpointTable = "checkpoints"
 
+// LiveProgress is how far a run has come (LiveConfig.Progress).
+type LiveProgress struct {
+	Packets uint64        // read and sent to units
+	Elapsed time.Duration // since the units started
+	Units   int           // active now
+}
+
 // RunLive runs cfg.In through the chain on an elastic pool of goroutine units.
 func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	if !cfg.KeepTimerSlack {
@@ -751,6 +762,9 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = 10 * time.Millisecond
+	}
+	if cfg.ProgressEvery <= 0 {
+		cfg.ProgressEvery = 2 * time.Second
 	}
 	if cfg.Policy == nil {
 		return LiveSummary{}, errors.New("engine: no policy")
@@ -894,6 +908,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		batch    = make([]packet.Packet, cfg.Batch)
 		runErr   error
 		lastTick = time.Now()
+		lastProg = lastTick
 	)
 	lend := !l.units[0].chain.WritesFrames() // an NF that writes frames gets copies
 	if rr, ok := cfg.In.(port.Rereader); ok && l.log != nil && rr.Rereadable() {
@@ -1050,6 +1065,16 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 		if now := time.Now(); now.Sub(lastTick) >= cfg.Tick {
 			tick(now, false)
 			l.flushMarked() // (the Markers of a draining unit's idle flows)
+			if cfg.Progress != nil && now.Sub(lastProg) >= cfg.ProgressEvery {
+				lastProg = now
+				active := 0
+				for _, u := range l.pool.Units {
+					if u.Active {
+						active++
+					}
+				}
+				cfg.Progress(LiveProgress{Packets: idx, Elapsed: now.Sub(l.start), Units: active})
+			}
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {

@@ -996,3 +996,31 @@ func TestLiveMaxBacklog(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveProgress: an elastic run reports its progress from the root while its input runs
+// (paced here: about 100 ms), packets increasing, with its active units.
+func TestLiveProgress(t *testing.T) {
+	spec, err := snf.ChainFromNames("firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := generated(t, 2000) // 100 ms of capture time
+	var got []engine.LiveProgress
+	s, err := engine.RunLive(context.Background(), engine.LiveConfig{Spec: spec, In: port.Paced(mem.NewReader(frames), 1, time.Sleep, time.Now),
+		Policy: policy.NewStatic(2, 1), MinUnits: 2, MaxUnits: 2, Capacity: 1e6, Tick: time.Millisecond,
+		Progress: func(p engine.LiveProgress) { got = append(got, p) }, ProgressEvery: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) < 3 {
+		t.Fatalf("%d progress reports over %v, want one every 10 ms", len(got), s.Elapsed)
+	}
+	for i, p := range got {
+		if p.Units != 2 || p.Packets > s.Packets || (i > 0 && (p.Packets < got[i-1].Packets || p.Elapsed <= got[i-1].Elapsed)) {
+			t.Fatalf("report %d: %+v after %+v (%d packets in all)", i, p, got[max(i-1, 0)], s.Packets)
+		}
+	}
+	if got[len(got)-1].Packets == 0 {
+		t.Error("no packets reported")
+	}
+}

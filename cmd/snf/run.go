@@ -391,6 +391,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if sink != nil {
 			lc.Alerts = sink
 		}
+		if !*quiet {
+			lc.Progress = func(p engine.LiveProgress) {
+				fmt.Fprintf(stderr, "snf: %d packets, %d units, %.0f packets/s\n", p.Packets, p.Units, float64(p.Packets)/p.Elapsed.Seconds())
+			}
+		}
 		for _, f := range faults {
 			if f.Unit >= maxU {
 				return &exitError{2, fmt.Sprintf("run: --fail %s: the pool has units 0..%d", f, maxU-1)}

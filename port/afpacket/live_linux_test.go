@@ -5,6 +5,8 @@ package afpacket_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/snf-dev/snf/port/mem"
 	"github.com/snf-dev/snf/snftest"
 	"github.com/snf-dev/snf/trace"
+	"pgregory.net/rapid"
 )
 
 // recording is a Port whose Reads are recorded (the frames as the chain saw them, with the
@@ -183,4 +186,87 @@ func TestLiveRingBound(t *testing.T) {
 		t.Error(err)
 	}
 	t.Logf("%d read, %d dropped by the kernel; log peak %d packets; %d replayed", st.Received, st.Dropped, s.LogMaxPackets, s.Replayed)
+}
+
+// TestLiveRandomFaults: random fault schedules (kills, stalls, scale storms and forced moves
+// under the snf policy on 1–4 units, kills and stalls on 3 static units) over traffic read
+// from a live interface, its frames kept in the receive ring for replays: chain output
+// equivalence holds in every one.
+func TestLiveRandomFaults(t *testing.T) {
+	l := netnstest.New(t)
+	const n = 4000
+	frames := generatedFrames(t, n)
+	spec, err := snf.ChainFromNames("nat,firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := open(t, l.NsA, l.IfA, afpacket.Options{NoRx: true})
+	ps := make([]*packet.Packet, len(frames))
+	for i, f := range frames {
+		ps[i] = &packet.Packet{}
+		ps[i].SetData(f, 0, len(f))
+	}
+	runs, replayed := 0, uint64(0)
+	rapid.Check(t, func(rt *rapid.T) {
+		static := rapid.Bool().Draw(rt, "static")
+		units := 4
+		if static {
+			units = 3
+		}
+		var faults []engine.Fault
+		for i := range rapid.IntRange(1, 6).Draw(rt, "faults") {
+			at := rapid.IntRange(1, n).Draw(rt, fmt.Sprintf("at%d", i))
+			u := rapid.IntRange(0, units-1).Draw(rt, fmt.Sprintf("unit%d", i))
+			kinds := []string{"unit=%d@%d", "stall=%d@%d/40ms"}
+			if !static {
+				kinds = append(kinds, "scale=+%d@%d", "scale=-%d@%d", "move=%d@%d")
+			}
+			k := rapid.SampledFrom(kinds).Draw(rt, fmt.Sprintf("kind%d", i))
+			if strings.HasPrefix(k, "scale") {
+				u = max(u, 1)
+			}
+			f, err := engine.ParseFault(fmt.Sprintf(k, u, at))
+			if err != nil {
+				rt.Fatal(err)
+			}
+			faults = append(faults, f)
+		}
+		b := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 8192, NoTx: true, Count: n})
+		defer b.Close()
+		for q := ps; len(q) > 0; q = q[min(64, len(q)):] {
+			if err := a.Write(q[:min(64, len(q))]); err != nil {
+				rt.Fatal(err)
+			}
+		}
+		var got []mem.Frame
+		in := recording{Port: b, got: &got, last: make([]mem.Frame, 1)}
+		pol := policy.Policy(policy.NewStatic(3, 1))
+		minU, maxU := 3, 3
+		if !static {
+			if pol, err = policy.New("snf", policy.Options{}); err != nil {
+				rt.Fatal(err)
+			}
+			minU, maxU = 1, 4
+		}
+		cfg := engine.LiveConfig{Spec: spec, In: in, Policy: pol, MinUnits: minU, MaxUnits: maxU,
+			Batch: 16, Capacity: 20000, Tick: time.Millisecond, Recovery: true, Checkpoint: time.Millisecond,
+			FailTimeout: 20 * time.Millisecond, Faults: faults}
+		res, s, err := snftest.Live(context.Background(), cfg, in.last)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		if st := b.Stats(); st.Received != n || st.Dropped != 0 || !s.LogPositions {
+			rt.Fatalf("%+v, positions %t: want %d read, none dropped, positions kept", st, s.LogPositions, n)
+		}
+		want, err := snftest.Reference(spec, got)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		if err := snftest.Compare(want, res, snftest.UpToShared, got); err != nil {
+			rt.Fatalf("faults %v: %v", faults, err)
+		}
+		runs++
+		replayed += s.Replayed
+	})
+	t.Logf("%d schedules, COE held in every one; %d packets replayed from the ring in all", runs, replayed)
 }

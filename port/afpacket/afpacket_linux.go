@@ -279,11 +279,31 @@ func (p *Port) wait() error {
 		time.Sleep(min(p.o.Poll, time.Millisecond))
 		return nil
 	}
-	fds := []unix.PollFd{{Fd: int32(p.rxfd), Events: unix.POLLIN}, {Fd: int32(p.evfd), Events: unix.POLLIN}}
-	ms := int((p.o.Poll + time.Millisecond - 1) / time.Millisecond)
+	d := p.o.Poll
 	if p.o.Idle > 0 {
-		ms = min(ms, max(1, int((p.o.Idle-time.Since(p.last)+time.Millisecond-1)/time.Millisecond)))
+		d = min(d, max(time.Millisecond, p.o.Idle-time.Since(p.last)))
 	}
+	fds := []unix.PollFd{{Fd: int32(p.rxfd), Events: unix.POLLIN}, {Fd: int32(p.evfd), Events: unix.POLLIN}}
+	if p.next > p.released {
+		// The frame read last is kept for rereads: the kernel's poll reports a frame to read
+		// while the slot before its head is not back with it, and would return at once (a
+		// Read of nothing would not wait: a caller reading again would spin). Wait for Stop
+		// only, in short steps, looking at the next slot between them.
+		deadline := time.Now().Add(d)
+		s := p.rx.slot(p.next)
+		for atomic.LoadUint32(status(s))&unix.TP_STATUS_USER == 0 && !p.stopped.Load() {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return nil
+			}
+			ts := unix.NsecToTimespec(int64(min(left, heldStep)))
+			if _, err := unix.Ppoll(fds[1:], &ts, nil); err != nil && !errors.Is(err, unix.EINTR) {
+				return fmt.Errorf("afpacket: poll on %s: %v", p.iface, err)
+			}
+		}
+		return nil
+	}
+	ms := int((d + time.Millisecond - 1) / time.Millisecond)
 	for {
 		_, err := unix.Poll(fds, ms)
 		if err == nil {
@@ -294,6 +314,10 @@ func (p *Port) wait() error {
 		}
 	}
 }
+
+// heldStep is how often a Read waiting for a frame while the one before is kept for rereads
+// (wait) looks at the ring.
+const heldStep = 500 * time.Microsecond
 
 // Stop ends the input: the Read waiting, or the next, returns io.EOF. Any goroutine may call
 // it, before or after Close.

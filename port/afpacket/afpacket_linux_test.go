@@ -349,3 +349,48 @@ func TestOpenErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitHeld: a Read of nothing waits about Poll while the frames read before are kept for
+// rereads too (the kernel's poll would return at once: a caller reading again would spin),
+// and still returns a frame, or ends at Stop, as soon as it comes.
+func TestWaitHeld(t *testing.T) {
+	l := netnstest.New(t)
+	a := open(t, l.NsA, l.IfA, afpacket.Options{Frames: 256})
+	b := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256, NoTx: true, Poll: 20 * time.Millisecond})
+	send(t, a, [][]byte{frame(0, 100), frame(1, 100)})
+	receive(t, b, 2) // (kept: not released)
+	batch := make([]packet.Packet, 8)
+	t0 := time.Now()
+	reads := 0
+	for time.Since(t0) < 200*time.Millisecond {
+		if n, err := b.Read(batch); n != 0 || err != nil {
+			t.Fatalf("read of nothing: %d, %v", n, err)
+		}
+		reads++
+	}
+	if reads > 20 {
+		t.Errorf("%d reads of nothing in 200 ms with Poll 20 ms: a Read did not wait", reads)
+	}
+
+	c := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256, NoTx: true, Poll: time.Hour})
+	send(t, a, [][]byte{frame(2, 100)})
+	receive(t, c, 1)
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		if err := a.Write(packets([][]byte{frame(3, 100)})); err != nil {
+			t.Error(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		c.Stop()
+	}()
+	t0 = time.Now()
+	if n, err := c.Read(batch); n != 1 || err != nil || binary.BigEndian.Uint32(batch[0].Data[42:]) != 3 {
+		t.Fatalf("read of a frame sent while the one before is kept: %d, %v", n, err)
+	}
+	if n, err := c.Read(batch); n != 0 || err != io.EOF {
+		t.Fatalf("read at Stop while frames are kept: %d, %v; want io.EOF", n, err)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("a frame and Stop took %v", d)
+	}
+}

@@ -169,8 +169,8 @@ func (p *Port) release() {
 
 // Read fills pkts with the frames received (SetData on each; Pos: the frame's sequence
 // number, for Reread) and returns how many. It waits up to Options.Poll for the first, and
-// returns 0 and a nil error when none came; io.EOF once the input ended (Options.Count,
-// Options.Idle, Stop).
+// returns 0 and a nil error when none came (the interface down too); io.EOF once the input
+// ended (Options.Count, Options.Idle, Stop); an error once the interface was removed.
 func (p *Port) Read(pkts []packet.Packet) (int, error) {
 	if p.closed {
 		return 0, ErrClosed
@@ -272,7 +272,8 @@ func (p *Port) frame(s []byte) (f []byte, wire int, ts int64) {
 	return b, wire + 4, ts
 }
 
-// wait waits up to Options.Poll for a frame, or for Stop.
+// wait waits up to Options.Poll for a frame, or for Stop. It fails once the interface is
+// gone (removed: the socket is bound to none any more).
 func (p *Port) wait() error {
 	if p.next-p.released >= uint64(p.rx.frames) {
 		// Every slot kept for rereads: poll would return at once (the slots are ours).
@@ -294,7 +295,7 @@ func (p *Port) wait() error {
 		for atomic.LoadUint32(status(s))&unix.TP_STATUS_USER == 0 && !p.stopped.Load() {
 			left := time.Until(deadline)
 			if left <= 0 {
-				return nil
+				return p.gone()
 			}
 			ts := unix.NsecToTimespec(int64(min(left, heldStep)))
 			if _, err := unix.Ppoll(fds[1:], &ts, nil); err != nil && !errors.Is(err, unix.EINTR) {
@@ -305,8 +306,14 @@ func (p *Port) wait() error {
 	}
 	ms := int((d + time.Millisecond - 1) / time.Millisecond)
 	for {
-		_, err := unix.Poll(fds, ms)
+		n, err := unix.Poll(fds, ms)
 		if err == nil {
+			if n == 0 || fds[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0 {
+				// An error on the socket (ENETDOWN: the interface went down, or away) is
+				// reported until read: poll would return at once from then on.
+				unix.GetsockoptInt(p.rxfd, unix.SOL_SOCKET, unix.SO_ERROR)
+				return p.gone()
+			}
 			return nil
 		}
 		if !errors.Is(err, unix.EINTR) {
@@ -318,6 +325,16 @@ func (p *Port) wait() error {
 // heldStep is how often a Read waiting for a frame while the one before is kept for rereads
 // (wait) looks at the ring.
 const heldStep = 500 * time.Microsecond
+
+// gone fails once the interface was removed: the kernel unbinds its sockets from it (an
+// interface down keeps them bound, and they receive again once it is up).
+func (p *Port) gone() error {
+	sa, err := unix.Getsockname(p.rxfd)
+	if ll, ok := sa.(*unix.SockaddrLinklayer); err == nil && ok && ll.Ifindex <= 0 {
+		return fmt.Errorf("afpacket: interface %s is gone", p.iface)
+	}
+	return nil
+}
 
 // Stop ends the input: the Read waiting, or the next, returns io.EOF. Any goroutine may call
 // it, before or after Close.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -392,5 +393,66 @@ func TestWaitHeld(t *testing.T) {
 	}
 	if d := time.Since(t0); d > 5*time.Second {
 		t.Errorf("a frame and Stop took %v", d)
+	}
+}
+
+// TestInterfaceDown: while the interface is down a Read of nothing still waits (the error
+// the kernel reports on the socket does not make it spin); once up again, frames come; once
+// the interface is removed, Read fails.
+func TestInterfaceDown(t *testing.T) {
+	l := netnstest.New(t)
+	a := open(t, l.NsA, l.IfA, afpacket.Options{Frames: 256})
+	b := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256, NoTx: true, Poll: 20 * time.Millisecond})
+	port.ReleaseAll(b)
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", append([]string{"-n", l.NsB}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	ip("link", "set", l.IfB, "down")
+	batch := make([]packet.Packet, 8)
+	t0 := time.Now()
+	reads := 0
+	for time.Since(t0) < 200*time.Millisecond {
+		if n, err := b.Read(batch); n != 0 || err != nil {
+			t.Fatalf("read of a down interface: %d, %v; want 0, nil", n, err)
+		}
+		reads++
+	}
+	if reads > 20 {
+		t.Errorf("%d reads of a down interface in 200 ms with Poll 20 ms: a Read did not wait", reads)
+	}
+	ip("link", "set", l.IfB, "up")
+	// (sent again until one comes: the link may take a moment to carry frames once up)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if time.Now().After(deadline) {
+			t.Fatal("no frame read in 5 s after the interface came up again")
+		}
+		send(t, a, [][]byte{frame(1, 100)})
+		n, err := b.Read(batch[:1])
+		if err != nil {
+			t.Fatalf("read after up: %v", err)
+		}
+		if n == 1 {
+			if binary.BigEndian.Uint32(batch[0].Data[42:]) != 1 {
+				t.Fatalf("after up: got frame %x", batch[0].Data)
+			}
+			break
+		}
+	}
+	ip("link", "del", l.IfB)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := b.Read(batch)
+		if err != nil {
+			if !strings.Contains(err.Error(), "gone") {
+				t.Errorf("read of a removed interface: %v", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("reads of a removed interface return nothing, without an error, for 5 s")
+		}
 	}
 }

@@ -405,11 +405,14 @@ func (p *Port) Write(pkts []*packet.Packet) error {
 	if p.txfd < 0 {
 		return fmt.Errorf("afpacket: %s was opened for reading only", p.iface)
 	}
-	limit := min(p.tx.size-txData, p.mtu+14+4)
+	// The kernel refuses a frame longer than the MTU and an Ethernet header, but for a
+	// VLAN-tagged one (4 bytes more), and fails the send: the ring then stops at it.
+	limit := min(p.tx.size-txData, p.mtu+14)
+	limitTagged := min(p.tx.size-txData, p.mtu+14+4)
 	queued := 0
 	for _, pk := range pkts {
 		d := pk.Data
-		if len(d) < 14 || len(d) > limit {
+		if len(d) < 14 || len(d) > limitTagged || (len(d) > limit && binary.BigEndian.Uint16(d[12:]) != 0x8100) {
 			p.st.TxDropped++
 			continue
 		}

@@ -293,19 +293,25 @@ func TestVLAN(t *testing.T) {
 }
 
 // TestWriteRefuses: frames too short for an Ethernet header or too long for the interface
-// are counted and not sent; the others go; a Port opened for reading only refuses to write.
+// (its MTU, 4 bytes more for a VLAN-tagged frame only) are counted and not sent; the others
+// go; a Port opened for reading only refuses to write.
 func TestWriteRefuses(t *testing.T) {
 	l := netnstest.New(t)
 	a := open(t, l.NsA, l.IfA, afpacket.Options{Frames: 256, FrameSize: 4096})
 	b := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256, NoTx: true, FrameSize: 4096})
-	frames := [][]byte{frame(0, 100), frame(1, 100)[:10], frame(2, 3000), frame(3, 1514), frame(4, 1515+4)}
+	plain := frame(6, 1514)
+	tagged := append(append(append([]byte(nil), plain[:12]...), 0x81, 0x00, 0x20, 0x05), plain[12:]...)
+	frames := [][]byte{frame(0, 100), frame(1, 100)[:10], frame(2, 3000), frame(3, 1514), frame(4, 1515+4),
+		frame(5, 1516), tagged, frame(7, 100)}
 	send(t, a, frames)
-	got, _ := receive(t, b, 2)
-	if !bytes.Equal(got[0], frames[0]) || !bytes.Equal(got[1], frames[3]) {
-		t.Errorf("received %d and %d bytes, want frames 0 and 3", len(got[0]), len(got[1]))
+	got, _ := receive(t, b, 4)
+	for i, want := range [][]byte{frames[0], frames[3], tagged, frames[7]} {
+		if !bytes.Equal(got[i], want) {
+			t.Errorf("received frame %d: %d bytes %x…, want %d bytes %x…", i, len(got[i]), got[i][:20], len(want), want[:20])
+		}
 	}
-	if st := a.Stats(); st.Sent != 2 || st.TxDropped != 3 {
-		t.Errorf("stats %+v, want 2 sent, 3 refused", st)
+	if st := a.Stats(); st.Sent != 4 || st.TxDropped != 4 {
+		t.Errorf("stats %+v, want 4 sent, 4 refused", st)
 	}
 	if err := b.Write(packets([][]byte{frame(0, 100)})); err == nil || !strings.Contains(err.Error(), "reading only") {
 		t.Errorf("Write on a port without a transmit ring: %v", err)

@@ -119,6 +119,18 @@ func Open(iface string, o Options) (*Port, error) {
 			return fail("bind", err)
 		}
 	}
+	// snf reads and writes Ethernet frames (LinkType): another link layer's (a tun device's
+	// IP packets, ARPHRD_NONE) would be taken for Ethernet frames.
+	fd := p.rxfd
+	if fd < 0 {
+		fd = p.txfd
+	}
+	if sa, err := unix.Getsockname(fd); err != nil {
+		return fail("getsockname", err)
+	} else if ll, ok := sa.(*unix.SockaddrLinklayer); ok && ll.Hatype != unix.ARPHRD_ETHER && ll.Hatype != unix.ARPHRD_LOOPBACK {
+		p.release()
+		return nil, fmt.Errorf("afpacket: %s is not an Ethernet interface (its hardware type is %d): snf reads and writes Ethernet frames", iface, ll.Hatype)
+	}
 	if p.evfd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return fail("eventfd", err)
 	}

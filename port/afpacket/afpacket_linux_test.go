@@ -462,3 +462,26 @@ func TestInterfaceDown(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenNotEthernet: an interface whose frames are not Ethernet frames (a tun device's IP
+// packets) is refused, for reading as for writing, rather than read as Ethernet.
+func TestOpenNotEthernet(t *testing.T) {
+	l := netnstest.New(t)
+	if out, err := exec.Command("ip", "-n", l.NsB, "tuntap", "add", "dev", "snftun", "mode", "tun").CombinedOutput(); err != nil {
+		t.Skipf("no tun device: %v: %s", err, out)
+	}
+	exec.Command("ip", "-n", l.NsB, "link", "set", "snftun", "up").Run()
+	for _, o := range []afpacket.Options{{Frames: 256, NoTx: true}, {TxFrames: 256, NoRx: true}} {
+		var err error
+		netnstest.In(t, l.NsB, func() {
+			var p *afpacket.Port
+			if p, err = afpacket.Open("snftun", o); err == nil {
+				p.Close()
+			}
+		})
+		if err == nil || !strings.Contains(err.Error(), "not an Ethernet interface") {
+			t.Errorf("Open of a tun device (%+v): %v, want it refused", o, err)
+		}
+	}
+	open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256}) // (a veth is Ethernet)
+}

@@ -119,6 +119,18 @@ func Open(iface string, o Options) (*Port, error) {
 			return fail("bind", err)
 		}
 	}
+	// snf reads and writes Ethernet frames (LinkType): another link layer's (a tun device's
+	// IP packets, ARPHRD_NONE) would be taken for Ethernet frames.
+	fd := p.rxfd
+	if fd < 0 {
+		fd = p.txfd
+	}
+	if sa, err := unix.Getsockname(fd); err != nil {
+		return fail("getsockname", err)
+	} else if ll, ok := sa.(*unix.SockaddrLinklayer); ok && ll.Hatype != unix.ARPHRD_ETHER && ll.Hatype != unix.ARPHRD_LOOPBACK {
+		p.release()
+		return nil, fmt.Errorf("afpacket: %s is not an Ethernet interface (its hardware type is %d): snf reads and writes Ethernet frames", iface, ll.Hatype)
+	}
 	if p.evfd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return fail("eventfd", err)
 	}
@@ -169,8 +181,8 @@ func (p *Port) release() {
 
 // Read fills pkts with the frames received (SetData on each; Pos: the frame's sequence
 // number, for Reread) and returns how many. It waits up to Options.Poll for the first, and
-// returns 0 and a nil error when none came; io.EOF once the input ended (Options.Count,
-// Options.Idle, Stop).
+// returns 0 and a nil error when none came (the interface down too); io.EOF once the input
+// ended (Options.Count, Options.Idle, Stop); an error once the interface was removed.
 func (p *Port) Read(pkts []packet.Packet) (int, error) {
 	if p.closed {
 		return 0, ErrClosed
@@ -272,27 +284,68 @@ func (p *Port) frame(s []byte) (f []byte, wire int, ts int64) {
 	return b, wire + 4, ts
 }
 
-// wait waits up to Options.Poll for a frame, or for Stop.
+// wait waits up to Options.Poll for a frame, or for Stop. It fails once the interface is
+// gone (removed: the socket is bound to none any more).
 func (p *Port) wait() error {
 	if p.next-p.released >= uint64(p.rx.frames) {
 		// Every slot kept for rereads: poll would return at once (the slots are ours).
 		time.Sleep(min(p.o.Poll, time.Millisecond))
 		return nil
 	}
-	fds := []unix.PollFd{{Fd: int32(p.rxfd), Events: unix.POLLIN}, {Fd: int32(p.evfd), Events: unix.POLLIN}}
-	ms := int((p.o.Poll + time.Millisecond - 1) / time.Millisecond)
+	d := p.o.Poll
 	if p.o.Idle > 0 {
-		ms = min(ms, max(1, int((p.o.Idle-time.Since(p.last)+time.Millisecond-1)/time.Millisecond)))
+		d = min(d, max(time.Millisecond, p.o.Idle-time.Since(p.last)))
 	}
+	fds := []unix.PollFd{{Fd: int32(p.rxfd), Events: unix.POLLIN}, {Fd: int32(p.evfd), Events: unix.POLLIN}}
+	if p.next > p.released {
+		// The frame read last is kept for rereads: the kernel's poll reports a frame to read
+		// while the slot before its head is not back with it, and would return at once (a
+		// Read of nothing would not wait: a caller reading again would spin). Wait for Stop
+		// only, in short steps, looking at the next slot between them.
+		deadline := time.Now().Add(d)
+		s := p.rx.slot(p.next)
+		for atomic.LoadUint32(status(s))&unix.TP_STATUS_USER == 0 && !p.stopped.Load() {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return p.gone()
+			}
+			ts := unix.NsecToTimespec(int64(min(left, heldStep)))
+			if _, err := unix.Ppoll(fds[1:], &ts, nil); err != nil && !errors.Is(err, unix.EINTR) {
+				return fmt.Errorf("afpacket: poll on %s: %v", p.iface, err)
+			}
+		}
+		return nil
+	}
+	ms := int((d + time.Millisecond - 1) / time.Millisecond)
 	for {
-		_, err := unix.Poll(fds, ms)
+		n, err := unix.Poll(fds, ms)
 		if err == nil {
+			if n == 0 || fds[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0 {
+				// An error on the socket (ENETDOWN: the interface went down, or away) is
+				// reported until read: poll would return at once from then on.
+				unix.GetsockoptInt(p.rxfd, unix.SOL_SOCKET, unix.SO_ERROR)
+				return p.gone()
+			}
 			return nil
 		}
 		if !errors.Is(err, unix.EINTR) {
 			return fmt.Errorf("afpacket: poll on %s: %v", p.iface, err)
 		}
 	}
+}
+
+// heldStep is how often a Read waiting for a frame while the one before is kept for rereads
+// (wait) looks at the ring.
+const heldStep = 500 * time.Microsecond
+
+// gone fails once the interface was removed: the kernel unbinds its sockets from it (an
+// interface down keeps them bound, and they receive again once it is up).
+func (p *Port) gone() error {
+	sa, err := unix.Getsockname(p.rxfd)
+	if ll, ok := sa.(*unix.SockaddrLinklayer); err == nil && ok && ll.Ifindex <= 0 {
+		return fmt.Errorf("afpacket: interface %s is gone", p.iface)
+	}
+	return nil
 }
 
 // Stop ends the input: the Read waiting, or the next, returns io.EOF. Any goroutine may call
@@ -364,11 +417,14 @@ func (p *Port) Write(pkts []*packet.Packet) error {
 	if p.txfd < 0 {
 		return fmt.Errorf("afpacket: %s was opened for reading only", p.iface)
 	}
-	limit := min(p.tx.size-txData, p.mtu+14+4)
+	// The kernel refuses a frame longer than the MTU and an Ethernet header, but for a
+	// VLAN-tagged one (4 bytes more), and fails the send: the ring then stops at it.
+	limit := min(p.tx.size-txData, p.mtu+14)
+	limitTagged := min(p.tx.size-txData, p.mtu+14+4)
 	queued := 0
 	for _, pk := range pkts {
 		d := pk.Data
-		if len(d) < 14 || len(d) > limit {
+		if len(d) < 14 || len(d) > limitTagged || (len(d) > limit && binary.BigEndian.Uint16(d[12:]) != 0x8100) {
 			p.st.TxDropped++
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -260,12 +261,21 @@ func TestEnds(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		d.Stop()
 	}()
-	t0 = time.Now()
-	if n, err := d.Read(batch); n != 0 || err != io.EOF {
-		t.Errorf("read at Stop: %d, %v; want io.EOF", n, err)
-	}
-	if el := time.Since(t0); el > 5*time.Second {
-		t.Errorf("Stop ended a read after %v", el)
+	read := make(chan error, 1)
+	go func() {
+		n, err := d.Read(batch)
+		if n != 0 {
+			err = errors.New("a frame")
+		}
+		read <- err
+	}()
+	select {
+	case err := <-read:
+		if err != io.EOF {
+			t.Errorf("read at Stop: %v; want io.EOF", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Stop did not end a Read waiting within 5 s")
 	}
 	d.Close()
 	d.Stop() // (after Close: nothing)
@@ -274,37 +284,49 @@ func TestEnds(t *testing.T) {
 	}
 }
 
-// TestVLAN: a tagged frame is read with its tag, as sent (the kernel hands the tag apart).
+// TestVLAN: a tagged frame is read, and read again, with its tag, as sent (the kernel hands
+// the outer tag apart, with its TPID).
 func TestVLAN(t *testing.T) {
 	l := netnstest.New(t)
 	a := open(t, l.NsA, l.IfA, afpacket.Options{Frames: 256})
 	b := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256, NoTx: true})
 	plain := frame(7, 120)
 	tagged := append(append(append([]byte(nil), plain[:12]...), 0x81, 0x00, 0x20, 0x05), plain[12:]...)
-	send(t, a, [][]byte{tagged, plain})
-	got, pos := receive(t, b, 2)
-	if !bytes.Equal(got[0], tagged) || !bytes.Equal(got[1], plain) {
-		t.Fatalf("got %x and %x, want %x and %x", got[0][:20], got[1][:20], tagged[:20], plain[:20])
-	}
-	if f, err := b.Reread(nil, pos[0], len(tagged)); err != nil || !bytes.Equal(f, tagged) {
-		t.Errorf("Reread of the tagged frame: %x, %v", f, err)
+	// 802.1ad (QinQ): an outer service tag, whose TPID the kernel hands apart too.
+	qinq := append(append(append([]byte(nil), plain[:12]...), 0x88, 0xa8, 0x00, 0x64, 0x81, 0x00, 0x20, 0x05), plain[12:]...)
+	sent := [][]byte{tagged, plain, qinq}
+	send(t, a, sent)
+	got, pos := receive(t, b, len(sent))
+	for i := range sent {
+		if !bytes.Equal(got[i], sent[i]) {
+			t.Errorf("frame %d: got %x…, want %x…", i, got[i][:24], sent[i][:24])
+		}
+		if f, err := b.Reread(nil, pos[i], len(sent[i])); err != nil || !bytes.Equal(f, sent[i]) {
+			t.Errorf("Reread of frame %d: %x, %v", i, f, err)
+		}
 	}
 }
 
 // TestWriteRefuses: frames too short for an Ethernet header or too long for the interface
-// are counted and not sent; the others go; a Port opened for reading only refuses to write.
+// (its MTU, 4 bytes more for a VLAN-tagged frame only) are counted and not sent; the others
+// go; a Port opened for reading only refuses to write.
 func TestWriteRefuses(t *testing.T) {
 	l := netnstest.New(t)
 	a := open(t, l.NsA, l.IfA, afpacket.Options{Frames: 256, FrameSize: 4096})
 	b := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256, NoTx: true, FrameSize: 4096})
-	frames := [][]byte{frame(0, 100), frame(1, 100)[:10], frame(2, 3000), frame(3, 1514), frame(4, 1515+4)}
+	plain := frame(6, 1514)
+	tagged := append(append(append([]byte(nil), plain[:12]...), 0x81, 0x00, 0x20, 0x05), plain[12:]...)
+	frames := [][]byte{frame(0, 100), frame(1, 100)[:10], frame(2, 3000), frame(3, 1514), frame(4, 1515+4),
+		frame(5, 1516), tagged, frame(7, 100)}
 	send(t, a, frames)
-	got, _ := receive(t, b, 2)
-	if !bytes.Equal(got[0], frames[0]) || !bytes.Equal(got[1], frames[3]) {
-		t.Errorf("received %d and %d bytes, want frames 0 and 3", len(got[0]), len(got[1]))
+	got, _ := receive(t, b, 4)
+	for i, want := range [][]byte{frames[0], frames[3], tagged, frames[7]} {
+		if !bytes.Equal(got[i], want) {
+			t.Errorf("received frame %d: %d bytes %x…, want %d bytes %x…", i, len(got[i]), got[i][:20], len(want), want[:20])
+		}
 	}
-	if st := a.Stats(); st.Sent != 2 || st.TxDropped != 3 {
-		t.Errorf("stats %+v, want 2 sent, 3 refused", st)
+	if st := a.Stats(); st.Sent != 4 || st.TxDropped != 4 {
+		t.Errorf("stats %+v, want 4 sent, 4 refused", st)
 	}
 	if err := b.Write(packets([][]byte{frame(0, 100)})); err == nil || !strings.Contains(err.Error(), "reading only") {
 		t.Errorf("Write on a port without a transmit ring: %v", err)
@@ -348,4 +370,133 @@ func TestOpenErrors(t *testing.T) {
 			t.Errorf("Open(%q, %+v): %v, want one line with %q", c.iface, c.o, err, c.want)
 		}
 	}
+}
+
+// TestWaitHeld: a Read of nothing waits about Poll while the frames read before are kept for
+// rereads too (the kernel's poll would return at once: a caller reading again would spin),
+// and still returns a frame, or ends at Stop, as soon as it comes.
+func TestWaitHeld(t *testing.T) {
+	l := netnstest.New(t)
+	a := open(t, l.NsA, l.IfA, afpacket.Options{Frames: 256})
+	b := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256, NoTx: true, Poll: 20 * time.Millisecond})
+	send(t, a, [][]byte{frame(0, 100), frame(1, 100)})
+	receive(t, b, 2) // (kept: not released)
+	batch := make([]packet.Packet, 8)
+	t0 := time.Now()
+	reads := 0
+	for time.Since(t0) < 200*time.Millisecond {
+		if n, err := b.Read(batch); n != 0 || err != nil {
+			t.Fatalf("read of nothing: %d, %v", n, err)
+		}
+		reads++
+	}
+	if reads > 20 {
+		t.Errorf("%d reads of nothing in 200 ms with Poll 20 ms: a Read did not wait", reads)
+	}
+
+	c := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256, NoTx: true, Poll: time.Hour})
+	send(t, a, [][]byte{frame(2, 100)})
+	receive(t, c, 1)
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		if err := a.Write(packets([][]byte{frame(3, 100)})); err != nil {
+			t.Error(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		c.Stop()
+	}()
+	t0 = time.Now()
+	if n, err := c.Read(batch); n != 1 || err != nil || binary.BigEndian.Uint32(batch[0].Data[42:]) != 3 {
+		t.Fatalf("read of a frame sent while the one before is kept: %d, %v", n, err)
+	}
+	if n, err := c.Read(batch); n != 0 || err != io.EOF {
+		t.Fatalf("read at Stop while frames are kept: %d, %v; want io.EOF", n, err)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("a frame and Stop took %v", d)
+	}
+}
+
+// TestInterfaceDown: while the interface is down a Read of nothing still waits (the error
+// the kernel reports on the socket does not make it spin); once up again, frames come; once
+// the interface is removed, Read fails.
+func TestInterfaceDown(t *testing.T) {
+	l := netnstest.New(t)
+	a := open(t, l.NsA, l.IfA, afpacket.Options{Frames: 256})
+	b := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256, NoTx: true, Poll: 20 * time.Millisecond})
+	port.ReleaseAll(b)
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", append([]string{"-n", l.NsB}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	ip("link", "set", l.IfB, "down")
+	batch := make([]packet.Packet, 8)
+	t0 := time.Now()
+	reads := 0
+	for time.Since(t0) < 200*time.Millisecond {
+		if n, err := b.Read(batch); n != 0 || err != nil {
+			t.Fatalf("read of a down interface: %d, %v; want 0, nil", n, err)
+		}
+		reads++
+	}
+	if reads > 20 {
+		t.Errorf("%d reads of a down interface in 200 ms with Poll 20 ms: a Read did not wait", reads)
+	}
+	ip("link", "set", l.IfB, "up")
+	// (sent again until one comes: the link may take a moment to carry frames once up)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if time.Now().After(deadline) {
+			t.Fatal("no frame read in 5 s after the interface came up again")
+		}
+		send(t, a, [][]byte{frame(1, 100)})
+		n, err := b.Read(batch[:1])
+		if err != nil {
+			t.Fatalf("read after up: %v", err)
+		}
+		if n == 1 {
+			if binary.BigEndian.Uint32(batch[0].Data[42:]) != 1 {
+				t.Fatalf("after up: got frame %x", batch[0].Data)
+			}
+			break
+		}
+	}
+	ip("link", "del", l.IfB)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := b.Read(batch)
+		if err != nil {
+			if !strings.Contains(err.Error(), "gone") {
+				t.Errorf("read of a removed interface: %v", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("reads of a removed interface return nothing, without an error, for 5 s")
+		}
+	}
+}
+
+// TestOpenNotEthernet: an interface whose frames are not Ethernet frames (a tun device's IP
+// packets) is refused, for reading as for writing, rather than read as Ethernet.
+func TestOpenNotEthernet(t *testing.T) {
+	l := netnstest.New(t)
+	if out, err := exec.Command("ip", "-n", l.NsB, "tuntap", "add", "dev", "snftun", "mode", "tun").CombinedOutput(); err != nil {
+		t.Skipf("no tun device: %v: %s", err, out)
+	}
+	exec.Command("ip", "-n", l.NsB, "link", "set", "snftun", "up").Run()
+	for _, o := range []afpacket.Options{{Frames: 256, NoTx: true}, {TxFrames: 256, NoRx: true}} {
+		var err error
+		netnstest.In(t, l.NsB, func() {
+			var p *afpacket.Port
+			if p, err = afpacket.Open("snftun", o); err == nil {
+				p.Close()
+			}
+		})
+		if err == nil || !strings.Contains(err.Error(), "not an Ethernet interface") {
+			t.Errorf("Open of a tun device (%+v): %v, want it refused", o, err)
+		}
+	}
+	open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256}) // (a veth is Ethernet)
 }

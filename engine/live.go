@@ -812,7 +812,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			// the batches being filled.
 			need := 4 * (cfg.MaxUnits + 2) * cfg.Batch
 			if h.Holds() < need {
-				return LiveSummary{}, fmt.Errorf("engine: the input holds %d frames for replays, too few for the packet log of %d units with batches of %d: it needs at least %d (a larger receive ring)", h.Holds(), cfg.MaxUnits, cfg.Batch, need)
+				return LiveSummary{}, fmt.Errorf("engine: the input holds %d frames for replays, too few for the packet log of %d units with batches of %d: it needs at least %d (a larger receive ring: afpacket.Options.Frames, snf run --ring)", h.Holds(), cfg.MaxUnits, cfg.Batch, need)
 			}
 			cfg.LogPackets = min(cfg.LogPackets, h.Holds()/2)
 		}

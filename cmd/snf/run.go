@@ -41,7 +41,7 @@ default configs (--nfs; 'snf nfs' lists them). The input is a pcap or pcapng cap
 packets that leave the chain (pcapng if the name ends in .pcapng, else pcap).
 
 --in if:IFACE reads a live network interface (Linux, as root: AF_PACKET with a memory-mapped
-receive ring of --ring frames), until Ctrl-C — which ends the run normally, its summary
+receive ring of --ring frames; the interface in promiscuous mode while it runs), until Ctrl-C — which ends the run normally, its summary
 printed — or --count packets, or --idle without one; --out if:IFACE sends the packets out of
 one (it may be the input's). With --recovery, the packet log keeps where each packet is in
 the receive ring, which holds the frames until a checkpoint covers them; when the ring is

@@ -39,6 +39,10 @@ type Options struct {
 	TxFrames int
 	// NoTx opens the Port for reading only (no transmit ring): Write fails.
 	NoTx bool
+	// NoPromisc leaves the interface's promiscuous mode alone. By default a Port that reads
+	// puts the interface in it for as long as the Port is open (as tcpdump does): a network
+	// function in the path of other hosts' traffic must see frames not addressed to it.
+	NoPromisc bool
 	// NoRx opens the Port for writing only (no receive ring: the kernel copies no frame
 	// to it): Read fails.
 	NoRx bool

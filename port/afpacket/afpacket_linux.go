@@ -28,7 +28,8 @@ type Port struct {
 	tx    ring
 	rxfd  int
 	txfd  int // -1: no transmit ring
-	evfd  int // Stop writes to it: a Read waiting in poll wakes
+	evfd  int // Stop writes to it: a Read waiting wakes
+	epfd  int // a Read waits here: the receive socket (edge-triggered) and evfd
 	mtu   int
 
 	next     uint64 // the sequence number of the next receive slot to read (a packet's Pos)
@@ -84,7 +85,7 @@ func Open(iface string, o Options) (*Port, error) {
 	if err != nil {
 		return nil, fmt.Errorf("afpacket: no interface %q: %v", iface, err)
 	}
-	p := &Port{iface: iface, o: o, rxfd: -1, txfd: -1, evfd: -1, mtu: ifi.MTU, hold: true, last: time.Now()}
+	p := &Port{iface: iface, o: o, rxfd: -1, txfd: -1, evfd: -1, epfd: -1, mtu: ifi.MTU, hold: true, last: time.Now()}
 	fail := func(what string, err error) (*Port, error) {
 		p.release()
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
@@ -105,6 +106,13 @@ func Open(iface string, o Options) (*Port, error) {
 		_ = unix.SetsockoptInt(p.rxfd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
 		if err = unix.Bind(p.rxfd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
 			return fail("bind", err)
+		}
+		if !o.NoPromisc {
+			// (a membership of the socket's: the kernel drops it when the socket closes)
+			mr := unix.PacketMreq{Ifindex: int32(ifi.Index), Type: unix.PACKET_MR_PROMISC}
+			if err = unix.SetsockoptPacketMreq(p.rxfd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mr); err != nil {
+				return fail("promiscuous mode", err)
+			}
 		}
 	}
 	if !o.NoTx {
@@ -133,6 +141,21 @@ func Open(iface string, o Options) (*Port, error) {
 	}
 	if p.evfd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return fail("eventfd", err)
+	}
+	if p.rxfd >= 0 {
+		// The kernel's poll of a receive ring reports a frame to read while the slot before
+		// its head is not back with it — always, while the Port keeps the frames it read —
+		// so a level-triggered wait would return at once. Edge-triggered, it returns at the
+		// kernel's next wake-up: a frame received (or an error), whatever the slots' state.
+		if p.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+			return fail("epoll", err)
+		}
+		if err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, p.rxfd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLERR | unix.EPOLLET, Fd: int32(p.rxfd)}); err != nil {
+			return fail("epoll", err)
+		}
+		if err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, p.evfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(p.evfd)}); err != nil {
+			return fail("epoll", err)
+		}
 	}
 	return p, nil
 }
@@ -171,7 +194,7 @@ func (p *Port) release() {
 			r.mem = nil
 		}
 	}
-	for _, fd := range []*int{&p.rxfd, &p.txfd, &p.evfd} {
+	for _, fd := range []*int{&p.epfd, &p.rxfd, &p.txfd, &p.evfd} {
 		if *fd >= 0 {
 			unix.Close(*fd)
 			*fd = -1
@@ -191,6 +214,7 @@ func (p *Port) Read(pkts []packet.Packet) (int, error) {
 		return 0, fmt.Errorf("afpacket: %s was opened for writing only", p.iface)
 	}
 	p.waited = false
+	var deadline time.Time
 	for {
 		if p.stopped.Load() || (p.o.Count > 0 && int64(p.st.Received) >= p.o.Count) {
 			return 0, io.EOF
@@ -202,14 +226,27 @@ func (p *Port) Read(pkts []packet.Packet) (int, error) {
 		if len(pkts) == 0 {
 			return 0, nil
 		}
-		if p.waited {
-			if p.o.Idle > 0 && time.Since(p.last) >= p.o.Idle {
-				return 0, io.EOF
-			}
+		now := time.Now()
+		if p.o.Idle > 0 && now.Sub(p.last) >= p.o.Idle {
+			return 0, io.EOF
+		}
+		if deadline.IsZero() {
+			deadline = now.Add(p.o.Poll)
+		} else if !now.Before(deadline) {
 			return 0, nil // nothing within Poll
 		}
 		p.waited = true
-		if err := p.wait(); err != nil {
+		if p.next-p.released >= uint64(p.rx.frames) {
+			// Every slot holds a frame kept for rereads (the kernel drops what comes): the
+			// caller releases some.
+			time.Sleep(min(deadline.Sub(now), time.Millisecond))
+			return 0, nil
+		}
+		d := deadline.Sub(now)
+		if p.o.Idle > 0 {
+			d = min(d, p.o.Idle-now.Sub(p.last))
+		}
+		if err := p.wait(d); err != nil {
 			return 0, err
 		}
 	}
@@ -284,59 +321,36 @@ func (p *Port) frame(s []byte) (f []byte, wire int, ts int64) {
 	return b, wire + 4, ts
 }
 
-// wait waits up to Options.Poll for a frame, or for Stop. It fails once the interface is
+// wait waits up to d (at least 1 ms) for a frame, or for Stop. It fails once the interface is
 // gone (removed: the socket is bound to none any more).
-func (p *Port) wait() error {
-	if p.next-p.released >= uint64(p.rx.frames) {
-		// Every slot kept for rereads: poll would return at once (the slots are ours).
-		time.Sleep(min(p.o.Poll, time.Millisecond))
-		return nil
-	}
-	d := p.o.Poll
-	if p.o.Idle > 0 {
-		d = min(d, max(time.Millisecond, p.o.Idle-time.Since(p.last)))
-	}
-	fds := []unix.PollFd{{Fd: int32(p.rxfd), Events: unix.POLLIN}, {Fd: int32(p.evfd), Events: unix.POLLIN}}
-	if p.next > p.released {
-		// The frame read last is kept for rereads: the kernel's poll reports a frame to read
-		// while the slot before its head is not back with it, and would return at once (a
-		// Read of nothing would not wait: a caller reading again would spin). Wait for Stop
-		// only, in short steps, looking at the next slot between them.
-		deadline := time.Now().Add(d)
-		s := p.rx.slot(p.next)
-		for atomic.LoadUint32(status(s))&unix.TP_STATUS_USER == 0 && !p.stopped.Load() {
-			left := time.Until(deadline)
-			if left <= 0 {
-				return p.gone()
-			}
-			ts := unix.NsecToTimespec(int64(min(left, heldStep)))
-			if _, err := unix.Ppoll(fds[1:], &ts, nil); err != nil && !errors.Is(err, unix.EINTR) {
-				return fmt.Errorf("afpacket: poll on %s: %v", p.iface, err)
-			}
-		}
-		return nil
-	}
-	ms := int((d + time.Millisecond - 1) / time.Millisecond)
+func (p *Port) wait(d time.Duration) error {
+	// A frame that came since the caller looked at the ring left an edge pending: the wait
+	// returns at once, and the caller looks again (an edge of a frame it read already gives
+	// it nothing: it waits again, up to Poll).
+	ms := max(1, int((d+time.Millisecond-1)/time.Millisecond)) // (never 0: no wait; nor < 0: for ever)
+	var ev [2]unix.EpollEvent
 	for {
-		n, err := unix.Poll(fds, ms)
-		if err == nil {
-			if n == 0 || fds[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0 {
-				// An error on the socket (ENETDOWN: the interface went down, or away) is
-				// reported until read: poll would return at once from then on.
+		n, err := unix.EpollWait(p.epfd, ev[:], ms)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("afpacket: wait on %s: %v", p.iface, err)
+		}
+		for _, e := range ev[:n] {
+			if e.Fd == int32(p.rxfd) && e.Events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+				// An error on the socket (ENETDOWN: the interface went down, or away):
+				// read, so that it is reported once.
 				unix.GetsockoptInt(p.rxfd, unix.SOL_SOCKET, unix.SO_ERROR)
 				return p.gone()
 			}
-			return nil
 		}
-		if !errors.Is(err, unix.EINTR) {
-			return fmt.Errorf("afpacket: poll on %s: %v", p.iface, err)
+		if n == 0 {
+			return p.gone()
 		}
+		return nil
 	}
 }
-
-// heldStep is how often a Read waiting for a frame while the one before is kept for rereads
-// (wait) looks at the ring.
-const heldStep = 500 * time.Microsecond
 
 // gone fails once the interface was removed: the kernel unbinds its sockets from it (an
 // interface down keeps them bound, and they receive again once it is up).
@@ -436,6 +450,7 @@ func (p *Port) Write(pkts []*packet.Packet) error {
 			}
 			if st&unix.TP_STATUS_WRONG_FORMAT != 0 { // (the kernel refused it: counted)
 				p.st.TxDropped++
+				p.st.Sent-- // (counted when queued)
 				atomic.StoreUint32(status(s), unix.TP_STATUS_AVAILABLE)
 				break
 			}
@@ -462,6 +477,7 @@ func (p *Port) Write(pkts []*packet.Packet) error {
 // send has the kernel send the frames queued in the transmit ring (flags 0: it returns
 // once they went).
 func (p *Port) send(flags int) error {
+	var full time.Time // since when the device's queue is full
 	for {
 		err := unix.Sendto(p.txfd, nil, flags, nil)
 		switch {
@@ -469,12 +485,22 @@ func (p *Port) send(flags int) error {
 			return nil
 		case errors.Is(err, unix.EINTR):
 		case errors.Is(err, unix.ENOBUFS), errors.Is(err, unix.EAGAIN):
-			time.Sleep(100 * time.Microsecond) // the device's queue is full: it drains
+			// The device's queue is full: it drains — unless it stays full (a link that
+			// does not send), which ends the writes rather than blocking them for ever.
+			if full.IsZero() {
+				full = time.Now()
+			} else if time.Since(full) > sendStuck {
+				return fmt.Errorf("afpacket: send on %s: the device's queue stayed full for %v: %v", p.iface, sendStuck, err)
+			}
+			time.Sleep(100 * time.Microsecond)
 		default:
 			return fmt.Errorf("afpacket: send on %s: %v", p.iface, err)
 		}
 	}
 }
+
+// sendStuck is how long a send waits for a device whose queue is full.
+const sendStuck = 5 * time.Second
 
 // Stats returns what the Port counted; Dropped from the kernel's counters, read now.
 func (p *Port) Stats() Stats {

@@ -9,6 +9,8 @@ import (
 	"io"
 	"math"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -409,6 +411,9 @@ func TestWaitHeld(t *testing.T) {
 	if n, err := c.Read(batch); n != 1 || err != nil || binary.BigEndian.Uint32(batch[0].Data[42:]) != 3 {
 		t.Fatalf("read of a frame sent while the one before is kept: %d, %v", n, err)
 	}
+	if d := time.Since(t0); d > 90*time.Millisecond { // sent at 50 ms
+		t.Errorf("a frame sent at 50 ms was read at %v: the wait did not wake on it", d)
+	}
 	if n, err := c.Read(batch); n != 0 || err != io.EOF {
 		t.Fatalf("read at Stop while frames are kept: %d, %v; want io.EOF", n, err)
 	}
@@ -499,4 +504,41 @@ func TestOpenNotEthernet(t *testing.T) {
 		}
 	}
 	open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256}) // (a veth is Ethernet)
+}
+
+// TestPromisc: a Port that reads puts its interface in promiscuous mode while it is open
+// (a NIC would otherwise filter out the frames of other hosts that a middlebox must see),
+// unless NoPromisc; a Port that only writes does not.
+func TestPromisc(t *testing.T) {
+	l := netnstest.New(t)
+	promiscuity := func() int {
+		out, err := exec.Command("ip", "-n", l.NsB, "-d", "link", "show", l.IfB).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip link: %v: %s", err, out)
+		}
+		m := regexp.MustCompile(`promiscuity (\d+)`).FindSubmatch(out)
+		if m == nil {
+			t.Fatalf("no promiscuity in %s", out)
+		}
+		n, _ := strconv.Atoi(string(m[1]))
+		return n
+	}
+	if n := promiscuity(); n != 0 {
+		t.Fatalf("promiscuity %d before any Port", n)
+	}
+	b := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256, NoTx: true})
+	if n := promiscuity(); n != 1 {
+		t.Errorf("promiscuity %d with a Port reading, want 1", n)
+	}
+	b.Close()
+	if n := promiscuity(); n != 0 {
+		t.Errorf("promiscuity %d once it closed, want 0", n)
+	}
+	c := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256, NoTx: true, NoPromisc: true})
+	w := open(t, l.NsB, l.IfB, afpacket.Options{NoRx: true})
+	if n := promiscuity(); n != 0 {
+		t.Errorf("promiscuity %d with NoPromisc and a Port writing only, want 0", n)
+	}
+	c.Close()
+	w.Close()
 }

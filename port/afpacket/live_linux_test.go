@@ -142,8 +142,8 @@ func TestLiveRingBound(t *testing.T) {
 			if i == n {
 				time.Sleep(time.Second)
 			}
-			if i >= n { // (paced: about 16,000 packets/s, which the run keeps up with under -race)
-				k = min(16, len(ps)-i)
+			if i >= n { // (paced: about 8,000 packets/s, which the run keeps up with under -race)
+				k = min(8, len(ps)-i)
 				time.Sleep(time.Millisecond)
 			}
 			if err := a.Write(ps[i : i+k]); err != nil {

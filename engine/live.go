@@ -809,7 +809,10 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			// The log keeps positions in the input, which holds a fixed number of frames
 			// (a live interface's ring): the log's bound, half of them, leaves the other
 			// half for the frames read between two of the root's releases (a tick) and
-			// the batches being filled.
+			// the batches being filled. (The input releases in order: it holds every frame
+			// from the oldest one the log keeps, more than the log's count while one unit's
+			// checkpoint lags — a unit stalled until declared failed. Then the input fills
+			// first, and a live interface's kernel drops what comes, counted.)
 			need := 4 * (cfg.MaxUnits + 2) * cfg.Batch
 			if h.Holds() < need {
 				return LiveSummary{}, fmt.Errorf("engine: the input holds %d frames for replays, too few for the packet log of %d units with batches of %d: it needs at least %d (a larger receive ring: afpacket.Options.Frames, snf run --ring)", h.Holds(), cfg.MaxUnits, cfg.Batch, need)

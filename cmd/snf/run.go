@@ -37,15 +37,17 @@ default configs (--nfs; 'snf nfs' lists them). The input is a pcap or pcapng cap
 (Ethernet); without --in, snf generates synthetic traffic (TCP, UDP and ICMP flows from
 10.0.0.0/16 to 198.18.0.0/15 and back). --in gen:SPEC streams a realistic generated workload
 (flow sizes from published distributions, a load profile over time; the SPEC is that of
-'snf trace gen', e.g. gen:websearch,load=0.3,duration=5s) without writing a file. The output, if --out is given, is a capture of the
-packets that leave the chain (pcapng if the name ends in .pcapng, else pcap).
+'snf trace gen', e.g. gen:websearch,load=0.3,duration=5s) without writing a file. The
+output, if --out is given, is a capture of the packets that leave the chain (pcapng if the
+name ends in .pcapng, else pcap).
 
 --in if:IFACE reads a live network interface (Linux, as root: AF_PACKET with a memory-mapped
-receive ring of --ring frames; the interface in promiscuous mode while it runs), until Ctrl-C — which ends the run normally, its summary
-printed — or --count packets, or --idle without one; --out if:IFACE sends the packets out of
-one (it may be the input's). With --recovery, the packet log keeps where each packet is in
-the receive ring, which holds the frames until a checkpoint covers them; when the ring is
-full of frames kept, the kernel drops what arrives, and the summary counts it.
+receive ring of --ring frames; the interface in promiscuous mode while it runs) until
+Ctrl-C — which ends the run normally, its summary printed — or --count packets, or --idle
+without one; --out if:IFACE sends the packets out of one (it may be the input's). With
+--recovery, the packet log keeps where each packet is in the receive ring, which holds the
+frames until a checkpoint covers them; when the ring is full of frames kept, the kernel
+drops what arrives, and the summary counts it.
 
 With --policy (or --units, --compare) the chain runs on an elastic pool of compute units:
 a root detects flowlets and sends each new one to a unit chosen by the policy (snf: flowlet
@@ -637,8 +639,8 @@ func checkLive(cmd string, live bool, fs *flag.FlagSet, speed string, verify, co
 		return &exitError{2, cmd + ": --verify reads its input into memory and runs it twice: capture the interface first (--out FILE with --nfs none), then verify the capture"}
 	case compare:
 		return &exitError{2, cmd + ": --compare runs every policy on the same input: capture the interface first, then compare on the capture"}
-	case ring < 256 || ring > 1<<22:
-		return &exitError{2, cmd + ": --ring must be between 256 and 4194304 frames"}
+	case ring < 256 || ring > 1<<19:
+		return &exitError{2, cmd + ": --ring must be between 256 and 524288 frames (of 2 KB: 1 GB)"}
 	case count < 0 || idle < 0:
 		return &exitError{2, cmd + ": --count and --idle must be >= 0"}
 	}

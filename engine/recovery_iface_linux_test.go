@@ -31,18 +31,8 @@ func BenchmarkRecoveryInterface(b *testing.B) {
 	}
 	const n = 250000
 	bench := func(b *testing.B, frames []mem.Frame) {
-		l := netnstest.New(b)
-		var far, near *afpacket.Port
-		netnstest.In(b, l.NsA, func() { far, err = afpacket.Open(l.IfA, afpacket.Options{NoRx: true}) })
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer far.Close()
-		pkts := make([]*packet.Packet, len(frames))
-		for i, f := range frames {
-			pkts[i] = &packet.Packet{}
-			pkts[i].SetData(f.Data, f.Time, len(f.Data))
-		}
+		l, far, pkts := farEnd(b, frames)
+		var near *afpacket.Port
 		done := func() {
 			if near == nil {
 				return
@@ -77,18 +67,7 @@ func BenchmarkRecoveryInterface(b *testing.B) {
 		// reads: 40,000 frames, 16 every 160 µs (100,000 packets/s); off, on (positions in
 		// the ring) and copied in turn, each first in turn; the medians over the iterations.
 		frames := generated(&testing.T{}, 40000)
-		l := netnstest.New(b)
-		var far *afpacket.Port
-		netnstest.In(b, l.NsA, func() { far, err = afpacket.Open(l.IfA, afpacket.Options{NoRx: true}) })
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer far.Close()
-		pkts := make([]*packet.Packet, len(frames))
-		for i, f := range frames {
-			pkts[i] = &packet.Packet{}
-			pkts[i].SetData(f.Data, f.Time, len(f.Data))
-		}
+		l, far, pkts := farEnd(b, frames)
 		modes := []struct {
 			name         string
 			on, readOnce bool
@@ -139,4 +118,23 @@ func BenchmarkRecoveryInterface(b *testing.B) {
 		}
 	})
 	b.Run("capture", func(b *testing.B) { bench(b, captureCopies(b, n)) })
+}
+
+// farEnd makes a link (netnstest) and opens its far end for sending frames, given as packets
+// (closed when b ends).
+func farEnd(b *testing.B, frames []mem.Frame) (netnstest.Link, *afpacket.Port, []*packet.Packet) {
+	l := netnstest.New(b)
+	var far *afpacket.Port
+	var err error
+	netnstest.In(b, l.NsA, func() { far, err = afpacket.Open(l.IfA, afpacket.Options{NoRx: true}) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { far.Close() })
+	pkts := make([]*packet.Packet, len(frames))
+	for i, f := range frames {
+		pkts[i] = &packet.Packet{}
+		pkts[i].SetData(f.Data, f.Time, len(f.Data))
+	}
+	return l, far, pkts
 }

@@ -140,7 +140,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	alerts := fs.String("alerts", "", "write the NFs' alerts as JSON lines to this file (- for stderr)")
 	recovery := fs.Bool("recovery", false, "elastic runs: log packets at the root and checkpoint units, so that a failed unit is replaced and its packets replayed (not with --policy perpacket)")
-	ring := fs.Int("ring", 65536, "--in if:IFACE: frames of 2 KB its receive ring holds (the most the packet log may keep for replays)")
+	ring := fs.Int("ring", 65536, "--in if:IFACE: frames of 2 KB its receive ring holds: with --recovery it keeps every frame from the oldest one a replay may need, so give it at least the rate times the failure timeout (100ms) — a stalled unit's frames fill it until the unit is replaced, and the kernel drops what comes meanwhile")
 	count := fs.Int64("count", 0, "--in if:IFACE: stop after this many packets (default: at Ctrl-C)")
 	idle := fs.Duration("idle", 0, "--in if:IFACE: stop after this long without a packet (default: at Ctrl-C)")
 	readOnce := fs.Bool("read-once", false, "with --recovery: take the input as one that cannot be read again, as a pipe: the packet log keeps copies of the frames (for a chain whose NFs read only headers, their headers once written), not their positions in the input")

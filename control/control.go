@@ -234,6 +234,14 @@ func (c *Controller) Tick(at time.Duration, dt time.Duration, pool *policy.Pool,
 	c.timeline = append(c.timeline, Sample{At: at, Active: active, Offered: offered, Saturated: pool.Saturated})
 }
 
+// Active returns the units active at the last Tick (0 before the first).
+func (c *Controller) Active() int {
+	if len(c.timeline) == 0 {
+		return 0
+	}
+	return c.timeline[len(c.timeline)-1].Active
+}
+
 // Draining calls fn for each active unit that is draining, with busy set once it has
 // drained for Config.BusyAfter ticks (its running flowlets should move too).
 func (c *Controller) Draining(pool *policy.Pool, fn func(i int, busy bool)) {

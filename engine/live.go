@@ -1070,13 +1070,7 @@ func RunLive(ctx context.Context, cfg LiveConfig) (LiveSummary, error) {
 			l.flushMarked() // (the Markers of a draining unit's idle flows)
 			if cfg.Progress != nil && now.Sub(lastProg) >= cfg.ProgressEvery {
 				lastProg = now
-				active := 0
-				for _, u := range l.pool.Units {
-					if u.Active {
-						active++
-					}
-				}
-				cfg.Progress(LiveProgress{Packets: idx, Elapsed: now.Sub(l.start), Units: active})
+				cfg.Progress(LiveProgress{Packets: idx, Elapsed: now.Sub(l.start), Units: l.ctl.Active()})
 			}
 		}
 		if err != nil {

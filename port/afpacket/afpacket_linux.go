@@ -220,7 +220,9 @@ func (p *Port) Read(pkts []packet.Packet) (int, error) {
 			return 0, io.EOF
 		}
 		if n := p.fill(pkts); n > 0 {
-			p.last = time.Now()
+			if p.o.Idle > 0 {
+				p.last = time.Now()
+			}
 			return n, nil
 		}
 		if len(pkts) == 0 {
@@ -236,9 +238,8 @@ func (p *Port) Read(pkts []packet.Packet) (int, error) {
 			return 0, nil // nothing within Poll
 		}
 		p.waited = true
-		if p.next-p.released >= uint64(p.rx.frames) {
-			// Every slot holds a frame kept for rereads (the kernel drops what comes): the
-			// caller releases some.
+		if p.full() {
+			// The kernel drops what comes: the caller releases some.
 			time.Sleep(min(deadline.Sub(now), time.Millisecond))
 			return 0, nil
 		}
@@ -254,13 +255,13 @@ func (p *Port) Read(pkts []packet.Packet) (int, error) {
 
 // fill reads the frames ready, up to len(pkts) (and Options.Count).
 func (p *Port) fill(pkts []packet.Packet) int {
+	if p.o.Count > 0 {
+		pkts = pkts[:min(int64(len(pkts)), max(0, p.o.Count-int64(p.st.Received)))]
+	}
 	n := 0
 	for n < len(pkts) {
-		if p.o.Count > 0 && int64(p.st.Received) >= p.o.Count {
-			break
-		}
-		if p.next-p.released >= uint64(p.rx.frames) {
-			break // every slot holds a frame kept for rereads: the kernel drops meanwhile
+		if p.full() {
+			break // (the kernel drops meanwhile)
 		}
 		s := p.rx.slot(p.next)
 		if atomic.LoadUint32(status(s))&unix.TP_STATUS_USER == 0 {
@@ -284,6 +285,9 @@ func (p *Port) fill(pkts []packet.Packet) int {
 	}
 	return n
 }
+
+// full reports whether every slot holds a frame kept for rereads.
+func (p *Port) full() bool { return p.next-p.released >= uint64(p.rx.frames) }
 
 // done gives slot seq, read, back to the kernel unless the Port keeps the frames it read.
 func (p *Port) done(seq uint64) {
@@ -309,7 +313,7 @@ func (p *Port) frame(s []byte) (f []byte, wire int, ts int64) {
 	if st&unix.TP_STATUS_VLAN_VALID == 0 || len(f) < 12 {
 		return f, wire, ts
 	}
-	tpid := uint16(0x8100)
+	tpid := uint16(packet.EtherTypeVLAN)
 	if st&unix.TP_STATUS_VLAN_TPID_VALID != 0 && h.Vlan_tpid != 0 {
 		tpid = h.Vlan_tpid
 	}
@@ -438,7 +442,7 @@ func (p *Port) Write(pkts []*packet.Packet) error {
 	queued := 0
 	for _, pk := range pkts {
 		d := pk.Data
-		if len(d) < 14 || len(d) > limitTagged || (len(d) > limit && binary.BigEndian.Uint16(d[12:]) != 0x8100) {
+		if len(d) < 14 || len(d) > limitTagged || (len(d) > limit && !tagged(d)) {
 			p.st.TxDropped++
 			continue
 		}
@@ -455,7 +459,7 @@ func (p *Port) Write(pkts []*packet.Packet) error {
 				break
 			}
 			// The ring is full: have the kernel send what is queued, and wait for it.
-			if err := p.send(0); err != nil {
+			if err := p.send(); err != nil {
 				return err
 			}
 			queued = 0
@@ -469,17 +473,22 @@ func (p *Port) Write(pkts []*packet.Packet) error {
 		queued++
 	}
 	if queued > 0 {
-		return p.send(0)
+		return p.send()
 	}
 	return nil
 }
 
-// send has the kernel send the frames queued in the transmit ring (flags 0: it returns
-// once they went).
-func (p *Port) send(flags int) error {
+// tagged reports whether frame d (14 bytes or more) carries a VLAN tag (802.1Q or 802.1ad).
+func tagged(d []byte) bool {
+	et := binary.BigEndian.Uint16(d[12:])
+	return et == packet.EtherTypeVLAN || et == packet.EtherTypeQinQ
+}
+
+// send has the kernel send the frames queued in the transmit ring: it returns once they went.
+func (p *Port) send() error {
 	var full time.Time // since when the device's queue is full
 	for {
-		err := unix.Sendto(p.txfd, nil, flags, nil)
+		err := unix.Sendto(p.txfd, nil, 0, nil)
 		switch {
 		case err == nil:
 			return nil

@@ -383,18 +383,10 @@ func TestWaitHeld(t *testing.T) {
 	b := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256, NoTx: true, Poll: 20 * time.Millisecond})
 	send(t, a, [][]byte{frame(0, 100), frame(1, 100)})
 	receive(t, b, 2) // (kept: not released)
-	batch := make([]packet.Packet, 8)
-	t0 := time.Now()
-	reads := 0
-	for time.Since(t0) < 200*time.Millisecond {
-		if n, err := b.Read(batch); n != 0 || err != nil {
-			t.Fatalf("read of nothing: %d, %v", n, err)
-		}
-		reads++
-	}
-	if reads > 20 {
+	if reads := emptyReads(t, b, "nothing"); reads > 20 {
 		t.Errorf("%d reads of nothing in 200 ms with Poll 20 ms: a Read did not wait", reads)
 	}
+	batch := make([]packet.Packet, 8)
 
 	c := open(t, l.NsB, l.IfB, afpacket.Options{Frames: 256, NoTx: true, Poll: time.Hour})
 	send(t, a, [][]byte{frame(2, 100)})
@@ -407,7 +399,7 @@ func TestWaitHeld(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		c.Stop()
 	}()
-	t0 = time.Now()
+	t0 := time.Now()
 	if n, err := c.Read(batch); n != 1 || err != nil || binary.BigEndian.Uint32(batch[0].Data[42:]) != 3 {
 		t.Fatalf("read of a frame sent while the one before is kept: %d, %v", n, err)
 	}
@@ -437,18 +429,10 @@ func TestInterfaceDown(t *testing.T) {
 		}
 	}
 	ip("link", "set", l.IfB, "down")
-	batch := make([]packet.Packet, 8)
-	t0 := time.Now()
-	reads := 0
-	for time.Since(t0) < 200*time.Millisecond {
-		if n, err := b.Read(batch); n != 0 || err != nil {
-			t.Fatalf("read of a down interface: %d, %v; want 0, nil", n, err)
-		}
-		reads++
-	}
-	if reads > 20 {
+	if reads := emptyReads(t, b, "a down interface"); reads > 20 {
 		t.Errorf("%d reads of a down interface in 200 ms with Poll 20 ms: a Read did not wait", reads)
 	}
+	batch := make([]packet.Packet, 8)
 	ip("link", "set", l.IfB, "up")
 	// (sent again until one comes: the link may take a moment to carry frames once up)
 	for deadline := time.Now().Add(5 * time.Second); ; {
@@ -576,4 +560,18 @@ func TestNoAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(50, round); n != 0 {
 		t.Errorf("%.1f allocations per batch of 64 written and read", n)
 	}
+}
+
+// emptyReads reads p for 200 ms, each Read wanted to give nothing (0, nil), and returns how
+// many there were (what names the input in a failure).
+func emptyReads(t *testing.T, p *afpacket.Port, what string) int {
+	t.Helper()
+	batch := make([]packet.Packet, 8)
+	reads := 0
+	for t0 := time.Now(); time.Since(t0) < 200*time.Millisecond; reads++ {
+		if n, err := p.Read(batch); n != 0 || err != nil {
+			t.Fatalf("read of %s: %d, %v; want 0, nil", what, n, err)
+		}
+	}
+	return reads
 }
